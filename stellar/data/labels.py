@@ -1,0 +1,74 @@
+"""The one taxonomy module: survey labels (MK types, SDSS classes, SIMBAD otypes…) to model class lists.
+
+Class names travel with every model artifact; nothing downstream hard-codes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: MK spectral-type letters, hot to cool: the class list of the spectral models.
+MK_CLASSES: tuple[str, ...] = ("O", "B", "A", "F", "G", "K", "M")
+
+#: Lower Teff edge (K) of each MK letter on the main sequence, hot to cool (Pecaut & Mamajek 2013, rounded).
+#: A star at or above an edge and below the previous one gets that letter; below the last edge it is M.
+MK_TEFF_EDGES_K: tuple[float, ...] = (31_500.0, 10_000.0, 7_300.0, 5_950.0, 5_300.0, 3_900.0)
+
+_MK_PATTERN = re.compile(r"(?<![A-Za-z])([OBAFGKM])(?=[0-9.\s:IViv/+\-]|$)")
+
+
+def mk_letter_from_teff(teff: np.ndarray | Iterable[float]) -> np.ndarray:
+    """MK letter (as an index into :data:`MK_CLASSES`) of each effective temperature.
+
+    Parameters
+    ----------
+    teff : array-like of float, K
+        Effective temperatures.
+
+    Returns
+    -------
+    numpy.ndarray of int
+        Index into ``MK_CLASSES``; 0 is O, 6 is M.
+
+    Examples
+    --------
+    >>> [MK_CLASSES[i] for i in mk_letter_from_teff([40000, 9500, 5772, 3000])]
+    ['O', 'A', 'G', 'M']
+    """
+    t = np.asarray(teff, dtype=float)
+    edges = np.asarray(MK_TEFF_EDGES_K)
+    # number of edges the star is colder than = its class index
+    return (t[..., None] < edges).sum(axis=-1).astype(np.int64)
+
+
+def mk_letter_from_sptype(sptype: str | None) -> str | None:
+    """First MK letter found in a free-text spectral type, or ``None`` when there is none.
+
+    Prefixes such as ``sd:``, ``sd``, ``d``, ``g`` and luminosity or peculiarity suffixes are ignored.
+
+    Examples
+    --------
+    >>> [mk_letter_from_sptype(s) for s in ["G6V", "sd:F", "KIIvw", "B9.5Vn", "DA2", "", None]]
+    ['G', 'F', 'K', 'B', None, None, None]
+    """
+    if sptype is None:
+        return None
+    text = str(sptype).strip()
+    if not text or text.upper().startswith(("D", "W", "C", "S ")) and not text.startswith(("sd", "d")):
+        # white dwarfs (DA…), Wolf–Rayet, carbon stars: outside the MK letter taxonomy
+        return None
+    text = re.sub(r"^(sd|esd|usd|d|g|c)[:]?", "", text)
+    m = _MK_PATTERN.search(text)
+    return m.group(1) if m else None
+
+
+def mk_index(letters: Iterable[str | None]) -> np.ndarray:
+    """Indices into :data:`MK_CLASSES` of MK letters; ``-1`` where a letter is missing or unknown."""
+    lookup = {c: i for i, c in enumerate(MK_CLASSES)}
+    return np.asarray([lookup.get(x, -1) if isinstance(x, str) else -1 for x in letters], dtype=np.int64)

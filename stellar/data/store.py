@@ -1,0 +1,273 @@
+"""The dataset store: zarr groups of arrays + a metadata table + provenance, written once and read many times.
+
+Layout of one dataset ``<root>/<name>``::
+
+    <name>/                      zarr group; attrs: modality, units, grid info, provenance, content_hash, …
+        arrays/<field>           one array per modality field, rows = objects (e.g. flux, ivar, mask)
+        grid/<axis>              shared axes (e.g. log_wave for spectra), optional
+        meta/<column>            one 1-D array per metadata column (strings as variable-length UTF-8)
+
+Simulators and connectors write this format; datamodules read only it. The root is a local path or an fsspec
+URL (``memory://…``, ``s3://…``). A dataset is complete only when its ``complete`` attribute is set, which is
+written last; on a local disk the whole group is first written beside its final place and then renamed, so a
+crash never leaves a half-written dataset under its name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import numpy as np
+import pandas as pd
+import zarr
+
+from stellar import __version__
+from stellar.errors import StellarDataError, StellarValueError
+
+log = logging.getLogger(__name__)
+
+REQUIRED_META = ("object_id", "survey", "ra", "dec")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+def content_hash(arrays: Mapping[str, np.ndarray], meta: pd.DataFrame, grid: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 over every array's bytes, shape and dtype and over the metadata table, in a fixed (sorted) order."""
+    h = hashlib.sha256()
+    for kind, mapping in (("arrays", arrays), ("grid", grid)):
+        for key in sorted(mapping):
+            a = np.ascontiguousarray(mapping[key])
+            h.update(f"{kind}/{key}:{a.dtype.str}:{a.shape}".encode())
+            h.update(a.tobytes())
+    h.update(meta.to_csv(index=False).encode())
+    return h.hexdigest()
+
+
+def _validate_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
+        raise StellarValueError(
+            f"dataset name {name!r} is not allowed: use letters, digits, '_', '-', '.' (no path separators or '..')"
+        )
+    return name
+
+
+def _meta_column(values: pd.Series) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(values):
+        return values.to_numpy(dtype=bool)
+    if pd.api.types.is_numeric_dtype(values):
+        return values.to_numpy()
+    # strings (and mixed objects) become variable-length UTF-8; missing becomes the empty string
+    return np.asarray(values.fillna("").astype(str).to_numpy(), dtype=np.dtypes.StringDType())
+
+
+@dataclass
+class Dataset:
+    """A read view of one stored dataset. Arrays stay lazy (zarr) until :meth:`load` is called."""
+
+    name: str
+    group: zarr.Group
+    meta: pd.DataFrame
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fields(self) -> list[str]:
+        return sorted(self.group["arrays"].array_keys())
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.meta)
+
+    def array(self, name: str) -> zarr.Array:
+        """The lazy zarr array of one field."""
+        if name not in self.fields:
+            raise StellarDataError(f"dataset {self.name!r} has no field {name!r}; it has {self.fields}")
+        return self.group["arrays"][name]
+
+    def load(self, name: str, rows: np.ndarray | slice | None = None) -> np.ndarray:
+        """Read one field (all rows, a slice or sorted integer rows) into memory."""
+        arr = self.array(name)
+        if rows is None:
+            return np.asarray(arr[...])
+        if isinstance(rows, slice):
+            return np.asarray(arr[rows])
+        return np.asarray(arr.get_orthogonal_selection((np.asarray(rows),)))
+
+    def grid(self, name: str) -> np.ndarray:
+        """A shared axis stored with the dataset (e.g. ``log_wave``)."""
+        if "grid" not in self.group or name not in self.group["grid"]:
+            raise StellarDataError(f"dataset {self.name!r} has no grid axis {name!r}")
+        return np.asarray(self.group["grid"][name][...])
+
+
+class DatasetStore:
+    """A folder (local path or fsspec URL) of datasets, each written once.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> store = DatasetStore("memory://doctest-store")
+    >>> meta = pd.DataFrame({"object_id": ["a", "b"], "survey": "sim", "ra": [0.0, 1.0], "dec": [0.0, 1.0]})
+    >>> ds = store.write("demo", {"flux": np.ones((2, 3), "f4")}, meta, modality="spectra")
+    >>> store.open("demo").load("flux").shape
+    (2, 3)
+    """
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = str(root).rstrip("/")
+        self.fs, self._path = fsspec.core.url_to_fs(self.root)
+        self.is_local = getattr(self.fs, "protocol", None) in ("file", ("file", "local")) or isinstance(
+            self.fs, fsspec.implementations.local.LocalFileSystem
+        )
+
+    def _url(self, name: str) -> str:
+        return f"{self.root}/{name}"
+
+    def list(self) -> list[str]:
+        """Names of the complete datasets in the store."""
+        if not self.fs.exists(self._path):
+            return []
+        names = []
+        for p in self.fs.ls(self._path, detail=False):
+            name = str(p).rstrip("/").rsplit("/", 1)[-1]
+            if not name.startswith(".") and self.exists(name):
+                names.append(name)
+        return sorted(names)
+
+    def exists(self, name: str) -> bool:
+        """True when a complete dataset of this name is stored."""
+        _validate_name(name)
+        try:
+            g = zarr.open_group(self._url(name), mode="r")
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
+            return False
+        return bool(g.attrs.get("complete", False))
+
+    def open(self, name: str) -> Dataset:
+        """Open a complete dataset for reading."""
+        if not self.exists(name):
+            raise StellarDataError(f"no complete dataset {name!r} in store {self.root!r}; it has {self.list()}")
+        g = zarr.open_group(self._url(name), mode="r")
+        mg = g["meta"]
+        order = list(g.attrs.get("meta_columns", sorted(mg.array_keys())))
+        meta = pd.DataFrame({c: np.asarray(mg[c][...]) for c in order})
+        for c in order:
+            if meta[c].dtype.kind == "T":
+                meta[c] = meta[c].astype(object)
+        return Dataset(name=name, group=g, meta=meta, attrs=dict(g.attrs))
+
+    def write(
+        self,
+        name: str,
+        arrays: Mapping[str, np.ndarray],
+        meta: pd.DataFrame,
+        *,
+        modality: str,
+        grid: Mapping[str, np.ndarray] | None = None,
+        units: Mapping[str, str] | None = None,
+        provenance: Mapping[str, Any] | None = None,
+        attrs: Mapping[str, Any] | None = None,
+        chunk_rows: int = 512,
+    ) -> Dataset:
+        """Write a new dataset. Refuses to overwrite a complete one (datasets are immutable).
+
+        Parameters
+        ----------
+        name : str
+            Dataset name (letters, digits, ``_-.``).
+        arrays : mapping of str to ndarray
+            Row-aligned fields; the first axis of each must equal ``len(meta)``.
+        meta : pandas.DataFrame
+            One row per object; must hold ``object_id``, ``survey``, ``ra`` (deg) and ``dec`` (deg).
+        modality : str
+            ``spectra``, ``lightcurve``, ``sed``…
+        grid : mapping of str to ndarray, optional
+            Shared axes, e.g. ``{"log_wave": log10(λ/Å)}``.
+        units : mapping of str to str, optional
+            Unit of each field and grid axis, as astropy unit strings.
+        provenance : mapping, optional
+            Where the data came from (source, query, files and their hashes, parameters).
+        attrs : mapping, optional
+            Further JSON-serialisable attributes (e.g. preprocessing parameters).
+        chunk_rows : int
+            Rows per chunk along the first axis.
+        """
+        _validate_name(name)
+        grid = dict(grid or {})
+        missing = [c for c in REQUIRED_META if c not in meta.columns]
+        if missing:
+            raise StellarValueError(f"meta lacks required column(s) {missing}; it has {list(meta.columns)}")
+        if not arrays:
+            raise StellarValueError("arrays is empty: a dataset needs at least one field")
+        for key, a in arrays.items():
+            if np.shape(a)[0] != len(meta):
+                raise StellarValueError(f"array {key!r} has {np.shape(a)[0]} rows but meta has {len(meta)}")
+        if self.exists(name):
+            raise StellarDataError(f"dataset {name!r} already exists in {self.root!r}; stored datasets are immutable")
+
+        digest = content_hash(arrays, meta, grid)
+        all_attrs = {
+            **dict(attrs or {}),
+            "modality": modality,
+            "units": dict(units or {}),
+            "provenance": dict(provenance or {}),
+            "content_hash": digest,
+            "code_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(),
+            "n_rows": len(meta),
+            "meta_columns": [str(c) for c in meta.columns],
+        }
+        json.dumps(all_attrs)  # fail before writing anything if an attribute is not JSON-serialisable
+
+        final_url = self._url(name)
+        if self.is_local:
+            tmp_url = self._url(f".tmp-{name}-{uuid.uuid4().hex[:8]}")
+            target = tmp_url
+        else:
+            target = final_url
+            if self.fs.exists(f"{self._path}/{name}"):
+                # an incomplete leftover of a crashed write: never a stored dataset, safe to replace
+                log.warning("removing incomplete dataset %r left by an interrupted write", name)
+                self.fs.rm(f"{self._path}/{name}", recursive=True)
+        try:
+            g = zarr.open_group(target, mode="w")
+            ga = g.create_group("arrays")
+            for key, a in arrays.items():
+                a = np.asarray(a)
+                chunks = (min(chunk_rows, max(1, a.shape[0])), *a.shape[1:])
+                ga.create_array(key, data=a, chunks=chunks)
+            gg = g.create_group("grid")
+            for key, a in grid.items():
+                gg.create_array(key, data=np.asarray(a))
+            gm = g.create_group("meta")
+            for col in meta.columns:
+                gm.create_array(str(col), data=_meta_column(meta[col]))
+            g.attrs.update(all_attrs)
+            g.attrs["complete"] = True  # written last: readers ignore a dataset without it
+            if self.is_local:
+                final = Path(self._path) / name
+                if final.exists():  # an incomplete leftover (complete ones were refused above)
+                    shutil.rmtree(final)
+                os.replace(Path(self._path) / Path(tmp_url).name, final)
+        except BaseException:
+            if self.is_local:
+                shutil.rmtree(Path(self._path) / Path(target).name, ignore_errors=True)
+            raise
+        log.info("stored dataset %r (%d rows, fields %s) in %s", name, len(meta), sorted(arrays), self.root)
+        return self.open(name)
+
+    def get_or_create(self, name: str, build: Any) -> Dataset:
+        """Open ``name``, or call ``build()`` → kwargs of :meth:`write` and store it first."""
+        if self.exists(name):
+            return self.open(name)
+        return self.write(name, **build())

@@ -1,0 +1,17 @@
+"""One exception family for every user-facing error in stellar."""
+
+
+class StellarError(Exception):
+    """Base class of every error stellar raises on purpose."""
+
+
+class StellarValueError(StellarError, ValueError):
+    """An argument has a value (or shape, or unit) that is not allowed."""
+
+
+class StellarDataError(StellarError):
+    """Stored or source data is missing, malformed or inconsistent."""
+
+
+class StellarConfigError(StellarError):
+    """A configuration combination is invalid."""

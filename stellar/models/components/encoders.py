@@ -1,0 +1,116 @@
+"""Spectrum encoders: plain ``nn.Module``s mapping (flux, mask) of shape (B, L) to features (B, out_dim)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def _masked_input(flux: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Two channels: continuum-normalised flux with bad pixels set to the continuum (1), and a good-pixel flag."""
+    good = (~mask).to(flux.dtype)
+    return torch.stack([flux * good + (1.0 - good), good], dim=1)
+
+
+class SpectralCNN(nn.Module):
+    """1-D convolutional encoder: strided residual-free conv blocks, then masked global average pooling.
+
+    Parameters
+    ----------
+    channels : sequence of int
+        Output channels of each block; each block halves the length (stride 2).
+    kernel_size : int
+        Convolution width in pixels (at 1e-4 dex/pixel, 7 px ≈ 480 km/s).
+    dropout : float
+        Dropout before the output projection.
+    out_dim : int
+        Size of the feature vector.
+    """
+
+    def __init__(
+        self, channels: Sequence[int] = (16, 32, 64, 96), kernel_size: int = 7, dropout: float = 0.1, out_dim: int = 128
+    ):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 2
+        for c in channels:
+            layers += [
+                nn.Conv1d(c_in, c, kernel_size, stride=2, padding=kernel_size // 2),
+                nn.BatchNorm1d(c),
+                nn.GELU(),
+            ]
+            c_in = c
+        self.features = nn.Sequential(*layers)
+        self.project = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * c_in, out_dim), nn.GELU())
+        self.out_dim = out_dim
+
+    def forward(self, flux: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.features(_masked_input(flux, mask))
+        pooled = torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=-1)
+        return self.project(pooled)
+
+
+class SpectralTransformer(nn.Module):
+    """Patch transformer: non-overlapping pixel patches → tokens with sinusoidal position, CLS pooling.
+
+    Patches whose pixels are all masked are excluded from attention.
+
+    Parameters
+    ----------
+    patch_size : int
+        Pixels per token.
+    d_model, n_heads, n_layers, dim_feedforward : int
+        Transformer sizes.
+    dropout : float
+        Dropout inside the encoder layers.
+    out_dim : int
+        Size of the feature vector.
+    """
+
+    def __init__(
+        self,
+        patch_size: int = 32,
+        d_model: int = 64,
+        n_heads: int = 4,
+        n_layers: int = 2,
+        dim_feedforward: int = 128,
+        dropout: float = 0.1,
+        out_dim: int = 128,
+    ):
+        super().__init__()
+        self.patch_size = patch_size
+        self.embed = nn.Conv1d(2, d_model, kernel_size=patch_size, stride=patch_size)
+        self.cls = nn.Parameter(torch.zeros(1, 1, d_model))
+        layer = nn.TransformerEncoderLayer(
+            d_model, n_heads, dim_feedforward, dropout, batch_first=True, norm_first=True, activation="gelu"
+        )
+        self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+        self.project = nn.Sequential(nn.Linear(d_model, out_dim), nn.GELU())
+        self.d_model = d_model
+        self.out_dim = out_dim
+
+    def _positions(self, n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        pos = torch.arange(n, device=device, dtype=dtype)[:, None]
+        div = torch.exp(torch.arange(0, self.d_model, 2, device=device, dtype=dtype) * (-math.log(10_000.0) / self.d_model))
+        pe = torch.zeros(n, self.d_model, device=device, dtype=dtype)
+        pe[:, 0::2] = torch.sin(pos * div)
+        pe[:, 1::2] = torch.cos(pos * div)
+        return pe
+
+    def forward(self, flux: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, length = flux.shape
+        pad = (-length) % self.patch_size
+        x = _masked_input(flux, mask)
+        if pad:
+            x = nn.functional.pad(x, (0, pad))  # padded pixels carry good-flag 0, i.e. masked
+        tokens = self.embed(x).transpose(1, 2)  # (B, P, D)
+        tokens = tokens + self._positions(tokens.shape[1], tokens.device, tokens.dtype)
+        good = x[:, 1].reshape(b, -1, self.patch_size).amax(dim=-1) > 0  # patch has any good pixel
+        tokens = torch.cat([self.cls.expand(b, -1, -1), tokens], dim=1)
+        key_padding = torch.cat([torch.zeros(b, 1, dtype=torch.bool, device=flux.device), ~good], dim=1)
+        h = self.encoder(tokens, src_key_padding_mask=key_padding)
+        return self.project(self.norm(h[:, 0]))

@@ -1,0 +1,191 @@
+"""One LightningModule for (encoder, heads): a classification head and heteroscedastic regression heads.
+
+Batches are dicts: ``flux`` and ``mask`` (B, L) for the encoder, ``label`` (B,) int with -1 where unknown, and one
+float column per regression target in physical units (NaN where unknown). Targets listed in ``log_targets`` are
+learned as log10 (Teff), and every target is standardised with the training part's statistics.
+
+``forward`` returns the raw outputs (standardised space) used by the losses; :meth:`to_physical` turns them into the
+model-output contract of DESIGN.md in physical units: ``logits`` (N, C) and ``<t>_mean``, ``<t>_logvar`` with the
+log-variance of the physical quantity (e.g. K² for Teff).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+import torchmetrics
+from torch import nn
+
+from stellar.errors import StellarConfigError
+from stellar.models.components.heads import ClassificationHead, GaussianHead, gaussian_nll
+
+Batch = dict[str, torch.Tensor]
+
+
+class StellarModule(L.LightningModule):
+    """Encoder + optional class head + one Gaussian head per regression target.
+
+    Parameters
+    ----------
+    encoder : nn.Module
+        Maps ``(flux, mask)`` to features and exposes ``out_dim``.
+    name : str
+        Model name (used by the registry and reports).
+    class_names : sequence of str, optional
+        Class list of the classification head; ``None`` or empty for a regression-only model.
+    targets : sequence of str
+        Regression targets, e.g. ``["teff", "logg", "feh"]``.
+    log_targets : sequence of str
+        Targets learned as log10 of their value (Teff).
+    target_stats : mapping of str to (mean, std), optional
+        Standardisation of each target in learned space, from the training part; filled in by the pipeline.
+    optimizer, scheduler : callables, optional
+        Partials that take the parameters (and the optimizer).
+    class_weight, regression_weight : float
+        Loss weights of the two kinds of head.
+    label_smoothing : float
+        Cross-entropy label smoothing.
+    head_hidden : int
+        Hidden width of every head.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        name: str = "model",
+        class_names: Sequence[str] | None = None,
+        targets: Sequence[str] = (),
+        log_targets: Sequence[str] = ("teff",),
+        target_stats: Mapping[str, Sequence[float]] | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        class_weight: float = 1.0,
+        regression_weight: float = 1.0,
+        label_smoothing: float = 0.0,
+        head_hidden: int = 64,
+    ):
+        super().__init__()
+        class_names = list(class_names or [])
+        targets = list(targets)
+        if not class_names and not targets:
+            raise StellarConfigError("model needs class_names, targets or both; got neither")
+        stats = {t: tuple(float(v) for v in (target_stats or {}).get(t, (0.0, 1.0))) for t in targets}
+        # callables stay out of hparams: checkpoints hold only plain data (loadable with weights_only=True)
+        self.save_hyperparameters(ignore=["encoder", "optimizer", "scheduler"], logger=False)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.hparams["class_names"] = class_names
+        self.hparams["target_stats"] = stats
+        self.encoder = encoder
+        self.class_names = class_names
+        self.targets = targets
+        self.log_targets = set(log_targets)
+        self.target_stats = stats
+        dim = int(encoder.out_dim)  # type: ignore[arg-type]
+        self.class_head = ClassificationHead(dim, len(class_names), head_hidden) if class_names else None
+        self.reg_heads = nn.ModuleDict({t: GaussianHead(dim, head_hidden) for t in targets})
+        # one metric set per stage, cloned from one definition ("train" is a Module attribute, hence the suffix)
+        self.metrics = nn.ModuleDict({f"{stage}_metrics": self._make_metrics() for stage in ("train", "val", "test")})
+
+    def _make_metrics(self) -> nn.ModuleDict:
+        m: dict[str, nn.Module] = {}
+        if self.class_names:
+            m["acc"] = torchmetrics.classification.MulticlassAccuracy(
+                num_classes=len(self.class_names), average="micro", ignore_index=-1
+            )
+        for t in self.targets:
+            m[f"{t}_mae"] = torchmetrics.MeanAbsoluteError()
+        return nn.ModuleDict(m)
+
+    # ---- target transforms -------------------------------------------------------------------------------
+    def _to_learned(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        mean, std = self.target_stats[name]
+        v = torch.log10(value) if name in self.log_targets else value
+        return (v - mean) / std
+
+    def _to_physical(self, name: str, mean_z: torch.Tensor, logvar_z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, sd = self.target_stats[name]
+        y = mu + sd * mean_z
+        logvar_y = logvar_z + 2.0 * math.log(sd)
+        if name in self.log_targets:
+            value = torch.pow(10.0, y)
+            # delta method: σ_x = x ln10 σ_log10x
+            return value, logvar_y + 2.0 * torch.log(value * math.log(10.0))
+        return y, logvar_y
+
+    # ---- forward -----------------------------------------------------------------------------------------
+    def forward(self, flux: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.encoder(flux, mask)
+        out: dict[str, torch.Tensor] = {}
+        if self.class_head is not None:
+            out["logits"] = self.class_head(h)
+        for t, head in self.reg_heads.items():
+            out[f"{t}_mean"], out[f"{t}_logvar"] = head(h)
+        return out
+
+    def to_physical(self, raw: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Raw (standardised) outputs → the model-output contract in physical units."""
+        out: dict[str, torch.Tensor] = {}
+        if "logits" in raw:
+            out["logits"] = raw["logits"]
+        for t in self.targets:
+            out[f"{t}_mean"], out[f"{t}_logvar"] = self._to_physical(t, raw[f"{t}_mean"], raw[f"{t}_logvar"])
+        return out
+
+    # ---- steps -------------------------------------------------------------------------------------------
+    def _shared_step(self, batch: Batch, stage: str) -> torch.Tensor:
+        raw = self(batch["flux"], batch["mask"])
+        losses: dict[str, torch.Tensor] = {}
+        metrics = self.metrics[f"{stage}_metrics"]
+        if self.class_head is not None:
+            labels = batch["label"]
+            if (labels >= 0).any():
+                losses["class"] = self.hparams.class_weight * nn.functional.cross_entropy(
+                    raw["logits"], labels, ignore_index=-1, label_smoothing=self.hparams.label_smoothing
+                )
+            metrics["acc"].update(raw["logits"], labels)
+        phys = self.to_physical(raw) if self.targets else {}
+        for t in self.targets:
+            truth = batch[t]
+            losses[t] = self.hparams.regression_weight * gaussian_nll(
+                raw[f"{t}_mean"], raw[f"{t}_logvar"], self._to_learned(t, truth)
+            )
+            ok = torch.isfinite(truth)
+            if ok.any():
+                metrics[f"{t}_mae"].update(phys[f"{t}_mean"][ok], truth[ok])
+        loss = torch.stack(list(losses.values())).sum() if losses else raw[next(iter(raw))].sum() * 0.0
+        bs = batch["flux"].shape[0]
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=bs, on_step=on_step, on_epoch=True)
+        for k, v in losses.items():
+            self.log(f"{stage}/loss_{k}", v, batch_size=bs, on_step=False, on_epoch=True)
+        for k, metric in metrics.items():
+            self.log(f"{stage}/{k}", metric, prog_bar=k == "acc", on_step=False, on_epoch=True)
+        return loss
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "test")
+
+    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
+        out = self.to_physical(self(batch["flux"], batch["mask"]))
+        if "index" in batch:
+            out["index"] = batch["index"]
+        return out
+
+    def configure_optimizers(self) -> Any:
+        opt_factory = self.optimizer_factory or (lambda params: torch.optim.AdamW(params, lr=1e-3))
+        optimizer = opt_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -69,8 +69,9 @@ class StellarModule(L.LightningModule):
         head_hidden: int = 64,
     ):
         super().__init__()
-        class_names = list(class_names or [])
-        targets = list(targets)
+        class_names = [str(c) for c in class_names or []]
+        targets = [str(t) for t in targets]
+        log_targets = [str(t) for t in log_targets]  # plain lists: checkpoints must load with weights_only=True
         if not class_names and not targets:
             raise StellarConfigError("model needs class_names, targets or both; got neither")
         stats = {t: tuple(float(v) for v in (target_stats or {}).get(t, (0.0, 1.0))) for t in targets}

@@ -23,7 +23,7 @@ class SpectralCNN(nn.Module):
     channels : sequence of int
         Output channels of each block; each block halves the length (stride 2).
     kernel_size : int
-        Convolution width in pixels (at 1e-4 dex/pixel, 7 px ≈ 480 km/s).
+        Convolution width in pixels (at 1e-4 dex/pixel, 5 px ≈ 350 km/s in the first block).
     dropout : float
         Dropout before the output projection.
     out_dim : int
@@ -31,7 +31,7 @@ class SpectralCNN(nn.Module):
     """
 
     def __init__(
-        self, channels: Sequence[int] = (16, 32, 64, 96), kernel_size: int = 7, dropout: float = 0.1, out_dim: int = 128
+        self, channels: Sequence[int] = (8, 16, 32, 48, 64), kernel_size: int = 5, dropout: float = 0.1, out_dim: int = 128
     ):
         super().__init__()
         layers: list[nn.Module] = []

@@ -1,0 +1,231 @@
+"""DataModules: one store-backed base, thin subclasses per modality.
+
+``prepare_data`` makes sure the source's dataset is in the store (building it once through the modality's
+preprocessing); ``setup`` reads only the store, applies the split and serves batches as dicts of tensors.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from stellar.data.labels import MK_CLASSES
+from stellar.data.preprocess.spectra import SpectrumPreprocessing
+from stellar.data.sources import Source
+from stellar.data.store import Dataset as StoredDataset
+from stellar.data.store import DatasetStore
+from stellar.errors import StellarConfigError, StellarDataError
+from stellar.evaluation.splits import SplitResult
+
+log = logging.getLogger(__name__)
+
+
+class TensorDictDataset(Dataset):
+    """Rows of a dict of equally long tensors; fetches whole batches at once through ``__getitems__``."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]):
+        lengths = {len(v) for v in tensors.values()}
+        if len(lengths) != 1:
+            raise StellarDataError(f"tensors have different lengths {sorted(lengths)}")
+        self.tensors = tensors
+        self.length = lengths.pop()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {k: v[i] for k, v in self.tensors.items()}
+
+    def __getitems__(self, idx: list[int]) -> dict[str, torch.Tensor]:
+        ix = torch.as_tensor(idx, dtype=torch.long)
+        return {k: v[ix] for k, v in self.tensors.items()}
+
+
+def _batched(batch: Any) -> Any:
+    """Collate for ``__getitems__``: the dataset already returns a batch."""
+    return batch
+
+
+class StellarDataModule(L.LightningDataModule):
+    """Store-backed base DataModule.
+
+    Parameters
+    ----------
+    source : Source
+        Where the dataset comes from (simulator, a folder of survey files…); it builds the stored dataset once.
+    store_root : str
+        Dataset store root (path or fsspec URL).
+    split : callable, optional
+        Split strategy (metadata table → :class:`SplitResult`); ``None`` puts every row in the test part
+        (scoring a whole folder).
+    batch_size, num_workers : int
+        DataLoader settings.
+    class_names : sequence of str
+        Class list; rows whose ``class_key`` is not in it get label -1 (ignored by the losses).
+    class_key : str
+        Metadata column holding the class name.
+    targets : sequence of str
+        Regression target columns (physical units; NaN where unknown).
+    log_targets : sequence of str
+        Targets standardised in log10 space (must be positive).
+    data_dir : str, optional
+        The source folder, for sources that read one (kept here so configs can set ``datamodule.data_dir``).
+    """
+
+    #: arrays of the stored dataset that become batch fields
+    fields: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        source: Source,
+        store_root: str,
+        split: Any = None,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        class_names: Sequence[str] = MK_CLASSES,
+        class_key: str = "mk_class",
+        targets: Sequence[str] = ("teff", "logg", "feh"),
+        log_targets: Sequence[str] = ("teff",),
+        data_dir: str | None = None,
+    ):
+        super().__init__()
+        self.source = source
+        self.store = DatasetStore(store_root)
+        self.split = split
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.class_names = list(class_names)
+        self.class_key = class_key
+        self.targets = list(targets)
+        self.log_targets = set(log_targets)
+        self.data_dir = data_dir
+        self.dataset: StoredDataset | None = None
+        self.split_result: SplitResult | None = None
+        self.target_stats: dict[str, tuple[float, float]] = {}
+        self._parts: dict[str, TensorDictDataset] = {}
+
+    # ---- modality hooks ----------------------------------------------------------------------------------
+    def build_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :meth:`DatasetStore.write` for this source (the modality's preprocessing)."""
+        raise NotImplementedError
+
+    @property
+    def dataset_name(self) -> str:
+        raise NotImplementedError
+
+    # ---- Lightning hooks ---------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        self.store.get_or_create(self.dataset_name, self.build_kwargs)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.dataset is not None:
+            return
+        self.prepare_data()
+        ds = self.store.open(self.dataset_name)
+        meta = ds.meta.copy()
+        meta["label"] = self.encode_labels(meta)
+        missing = [t for t in self.targets if t not in meta.columns]
+        if missing:
+            raise StellarConfigError(f"targets {missing} are not columns of dataset {ds.name!r}: {list(meta.columns)}")
+        result = self.split(meta) if self.split is not None else self._score_all(meta)
+        self.dataset, self.meta, self.split_result = ds, meta, result
+        self.target_stats = self._target_stats(meta.iloc[result.train]) if len(result.train) else {}
+        arrays = {f: ds.load(f) for f in self.fields}
+        for part, idx in result.parts().items():
+            self._parts[part] = TensorDictDataset(self._tensors(arrays, meta, idx))
+        log.info("dataset %s: %s rows per part", ds.name, {k: len(v) for k, v in result.parts().items()})
+
+    def encode_labels(self, meta: pd.DataFrame) -> np.ndarray:
+        """Class index of every row, -1 where the class is missing or outside ``class_names``."""
+        if self.class_key not in meta.columns:
+            return np.full(len(meta), -1, dtype=np.int64)
+        lookup = {c: i for i, c in enumerate(self.class_names)}
+        return np.asarray([lookup.get(str(v), -1) for v in meta[self.class_key]], dtype=np.int64)
+
+    @staticmethod
+    def _score_all(meta: pd.DataFrame) -> SplitResult:
+        empty = np.array([], dtype=np.int64)
+        return SplitResult(train=empty, val=empty, test=np.arange(len(meta)), audit={"strategy": "none"})
+
+    def _target_stats(self, train: pd.DataFrame) -> dict[str, tuple[float, float]]:
+        stats = {}
+        for t in self.targets:
+            v = train[t].to_numpy(dtype=float)
+            v = v[np.isfinite(v)]
+            if t in self.log_targets:
+                v = np.log10(v[v > 0])
+            if len(v) < 2:
+                raise StellarDataError(f"target {t!r} has fewer than 2 known values in the training part")
+            stats[t] = (float(v.mean()), float(max(v.std(), 1e-6)))
+        return stats
+
+    def _tensors(self, arrays: dict[str, np.ndarray], meta: pd.DataFrame, idx: np.ndarray) -> dict[str, torch.Tensor]:
+        out = {k: torch.from_numpy(np.ascontiguousarray(a[idx])) for k, a in arrays.items()}
+        out["label"] = torch.from_numpy(meta["label"].to_numpy()[idx])
+        for t in self.targets:
+            out[t] = torch.from_numpy(meta[t].to_numpy(dtype=np.float32)[idx])
+        out["index"] = torch.from_numpy(idx.astype(np.int64))
+        return out
+
+    def part(self, name: str) -> TensorDictDataset:
+        if name not in self._parts:
+            raise StellarDataError(f"part {name!r} is not set up; call setup() first (parts: {list(self._parts)})")
+        return self._parts[name]
+
+    def _loader(self, part: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.part(part),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=_batched,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+
+class SpectraDataModule(StellarDataModule):
+    """Spectra on a shared log-wavelength grid: batch fields ``flux``, ``ivar``, ``mask`` (B, L).
+
+    Parameters
+    ----------
+    preprocessing : SpectrumPreprocessing
+        Resampling grid and continuum normalisation; the same object the server applies to requests.
+    **kwargs
+        See :class:`StellarDataModule`.
+    """
+
+    fields = ("flux", "ivar", "mask")
+
+    def __init__(self, source: Source, store_root: str, preprocessing: SpectrumPreprocessing | None = None, **kwargs: Any):
+        super().__init__(source, store_root, **kwargs)
+        self.preprocessing = preprocessing or SpectrumPreprocessing()
+
+    @property
+    def dataset_name(self) -> str:
+        return self.source.dataset_name(self.preprocessing.to_dict())
+
+    def build_kwargs(self) -> dict[str, Any]:
+        return self.source.build(self.preprocessing)
+
+    @property
+    def log_wave(self) -> np.ndarray:
+        return np.asarray(self.preprocessing.grid)

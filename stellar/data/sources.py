@@ -1,0 +1,180 @@
+"""Sources of spectra datasets: the simulator and MILES-format folders.
+
+A source names its dataset from a hash of everything that determines its content (parameters, input file
+bytes, preprocessing, code version), so a stored dataset is reused exactly when it would be rebuilt identically.
+``build(preprocessing)`` returns the keyword arguments of :meth:`stellar.data.store.DatasetStore.write`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from stellar import __version__
+from stellar.data.labels import mk_letter_from_sptype
+from stellar.data.preprocess.spectra import SpectrumPreprocessing
+from stellar.data.simulate.spectra import SpectrumSimulator
+from stellar.errors import StellarDataError
+
+log = logging.getLogger(__name__)
+
+SPECTRA_UNITS = {"flux": "", "ivar": "", "mask": "", "log_wave": "dex(Angstrom)"}
+
+
+class Source(Protocol):
+    def dataset_name(self, preprocessing: dict[str, Any]) -> str: ...
+
+    def build(self, preprocessing: Any) -> dict[str, Any]: ...
+
+
+def _digest(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:12]
+
+
+def _spectra_write_kwargs(
+    processed: dict[str, np.ndarray], meta: pd.DataFrame, preprocessing: SpectrumPreprocessing, provenance: dict
+) -> dict[str, Any]:
+    return {
+        "arrays": {"flux": processed["flux"], "ivar": processed["ivar"], "mask": processed["mask"]},
+        "meta": meta,
+        "modality": "spectra",
+        "grid": {"log_wave": np.asarray(preprocessing.grid)},
+        "units": SPECTRA_UNITS,
+        "provenance": provenance,
+        "attrs": {"preprocessing": preprocessing.to_dict()},
+    }
+
+
+@dataclasses.dataclass
+class SimulatedSpectraSource:
+    """``n`` spectra from :class:`SpectrumSimulator`, seeded; sky positions uniform on the sphere."""
+
+    n: int = 6000
+    seed: int = 0
+    simulator: SpectrumSimulator = dataclasses.field(default_factory=SpectrumSimulator)
+
+    def _params(self) -> dict[str, Any]:
+        return {"n": self.n, "seed": self.seed, "simulator": dataclasses.asdict(self.simulator)}
+
+    def dataset_name(self, preprocessing: dict[str, Any]) -> str:
+        return f"sim_spectra-{_digest(self._params(), preprocessing, __version__)}"
+
+    def build(self, preprocessing: SpectrumPreprocessing) -> dict[str, Any]:
+        sim = self.simulator.simulate(self.n, seed=self.seed)
+        processed = preprocessing(10.0 ** sim.log_wave, sim.flux, ivar=sim.ivar, mask=sim.mask)
+        rng = np.random.default_rng([self.seed, 1])
+        ids = [f"sim{self.seed}-{i:07d}" for i in range(self.n)]
+        meta = pd.DataFrame(
+            {
+                "object_id": ids,
+                "obs_id": ids,
+                "survey": "simulated",
+                "ra": rng.uniform(0.0, 360.0, self.n),
+                "dec": np.degrees(np.arcsin(rng.uniform(-1.0, 1.0, self.n))),
+            }
+        )
+        meta = pd.concat([meta, sim.labels.reset_index(drop=True)], axis=1)
+        return _spectra_write_kwargs(processed, meta, preprocessing, {"source": "simulator", **self._params()})
+
+
+def der_snr_noise(flux: np.ndarray) -> np.ndarray:
+    """Per-spectrum noise σ from the DER_SNR estimator (Stoehr et al. 2008), for spectra without errors.
+
+    σ = 1.482602 / √6 · median(|2fᵢ − fᵢ₋₂ − fᵢ₊₂|) over the finite, non-zero pixels of each row.
+    """
+    f = np.where(np.isfinite(flux) & (flux != 0), flux, np.nan)
+    d = np.abs(2.0 * f[:, 2:-2] - f[:, :-4] - f[:, 4:])
+    return 1.482602 / np.sqrt(6.0) * np.nanmedian(d, axis=1)
+
+
+@dataclasses.dataclass
+class MilesSource:
+    """A MILES-format folder: ``miles_spectra.npz`` (``wave_air_angstrom``, ``flux``, ``miles_id``) and
+    ``miles_params.csv`` (``name, miles_id, sptype, teff, logg, feh`` …), joined on ``miles_id``.
+
+    Wavelengths are in air and converted to vacuum. MILES carries no errors: the inverse variance comes from the
+    DER_SNR noise of each spectrum. Exactly-zero pixels (a known defect at the red end of some spectra) and
+    non-finite pixels are masked and counted; parameter rows whose id matches no spectrum, and spectra without a
+    row, are reported and kept out of the labels (never guessed).
+    """
+
+    data_dir: str
+
+    def _files(self) -> tuple[Path, Path]:
+        d = Path(self.data_dir)
+        npz, csv = d / "miles_spectra.npz", d / "miles_params.csv"
+        for f in (npz, csv):
+            if not f.is_file():
+                raise StellarDataError(f"MILES folder {str(d)!r} lacks {f.name} (expected miles_spectra.npz and miles_params.csv)")
+        return npz, csv
+
+    def dataset_name(self, preprocessing: dict[str, Any]) -> str:
+        npz, csv = self._files()
+        return f"miles-{_digest(npz.read_bytes(), csv.read_bytes(), preprocessing, __version__)}"
+
+    def read(self) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+        """Air wavelengths (Å), flux (N, M) and the labels table aligned with the spectra."""
+        npz, csv = self._files()
+        with np.load(npz) as z:
+            try:
+                wave, flux, ids = z["wave_air_angstrom"], z["flux"], z["miles_id"]
+            except KeyError as err:
+                raise StellarDataError(f"{npz} lacks array {err}; needs wave_air_angstrom, flux, miles_id") from err
+        if flux.ndim != 2 or flux.shape[1] != wave.shape[0] or flux.shape[0] != ids.shape[0]:
+            raise StellarDataError(f"{npz}: flux {flux.shape} does not match wave {wave.shape} and miles_id {ids.shape}")
+        params = pd.read_csv(csv, dtype={"miles_id": str})
+        params["miles_id"] = params["miles_id"].str.strip()
+        ids = np.asarray([str(i).strip() for i in ids])
+        unmatched = sorted(set(params["miles_id"]) - set(ids))
+        if unmatched:
+            log.warning("MILES: %d parameter row(s) match no spectrum and are ignored: ids %s", len(unmatched), unmatched)
+        dup = params["miles_id"].duplicated(keep=False)
+        if dup.any():
+            log.warning("MILES: duplicated miles_id rows dropped: %s", params.loc[dup, "miles_id"].tolist())
+            params = params[~dup]
+        table = pd.DataFrame({"miles_id": ids}).merge(params, on="miles_id", how="left", validate="one_to_one")
+        no_row = table["name"].isna().sum()
+        if no_row:
+            log.warning("MILES: %d spectrum/spectra have no parameter row: ids %s", no_row, table.loc[table["name"].isna(), "miles_id"].tolist())
+        return wave, flux, table
+
+    def build(self, preprocessing: SpectrumPreprocessing) -> dict[str, Any]:
+        wave, flux, table = self.read()
+        flux = flux.astype(np.float64)
+        bad = ~np.isfinite(flux) | (flux == 0.0)
+        log.info(
+            "MILES: masking %d zero/non-finite pixels in %d spectra; %d negative pixels kept as measured",
+            bad.sum(), bad.any(axis=1).sum(), (flux < 0).sum(),
+        )
+        sigma = der_snr_noise(flux)
+        ivar = np.where(bad, 0.0, 1.0 / np.maximum(sigma, 1e-12)[:, None] ** 2)
+        preprocessing = dataclasses.replace(preprocessing, air=True)  # MILES wavelengths are in air
+        processed = preprocessing(wave, np.where(bad, 0.0, flux), ivar=ivar, mask=bad)
+        names = table["name"].fillna("miles_id:" + table["miles_id"])
+        meta = pd.DataFrame(
+            {
+                "object_id": names.to_numpy(),
+                "obs_id": ("miles-" + table["miles_id"]).to_numpy(),
+                "survey": "miles",
+                "ra": np.nan,
+                "dec": np.nan,
+                "sptype": table["sptype"].fillna("").to_numpy(),
+                "mk_class": [mk_letter_from_sptype(s) or "" for s in table["sptype"].fillna("")],
+                "teff": table["teff"].to_numpy(dtype=float),
+                "logg": table["logg"].to_numpy(dtype=float),
+                "feh": table["feh"].to_numpy(dtype=float),
+                "snr_der": np.nanmedian(np.where(bad, np.nan, flux), axis=1) / sigma,
+            }
+        )
+        prov = {"source": "miles", "data_dir": str(Path(self.data_dir).resolve()), "files": ["miles_spectra.npz", "miles_params.csv"]}
+        return _spectra_write_kwargs(processed, meta, preprocessing, prov)

@@ -215,7 +215,9 @@ class SpectraDataModule(StellarDataModule):
 
     fields = ("flux", "ivar", "mask")
 
-    def __init__(self, source: Source, store_root: str, preprocessing: SpectrumPreprocessing | None = None, **kwargs: Any):
+    def __init__(
+        self, source: Source, store_root: str, preprocessing: SpectrumPreprocessing | None = None, **kwargs: Any
+    ):
         super().__init__(source, store_root, **kwargs)
         self.preprocessing = preprocessing or SpectrumPreprocessing()
 

@@ -60,7 +60,7 @@ def mk_letter_from_sptype(sptype: str | None) -> str | None:
     if sptype is None:
         return None
     text = str(sptype).strip()
-    if not text or text.upper().startswith(("D", "W", "C", "S ")) and not text.startswith(("sd", "d")):
+    if not text or (text.upper().startswith(("D", "W", "C", "S ")) and not text.startswith(("sd", "d"))):
         # white dwarfs (DA…), Wolf–Rayet, carbon stars: outside the MK letter taxonomy
         return None
     text = re.sub(r"^(sd|esd|usd|d|g|c)[:]?", "", text)

@@ -57,7 +57,8 @@ def _spectra_write_kwargs(
 
 @dataclasses.dataclass
 class SimulatedSpectraSource:
-    """``n`` spectra from :class:`SpectrumSimulator`, seeded; sky positions uniform on the sphere."""
+    """``n`` spectra from :class:`SpectrumSimulator`, seeded, moved to the rest frame with their radial velocity;
+    sky positions uniform on the sphere."""
 
     n: int = 6000
     seed: int = 0
@@ -71,7 +72,10 @@ class SimulatedSpectraSource:
 
     def build(self, preprocessing: SpectrumPreprocessing) -> dict[str, Any]:
         sim = self.simulator.simulate(self.n, seed=self.seed)
-        processed = preprocessing(10.0 ** sim.log_wave, sim.flux, ivar=sim.ivar, mask=sim.mask)
+        # to the rest frame, as a survey pipeline does with its measured redshift (MILES is rest-frame too)
+        processed = preprocessing(
+            10.0**sim.log_wave, sim.flux, ivar=sim.ivar, mask=sim.mask, rv=sim.labels["rv"].to_numpy()
+        )
         rng = np.random.default_rng([self.seed, 1])
         ids = [f"sim{self.seed}-{i:07d}" for i in range(self.n)]
         meta = pd.DataFrame(
@@ -115,7 +119,9 @@ class MilesSource:
         npz, csv = d / "miles_spectra.npz", d / "miles_params.csv"
         for f in (npz, csv):
             if not f.is_file():
-                raise StellarDataError(f"MILES folder {str(d)!r} lacks {f.name} (expected miles_spectra.npz and miles_params.csv)")
+                raise StellarDataError(
+                    f"MILES folder {str(d)!r} lacks {f.name} (expected miles_spectra.npz and miles_params.csv)"
+                )
         return npz, csv
 
     def dataset_name(self, preprocessing: dict[str, Any]) -> str:
@@ -131,13 +137,17 @@ class MilesSource:
             except KeyError as err:
                 raise StellarDataError(f"{npz} lacks array {err}; needs wave_air_angstrom, flux, miles_id") from err
         if flux.ndim != 2 or flux.shape[1] != wave.shape[0] or flux.shape[0] != ids.shape[0]:
-            raise StellarDataError(f"{npz}: flux {flux.shape} does not match wave {wave.shape} and miles_id {ids.shape}")
+            raise StellarDataError(
+                f"{npz}: flux {flux.shape} does not match wave {wave.shape} and miles_id {ids.shape}"
+            )
         params = pd.read_csv(csv, dtype={"miles_id": str})
         params["miles_id"] = params["miles_id"].str.strip()
         ids = np.asarray([str(i).strip() for i in ids])
         unmatched = sorted(set(params["miles_id"]) - set(ids))
         if unmatched:
-            log.warning("MILES: %d parameter row(s) match no spectrum and are ignored: ids %s", len(unmatched), unmatched)
+            log.warning(
+                "MILES: %d parameter row(s) match no spectrum and are ignored: ids %s", len(unmatched), unmatched
+            )
         dup = params["miles_id"].duplicated(keep=False)
         if dup.any():
             log.warning("MILES: duplicated miles_id rows dropped: %s", params.loc[dup, "miles_id"].tolist())
@@ -145,7 +155,11 @@ class MilesSource:
         table = pd.DataFrame({"miles_id": ids}).merge(params, on="miles_id", how="left", validate="one_to_one")
         no_row = table["name"].isna().sum()
         if no_row:
-            log.warning("MILES: %d spectrum/spectra have no parameter row: ids %s", no_row, table.loc[table["name"].isna(), "miles_id"].tolist())
+            log.warning(
+                "MILES: %d spectrum/spectra have no parameter row: ids %s",
+                no_row,
+                table.loc[table["name"].isna(), "miles_id"].tolist(),
+            )
         return wave, flux, table
 
     def build(self, preprocessing: SpectrumPreprocessing) -> dict[str, Any]:
@@ -154,7 +168,9 @@ class MilesSource:
         bad = ~np.isfinite(flux) | (flux == 0.0)
         log.info(
             "MILES: masking %d zero/non-finite pixels in %d spectra; %d negative pixels kept as measured",
-            bad.sum(), bad.any(axis=1).sum(), (flux < 0).sum(),
+            bad.sum(),
+            bad.any(axis=1).sum(),
+            (flux < 0).sum(),
         )
         sigma = der_snr_noise(flux)
         ivar = np.where(bad, 0.0, 1.0 / np.maximum(sigma, 1e-12)[:, None] ** 2)
@@ -176,5 +192,9 @@ class MilesSource:
                 "snr_der": np.nanmedian(np.where(bad, np.nan, flux), axis=1) / sigma,
             }
         )
-        prov = {"source": "miles", "data_dir": str(Path(self.data_dir).resolve()), "files": ["miles_spectra.npz", "miles_params.csv"]}
+        prov = {
+            "source": "miles",
+            "data_dir": str(Path(self.data_dir).resolve()),
+            "files": ["miles_spectra.npz", "miles_params.csv"],
+        }
         return _spectra_write_kwargs(processed, meta, preprocessing, prov)

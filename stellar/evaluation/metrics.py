@@ -48,7 +48,10 @@ def regression_summary(mean: np.ndarray, logvar: np.ndarray, truth: np.ndarray) 
 
 
 def summarise_outputs(
-    outputs: Mapping[str, np.ndarray], labels: np.ndarray | None, truths: Mapping[str, np.ndarray], targets: Sequence[str]
+    outputs: Mapping[str, np.ndarray],
+    labels: np.ndarray | None,
+    truths: Mapping[str, np.ndarray],
+    targets: Sequence[str],
 ) -> dict[str, dict[str, float]]:
     """Summary of every head: ``{"classification": {...}, "<target>": {...}}``."""
     report: dict[str, dict[str, float]] = {}

@@ -70,16 +70,14 @@ def audit_split(
     A class present in the table but absent from a part is logged as a warning and listed under
     ``absent_classes``.
     """
-    audit: dict[str, Any] = {"strategy": strategy, "n_rows": {k: int(len(v)) for k, v in parts.items()}}
+    audit: dict[str, Any] = {"strategy": strategy, "n_rows": {k: len(v) for k, v in parts.items()}}
     overlap: dict[str, dict[str, int]] = {}
     for col in group_cols:
         if col not in meta.columns:
             continue
         values = {k: set(meta[col].to_numpy()[v].tolist()) for k, v in parts.items()}
         names = list(parts)
-        overlap[col] = {
-            f"{a}&{b}": len(values[a] & values[b]) for i, a in enumerate(names) for b in names[i + 1 :]
-        }
+        overlap[col] = {f"{a}&{b}": len(values[a] & values[b]) for i, a in enumerate(names) for b in names[i + 1 :]}
     audit["overlap"] = overlap
     if label_col is not None and label_col in meta.columns:
         labels = meta[label_col].astype(str).to_numpy()
@@ -89,7 +87,9 @@ def audit_split(
         absent = {k: sorted(all_classes - set(v)) for k, v in counts.items() if len(parts[k]) and all_classes - set(v)}
         audit["absent_classes"] = absent
         for part, missing in absent.items():
-            log.warning("split %s: class(es) %s present in the table are absent from the %s part", strategy, missing, part)
+            log.warning(
+                "split %s: class(es) %s present in the table are absent from the %s part", strategy, missing, part
+            )
     return audit
 
 
@@ -141,7 +141,9 @@ class RandomSplit(_HashSplit):
 
     def unit_keys(self, meta: pd.DataFrame) -> np.ndarray:
         if self.row_key not in meta.columns:
-            raise StellarValueError(f"random split needs a unique row key column {self.row_key!r}; table has {list(meta.columns)}")
+            raise StellarValueError(
+                f"random split needs a unique row key column {self.row_key!r}; table has {list(meta.columns)}"
+            )
         keys = meta[self.row_key].astype(str).to_numpy()
         if len(set(keys.tolist())) != len(keys):
             raise StellarValueError(f"column {self.row_key!r} must be unique per row for a random split")

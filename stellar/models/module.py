@@ -108,7 +108,9 @@ class StellarModule(L.LightningModule):
         v = torch.log10(value) if name in self.log_targets else value
         return (v - mean) / std
 
-    def _to_physical(self, name: str, mean_z: torch.Tensor, logvar_z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _to_physical(
+        self, name: str, mean_z: torch.Tensor, logvar_z: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         mu, sd = self.target_stats[name]
         y = mu + sd * mean_z
         logvar_y = logvar_z + 2.0 * math.log(sd)

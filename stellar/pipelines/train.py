@@ -51,7 +51,12 @@ def predict(trainer: L.Trainer, model: L.LightningModule, datamodule: L.Lightnin
     """Model outputs (physical units) on the datamodule's predict part, concatenated, with row ``index``."""
     batches = trainer.predict(model, datamodule=datamodule) or []
     keys = batches[0].keys() if batches else []
-    return {k: torch.cat([b[k] for b in batches]).float().numpy() if k != "index" else torch.cat([b[k] for b in batches]).numpy() for k in keys}
+    return {
+        k: torch.cat([b[k] for b in batches]).float().numpy()
+        if k != "index"
+        else torch.cat([b[k] for b in batches]).numpy()
+        for k in keys
+    }
 
 
 def score_part(outputs: Mapping[str, np.ndarray], dm: StellarDataModule, targets: list[str]) -> dict[str, Any]:

@@ -56,7 +56,7 @@ def test_miles_source_handles_known_defects(miles_dir, tmp_path, caplog):
 
 
 def test_miles_folder_errors(tmp_path):
-    with pytest.raises(StellarDataError, match="lacks miles_spectra.npz"):
+    with pytest.raises(StellarDataError, match=r"lacks miles_spectra\.npz"):
         MilesSource(str(tmp_path)).read()
 
 

@@ -31,8 +31,16 @@ def test_round_trip(tmp_path, root):
     store = DatasetStore(tmp_path / "store" if root == "local" else root)
     arrays, meta = _table()
     grid = {"log_wave": np.linspace(3.5, 3.9, 7)}
-    ds = store.write("sims", arrays, meta, modality="spectra", grid=grid, units={"log_wave": "dex(Angstrom)"},
-                     provenance={"source": "test"}, chunk_rows=2)
+    ds = store.write(
+        "sims",
+        arrays,
+        meta,
+        modality="spectra",
+        grid=grid,
+        units={"log_wave": "dex(Angstrom)"},
+        provenance={"source": "test"},
+        chunk_rows=2,
+    )
     again = DatasetStore(store.root).open("sims")
     for k, a in arrays.items():
         np.testing.assert_array_equal(again.load(k), a)

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stellar.evaluation.splits import GroupSplit, RandomSplit
 from stellar.errors import StellarValueError
+from stellar.evaluation.splits import GroupSplit, RandomSplit
 
 
 def _repeated_table(n_stars=200, repeats=3, seed=0):

@@ -28,8 +28,12 @@ def test_encoders_shapes_and_masking(encoder):
 
 def _module(targets=("teff", "logg"), classes=("A", "F", "G")):
     stats = {"teff": (math.log10(6000.0), 0.1), "logg": (4.0, 0.5)}
-    return StellarModule(SpectralCNN(channels=(8, 16), out_dim=16), class_names=list(classes), targets=list(targets),
-                         target_stats={t: stats[t] for t in targets})
+    return StellarModule(
+        SpectralCNN(channels=(8, 16), out_dim=16),
+        class_names=list(classes),
+        targets=list(targets),
+        target_stats={t: stats[t] for t in targets},
+    )
 
 
 def test_output_contract_and_physical_units():
@@ -63,9 +67,13 @@ def test_overfits_a_tiny_batch():
     flux = torch.tensor(rng.normal(1, 0.05, (16, 256)), dtype=torch.float32)
     labels = torch.tensor(rng.integers(0, 3, 16))
     flux[:, :50] += labels[:, None] * 0.3  # make the class visible
-    batch = {"flux": flux, "mask": torch.zeros(16, 256, dtype=torch.bool), "label": labels,
-             "teff": torch.tensor(rng.uniform(5000, 7000, 16), dtype=torch.float32),
-             "logg": torch.tensor(np.r_[rng.uniform(3, 5, 15), np.nan], dtype=torch.float32)}
+    batch = {
+        "flux": flux,
+        "mask": torch.zeros(16, 256, dtype=torch.bool),
+        "label": labels,
+        "teff": torch.tensor(rng.uniform(5000, 7000, 16), dtype=torch.float32),
+        "logg": torch.tensor(np.r_[rng.uniform(3, 5, 15), np.nan], dtype=torch.float32),
+    }
     opt = torch.optim.Adam(m.parameters(), lr=3e-3)
     losses = []
     m.log = lambda *a, **k: None  # outside a Trainer

@@ -21,9 +21,10 @@ def store_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def make_cfg(tmp_path, store_dir) -> Callable[..., DictConfig]:
-    def _make(*overrides: str, name: str = "train") -> DictConfig:
+    def _make(*overrides: str, name: str = "train", tiny: bool = True) -> DictConfig:
         base = [f"paths.output_dir={tmp_path / 'run'}", f"paths.store_dir={store_dir}", f"paths.log_dir={tmp_path}"]
-        ovs = base + [o for o in TINY if not any(x.split("=")[0] == o.split("=")[0] for x in overrides)] + list(overrides)
+        small = [o for o in TINY if not any(x.split("=")[0] == o.split("=")[0] for x in overrides)] if tiny else []
+        ovs = base + small + list(overrides)
         with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
             return compose(name, overrides=ovs)
 

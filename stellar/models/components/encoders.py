@@ -31,7 +31,11 @@ class SpectralCNN(nn.Module):
     """
 
     def __init__(
-        self, channels: Sequence[int] = (8, 16, 32, 48, 64), kernel_size: int = 5, dropout: float = 0.1, out_dim: int = 128
+        self,
+        channels: Sequence[int] = (8, 16, 32, 48, 64),
+        kernel_size: int = 5,
+        dropout: float = 0.1,
+        out_dim: int = 128,
     ):
         super().__init__()
         layers: list[nn.Module] = []
@@ -95,7 +99,9 @@ class SpectralTransformer(nn.Module):
 
     def _positions(self, n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         pos = torch.arange(n, device=device, dtype=dtype)[:, None]
-        div = torch.exp(torch.arange(0, self.d_model, 2, device=device, dtype=dtype) * (-math.log(10_000.0) / self.d_model))
+        div = torch.exp(
+            torch.arange(0, self.d_model, 2, device=device, dtype=dtype) * (-math.log(10_000.0) / self.d_model)
+        )
         pe = torch.zeros(n, self.d_model, device=device, dtype=dtype)
         pe[:, 0::2] = torch.sin(pos * div)
         pe[:, 1::2] = torch.cos(pos * div)

@@ -11,7 +11,9 @@ class ClassificationHead(nn.Module):
 
     def __init__(self, in_dim: int, n_classes: int, hidden: int = 64, dropout: float = 0.1):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes))
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes)
+        )
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.net(h)

@@ -62,6 +62,14 @@ def _validate_name(name: str) -> str:
     return name
 
 
+def _child(group: zarr.Group, name: str, kind: type) -> Any:
+    """A child of ``group`` that must be a zarr group or array; a store that disagrees is corrupt."""
+    node = group[name]
+    if not isinstance(node, kind):
+        raise StellarDataError(f"{group.path}/{name} should be a zarr {kind.__name__}; the store is corrupt")
+    return node
+
+
 def _meta_column(values: pd.Series) -> np.ndarray:
     if pd.api.types.is_bool_dtype(values):
         return values.to_numpy(dtype=bool)
@@ -82,7 +90,7 @@ class Dataset:
 
     @property
     def fields(self) -> list[str]:
-        return sorted(self.group["arrays"].array_keys())
+        return sorted(_child(self.group, "arrays", zarr.Group).array_keys())
 
     @property
     def n_rows(self) -> int:
@@ -92,7 +100,7 @@ class Dataset:
         """The lazy zarr array of one field."""
         if name not in self.fields:
             raise StellarDataError(f"dataset {self.name!r} has no field {name!r}; it has {self.fields}")
-        return self.group["arrays"][name]
+        return _child(_child(self.group, "arrays", zarr.Group), name, zarr.Array)
 
     def load(self, name: str, rows: np.ndarray | slice | None = None) -> np.ndarray:
         """Read one field (all rows, a slice or sorted integer rows) into memory."""
@@ -105,9 +113,10 @@ class Dataset:
 
     def grid(self, name: str) -> np.ndarray:
         """A shared axis stored with the dataset (e.g. ``log_wave``)."""
-        if "grid" not in self.group or name not in self.group["grid"]:
+        grid = _child(self.group, "grid", zarr.Group) if "grid" in self.group else None
+        if grid is None or name not in grid:
             raise StellarDataError(f"dataset {self.name!r} has no grid axis {name!r}")
-        return np.asarray(self.group["grid"][name][...])
+        return np.asarray(_child(grid, name, zarr.Array)[...])
 
 
 class DatasetStore:
@@ -158,9 +167,10 @@ class DatasetStore:
         if not self.exists(name):
             raise StellarDataError(f"no complete dataset {name!r} in store {self.root!r}; it has {self.list()}")
         g = zarr.open_group(self._url(name), mode="r")
-        mg = g["meta"]
-        order = list(g.attrs.get("meta_columns", sorted(mg.array_keys())))
-        meta = pd.DataFrame({c: np.asarray(mg[c][...]) for c in order})
+        mg = _child(g, "meta", zarr.Group)
+        columns = g.attrs.get("meta_columns")
+        order = [str(c) for c in columns] if isinstance(columns, list) else sorted(mg.array_keys())
+        meta = pd.DataFrame({c: np.asarray(_child(mg, c, zarr.Array)[...]) for c in order})
         for c in order:
             if meta[c].dtype.kind == "T":
                 meta[c] = meta[c].astype(object)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -79,6 +79,9 @@ class StellarModule(L.LightningModule):
         self.save_hyperparameters(ignore=["encoder", "optimizer", "scheduler"], logger=False)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self.class_weight = float(class_weight)
+        self.regression_weight = float(regression_weight)
+        self.label_smoothing = float(label_smoothing)
         self.hparams["class_names"] = class_names
         self.hparams["target_stats"] = stats
         self.encoder = encoder
@@ -127,7 +130,7 @@ class StellarModule(L.LightningModule):
         if self.class_head is not None:
             out["logits"] = self.class_head(h)
         for t, head in self.reg_heads.items():
-            out[f"{t}_mean"], out[f"{t}_logvar"] = head(h)
+            out[f"{t}_mean"], out[f"{t}_logvar"] = cast(GaussianHead, head)(h)
         return out
 
     def to_physical(self, raw: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -143,18 +146,19 @@ class StellarModule(L.LightningModule):
     def _shared_step(self, batch: Batch, stage: str) -> torch.Tensor:
         raw = self(batch["flux"], batch["mask"])
         losses: dict[str, torch.Tensor] = {}
-        metrics = self.metrics[f"{stage}_metrics"]
+        stage_metrics = cast(nn.ModuleDict, self.metrics[f"{stage}_metrics"])
+        metrics = {k: cast(torchmetrics.Metric, m) for k, m in stage_metrics.items()}
         if self.class_head is not None:
             labels = batch["label"]
             if (labels >= 0).any():
-                losses["class"] = self.hparams.class_weight * nn.functional.cross_entropy(
-                    raw["logits"], labels, ignore_index=-1, label_smoothing=self.hparams.label_smoothing
+                losses["class"] = self.class_weight * nn.functional.cross_entropy(
+                    raw["logits"], labels, ignore_index=-1, label_smoothing=self.label_smoothing
                 )
             metrics["acc"].update(raw["logits"], labels)
         phys = self.to_physical(raw) if self.targets else {}
         for t in self.targets:
             truth = batch[t]
-            losses[t] = self.hparams.regression_weight * gaussian_nll(
+            losses[t] = self.regression_weight * gaussian_nll(
                 raw[f"{t}_mean"], raw[f"{t}_logvar"], self._to_learned(t, truth)
             )
             ok = torch.isfinite(truth)

@@ -10,7 +10,7 @@ import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import numpy as np
@@ -49,8 +49,8 @@ def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def predict(trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule) -> dict[str, np.ndarray]:
     """Model outputs (physical units) on the datamodule's predict part, concatenated, with row ``index``."""
-    batches = trainer.predict(model, datamodule=datamodule) or []
-    keys = batches[0].keys() if batches else []
+    batches = cast(list[dict[str, torch.Tensor]], trainer.predict(model, datamodule=datamodule) or [])
+    keys = list(batches[0]) if batches else []
     return {
         k: torch.cat([b[k] for b in batches]).float().numpy()
         if k != "index"

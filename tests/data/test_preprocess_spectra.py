@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tracemalloc
 
 import astropy.units as u
 import numpy as np
@@ -263,8 +264,46 @@ def test_quantities_and_units() -> None:
         preprocess_spectra(wave, flux, grid=log_wavelength_grid() * u.AA)
     with pytest.raises(StellarValueError, match="increase"):
         preprocess_spectra(wave[:, ::-1], flux)
+    late = wave.copy()
+    late[1, 5] = late[1, 4]  # rows are checked chunk by chunk: one in the last chunk fails too
+    with pytest.raises(StellarValueError, match="increase"):
+        preprocess_spectra(late, flux, chunk_size=1)
     with pytest.raises(StellarValueError, match="ivar"):
         preprocess_spectra(wave, flux, ivar[:, :10])
+
+
+def test_memory_follows_the_chunk_not_n() -> None:
+    rng = np.random.default_rng(9)
+    n, m, chunk = 2000, 500, 128
+    wave = 10.0 ** (rng.integers(36_000, 36_050, n)[:, None] * 1e-4 + 1e-4 * np.arange(m))
+    flux = (5.0 + rng.normal(0.0, 0.2, (n, m))).astype(np.float32)
+    ivar = np.full((n, m), 25.0, dtype=np.float32)
+    mask = rng.random((n, m)) < 0.01
+    grid = log_wavelength_grid(4000.0, 4500.0)
+    z = rng.uniform(-1e-3, 1e-3, n)  # per-row shifts: the costliest path (per-row wavelengths)
+    tracemalloc.start()
+    try:
+        out = preprocess_spectra(wave, flux, ivar, mask, grid=grid, redshift=z, chunk_size=chunk)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # A chunk's working set is ~32 float64 (chunk, M) arrays; float64 copies of the whole flux and ivar alone
+    # would add 2·N/chunk ≈ 31 more (whole-input work before the chunk loop peaked at ~78).
+    assert peak < sum(a.nbytes for a in out.values()) + 48 * chunk * m * 8
+    # float32 input is converted chunk by chunk, to just what float64 input gives (same chunk: the float32
+    # continuum fit may sum in an order that depends on the chunk's shape)
+    rows = slice(0, chunk)
+    as64 = preprocess_spectra(
+        wave[rows],
+        flux[rows].astype(np.float64),
+        ivar[rows].astype(np.float64),
+        mask[rows],
+        grid=grid,
+        redshift=z[rows],
+        chunk_size=chunk,
+    )
+    for key, value in as64.items():
+        np.testing.assert_array_equal(out[key][rows], value)
 
 
 def test_preprocess_contract_and_rest_frame() -> None:

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import astropy.units as u
 import numpy as np
 
+from stellar.data.preprocess.continuum import chebyshev_x, check_fit_args, fit_continuum, normalised
 from stellar.errors import StellarValueError
 from stellar.utils.units import to_value
 
@@ -245,18 +247,66 @@ def _bad_pixels(flux: np.ndarray, ivar: np.ndarray | None, mask: np.ndarray | No
     return bad
 
 
-def _check_shapes(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray | None, mask: np.ndarray | None) -> None:
-    if flux.ndim not in (1, 2):
-        raise StellarValueError(f"flux must be (M,) or (N, M); got shape {flux.shape}")
-    if wave.ndim not in (1, 2) or wave.shape[-1] != flux.shape[-1] or (wave.ndim == 2 and wave.shape != flux.shape):
-        raise StellarValueError(f"wave must be (M,) or flux's shape {flux.shape}; got {wave.shape}")
-    if wave.shape[-1] < 2:
-        raise StellarValueError("wave must have at least two pixels")
-    if np.any(np.diff(wave, axis=-1) <= 0):
+def _variance(ivar: np.ndarray | None, bad: np.ndarray) -> np.ndarray | None:
+    if ivar is None:
+        return None
+    with np.errstate(divide="ignore"):
+        return np.where(bad, 0.0, 1.0 / np.where(bad, 1.0, ivar))
+
+
+def _increasing(wave: np.ndarray) -> np.ndarray:
+    if np.any(wave[..., 1:] <= wave[..., :-1]):
         raise StellarValueError("wave must increase strictly along its last axis")
-    for name, arr in (("ivar", ivar), ("mask", mask)):
-        if arr is not None and arr.shape != flux.shape:
-            raise StellarValueError(f"{name} must have flux's shape {flux.shape}; got {arr.shape}")
+    return wave
+
+
+def _lazy(x: Any, name: str, unit: u.UnitBase = u.dimensionless_unscaled) -> Any:
+    """``x`` as an array of its own dtype (a Quantity stays one), to be made float chunk by chunk."""
+    if x is None or isinstance(x, u.Quantity):
+        return x
+    arr = np.asarray(x)
+    return arr if arr.dtype.kind in "biuf" else to_value(x, unit, name)  # strings, objects: converted (or refused)
+
+
+class _Rows:
+    """Spectra checked up front for shapes and units, and made float64 arrays one chunk of rows at a time.
+
+    Wavelength values (finite, positive, increasing) are checked chunk by chunk too, and flux and ivar keep their
+    dtype until then (a float32 input is never copied whole to float64): the working set follows the chunk, not N.
+    """
+
+    def __init__(self, wave: Any, flux: Any, ivar: Any, mask: Any) -> None:
+        wave, flux, ivar = _lazy(wave, "wave", _AA), _lazy(flux, "flux"), _lazy(ivar, "ivar")
+        mask = None if mask is None else np.asarray(mask)
+        if isinstance(wave, u.Quantity):
+            to_value(1.0 * wave.unit, _AA, "wave")  # a wrong unit fails now, not after some chunks
+        if flux.ndim not in (1, 2):
+            raise StellarValueError(f"flux must be (M,) or (N, M); got shape {flux.shape}")
+        if wave.ndim not in (1, 2) or wave.shape[-1] != flux.shape[-1] or (wave.ndim == 2 and wave.shape != flux.shape):
+            raise StellarValueError(f"wave must be (M,) or flux's shape {flux.shape}; got {wave.shape}")
+        if wave.shape[-1] < 2:
+            raise StellarValueError("wave must have at least two pixels")
+        for name, arr in (("ivar", ivar), ("mask", mask)):
+            if arr is not None and arr.shape != flux.shape:
+                raise StellarValueError(f"{name} must have flux's shape {flux.shape}; got {arr.shape}")
+        self.squeeze = flux.ndim == 1
+        self.flux = np.atleast_2d(flux)
+        self.ivar = None if ivar is None else np.atleast_2d(ivar)
+        self.mask = None if mask is None else np.atleast_2d(mask)
+        self.n, self.m = self.flux.shape
+        # an (M,) wave shared by all rows is checked and converted once
+        self.shared = _increasing(_as_wave(wave)) if wave.ndim == 1 else None
+        self.wave = wave
+
+    def chunks(self, size: int) -> Iterator[tuple[slice, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]]:
+        """``(rows, wave, flux, ivar, bad)`` for each ``size`` rows; ``wave`` is (M,) when shared."""
+        for start in range(0, self.n, size):
+            rows = slice(start, start + size)
+            wave = self.shared if self.shared is not None else _increasing(_as_wave(self.wave[rows]))
+            flux = _strip(self.flux[rows], "flux")
+            ivar = None if self.ivar is None else _strip(self.ivar[rows], "ivar")
+            mask = None if self.mask is None else np.asarray(self.mask[rows], dtype=bool)
+            yield rows, wave, flux, ivar, _bad_pixels(flux, ivar, mask)
 
 
 def resample_flux_conserving(
@@ -305,190 +355,24 @@ def resample_flux_conserving(
     mask : numpy.ndarray of bool
         True on masked output pixels.
     """
-    w = _as_wave(wave)
-    f = _strip(flux, "flux")
-    iv = None if ivar is None else _strip(ivar, "ivar")
-    mk = None if mask is None else np.asarray(mask, dtype=bool)
-    _check_shapes(w, f, iv, mk)
+    rows = _Rows(wave, flux, ivar, mask)
     nw = _as_wave(new_wave, "new_wave")
     if nw.ndim != 1 or nw.size < 2 or np.any(np.diff(nw) <= 0):
         raise StellarValueError("new_wave must be 1-D, with at least two strictly increasing values")
     if chunk_size < 1:
         raise StellarValueError(f"chunk_size must be >= 1; got {chunk_size}")
-    squeeze = f.ndim == 1
-    f2 = np.atleast_2d(f)
-    iv2 = None if iv is None else np.atleast_2d(iv)
-    bad = _bad_pixels(f2, iv2, None if mk is None else np.atleast_2d(mk))
-    edges_in = _bin_edges(w) if w.ndim == 1 else None  # per-row edges are made chunk by chunk
     edges_out = _bin_edges(nw)
-    n, k = f2.shape[0], nw.size
-    out_f = np.empty((n, k))
-    out_iv = None if iv2 is None else np.empty((n, k))
-    out_m = np.empty((n, k), dtype=bool)
-    for start in range(0, n, chunk_size):
-        sl = slice(start, start + chunk_size)
-        e_in = _bin_edges(w[sl]) if edges_in is None else edges_in
-        var = None
-        if iv2 is not None:
-            with np.errstate(divide="ignore"):
-                var = np.where(bad[sl], 0.0, 1.0 / np.where(bad[sl], 1.0, iv2[sl]))
-        rf, riv, rm = _resample_block(e_in, f2[sl], var, ~bad[sl], edges_out)
+    out_f = np.empty((rows.n, nw.size))
+    out_iv = None if rows.ivar is None else np.empty_like(out_f)
+    out_m = np.empty(out_f.shape, dtype=bool)
+    for sl, w, f, iv, bad in rows.chunks(chunk_size):
+        rf, riv, rm = _resample_block(_bin_edges(w), f, _variance(iv, bad), ~bad, edges_out)
         out_f[sl], out_m[sl] = rf, rm
         if out_iv is not None and riv is not None:
             out_iv[sl] = riv
-    if squeeze:
+    if rows.squeeze:
         return out_f[0], None if out_iv is None else out_iv[0], out_m[0]
     return out_f, out_iv, out_m
-
-
-def _chebyshev_x(wave: np.ndarray) -> np.ndarray:
-    """ln λ mapped onto [-1, 1] per row (the domain of the Chebyshev basis)."""
-    lnw = np.log(wave)
-    lo, hi = lnw[..., :1], lnw[..., -1:]
-    return 2.0 * (lnw - lo) / (hi - lo) - 1.0
-
-
-#: Pixels averaged into one point of the continuum fit: a smooth low-order continuum loses nothing, lines still
-#: span several binned points, and each clipping iteration costs a quarter as much.
-_CONTINUUM_BIN = 4
-
-
-def _bin_last(arr: np.ndarray, size: int, fill: float) -> np.ndarray:
-    """Sum of consecutive groups of ``size`` values along the last axis (padded with ``fill``)."""
-    m = arr.shape[-1]
-    pad = -m % size
-    if pad:
-        arr = np.concatenate([arr, np.full((*arr.shape[:-1], pad), fill, dtype=arr.dtype)], axis=-1)
-    return arr.reshape(*arr.shape[:-1], -1, size).sum(axis=-1)
-
-
-def _top_per_segment(values: np.ndarray, n_seg: int, k: int) -> np.ndarray:
-    """True on the ``k`` largest finite values of each of ``n_seg`` equal segments of every row.
-
-    Keeping the highest points of every stretch in the fit stops the upper-envelope iteration from running
-    away where lines leave few continuum points (a fit that overshoots there would otherwise reject them all).
-    """
-    n, m = values.shape
-    length = -(-m // n_seg)
-    if length <= k:
-        return np.isfinite(values)
-    padded = np.full((n, n_seg * length), -np.inf, dtype=values.dtype)
-    padded[:, :m] = values
-    seg = padded.reshape(n, n_seg, length)
-    kth = np.partition(seg, length - k, axis=-1)[..., length - k : length - k + 1]
-    return ((seg >= kth) & np.isfinite(seg)).reshape(n, -1)[:, :m]
-
-
-def _continuum_block(
-    x: np.ndarray,
-    flux: np.ndarray,
-    ivar: np.ndarray | None,
-    bad: np.ndarray,
-    degree: int,
-    n_iter: int,
-    clip_low: float,
-    clip_high: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Continuum of a block of rows by clipped weighted least squares; returns (continuum, fitted_rows).
-
-    The fit runs on ln of the (inverse-variance weighted) mean flux of groups of :data:`_CONTINUUM_BIN`
-    pixels, in float32 after removing a per-row offset (values of order one), which is ample for a smooth
-    continuum; the small normal equations are solved in float64.
-    """
-    m = flux.shape[1]
-    n_par = degree + 1
-    size = min(_CONTINUUM_BIN, max(1, m // (10 * n_par)))
-    good = ~bad & np.isfinite(flux)
-    wgt = good.astype(np.float64) if ivar is None else np.where(good, ivar, 0.0)
-    good &= np.isfinite(wgt)
-    wgt = np.where(good, wgt, 0.0)
-    w_sum = _bin_last(wgt, size, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        f_bin = _bin_last(np.where(good, flux, 0.0) * wgt, size, 0.0) / w_sum
-        usable = (w_sum > 0) & (f_bin > 0) & np.isfinite(f_bin)
-        y = np.log(np.where(usable, f_bin, 1.0))
-    x_bin = _bin_last(x, size, float(x[..., -1:].max())) / size
-    n_use = usable.sum(axis=1)
-    n_min = max(2 * n_par, 10)
-    fitted = n_use >= n_min
-    y_lo = np.where(fitted, np.where(usable, y, np.inf).min(axis=1, initial=np.inf), 0.0)
-    y_hi = np.where(fitted, np.where(usable, y, -np.inf).max(axis=1, initial=-np.inf), 0.0)
-    offset = 0.5 * (y_lo + y_hi)
-    y = np.where(usable, y - offset[:, None], 0.0).astype(np.float32)
-    if ivar is None:
-        iv_scaled = None
-        w = np.where(usable, w_sum, 0.0).astype(np.float32)  # unit weight per pixel (unknown noise)
-    else:
-        # ivar in units of the offset flux, so that ivar · exp(2 fit) (the weight of ln flux) is of order one
-        iv_scaled = np.where(usable, w_sum * np.exp(2.0 * offset)[:, None], 0.0)
-        iv_scaled /= np.maximum(iv_scaled.sum(axis=1) / np.maximum(n_use, 1), 1e-300)[:, None]
-        iv_scaled = iv_scaled.astype(np.float32)
-        w = iv_scaled * np.exp(2.0 * y)  # first pass: weights from the data
-    # Products of Chebyshev polynomials are sums of two Chebyshev polynomials, T_i T_j = (T_{i+j} + T_|i-j|)/2,
-    # so the normal matrix needs only the 2·degree+1 weighted moments of T_k: one thin matmul per iteration.
-    ii, jj = np.meshgrid(np.arange(n_par), np.arange(n_par), indexing="ij")
-    shared = x.ndim == 1
-    basis = np.polynomial.chebyshev.chebvander(x_bin, 2 * degree).astype(np.float32)  # (Mb, K) or (N, Mb, K)
-    design = np.ascontiguousarray(basis[..., :n_par])
-    include = usable.copy()
-    eye = np.eye(n_par)
-    lo, hi = (y_lo - offset - 3.0)[:, None], (y_hi - offset + 3.0)[:, None]
-    lo32, hi32 = lo.astype(np.float32), hi.astype(np.float32)
-    for it in range(n_iter + 1):
-        wi = np.where(include, w, np.float32(0.0))
-        if shared:
-            mom = (wi @ basis).astype(np.float64)
-            rhs = ((wi * y) @ design).astype(np.float64)
-        else:
-            mom = np.einsum("nm,nmk->nk", wi, basis, dtype=np.float64)
-            rhs = np.einsum("nm,nmk->nk", wi * y, design, dtype=np.float64)
-        ata = 0.5 * (mom[:, ii + jj] + mom[:, np.abs(ii - jj)])
-        ok = fitted & (include.sum(axis=1) >= n_par)
-        scale = np.where(ok, np.trace(ata, axis1=1, axis2=2) / n_par, 1.0)
-        ata = np.where(ok[:, None, None], ata, eye) + 1e-10 * scale[:, None, None] * eye
-        coef = np.linalg.solve(ata, np.where(ok[:, None], rhs, 0.0)[..., None])[..., 0]
-        if it == n_iter:
-            break
-        fit = coef.astype(np.float32) @ design.T if shared else np.einsum("nmk,nk->nm", design, coef)
-        fit = np.clip(fit, lo32, hi32)
-        if iv_scaled is not None:
-            # weights from the model, not the noisy data: data-based ones favour upward fluctuations
-            w = iv_scaled * np.exp(2.0 * fit)
-        z = (y - fit) * np.sqrt(w)
-        above = include & (z > 0)
-        sigma = np.sqrt((np.where(above, z, 0.0) ** 2).sum(axis=1) / np.maximum(above.sum(axis=1), 1))
-        sigma = np.maximum(sigma, 1e-3).astype(np.float32)[:, None]  # noiseless input: keep points within 0.2 %
-        # asymmetric: absorption lines sit below the continuum, so points below it are rejected sooner
-        new = usable & (z > -clip_low * sigma) & (z < clip_high * sigma)
-        new |= _top_per_segment(np.where(usable & (z < clip_high * sigma), y - fit, -np.inf), 2 * n_par, 2)
-        # never let clipping leave too few points to pin the polynomial down (e.g. the gaps between TiO bands)
-        new = np.where((new.sum(axis=1) >= np.maximum(n_min, n_use // 20))[:, None], new, include)
-        if np.array_equal(new, include):
-            break
-        include = new
-    full = np.polynomial.chebyshev.chebvander(x, degree)
-    fit_full = coef @ full.T if shared else np.einsum("nmk,nk->nm", full, coef)
-    fit_full = np.clip(fit_full, lo, hi) + offset[:, None]
-    return np.where(fitted[:, None], np.exp(fit_full), 1.0), fitted
-
-
-def _check_fit_args(degree: int, n_iter: int, clip_low: float, clip_high: float) -> None:
-    if int(degree) != degree or not 0 <= degree <= 30:
-        raise StellarValueError(f"degree must be an integer in [0, 30]; got {degree}")
-    if int(n_iter) != n_iter or n_iter < 0:
-        raise StellarValueError(f"n_iter must be a non-negative integer; got {n_iter}")
-    if not (clip_low > 0 and clip_high > 0):
-        raise StellarValueError(f"clip_low and clip_high must be > 0; got {clip_low} and {clip_high}")
-
-
-def _normalised(
-    flux: np.ndarray, ivar: np.ndarray | None, bad: np.ndarray, continuum: np.ndarray, fitted: np.ndarray
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    bad = bad | ~fitted[:, None]
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        norm = np.where(bad, 1.0, flux / continuum)
-        norm_ivar = None if ivar is None else np.where(bad, 0.0, ivar * continuum * continuum)
-    return norm, norm_ivar, bad
 
 
 def continuum_normalise(
@@ -548,35 +432,24 @@ def continuum_normalise(
         The fitted continuum, in flux units; 1 on rows that could not be fitted (fewer than
         ``max(2·(degree+1), 10)`` usable pixels), which are counted and logged at INFO.
     """
-    _check_fit_args(degree, n_iter, clip_low, clip_high)
-    w = _as_wave(wave)
-    f = _strip(flux, "flux")
-    iv = None if ivar is None else _strip(ivar, "ivar")
-    mk = None if mask is None else np.asarray(mask, dtype=bool)
-    _check_shapes(w, f, iv, mk)
-    squeeze = f.ndim == 1
-    f2 = np.atleast_2d(f)
-    iv2 = None if iv is None else np.atleast_2d(iv)
-    bad = _bad_pixels(f2, iv2, None if mk is None else np.atleast_2d(mk))
-    x = _chebyshev_x(w)
-    norm = np.empty_like(f2)
-    norm_iv = None if iv2 is None else np.empty_like(f2)
-    cont = np.empty_like(f2)
+    check_fit_args(degree, n_iter, clip_low, clip_high)
+    rows = _Rows(wave, flux, ivar, mask)
+    norm = np.empty((rows.n, rows.m))
+    norm_iv = None if rows.ivar is None else np.empty_like(norm)
+    cont = np.empty_like(norm)
     n_failed = 0
-    step = chunk_size if x.ndim == 1 else max(1, chunk_size // 8)  # per-row bases take K times more memory
-    for start in range(0, f2.shape[0], step):
-        sl = slice(start, start + step)
-        xs = x if x.ndim == 1 else x[sl]
-        ivs = None if iv2 is None else iv2[sl]
-        c, fitted = _continuum_block(xs, f2[sl], ivs, bad[sl], degree, n_iter, clip_low, clip_high)
-        norm[sl], niv, _ = _normalised(f2[sl], ivs, bad[sl], c, fitted)
+    # per-row bases take K times more memory
+    step = chunk_size if rows.shared is not None else max(1, chunk_size // 8)
+    for sl, w, f, iv, bad in rows.chunks(step):
+        c, fitted = fit_continuum(chebyshev_x(w), f, iv, bad, degree, n_iter, clip_low, clip_high)
+        norm[sl], niv, _ = normalised(f, iv, bad, c, fitted)
         if norm_iv is not None and niv is not None:
             norm_iv[sl] = niv
         cont[sl] = c
         n_failed += int((~fitted).sum())
     if n_failed:
-        log.info("continuum_normalise: %d of %d spectra had too few usable pixels; fully masked", n_failed, len(f2))
-    if squeeze:
+        log.info("continuum_normalise: %d of %d spectra had too few usable pixels; fully masked", n_failed, rows.n)
+    if rows.squeeze:
         return norm[0], None if norm_iv is None else norm_iv[0], cont[0]
     return norm, norm_iv, cont
 
@@ -650,51 +523,39 @@ def preprocess_spectra(
     >>> out["flux"].shape, out["flux"].dtype, bool(out["mask"].any())
     ((2, 3129), dtype('float32'), False)
     """
-    _check_fit_args(degree, n_iter, clip_low, clip_high)
+    check_fit_args(degree, n_iter, clip_low, clip_high)
     if chunk_size < 1:
         raise StellarValueError(f"chunk_size must be >= 1; got {chunk_size}")
-    w = _as_wave(wave)
-    f = np.atleast_2d(_strip(flux, "flux"))
-    iv = None if ivar is None else np.atleast_2d(_strip(ivar, "ivar"))
-    mk = None if mask is None else np.atleast_2d(np.asarray(mask, dtype=bool))
-    if w.ndim == 2 and w.shape[0] == 1 and f.shape[0] == 1:
-        w = w[0]
-    _check_shapes(w, f, iv, mk)
-    n = f.shape[0]
+    wave, flux = _lazy(wave, "wave", _AA), np.atleast_2d(_lazy(flux, "flux"))
+    if wave.ndim == 2 and wave.shape[0] == 1 and flux.shape[0] == 1:
+        wave = wave[0]
+    ivar = None if ivar is None else np.atleast_2d(_lazy(ivar, "ivar"))
+    mask = None if mask is None else np.atleast_2d(mask)
+    rows = _Rows(wave, flux, ivar, mask)
+    n = rows.n
     log_grid = log_wavelength_grid() if grid is None else to_value(grid, u.dimensionless_unscaled, "grid")
     if log_grid.ndim != 1 or log_grid.size < 2 or np.any(np.diff(log_grid) <= 0) or not np.all(np.isfinite(log_grid)):
         raise StellarValueError("grid must be a 1-D, strictly increasing array of log10(λ/Å)")
-    if air:
-        w = air_to_vacuum(w)
-    if redshift is not None or rv is not None:
-        factor = _doppler_factor(redshift, rv)
-        if factor.ndim == 0:
-            w = w / factor
-        elif factor.shape == (n,):
-            w = w / factor[:, None]
-        else:
-            raise StellarValueError(f"redshift or rv must be a scalar or have shape ({n},); got {factor.shape}")
-    bad = _bad_pixels(f, iv, mk)
-    edges_in = _bin_edges(w) if w.ndim == 1 else None  # per-row edges are made chunk by chunk
+    factor = None if redshift is None and rv is None else _doppler_factor(redshift, rv)
+    if factor is not None and factor.ndim != 0 and factor.shape != (n,):
+        raise StellarValueError(f"redshift or rv must be a scalar or have shape ({n},); got {factor.shape}")
     new_wave = 10.0**log_grid
     edges_out = _bin_edges(new_wave)
-    x = _chebyshev_x(new_wave)
+    x = chebyshev_x(new_wave)
     out_f = np.empty((n, log_grid.size), dtype=np.float32)
     out_iv = np.empty_like(out_f)
     out_m = np.empty(out_f.shape, dtype=bool)
     n_unfitted = 0
-    for start in range(0, n, chunk_size):
-        sl = slice(start, start + chunk_size)
-        var = None
-        if iv is not None:
-            with np.errstate(divide="ignore"):
-                var = np.where(bad[sl], 0.0, 1.0 / np.where(bad[sl], 1.0, iv[sl]))
-        e_in = _bin_edges(w[sl]) if edges_in is None else edges_in
-        rf, riv, rm = _resample_block(e_in, f[sl], var, ~bad[sl], edges_out)
+    for sl, w, f, iv, bad in rows.chunks(chunk_size):
+        if air:
+            w = air_to_vacuum(w)
+        if factor is not None:
+            w = w / (factor[sl, None] if factor.ndim else factor)
+        rf, riv, rm = _resample_block(_bin_edges(w), f, _variance(iv, bad), ~bad, edges_out)
         if normalise:
-            cont, fitted = _continuum_block(x, rf, riv, rm, degree, n_iter, clip_low, clip_high)
+            cont, fitted = fit_continuum(x, rf, riv, rm, degree, n_iter, clip_low, clip_high)
             n_unfitted += int((~fitted & ~rm.all(axis=1)).sum())
-            rf, riv, rm = _normalised(rf, riv, rm, cont, fitted)
+            rf, riv, rm = normalised(rf, riv, rm, cont, fitted)
         with np.errstate(over="ignore", invalid="ignore"):
             f32 = rf.astype(np.float32)
             iv32 = (~rm).astype(np.float32) if riv is None else riv.astype(np.float32)
@@ -743,7 +604,7 @@ class SpectrumPreprocessing:
 
     def __post_init__(self) -> None:
         log_wavelength_grid(self.wave_min, self.wave_max, self.dloglam)  # validates the grid parameters
-        _check_fit_args(self.degree, self.n_iter, self.clip_low, self.clip_high)
+        check_fit_args(self.degree, self.n_iter, self.clip_low, self.clip_high)
         if self.chunk_size < 1:
             raise StellarValueError(f"chunk_size must be >= 1; got {self.chunk_size}")
 

@@ -25,6 +25,9 @@ from stellar.errors import StellarDataError
 
 log = logging.getLogger(__name__)
 
+#: Bump when a source's build logic changes what it stores (the dataset name hashes it, so old builds are not reused).
+BUILD_VERSION = 2
+
 SPECTRA_UNITS = {"flux": "", "ivar": "", "mask": "", "log_wave": "dex(Angstrom)"}
 
 
@@ -35,7 +38,7 @@ class Source(Protocol):
 
 
 def _digest(*parts: Any) -> str:
-    h = hashlib.sha256()
+    h = hashlib.sha256(f"{__version__}/{BUILD_VERSION}".encode())
     for p in parts:
         h.update(p if isinstance(p, bytes) else json.dumps(p, sort_keys=True, default=str).encode())
     return h.hexdigest()[:12]
@@ -68,7 +71,7 @@ class SimulatedSpectraSource:
         return {"n": self.n, "seed": self.seed, "simulator": dataclasses.asdict(self.simulator)}
 
     def dataset_name(self, preprocessing: dict[str, Any]) -> str:
-        return f"sim_spectra-{_digest(self._params(), preprocessing, __version__)}"
+        return f"sim_spectra-{_digest(self._params(), preprocessing)}"
 
     def build(self, preprocessing: SpectrumPreprocessing) -> dict[str, Any]:
         sim = self.simulator.simulate(self.n, seed=self.seed)
@@ -126,7 +129,7 @@ class MilesSource:
 
     def dataset_name(self, preprocessing: dict[str, Any]) -> str:
         npz, csv = self._files()
-        return f"miles-{_digest(npz.read_bytes(), csv.read_bytes(), preprocessing, __version__)}"
+        return f"miles-{_digest(npz.read_bytes(), csv.read_bytes(), preprocessing)}"
 
     def read(self) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
         """Air wavelengths (Å), flux (N, M) and the labels table aligned with the spectra."""

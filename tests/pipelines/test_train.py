@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 from stellar.pipelines.train import run
@@ -33,7 +35,7 @@ def test_every_model_instantiates_and_runs_fast_dev(make_cfg, model):
 @pytest.mark.parametrize("experiment", _options("experiment"))
 def test_every_experiment_fast_dev(make_cfg, experiment):
     probe = make_cfg(f"experiment={experiment}", tiny=False)
-    miles = "data_dir" in probe.datamodule  # `in` is False for a missing (???) value
+    miles = probe.datamodule.source._target_.endswith("MilesSource")
     overrides = [f"experiment={experiment}", "debug=fdr"] + ([MILES] if miles else [])
     if probe.get("pretrain"):
         overrides += ["pretrain.datamodule.source.n=64", "pretrain.max_epochs=1"]
@@ -45,8 +47,13 @@ def test_every_experiment_fast_dev(make_cfg, experiment):
     "group,option", [(g, o) for g in ("split", "trainer", "logger", "callbacks") for o in _options(g)]
 )
 def test_every_option_composes_and_instantiates(make_cfg, group, option):
-    cfg = make_cfg(f"{group}={option}")
+    extra = ["split.train_surveys=[simulated]", "split.test_surveys=[simulated]"] if option == "survey" else []
+    cfg = make_cfg(f"{group}={option}", *extra)
     node = cfg[group]
+    if option == "survey":  # one survey in the built-in data: the option composes, and refuses a survey on both sides
+        with pytest.raises(InstantiationException, match="both train_surveys and test_surveys"):
+            instantiate(node)
+        return
     if not node or (group, option) in {("trainer", "gpu"), ("trainer", "ddp")}:
         return  # 'none' options; GPU/DDP trainers compose here and are instantiated on the device machine
     if group in ("logger", "callbacks"):
@@ -74,8 +81,13 @@ def test_short_run_leaves_checkpoint_events_config_and_audit(make_cfg, tmp_path)
     audit = json.loads((out / "split_audit.json").read_text())
     assert audit["overlap"]["object_id"] == {"train&val": 0, "train&test": 0, "val&test": 0}
     summary = json.loads((out / "metrics.json").read_text())["test_summary"]
-    assert set(summary) == {"classification", "teff", "logg", "feh"}
-    assert summary["teff"]["median_ae"] > 0
+    assert set(summary) == {"classification", "regression"}
+    assert set(summary["regression"]) == {"teff", "logg", "feh"}
+    assert summary["regression"]["teff"]["median_ae"] > 0
+    assert summary["classification"]["ece_after"] >= 0
+    # checkpoints hold plain data only: they load with weights_only=True
+    assert "state_dict" in torch.load(metrics["best_checkpoint"], weights_only=True)
+    assert json.loads((out / "calibrator.json").read_text())["type"] == "temperature"
 
 
 def test_seed_makes_runs_reproducible(make_cfg, tmp_path):

@@ -179,7 +179,8 @@ class StellarDataModule(L.LightningDataModule):
             raise StellarDataError(f"part {name!r} is not set up; call setup() first (parts: {list(self._parts)})")
         return self._parts[name]
 
-    def _loader(self, part: str, shuffle: bool) -> DataLoader:
+    def loader(self, part: str, shuffle: bool = False) -> DataLoader:
+        """DataLoader over one part (``train``, ``val`` or ``test``)."""
         return DataLoader(
             self.part(part),
             batch_size=self.batch_size,
@@ -190,16 +191,16 @@ class StellarDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self.loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self.loader("val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self.loader("test", shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self.loader("test", shuffle=False)
 
 
 class SpectraDataModule(StellarDataModule):

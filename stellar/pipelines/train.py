@@ -10,10 +10,9 @@ import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
@@ -22,7 +21,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from stellar.data.datamodules import StellarDataModule
 from stellar.errors import StellarConfigError
-from stellar.evaluation.metrics import summarise_outputs
+from stellar.pipelines.common import (
+    fit_calibrator,
+    flat_scalars,
+    labels_of,
+    predict,
+    save_calibrator,
+    score_outputs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,26 +53,6 @@ def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def predict(trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule) -> dict[str, np.ndarray]:
-    """Model outputs (physical units) on the datamodule's predict part, concatenated, with row ``index``."""
-    batches = cast(list[dict[str, torch.Tensor]], trainer.predict(model, datamodule=datamodule) or [])
-    keys = list(batches[0]) if batches else []
-    return {
-        k: torch.cat([b[k] for b in batches]).float().numpy()
-        if k != "index"
-        else torch.cat([b[k] for b in batches]).numpy()
-        for k in keys
-    }
-
-
-def score_part(outputs: Mapping[str, np.ndarray], dm: StellarDataModule, targets: list[str]) -> dict[str, Any]:
-    """Numeric summary (accuracy, MAE, median error…) of outputs against the stored labels of their rows."""
-    idx = outputs["index"]
-    labels = dm.meta["label"].to_numpy()[idx]
-    truths = {t: dm.meta[t].to_numpy(dtype=float)[idx] for t in targets}
-    return summarise_outputs(outputs, labels, truths, targets)
-
-
 def _pretrain(cfg: DictConfig, model: L.LightningModule, split: Any, output_dir: Path) -> dict[str, float]:
     """First stage: fit ``model`` on ``cfg.pretrain.datamodule`` (e.g. the simulator) for a few epochs."""
     pcfg = cfg.pretrain
@@ -87,11 +73,16 @@ def _pretrain(cfg: DictConfig, model: L.LightningModule, split: Any, output_dir:
 
 
 def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train (and test) the configured model. Returns ``(metrics, objects)``."""
+    """Train the configured model, calibrate it on the validation part and score the test part.
+
+    Returns ``(metrics, objects)``; the run folder gets ``config.yaml`` (as composed, for evaluate.py),
+    ``config_resolved.yaml``, ``split_audit.json``, ``checkpoints/``, ``calibrator.json`` and ``metrics.json``.
+    """
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
     split = instantiate(cfg.split) if cfg.get("split") else None
@@ -120,22 +111,39 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     ckpt_cb = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     best = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
     metrics["best_checkpoint"] = best
+    if best:
+        model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+
+    # calibration: fitted on the validation part only, never on test
+    calibrator = None
+    if cfg.get("calibrator") and model.class_names and len(dm.part("val")):
+        val_out = predict(trainer, model, dm, "val")
+        calibrator = fit_calibrator(instantiate(cfg.calibrator), val_out, labels_of(val_out, dm))
+        metrics["calibrator"] = str(save_calibrator(calibrator, output_dir))
 
     if cfg.get("test") and len(dm.part("test")):
-        trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)
+        trainer.test(model, datamodule=dm, verbose=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
-        outputs = predict(trainer, model, dm)
-        summary = score_part(outputs, dm, list(model.targets))
+        summary = score_outputs(predict(trainer, model, dm, "test"), dm, model.class_names, model.targets, calibrator)
         metrics["test_summary"] = summary
-        scalars = {f"test/{head}/{k}": v for head, s in summary.items() for k, v in s.items()}
         for lg in loggers:
-            lg.log_metrics(scalars, step=trainer.global_step)
+            lg.log_metrics(flat_scalars(summary, "test/"), step=trainer.global_step)
         _log_summary(summary)
 
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-    return metrics, {"model": model, "datamodule": dm, "trainer": trainer, "cfg": cfg}
+    return metrics, {"model": model, "datamodule": dm, "trainer": trainer, "calibrator": calibrator, "cfg": cfg}
 
 
-def _log_summary(summary: Mapping[str, Mapping[str, float]]) -> None:
-    for head, s in summary.items():
-        log.info("test %s: %s", head, ", ".join(f"{k}={v:.4g}" for k, v in s.items()))
+def _log_summary(summary: Mapping[str, Any]) -> None:
+    cls = summary.get("classification")
+    if cls:
+        log.info(
+            "test classification: accuracy=%.4f macro_f1=%.4f ECE %.4f -> %.4f (n=%d)",
+            cls["accuracy"],
+            cls["macro_f1"],
+            cls["ece_before"],
+            cls["ece_after"],
+            cls["n"],
+        )
+    for t, r in summary.get("regression", {}).items():
+        log.info("test %s: %s", t, ", ".join(f"{k}={v:.4g}" for k, v in r.items()))

@@ -1,0 +1,108 @@
+"""Pieces shared by the train and evaluate pipelines: predictions on a part, calibration, summaries."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import lightning as L
+import numpy as np
+import torch
+
+from stellar.data.datamodules import StellarDataModule
+from stellar.evaluation.calibration import BaseProbCalibrator
+from stellar.evaluation.metrics import classification_report, regression_report, softmax
+
+log = logging.getLogger(__name__)
+
+CALIBRATOR_FILE = "calibrator.json"
+
+
+def predict(trainer: L.Trainer, model: L.LightningModule, dm: StellarDataModule, part: str) -> dict[str, np.ndarray]:
+    """Model outputs (physical units) on one part of the datamodule, concatenated, with the row ``index``."""
+    batches = cast(list[dict[str, torch.Tensor]], trainer.predict(model, dataloaders=dm.loader(part)) or [])
+    if not batches:
+        return {}
+    out = {k: torch.cat([b[k] for b in batches]) for k in batches[0]}
+    return {k: v.numpy() if k == "index" else v.float().numpy() for k, v in out.items()}
+
+
+def labels_of(outputs: Mapping[str, np.ndarray], dm: StellarDataModule) -> np.ndarray:
+    """Class index (-1 where unknown) of the rows of ``outputs``."""
+    return dm.meta["label"].to_numpy()[outputs["index"]]
+
+
+def calibrated_probs(calibrator: BaseProbCalibrator | None, logits: np.ndarray) -> np.ndarray:
+    """Probabilities after the calibrator (plain softmax without one); it is fed logits or probabilities as it asks."""
+    if calibrator is None:
+        return softmax(logits)
+    return calibrator.transform(logits if calibrator.input_kind == "logits" else softmax(logits))
+
+
+def fit_calibrator(
+    calibrator: BaseProbCalibrator | None, outputs: Mapping[str, np.ndarray], labels: np.ndarray
+) -> BaseProbCalibrator | None:
+    """Fit on the labelled validation rows; ``None`` when there is no calibrator or no class head."""
+    if calibrator is None or "logits" not in outputs:
+        return None
+    ok = labels >= 0
+    if ok.sum() < 2:
+        log.warning("calibrator not fitted: only %d labelled validation rows", int(ok.sum()))
+        return None
+    logits = outputs["logits"][ok]
+    calibrator.fit(logits if calibrator.input_kind == "logits" else softmax(logits), labels[ok])
+    return calibrator
+
+
+def save_calibrator(calibrator: BaseProbCalibrator | None, run_dir: Path) -> Path | None:
+    if calibrator is None:
+        return None
+    path = run_dir / CALIBRATOR_FILE
+    path.write_text(json.dumps(calibrator.to_dict(), indent=2))
+    return path
+
+
+def load_calibrator(run_dir: Path) -> BaseProbCalibrator | None:
+    path = run_dir / CALIBRATOR_FILE
+    return BaseProbCalibrator.from_dict(json.loads(path.read_text())) if path.is_file() else None
+
+
+def flat_scalars(tree: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of a nested report as ``a/b/c`` → value (for TensorBoard and hparams metrics)."""
+    out: dict[str, float] = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flat_scalars(v, f"{key}/"))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
+            out[key] = float(v)
+    return out
+
+
+def score_outputs(
+    outputs: Mapping[str, np.ndarray],
+    dm: StellarDataModule,
+    class_names: list[str],
+    targets: list[str],
+    calibrator: BaseProbCalibrator | None,
+) -> dict[str, Any]:
+    """``{"classification": …, "regression": {target: …}}`` of outputs against the stored truths of their rows."""
+    report: dict[str, Any] = {}
+    idx = outputs["index"]
+    if "logits" in outputs:
+        labels = labels_of(outputs, dm)
+        if (labels >= 0).any():
+            before = softmax(outputs["logits"])
+            after = calibrated_probs(calibrator, outputs["logits"])
+            report["classification"] = classification_report(before, after, labels, class_names)
+    regression = {}
+    for t in targets:
+        truth = dm.meta[t].to_numpy(dtype=float)[idx]
+        if np.isfinite(truth).any():
+            regression[t] = regression_report(outputs[f"{t}_mean"], outputs[f"{t}_logvar"], truth)
+    if regression:
+        report["regression"] = regression
+    return report

@@ -1,0 +1,138 @@
+"""``run(cfg)`` behind ``python evaluate.py``: rebuild a trained run's model and score a part of its data.
+
+The run folder's ``config.yaml`` (as composed, interpolations intact) rebuilds the datamodule and the model, with
+this evaluation's paths and any ``datamodule.*`` overrides; the best checkpoint is loaded with
+``weights_only=True``; the run's calibrator is applied. Writes ``report.json``, PNG figures, ``report.html``
+and TensorBoard events in this evaluation's own run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch.utils.tensorboard import SummaryWriter
+
+from stellar.data.datamodules import StellarDataModule
+from stellar.errors import StellarConfigError, StellarDataError
+from stellar.evaluation.metrics import softmax
+from stellar.evaluation.report import confusion_figure, regression_figure, reliability_figure, write_report
+from stellar.pipelines.common import calibrated_probs, flat_scalars, labels_of, load_calibrator, predict, score_outputs
+
+log = logging.getLogger(__name__)
+
+UNITS = {"teff": "K", "logg": "dex", "feh": "dex"}
+
+
+def best_checkpoint(run_dir: Path) -> Path:
+    """The run's best checkpoint (from its ``metrics.json``), else its only epoch checkpoint, else ``last.ckpt``."""
+    metrics = run_dir / "metrics.json"
+    if metrics.is_file():
+        best = json.loads(metrics.read_text()).get("best_checkpoint")
+        if best and Path(best).is_file():
+            return Path(best)
+    ckpts = sorted((run_dir / "checkpoints").glob("*.ckpt"))
+    epochs = [p for p in ckpts if p.name != "last.ckpt"]
+    if len(epochs) == 1:
+        return epochs[0]
+    if (run_dir / "checkpoints" / "last.ckpt").is_file():
+        return run_dir / "checkpoints" / "last.ckpt"
+    raise StellarDataError(f"no checkpoint found in {run_dir}/checkpoints (give ckpt_path=…)")
+
+
+def load_run_config(cfg: DictConfig) -> DictConfig:
+    """The training config of ``cfg.run_dir`` with this evaluation's paths, data overrides and split."""
+    run_dir = Path(cfg.run_dir)
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise StellarDataError(f"run_dir={str(run_dir)!r} is not a train run folder: it has no config.yaml")
+    train_cfg = OmegaConf.load(path)
+    if not isinstance(train_cfg, DictConfig):
+        raise StellarDataError(f"{path} does not hold a mapping")
+    with open_dict(train_cfg):
+        train_cfg.paths = cfg.paths
+        for key, value in (cfg.get("datamodule") or {}).items():
+            if value is not None:
+                train_cfg.datamodule[key] = value
+        if "split" in cfg:  # split=none (or another split) on the command line replaces the run's split
+            train_cfg.split = cfg.split or None
+    return train_cfg
+
+
+def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Score the run's model; returns ``(report, objects)``."""
+    run_dir = Path(cfg.run_dir)
+    train_cfg = load_run_config(cfg)
+    ckpt_path = Path(cfg.ckpt_path) if cfg.get("ckpt_path") else best_checkpoint(run_dir)
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    hp = state.get("hyper_parameters", {})
+
+    split = instantiate(train_cfg.split) if train_cfg.get("split") else None
+    dm: StellarDataModule = instantiate(train_cfg.datamodule, split=split)
+    dm.setup("test")
+    class_names = list(hp.get("class_names", []))
+    if class_names and class_names != list(dm.class_names):
+        raise StellarConfigError(f"model classes {class_names} differ from the datamodule's {dm.class_names}")
+    model = instantiate(train_cfg.model, class_names=class_names, target_stats=hp.get("target_stats"))
+    model.load_state_dict(state["state_dict"])
+    model.eval()
+    calibrator = load_calibrator(run_dir)
+
+    trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, logger=False, enable_checkpointing=False)
+    outputs = predict(trainer, model, dm, "test")
+    if not outputs:
+        raise StellarDataError(f"nothing to score: the test part of {dm.dataset_name} is empty")
+    report = score_outputs(outputs, dm, class_names, list(model.targets), calibrator)
+    report["meta"] = {
+        "model": hp.get("name", ""),
+        "run_dir": str(run_dir),
+        "checkpoint": str(ckpt_path),
+        "dataset": dm.dataset_name,
+        "split": OmegaConf.to_container(train_cfg.split) if train_cfg.get("split") else "none",
+        "calibrator": type(calibrator).__name__ if calibrator is not None else None,
+        "n_scored": len(outputs["index"]),
+    }
+    figures = _figures(report, outputs, dm, calibrator, int(cfg.n_bins))
+    out_dir = Path(cfg.paths.output_dir)
+    paths = write_report(out_dir, report, figures)
+    _to_tensorboard(out_dir / "tensorboard", report, paths)
+    log.info("report written to %s", paths["html"])
+    return report, {"model": model, "datamodule": dm, "outputs": outputs, "paths": paths}
+
+
+def _figures(
+    report: dict[str, Any], outputs: dict[str, np.ndarray], dm: StellarDataModule, calibrator: Any, n_bins: int
+) -> dict[str, Any]:
+    figs: dict[str, Any] = {}
+    cls = report.get("classification")
+    if cls:
+        labels = labels_of(outputs, dm)
+        figs["confusion_matrix"] = confusion_figure(cls["confusion_matrix"], cls["class_names"])
+        before, after = softmax(outputs["logits"]), calibrated_probs(calibrator, outputs["logits"])
+        figs["reliability"] = reliability_figure(before, after, labels, n_bins=n_bins)
+    for t in report.get("regression", {}):
+        truth = dm.meta[t].to_numpy(dtype=float)[outputs["index"]]
+        figs[f"regression_{t}"] = regression_figure(
+            t, truth, outputs[f"{t}_mean"], outputs[f"{t}_logvar"], UNITS.get(t, "")
+        )
+    return figs
+
+
+def _to_tensorboard(log_dir: Path, report: dict[str, Any], paths: dict[str, Path]) -> None:
+    """The report's scalars and figures, so evaluations sit beside training runs in TensorBoard."""
+    import matplotlib.image as mpimg
+
+    with SummaryWriter(str(log_dir)) as writer:
+        for key, value in flat_scalars({k: v for k, v in report.items() if k != "meta"}, "eval/").items():
+            writer.add_scalar(key, value)
+        for name, path in paths.items():
+            if path.suffix == ".png":
+                img = mpimg.imread(path)[..., :3]
+                writer.add_image(f"eval/{name}", img, dataformats="HWC")

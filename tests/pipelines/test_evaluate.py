@@ -1,0 +1,86 @@
+"""evaluate.py through compose(): a trained run is rebuilt from its folder and scored; report files are complete."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from stellar.errors import StellarDataError
+from stellar.pipelines import evaluate, train
+from tests.pipelines.conftest import MILES
+
+CLASSIFICATION_KEYS = {
+    "accuracy",
+    "macro_f1",
+    "per_class",
+    "mcc",
+    "roc_auc_ovr",
+    "pr_auc_ovr",
+    "confusion_matrix",
+    "ece_before",
+    "ece_after",
+    "brier_before",
+    "brier_after",
+}
+REGRESSION_KEYS = {"mae", "rmse", "r2", "median_ae", "coverage_68", "coverage_95"}
+
+
+@pytest.fixture
+def trained_run(make_cfg, tmp_path) -> Path:
+    cfg = make_cfg("model=spectral_multitask", "debug=limit", "calibrator=temperature", "datamodule.source.n=160")
+    train.run(cfg)
+    return Path(cfg.paths.output_dir)
+
+
+def _eval_cfg(make_cfg, tmp_path, run_dir, *overrides):
+    return make_cfg(
+        f"run_dir={run_dir}", f"paths.output_dir={tmp_path / 'eval'}", *overrides, name="evaluate", tiny=False
+    )
+
+
+def test_evaluate_rebuilds_the_run_and_writes_every_report_file(make_cfg, tmp_path, trained_run):
+    evaluate.run(_eval_cfg(make_cfg, tmp_path, trained_run))
+    out = tmp_path / "eval"
+    on_disk = json.loads((out / "report.json").read_text())
+    assert set(on_disk) >= {"classification", "regression", "meta"}
+    assert set(on_disk["classification"]) >= CLASSIFICATION_KEYS
+    assert set(on_disk["regression"]) == {"teff", "logg", "feh"}
+    assert all(set(v) >= REGRESSION_KEYS for v in on_disk["regression"].values())
+    assert on_disk["meta"]["calibrator"] == "TemperatureScaler"
+    # the same numbers the training run reported on its test part
+    summary = json.loads((trained_run / "metrics.json").read_text())["test_summary"]
+    assert on_disk["classification"]["accuracy"] == pytest.approx(summary["classification"]["accuracy"])
+    assert on_disk["regression"]["logg"]["mae"] == pytest.approx(summary["regression"]["logg"]["mae"], rel=1e-5)
+    figures = {"confusion_matrix", "reliability", "regression_teff", "regression_logg", "regression_feh"}
+    assert {p.stem for p in out.glob("*.png")} == figures
+    html = (out / "report.html").read_text()
+    images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,([^"]+)"', html)
+    assert {name for name, _ in images} == figures
+    for _, b64 in images:  # every inlined figure decodes as a real image
+        assert Image.open(io.BytesIO(base64.b64decode(b64))).size[0] > 200
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_scores_every_object_of_another_folder(make_cfg, tmp_path, miles_dir):
+    cfg = make_cfg("experiment=miles_spectra", MILES, "debug=limit", "calibrator=temperature", tiny=False)
+    train.run(cfg)
+    other = tmp_path / "other_folder"
+    shutil.copytree(miles_dir, other)
+    report, _ = evaluate.run(
+        _eval_cfg(make_cfg, tmp_path, cfg.paths.output_dir, f"datamodule.data_dir={other}", "split=none")
+    )
+    assert report["meta"]["n_scored"] == 43
+    assert report["meta"]["split"] == "none"
+    assert report["classification"]["n"] == sum(v["support"] for v in report["classification"]["per_class"].values())
+
+
+def test_bad_run_dir(make_cfg, tmp_path):
+    with pytest.raises(StellarDataError, match=r"no config\.yaml"):
+        evaluate.run(_eval_cfg(make_cfg, tmp_path, tmp_path))

@@ -95,7 +95,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "run_dir": str(run_dir),
         "checkpoint": str(ckpt_path),
         "dataset": dm.dataset_name,
-        "split": OmegaConf.to_container(train_cfg.split) if train_cfg.get("split") else "none",
+        "split": OmegaConf.to_container(train_cfg.split, resolve=True) if train_cfg.get("split") else "none",
         "calibrator": type(calibrator).__name__ if calibrator is not None else None,
         "n_scored": len(outputs["index"]),
     }

@@ -84,3 +84,39 @@ def test_scores_every_object_of_another_folder(make_cfg, tmp_path, miles_dir):
 def test_bad_run_dir(make_cfg, tmp_path):
     with pytest.raises(StellarDataError, match=r"no config\.yaml"):
         evaluate.run(_eval_cfg(make_cfg, tmp_path, tmp_path))
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)")
+def test_report_html_renders_headless(make_cfg, tmp_path, trained_run):
+    import subprocess
+
+    import numpy as np
+
+    evaluate.run(_eval_cfg(make_cfg, tmp_path, trained_run))
+    shot = tmp_path / "shot.png"
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
+    cmd = [
+        CHROMIUM,
+        *flags,
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1200,4000",
+        f"--screenshot={shot}",
+        (tmp_path / "eval" / "report.html").as_uri(),
+    ]
+    subprocess.run(cmd, capture_output=True, timeout=120, check=False)
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    # the figures are drawn: far below the tables the page is not blank
+    lower = pixels[1500:3800]
+    assert lower.std() > 20 and (lower < 128).mean() > 0.01

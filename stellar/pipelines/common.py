@@ -70,16 +70,25 @@ def load_calibrator(run_dir: Path) -> BaseProbCalibrator | None:
     return BaseProbCalibrator.from_dict(json.loads(path.read_text())) if path.is_file() else None
 
 
-def flat_scalars(tree: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
-    """Numeric leaves of a nested report as ``a/b/c`` → value (for TensorBoard and hparams metrics)."""
-    out: dict[str, float] = {}
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Leaves of a nested mapping as ``a/b/c`` → value; non-scalar leaves become strings (for hparams)."""
+    out: dict[str, Any] = {}
     for k, v in tree.items():
         key = f"{prefix}{k}"
         if isinstance(v, Mapping):
-            out.update(flat_scalars(v, f"{key}/"))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
-            out[key] = float(v)
+            out.update(flatten(v, f"{key}/"))
+        else:
+            out[key] = v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
     return out
+
+
+def flat_scalars(tree: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """The finite numeric leaves of a nested report (for TensorBoard)."""
+    return {
+        k: float(v)
+        for k, v in flatten(tree, prefix).items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+    }
 
 
 def score_outputs(

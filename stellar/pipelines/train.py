@@ -24,6 +24,7 @@ from stellar.errors import StellarConfigError
 from stellar.pipelines.common import (
     fit_calibrator,
     flat_scalars,
+    flatten,
     labels_of,
     predict,
     save_calibrator,
@@ -38,19 +39,6 @@ def _instantiate_dict(node: DictConfig | None) -> list[Any]:
     if not node:
         return []
     return [instantiate(v) for v in node.values() if v is not None and "_target_" in v]
-
-
-def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(_flat(v, f"{key}/"))
-        elif isinstance(v, (int, float, str, bool)) or v is None:
-            out[key] = v
-        else:
-            out[key] = str(v)
-    return out
 
 
 def _pretrain(cfg: DictConfig, model: L.LightningModule, split: Any, output_dir: Path) -> dict[str, float]:
@@ -102,7 +90,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     callbacks: list[Callback] = _instantiate_dict(cfg.get("callbacks"))
     loggers: list[Logger] = _instantiate_dict(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    hparams = _flat(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    hparams = flatten(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     for lg in loggers:
         lg.log_hyperparams(hparams)
 

@@ -131,6 +131,8 @@ class StellarDataModule(L.LightningDataModule):
         ds = self.store.open(self.dataset_name)
         meta = ds.meta.copy()
         meta["label"] = self.encode_labels(meta)
+        names = np.asarray([*self.class_names, "unlabelled"], dtype=object)
+        meta["class_name"] = names[meta["label"].to_numpy()]  # -1 picks "unlabelled"
         missing = [t for t in self.targets if t not in meta.columns]
         if missing:
             raise StellarConfigError(f"targets {missing} are not columns of dataset {ds.name!r}: {list(meta.columns)}")

@@ -1,0 +1,218 @@
+"""Tests for stellar.data.preprocess.lightcurve (fast, offline, seeded)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+import pandas as pd
+import pytest
+from astropy.timeseries import LombScargle
+from scipy.signal import savgol_filter
+
+from stellar.data.preprocess import lightcurve as lc
+from stellar.errors import StellarValueError
+
+HERE = Path(__file__).parent / "lightcurves"
+KEPLER = HERE / "kplr011442793-2010009091648_llc.fits"
+SESAR = HERE / "sesar_rrlyrae_4099.csv"
+SESAR_PERIOD = 0.641754351271  # d, Sesar+2010 periods.csv
+
+
+def _kepler_like(seed: int = 0, n: int = 4000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) * 0.02043  # Kepler long cadence, d
+    f = 1.0 + 0.003 * np.sin(2 * np.pi * t / 10.0) + rng.normal(0, 2e-4, n)  # slow 0.3 % trend
+    return t, f, np.full(n, 2e-4)
+
+
+def test_quality_mask_uses_lightkurve_default() -> None:
+    from lightkurve.utils import KeplerQualityFlags, TessQualityFlags
+
+    q = np.array([0, 1, 2, 4, 1024, 2**20, 0])
+    bad = lc.quality_mask(q)
+    assert bad.tolist() == [bool(x & KeplerQualityFlags.DEFAULT_BITMASK) for x in q]
+    assert not lc.quality_mask(q, bitmask="none").any()
+    tess = lc.quality_mask(q.reshape(1, -1), mission="tess")
+    assert tess.shape == (1, 7) and tess[0].tolist() == [bool(x & TessQualityFlags.DEFAULT_BITMASK) for x in q]
+    with pytest.raises(StellarValueError, match="bitmask"):
+        lc.quality_mask(q, bitmask="strict")
+    with pytest.raises(StellarValueError, match="mission"):
+        lc.quality_mask(q, mission="corot")  # type: ignore[arg-type]
+
+
+def test_sigma_clip_robust_batch_and_no_mutation(caplog: pytest.LogCaptureFixture) -> None:
+    rng = np.random.default_rng(1)
+    f = rng.normal(1, 0.01, (3, 200))
+    f[0, 10], f[1, 50], f[2, :100] = 2.0, -5.0, np.nan
+    mask = np.zeros_like(f, dtype=bool)
+    mask[1, -20:] = True
+    f0, m0 = f.copy(), mask.copy()
+    with caplog.at_level(logging.INFO):
+        out = lc.sigma_clip(f, mask, sigma=5)
+    np.testing.assert_array_equal(f, f0)
+    np.testing.assert_array_equal(mask, m0)
+    assert out[0, 10] and out[1, 50] and out[2, :100].all() and out[1, -20:].all()
+    assert out.sum() < 130  # only the outliers, the NaNs and the given mask
+    assert "masked" in caplog.text
+
+
+def test_normalise_by_median() -> None:
+    f = np.array([[2.0, 4.0, 6.0, 100.0], [-1.0, -1.0, -1.0, -1.0]])
+    e = np.ones_like(f)
+    mask = np.array([[False, False, False, True], [False] * 4])
+    nf, ne, m = lc.normalise(f, e, mask)
+    np.testing.assert_allclose(nf[0, :3], [0.5, 1.0, 1.5])
+    np.testing.assert_allclose(ne[0], 0.25)
+    assert m[1].all() and m[0].tolist() == [False, False, False, True]
+
+
+def test_detrend_keeps_transit_depth_where_savgol_eats_it() -> None:
+    t, f, _ = _kepler_like()
+    depth, dur = 0.005, 0.25  # d
+    in_tr = np.abs(((t - 3.0 + 2.5) % 5.0) - 2.5) < dur / 2  # transits every 5 d
+    f = f * np.where(in_tr, 1 - depth, 1.0)
+    window = 3 * dur
+    flat, _trend, m = lc.detrend_biweight(t * u.day, f, None, window=window * u.day)
+    assert not m.any() and np.isfinite(flat).all()
+    bw_depth = 1 - np.median(flat[in_tr]) / np.median(flat[~in_tr])
+    assert abs(bw_depth / depth - 1) < 0.05
+    assert np.std(flat[~in_tr]) < 3e-4  # the sinusoid is gone
+
+    n_win = round(window / 0.02043) | 1
+    sg = f / savgol_filter(f, n_win, 2)
+    sg_depth = 1 - np.median(sg[in_tr]) / np.median(sg[~in_tr])
+    assert sg_depth < 0.8 * depth  # a polynomial filter of the same width follows the transit in
+
+
+def test_detrend_gap_aware_and_masks_isolated_points() -> None:
+    t = np.concatenate([np.arange(0, 5, 0.02), [7.0], np.arange(10, 15, 0.02)])
+    f = np.concatenate([np.full(250, 1.0), [1.0], np.full(250, 2.0)])
+    flat, trend, m = lc.detrend_biweight(t, f, window=1.0, min_points=5)
+    assert m[250] and np.isnan(trend[250])  # alone in its window
+    np.testing.assert_allclose(trend[:250], 1.0)
+    np.testing.assert_allclose(trend[251:], 2.0)  # no leakage across the gap
+    np.testing.assert_allclose(flat[~m], 1.0)
+
+
+def test_detrend_batch_matches_rows_and_is_fast() -> None:
+    import time
+
+    t, f, _ = _kepler_like()
+    f2 = np.stack([f, f[::-1]])
+    mask = np.zeros_like(f2, dtype=bool)
+    mask[1, 100:300] = True
+    flat, _trend, m = lc.detrend_biweight(np.stack([t, t]), f2, mask, window=0.75)
+    single, _, _ = lc.detrend_biweight(t, f, window=0.75)
+    np.testing.assert_allclose(flat[0], single)
+    assert m[1, 100:300].all()
+    start = time.perf_counter()
+    lc.detrend_biweight(t, f, window=0.75)
+    assert time.perf_counter() - start < 0.5  # ~35 ms on a laptop core; loose bound for CI
+
+
+def test_frequency_grid_units() -> None:
+    t = np.linspace(0, 100, 300)
+    g = lc.frequency_grid(t * u.day, min_period=2 * u.hour, max_period=10, oversampling=5)
+    assert g[0] == pytest.approx(0.1) and g[-1] == pytest.approx(12.0)
+    np.testing.assert_allclose(np.diff(g), np.diff(g)[0])
+    assert np.diff(g)[0] <= 1 / (5 * 100) + 1e-12
+    with pytest.raises(StellarValueError, match="min_period"):
+        lc.frequency_grid(t, min_period=10, max_period=1)
+
+
+def test_lomb_scargle_matches_astropy_and_recovers_period() -> None:
+    rng = np.random.default_rng(3)
+    t = np.sort(rng.uniform(0, 60, 500))
+    y = 0.3 * np.sin(2 * np.pi * t / 2.7 + 0.4) + rng.normal(0, 0.1, t.size)
+    dy = rng.uniform(0.05, 0.15, t.size)
+    g = lc.frequency_grid(t, 0.2, 30, 10)
+    p = lc.lomb_scargle(t, y, dy, g / u.day)
+    ref = LombScargle(t, y, dy).power(g, method="cython")
+    np.testing.assert_allclose(p, ref, atol=1e-6)
+    assert 1 / g[np.argmax(p)] == pytest.approx(2.7, rel=1e-3)
+    # batch with a padded second row
+    tb = np.stack([t, t])
+    mask = np.zeros(tb.shape, dtype=bool)
+    mask[1, 250:] = True
+    pb = lc.lomb_scargle(tb, np.stack([y, y]), np.stack([dy, dy]), (g / u.d).to(1 / u.hour), mask=mask)
+    np.testing.assert_allclose(pb[0], p)
+    np.testing.assert_allclose(pb[1], LombScargle(t[:250], y[:250], dy[:250]).power(g, method="cython"), atol=1e-6)
+
+
+def test_multiband_sesar_rrlyrae_period() -> None:
+    d = pd.read_csv(SESAR)
+    g = lc.frequency_grid(d["time"].to_numpy(), min_period=0.2, max_period=1.2, oversampling=5)
+    p = lc.multiband_lomb_scargle(d["time"], d["mag"], d["magerr"], d["band"], g)
+    best = 1 / g[np.argmax(p)]
+    assert best == pytest.approx(SESAR_PERIOD, rel=1e-3)
+
+
+def test_phase_fold() -> None:
+    ph = lc.phase_fold(np.array([[0.0, 1.5, 3.25]]), np.array([1.0]), t0=0.5)
+    np.testing.assert_allclose(ph, [[0.5, 0.0, 0.75]])
+    with pytest.raises(StellarValueError, match="period"):
+        lc.phase_fold([0.0, 1.0], 0.0)
+
+
+def test_features_batch_and_values() -> None:
+    rng = np.random.default_rng(5)
+    t = np.sort(rng.uniform(0, 50, 400))
+    sin = np.sin(2 * np.pi * t / 3.3)
+    noise = rng.normal(0, 1, t.size)
+    x = np.stack([10 + sin + 0.05 * noise, 10 + 0.05 * noise])
+    e = np.full_like(x, 0.05)
+    mask = np.zeros_like(x, dtype=bool)
+    mask[1, 300:] = True
+    feats = lc.features(np.stack([t, t]), x, e, mask, min_period=0.5, max_period=20)
+    assert feats["period"][0] == pytest.approx(3.3, rel=1e-2)
+    assert feats["amplitude"][0] == pytest.approx(np.sin(np.pi * 0.45), rel=0.05)  # half the 5–95 % range
+    assert feats["eta"][0] < 0.5 < feats["eta"][1]  # smooth variation vs white noise (~2)
+    assert feats["stetson_k"][1] == pytest.approx(np.sqrt(2 / np.pi), abs=0.05)
+    assert feats["mad_std"][1] == pytest.approx(0.05, rel=0.15)
+    assert abs(feats["skewness"][1]) < 0.3 and feats["kurtosis"][0] < -1  # a sinusoid is platykurtic (−1.5)
+    assert feats["beyond_1std"][1] == pytest.approx(0.317, abs=0.06)
+    assert feats["n_points"].tolist() == [400, 300]
+
+
+def test_to_fixed_length_pads_and_truncates() -> None:
+    t = np.array([[3.0, 1.0, 2.0, 4.0], [1.0, 2.0, 3.0, 4.0]])
+    f = t * 10
+    mask = np.array([[False, False, True, False], [False, True, True, True]])
+    tt, ff, mm = lc.to_fixed_length(t, f, mask, n=2)
+    np.testing.assert_allclose(tt, [[1.0, 3.0], [1.0, 0.0]])
+    np.testing.assert_allclose(ff, [[10.0, 30.0], [10.0, 0.0]])
+    assert mm.tolist() == [[False, False], [False, True]]
+    tt, ff, ee, mm = lc.to_fixed_length(t, f, mask, n=6, flux_err=np.ones_like(f))
+    assert tt.shape == (2, 6) and mm[0].tolist() == [False] * 3 + [True] * 3 and ee[0, :3].tolist() == [1.0] * 3
+
+
+def test_real_kepler_pipeline() -> None:
+    import lightkurve
+
+    curve = lightkurve.read(KEPLER, quality_bitmask="none")
+    time, flux, err, quality = lc.from_lightkurve(curve)
+    assert time.shape == flux.shape == quality.shape == (1021,)
+    mask = lc.quality_mask(quality, mission="kepler")
+    nf, ne, mask = lc.normalise(flux, err, mask)
+    flat, _trend, mask = lc.detrend_biweight(time, nf, mask, window=1.0)
+    mask = lc.sigma_clip(flat, mask, sigma=5)
+    assert 0.8 < (~mask).mean() < 1.0
+    assert np.nanstd(flat[~mask]) < np.nanstd(nf[~mask])
+    feats = lc.features(time, flat, ne, mask, min_period=0.1, max_period=10)
+    assert all(np.isfinite(v) for v in feats.values())
+
+
+def test_lomb_scargle_falls_back_to_astropy(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    rng = np.random.default_rng(4)
+    t = np.sort(rng.uniform(0, 40, 300))
+    y = np.sin(2 * np.pi * t / 1.7) + rng.normal(0, 0.2, t.size)
+    g = lc.frequency_grid(t, 0.3, 10, 5)
+    monkeypatch.setitem(sys.modules, "nifty_ls", None)  # import now raises ImportError
+    p = lc.lomb_scargle(t, y, None, g)
+    assert 1 / g[np.argmax(p)] == pytest.approx(1.7, rel=1e-2)
+    np.testing.assert_allclose(p, LombScargle(t, y).power(g, method="cython"), atol=1e-2)

@@ -1,8 +1,10 @@
 """One LightningModule for (encoder, heads): a classification head and heteroscedastic regression heads.
 
-Batches are dicts: ``flux`` and ``mask`` (B, L) for the encoder, ``label`` (B,) int with -1 where unknown, and one
-float column per regression target in physical units (NaN where unknown). Targets listed in ``log_targets`` are
-learned as log10 (Teff), and every target is standardised with the training part's statistics.
+Batches are dicts: the fields the encoder names in its ``inputs`` attribute (``("flux", "mask")`` for spectra,
+``("time", "flux", "flux_err", "band", "mask")`` for light curves…), passed to it in that order; ``label`` (B,)
+int with -1 where unknown; and one float column per regression target in physical units (NaN where unknown).
+Targets listed in ``log_targets`` are learned as log10 (Teff), and every target is standardised with the
+training part's statistics.
 
 ``forward`` returns the raw outputs (standardised space) used by the losses; :meth:`to_physical` turns them into the
 model-output contract of DESIGN.md in physical units: ``logits`` (N, C) and ``<t>_mean``, ``<t>_logvar`` with the
@@ -32,7 +34,8 @@ class StellarModule(L.LightningModule):
     Parameters
     ----------
     encoder : nn.Module
-        Maps ``(flux, mask)`` to features and exposes ``out_dim``.
+        Maps the batch fields named by its ``inputs`` attribute (default ``("flux", "mask")``) to features
+        (B, ``out_dim``).
     name : str
         Model name (used by the registry and reports).
     class_names : sequence of str, optional
@@ -85,6 +88,7 @@ class StellarModule(L.LightningModule):
         self.hparams["class_names"] = class_names
         self.hparams["target_stats"] = stats
         self.encoder = encoder
+        self.inputs: tuple[str, ...] = tuple(getattr(encoder, "inputs", ("flux", "mask")))
         self.class_names = class_names
         self.targets = targets
         self.log_targets = set(log_targets)
@@ -124,8 +128,9 @@ class StellarModule(L.LightningModule):
         return y, logvar_y
 
     # ---- forward -----------------------------------------------------------------------------------------
-    def forward(self, flux: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        h = self.encoder(flux, mask)
+    def forward(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Raw outputs from the encoder's inputs, given in the order of ``self.inputs``."""
+        h = self.encoder(*inputs)
         out: dict[str, torch.Tensor] = {}
         if self.class_head is not None:
             out["logits"] = self.class_head(h)
@@ -143,8 +148,14 @@ class StellarModule(L.LightningModule):
         return out
 
     # ---- steps -------------------------------------------------------------------------------------------
+    def _inputs_of(self, batch: Batch) -> list[torch.Tensor]:
+        missing = [k for k in self.inputs if k not in batch]
+        if missing:
+            raise StellarConfigError(f"the encoder needs batch fields {missing}; the batch has {sorted(batch)}")
+        return [batch[k] for k in self.inputs]
+
     def _shared_step(self, batch: Batch, stage: str) -> torch.Tensor:
-        raw = self(batch["flux"], batch["mask"])
+        raw = self(*self._inputs_of(batch))
         losses: dict[str, torch.Tensor] = {}
         stage_metrics = cast(nn.ModuleDict, self.metrics[f"{stage}_metrics"])
         metrics = {k: cast(torchmetrics.Metric, m) for k, m in stage_metrics.items()}
@@ -165,7 +176,7 @@ class StellarModule(L.LightningModule):
             if ok.any():
                 metrics[f"{t}_mae"].update(phys[f"{t}_mean"][ok], truth[ok])
         loss = torch.stack(list(losses.values())).sum() if losses else raw[next(iter(raw))].sum() * 0.0
-        bs = batch["flux"].shape[0]
+        bs = batch["label"].shape[0]
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=bs, on_step=on_step, on_epoch=True)
         for k, v in losses.items():
@@ -184,7 +195,7 @@ class StellarModule(L.LightningModule):
         return self._shared_step(batch, "test")
 
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
-        out = self.to_physical(self(batch["flux"], batch["mask"]))
+        out = self.to_physical(self(*self._inputs_of(batch)))
         if "index" in batch:
             out["index"] = batch["index"]
         return out

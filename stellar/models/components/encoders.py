@@ -30,6 +30,9 @@ class SpectralCNN(nn.Module):
         Size of the feature vector.
     """
 
+    #: batch fields passed to ``forward``, in order
+    inputs = ("flux", "mask")
+
     def __init__(
         self,
         channels: Sequence[int] = (8, 16, 32, 48, 64),
@@ -73,6 +76,9 @@ class SpectralTransformer(nn.Module):
     out_dim : int
         Size of the feature vector.
     """
+
+    #: batch fields passed to ``forward``, in order
+    inputs = ("flux", "mask")
 
     def __init__(
         self,

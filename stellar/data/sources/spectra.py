@@ -1,47 +1,24 @@
-"""Sources of spectra datasets: the simulator and MILES-format folders.
-
-A source names its dataset from a hash of everything that determines its content (parameters, input file
-bytes, preprocessing, code version), so a stored dataset is reused exactly when it would be rebuilt identically.
-``build(preprocessing)`` returns the keyword arguments of :meth:`stellar.data.store.DatasetStore.write`.
-"""
+"""Sources of spectra datasets: the simulator and MILES-format folders (see :mod:`stellar.data.sources.base`)."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from stellar import __version__
 from stellar.data.labels import mk_letter_from_sptype
 from stellar.data.preprocess.spectra import SpectrumPreprocessing
 from stellar.data.simulate.spectra import SpectrumSimulator
+from stellar.data.sources.base import digest
 from stellar.errors import StellarDataError
 
 log = logging.getLogger(__name__)
 
-#: Bump when a source's build logic changes what it stores (the dataset name hashes it, so old builds are not reused).
-BUILD_VERSION = 2
-
 SPECTRA_UNITS = {"flux": "", "ivar": "", "mask": "", "log_wave": "dex(Angstrom)"}
-
-
-class Source(Protocol):
-    def dataset_name(self, preprocessing: dict[str, Any]) -> str: ...
-
-    def build(self, preprocessing: Any) -> dict[str, Any]: ...
-
-
-def _digest(*parts: Any) -> str:
-    h = hashlib.sha256(f"{__version__}/{BUILD_VERSION}".encode())
-    for p in parts:
-        h.update(p if isinstance(p, bytes) else json.dumps(p, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:12]
 
 
 def _spectra_write_kwargs(
@@ -71,7 +48,7 @@ class SimulatedSpectraSource:
         return {"n": self.n, "seed": self.seed, "simulator": dataclasses.asdict(self.simulator)}
 
     def dataset_name(self, preprocessing: dict[str, Any]) -> str:
-        return f"sim_spectra-{_digest(self._params(), preprocessing)}"
+        return f"sim_spectra-{digest(self._params(), preprocessing)}"
 
     def build(self, preprocessing: SpectrumPreprocessing) -> dict[str, Any]:
         sim = self.simulator.simulate(self.n, seed=self.seed)
@@ -129,7 +106,7 @@ class MilesSource:
 
     def dataset_name(self, preprocessing: dict[str, Any]) -> str:
         npz, csv = self._files()
-        return f"miles-{_digest(npz.read_bytes(), csv.read_bytes(), preprocessing)}"
+        return f"miles-{digest(npz.read_bytes(), csv.read_bytes(), preprocessing)}"
 
     def read(self) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
         """Air wavelengths (Å), flux (N, M) and the labels table aligned with the spectra."""

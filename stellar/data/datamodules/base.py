@@ -1,4 +1,4 @@
-"""DataModules: one store-backed base, thin subclasses per modality.
+"""The store-backed base DataModule that every modality subclasses.
 
 ``prepare_data`` makes sure the source's dataset is in the store (building it once through the modality's
 preprocessing); ``setup`` reads only the store, applies the split and serves batches as dicts of tensors.
@@ -17,8 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from stellar.data.labels import MK_CLASSES
-from stellar.data.preprocess.spectra import SpectrumPreprocessing
-from stellar.data.sources import Source
+from stellar.data.sources.base import Source
 from stellar.data.store import Dataset as StoredDataset
 from stellar.data.store import DatasetStore
 from stellar.errors import StellarConfigError, StellarDataError
@@ -203,34 +202,3 @@ class StellarDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self.loader("test", shuffle=False)
-
-
-class SpectraDataModule(StellarDataModule):
-    """Spectra on a shared log-wavelength grid: batch fields ``flux``, ``ivar``, ``mask`` (B, L).
-
-    Parameters
-    ----------
-    preprocessing : SpectrumPreprocessing
-        Resampling grid and continuum normalisation; the same object the server applies to requests.
-    **kwargs
-        See :class:`StellarDataModule`.
-    """
-
-    fields = ("flux", "ivar", "mask")
-
-    def __init__(
-        self, source: Source, store_root: str, preprocessing: SpectrumPreprocessing | None = None, **kwargs: Any
-    ):
-        super().__init__(source, store_root, **kwargs)
-        self.preprocessing = preprocessing or SpectrumPreprocessing()
-
-    @property
-    def dataset_name(self) -> str:
-        return self.source.dataset_name(self.preprocessing.to_dict())
-
-    def build_kwargs(self) -> dict[str, Any]:
-        return self.source.build(self.preprocessing)
-
-    @property
-    def log_wave(self) -> np.ndarray:
-        return np.asarray(self.preprocessing.grid)

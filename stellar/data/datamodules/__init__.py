@@ -1,0 +1,6 @@
+"""DataModules: one store-backed base (:mod:`~stellar.data.datamodules.base`), a thin subclass per modality."""
+
+from stellar.data.datamodules.base import StellarDataModule, TensorDictDataset
+from stellar.data.datamodules.spectra import SpectraDataModule
+
+__all__ = ["SpectraDataModule", "StellarDataModule", "TensorDictDataset"]

@@ -1,0 +1,6 @@
+"""Dataset sources: each builds one stored dataset from a simulator or a folder of survey files."""
+
+from stellar.data.sources.base import BUILD_VERSION, Source
+from stellar.data.sources.spectra import MilesSource, SimulatedSpectraSource, der_snr_noise
+
+__all__ = ["BUILD_VERSION", "MilesSource", "SimulatedSpectraSource", "Source", "der_snr_noise"]

@@ -72,3 +72,13 @@ def mk_index(letters: Iterable[str | None]) -> np.ndarray:
     """Indices into :data:`MK_CLASSES` of MK letters; ``-1`` where a letter is missing or unknown."""
     lookup = {c: i for i, c in enumerate(MK_CLASSES)}
     return np.asarray([lookup.get(x, -1) if isinstance(x, str) else -1 for x in letters], dtype=np.int64)
+
+
+# ---- variability classes ---------------------------------------------------------------------------------------
+#: EROS-2 (RAMP variable-star challenge) ``type`` codes. The source does not name them; a cross-match with OGLE-III
+#: (see shared/data/MANIFEST.md) suggests 2 = classical Cepheid, 3 = RR Lyrae, 4 = long-period variable, and 1 most
+#: likely eclipsing binaries. The names follow that cross-match and say so in every model card via this table.
+EROS_TYPES: dict[int, str] = {1: "eclipsing_binary", 2: "cepheid", 3: "rr_lyrae", 4: "lpv"}
+
+#: Sesar et al. (2010) Stripe 82 RR Lyrae ``Type`` → class name.
+RR_LYRAE_TYPES: dict[str, str] = {"ab": "rr_lyrae_ab", "c": "rr_lyrae_c"}

@@ -1,6 +1,7 @@
 """DataModules: one store-backed base (:mod:`~stellar.data.datamodules.base`), a thin subclass per modality."""
 
 from stellar.data.datamodules.base import StellarDataModule, TensorDictDataset
+from stellar.data.datamodules.lightcurve import LightCurveDataModule
 from stellar.data.datamodules.spectra import SpectraDataModule
 
-__all__ = ["SpectraDataModule", "StellarDataModule", "TensorDictDataset"]
+__all__ = ["LightCurveDataModule", "SpectraDataModule", "StellarDataModule", "TensorDictDataset"]

@@ -118,6 +118,11 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             lg.log_metrics(flat_scalars(summary, "test/"), step=trainer.global_step)
         _log_summary(summary)
 
+    if cfg.get("register"):  # a registry version of the best model (stellar.registry; registry.root= sets where)
+        from stellar.registry import register_run
+
+        objs = {"model": model, "datamodule": dm, "calibrator": calibrator}
+        metrics["registered"] = register_run(cfg, output_dir, objs, metrics).tag
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     return metrics, {"model": model, "datamodule": dm, "trainer": trainer, "calibrator": calibrator, "cfg": cfg}
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from stellar.data.datamodules import StellarDataModule
+from stellar.errors import StellarConfigError
 from stellar.evaluation.calibration import BaseProbCalibrator
 from stellar.evaluation.metrics import classification_report, regression_report, softmax
 
@@ -21,13 +22,43 @@ log = logging.getLogger(__name__)
 CALIBRATOR_FILE = "calibrator.json"
 
 
-def predict(trainer: L.Trainer, model: L.LightningModule, dm: StellarDataModule, part: str) -> dict[str, np.ndarray]:
-    """Model outputs (physical units) on one part of the datamodule, concatenated, with the row ``index``."""
+def predict(
+    trainer: L.Trainer | None, model: L.LightningModule | Any, dm: StellarDataModule, part: str
+) -> dict[str, np.ndarray]:
+    """Model outputs (physical units) on one part of the datamodule, concatenated, with the row ``index``.
+
+    A LightningModule predicts through ``trainer``; an estimator (``predict_outputs(arrays)``) on the part's numpy
+    arrays, and needs no trainer.
+    """
+    if not isinstance(model, L.LightningModule):
+        arrays = dm.arrays(part)
+        if not len(arrays["index"]):
+            return {}
+        return {**model.predict_outputs(arrays), "index": arrays["index"]}
+    if trainer is None:
+        raise StellarConfigError("trainer must be given to predict with a LightningModule")
     batches = cast(list[dict[str, torch.Tensor]], trainer.predict(model, dataloaders=dm.loader(part)) or [])
     if not batches:
         return {}
     out = {k: torch.cat([b[k] for b in batches]) for k in batches[0]}
     return {k: v.numpy() if k == "index" else v.float().numpy() for k, v in out.items()}
+
+
+def checkpoint_hparams(path: Path) -> dict[str, Any]:
+    """What a checkpoint says about its model (name, class names, target statistics): the hyper-parameters of a
+    Lightning ``.ckpt``, or the metadata JSON an estimator saves beside its boosters."""
+    if path.suffix == ".json":
+        return dict(json.loads(path.read_text()))
+    return dict(torch.load(path, map_location="cpu", weights_only=True).get("hyper_parameters", {}))
+
+
+def load_weights(model: L.LightningModule | Any, path: Path) -> None:
+    """Load a checkpoint into ``model``: a Lightning state dict (``weights_only``), or an estimator's boosters."""
+    if isinstance(model, L.LightningModule):
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
+        model.eval()
+    else:
+        model.load(path)
 
 
 def labels_of(outputs: Mapping[str, np.ndarray], dm: StellarDataModule) -> np.ndarray:

@@ -15,7 +15,6 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.tensorboard import SummaryWriter
@@ -24,7 +23,17 @@ from stellar.data.datamodules import StellarDataModule
 from stellar.errors import StellarConfigError, StellarDataError
 from stellar.evaluation.metrics import softmax
 from stellar.evaluation.report import confusion_figure, regression_figure, reliability_figure, write_report
-from stellar.pipelines.common import calibrated_probs, flat_scalars, labels_of, load_calibrator, predict, score_outputs
+from stellar.models.estimators import META_FILE as ESTIMATOR_META
+from stellar.pipelines.common import (
+    calibrated_probs,
+    checkpoint_hparams,
+    flat_scalars,
+    labels_of,
+    load_calibrator,
+    load_weights,
+    predict,
+    score_outputs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +41,16 @@ UNITS = {"teff": "K", "logg": "dex", "feh": "dex"}
 
 
 def best_checkpoint(run_dir: Path) -> Path:
-    """The run's best checkpoint (from its ``metrics.json``), else its only epoch checkpoint, else ``last.ckpt``."""
+    """The run's best checkpoint (from its ``metrics.json``), else an estimator's ``estimator.json``, else its only
+    epoch checkpoint, else ``last.ckpt``."""
     metrics = run_dir / "metrics.json"
     if metrics.is_file():
         best = json.loads(metrics.read_text()).get("best_checkpoint")
         if best and Path(best).is_file():
             return Path(best)
+    estimator = run_dir / "checkpoints" / ESTIMATOR_META
+    if estimator.is_file():
+        return estimator
     ckpts = sorted((run_dir / "checkpoints").glob("*.ckpt"))
     epochs = [p for p in ckpts if p.name != "last.ckpt"]
     if len(epochs) == 1:
@@ -71,8 +84,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     run_dir = Path(cfg.run_dir)
     train_cfg = load_run_config(cfg)
     ckpt_path = Path(cfg.ckpt_path) if cfg.get("ckpt_path") else best_checkpoint(run_dir)
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    hp = state.get("hyper_parameters", {})
+    hp = checkpoint_hparams(ckpt_path)
 
     split = instantiate(train_cfg.split) if train_cfg.get("split") else None
     dm: StellarDataModule = instantiate(train_cfg.datamodule, split=split)
@@ -81,8 +93,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if class_names and class_names != list(dm.class_names):
         raise StellarConfigError(f"model classes {class_names} differ from the datamodule's {dm.class_names}")
     model = instantiate(train_cfg.model, class_names=class_names, target_stats=hp.get("target_stats"))
-    model.load_state_dict(state["state_dict"])
-    model.eval()
+    load_weights(model, ckpt_path)
     calibrator = load_calibrator(run_dir)
 
     trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, logger=False, enable_checkpointing=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,10 @@ def _pretrain(cfg: DictConfig, model: L.LightningModule, split: Any, output_dir:
 def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train the configured model, calibrate it on the validation part and score the test part.
 
+    The model is a LightningModule (fitted by the configured Trainer) or an estimator (anything else with
+    ``fit(train, val)``, ``predict_outputs(arrays)`` and ``save(folder)``, e.g. an XGBoost model), fitted on the
+    datamodule's numpy arrays. Both are calibrated, scored, logged and saved the same way.
+
     Returns ``(metrics, objects)``; the run folder gets ``config.yaml`` (as composed, for evaluate.py),
     ``config_resolved.yaml``, ``split_audit.json``, ``checkpoints/``, ``calibrator.json`` and ``metrics.json``.
     """
@@ -83,24 +88,15 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if unknown:
         raise StellarConfigError(f"model targets {unknown} are not provided by the datamodule (it has {dm.targets})")
 
-    metrics: dict[str, Any] = {}
-    if cfg.get("pretrain"):
-        metrics.update(_pretrain(cfg, model, split, output_dir))
-
-    callbacks: list[Callback] = _instantiate_dict(cfg.get("callbacks"))
     loggers: list[Logger] = _instantiate_dict(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     hparams = flatten(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
-    for lg in loggers:
-        lg.log_hyperparams(hparams)
-
-    trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
-    metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
-    ckpt_cb = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
-    best = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
-    metrics["best_checkpoint"] = best
-    if best:
-        model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+    metrics: dict[str, Any] = {}
+    trainer: L.Trainer | None = None
+    if isinstance(model, L.LightningModule):
+        trainer = _fit_lightning(cfg, model, dm, split, output_dir, loggers, hparams, metrics)
+        step = trainer.global_step
+    else:
+        step = _fit_estimator(cfg, model, dm, output_dir, loggers, hparams, metrics)
 
     # calibration: fitted on the validation part only, never on test
     calibrator = None
@@ -110,13 +106,16 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         metrics["calibrator"] = str(save_calibrator(calibrator, output_dir))
 
     if cfg.get("test") and len(dm.part("test")):
-        trainer.test(model, datamodule=dm, verbose=False)
-        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
+        if trainer is not None:
+            trainer.test(model, datamodule=dm, verbose=False)
+            metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
         summary = score_outputs(predict(trainer, model, dm, "test"), dm, model.class_names, model.targets, calibrator)
         metrics["test_summary"] = summary
         for lg in loggers:
-            lg.log_metrics(flat_scalars(summary, "test/"), step=trainer.global_step)
+            lg.log_metrics(flat_scalars(summary, "test/"), step=step)
         _log_summary(summary)
+    for lg in loggers:
+        lg.save()
 
     if cfg.get("register"):  # a registry version of the best model (stellar.registry; registry.root= sets where)
         from stellar.registry import register_run
@@ -125,6 +124,68 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         metrics["registered"] = register_run(cfg, output_dir, objs, metrics).tag
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     return metrics, {"model": model, "datamodule": dm, "trainer": trainer, "calibrator": calibrator, "cfg": cfg}
+
+
+def _fit_lightning(
+    cfg: DictConfig,
+    model: L.LightningModule,
+    dm: StellarDataModule,
+    split: Any,
+    output_dir: Path,
+    loggers: list[Logger],
+    hparams: dict[str, Any],
+    metrics: dict[str, Any],
+) -> L.Trainer:
+    """Optional pretraining, then ``trainer.fit``; loads the best checkpoint into ``model``."""
+    if cfg.get("pretrain"):
+        metrics.update(_pretrain(cfg, model, split, output_dir))
+    callbacks: list[Callback] = _instantiate_dict(cfg.get("callbacks"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for lg in loggers:
+        lg.log_hyperparams(hparams)
+    trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+    metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    ckpt_cb = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+    best = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
+    metrics["best_checkpoint"] = best
+    if best:
+        model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+    return trainer
+
+
+def _fit_estimator(
+    cfg: DictConfig,
+    model: Any,
+    dm: StellarDataModule,
+    output_dir: Path,
+    loggers: list[Logger],
+    hparams: dict[str, Any],
+    metrics: dict[str, Any],
+) -> int:
+    """Fit an estimator on the train part (early stopping on val), log its per-round losses and save it under
+    ``checkpoints/``; returns the number of rounds (the step of the test scalars)."""
+    if cfg.get("pretrain"):
+        raise StellarConfigError("pretrain is only for Lightning models; this model is an estimator")
+    if cfg.get("ckpt_path"):
+        raise StellarConfigError("ckpt_path (resume) is only for Lightning models; this model is an estimator")
+    val = dm.arrays("val") if len(dm.part("val")) else None
+    start = time.perf_counter()
+    metrics.update(model.fit(dm.arrays("train"), val))
+    metrics["fit_seconds"] = time.perf_counter() - start
+    history: dict[str, dict[str, dict[str, list[float]]]] = getattr(model, "history", {})
+    n_rounds = 0
+    for lg in loggers:
+        lg.log_hyperparams(hparams)
+        for key, parts in history.items():
+            for part, series in parts.items():
+                for metric, values in series.items():
+                    n_rounds = max(n_rounds, len(values))
+                    for i, v in enumerate(values):
+                        lg.log_metrics({f"{part}/{key}_{metric}": v}, step=i)
+        lg.log_metrics({"fit_seconds": metrics["fit_seconds"]}, step=0)
+    metrics["best_checkpoint"] = str(model.save(output_dir / "checkpoints"))
+    log.info("estimator fitted in %.1f s, saved to %s", metrics["fit_seconds"], metrics["best_checkpoint"])
+    return n_rounds
 
 
 def _log_summary(summary: Mapping[str, Any]) -> None:

@@ -138,10 +138,14 @@ class StellarDataModule(L.LightningDataModule):
         result = self.split(meta) if self.split is not None else self._score_all(meta)
         self.dataset, self.meta, self.split_result = ds, meta, result
         self.target_stats = self._target_stats(meta.iloc[result.train]) if len(result.train) else {}
-        arrays = {f: ds.load(f) for f in self.fields}
+        arrays = self.load_arrays(ds, meta)
         for part, idx in result.parts().items():
             self._parts[part] = TensorDictDataset(self._tensors(arrays, meta, idx))
         log.info("dataset %s: %s rows per part", ds.name, {k: len(v) for k, v in result.parts().items()})
+
+    def load_arrays(self, ds: StoredDataset, meta: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Row-aligned arrays that become batch fields: the stored ``fields`` (a modality may derive more)."""
+        return {f: ds.load(f) for f in self.fields}
 
     def encode_labels(self, meta: pd.DataFrame) -> np.ndarray:
         """Class index of every row, -1 where the class is missing or outside ``class_names``."""
@@ -179,6 +183,10 @@ class StellarDataModule(L.LightningDataModule):
         if name not in self._parts:
             raise StellarDataError(f"part {name!r} is not set up; call setup() first (parts: {list(self._parts)})")
         return self._parts[name]
+
+    def arrays(self, part: str) -> dict[str, np.ndarray]:
+        """One part as numpy arrays (the batch fields, ``label``, targets and ``index``), for estimators."""
+        return {k: v.numpy() for k, v in self.part(part).tensors.items()}
 
     def loader(self, part: str, shuffle: bool = False) -> DataLoader:
         """DataLoader over one part (``train``, ``val`` or ``test``)."""

@@ -82,3 +82,97 @@ EROS_TYPES: dict[int, str] = {1: "eclipsing_binary", 2: "cepheid", 3: "rr_lyrae"
 
 #: Sesar et al. (2010) Stripe 82 RR Lyrae ``Type`` → class name.
 RR_LYRAE_TYPES: dict[str, str] = {"ab": "rr_lyrae_ab", "c": "rr_lyrae_c"}
+
+
+# --- SIMBAD object types (issue 7) -------------------------------------------------------------------------------
+#: SIMBAD ``otype`` (short codes, https://simbad.cds.unistra.fr/guide/otypes.htx) → (class, variability).
+#: ``class`` is the SDSS-style coarse class (STAR, GALAXY, QSO); ``variability`` is the variable-star class of
+#: the light-curve models, or ``""`` when the type says nothing about variability. Candidates (``…?``, e.g.
+#: ``EB?``), clusters, nebulae and other types outside these lists are *unmapped*: they are reported, not guessed.
+#:
+#: ========================================  ======  ====================
+#: otype                                     class   variability
+#: ========================================  ======  ====================
+#: ``*`` ``MS*`` ``HB*`` ``RG*`` ``RGB*``     STAR
+#: ``AB*`` ``C*`` ``S*`` ``BS*`` ``SG*``      STAR
+#: ``s*r`` ``s*y`` ``s*b`` ``BD*`` ``LM*``    STAR
+#: ``PM*`` ``HV*`` ``Em*`` ``Be*`` ``V*``     STAR
+#: ``WD*``                                   STAR
+#: ``**`` ``SB*``                            STAR
+#: ``EB*``                                   STAR    eclipsing_binary
+#: ``Ce*`` ``cC*`` ``WV*``                   STAR    cepheid
+#: ``RR*``                                   STAR    rr_lyrae
+#: ``LP*`` ``Mi*``                           STAR    lpv
+#: ``dS*``                                   STAR    delta_scuti
+#: ``Ro*``                                   STAR    rotational
+#: ``Er*`` ``Fl*``                           STAR    eruptive
+#: ``G`` ``GiC`` ``GiG`` ``GiP`` ``BiC``      GALAXY
+#: ``SBG`` ``EmG`` ``H2G`` ``LSB`` ``rG``     GALAXY
+#: ``Sy1`` ``Sy2`` ``SyG`` ``LIN`` ``AGN``    GALAXY
+#: ``QSO`` ``Bla`` ``BLL``                   QSO
+#: ========================================  ======  ====================
+SIMBAD_OTYPES: dict[str, tuple[str, str]] = {
+    **dict.fromkeys(
+        [
+            "*",
+            "MS*",
+            "HB*",
+            "RG*",
+            "RGB*",
+            "AB*",
+            "C*",
+            "S*",
+            "BS*",
+            "SG*",
+            "s*r",
+            "s*y",
+            "s*b",
+            "BD*",
+            "LM*",
+            "PM*",
+            "HV*",
+            "Em*",
+            "Be*",
+            "V*",
+            "WD*",
+            "**",
+            "SB*",
+        ],
+        ("STAR", ""),
+    ),
+    "EB*": ("STAR", "eclipsing_binary"),
+    **dict.fromkeys(("Ce*", "cC*", "WV*"), ("STAR", "cepheid")),
+    "RR*": ("STAR", "rr_lyrae"),
+    **dict.fromkeys(("LP*", "Mi*"), ("STAR", "lpv")),
+    "dS*": ("STAR", "delta_scuti"),
+    "Ro*": ("STAR", "rotational"),
+    **dict.fromkeys(("Er*", "Fl*"), ("STAR", "eruptive")),
+    **dict.fromkeys(
+        ["G", "GiC", "GiG", "GiP", "BiC", "SBG", "EmG", "H2G", "LSB", "rG", "Sy1", "Sy2", "SyG", "LIN", "AGN"],
+        ("GALAXY", ""),
+    ),
+    **dict.fromkeys(("QSO", "Bla", "BLL"), ("QSO", "")),
+}
+
+
+def simbad_otype_labels(otypes: Iterable[str]) -> list[tuple[str, str]]:
+    """(class, variability) of each SIMBAD otype; ``("unmapped", "")`` for a type outside
+    :data:`SIMBAD_OTYPES`. The unmapped types and their counts are logged at WARNING.
+
+    Examples
+    --------
+    >>> simbad_otype_labels(["EB*", "QSO", "SNR"])
+    [('STAR', 'eclipsing_binary'), ('QSO', ''), ('unmapped', '')]
+    """
+    out: list[tuple[str, str]] = []
+    unmapped: dict[str, int] = {}
+    for o in otypes:
+        key = str(o).strip()
+        if key in SIMBAD_OTYPES:
+            out.append(SIMBAD_OTYPES[key])
+        else:
+            out.append(("unmapped", ""))
+            unmapped[key] = unmapped.get(key, 0) + 1
+    if unmapped:
+        log.warning("SIMBAD otype(s) outside the taxonomy, left unmapped: %s", unmapped)
+    return out

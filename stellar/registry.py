@@ -531,7 +531,9 @@ def _preprocessing_params(cfg: DictConfig, dm: Any) -> dict[str, Any] | None:
 
     prep = getattr(dm, "preprocessing", None)
     if prep is not None and callable(getattr(prep, "to_dict", None)):
-        return dict(prep.to_dict())
+        params = dict(prep.to_dict())
+        params.setdefault("_target_", f"{type(prep).__module__}.{type(prep).__qualname__}")  # rebuilt by instantiate
+        return params
     node = cfg.datamodule.get("preprocessing") if cfg.get("datamodule") else None
     return OmegaConf.to_container(node, resolve=True) if node is not None else None  # type: ignore[return-value]
 

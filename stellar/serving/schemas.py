@@ -1,0 +1,184 @@
+"""Request and response bodies of the ``/predict/*`` endpoints (pydantic): what the OpenAPI schema publishes.
+
+Validation that needs no model happens here, in the HTTP process, and answers 422 with the location of the
+problem: wrong types (numbers must be JSON numbers, not strings or booleans), empty or oversized arrays, ragged
+arrays, rows with fewer than the minimum number of finite values, wavelengths or times that are not finite and
+increasing, and companion arrays (errors, bands…) whose shape does not match. ``NaN``/``Infinity`` values inside
+a row are allowed (they are masked, as in training); rows made only of them are refused.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints, model_validator
+
+#: most objects in one request
+MAX_ROWS = 256
+#: most samples of one spectrum or light curve
+MAX_POINTS = 20_000
+#: most samples of one request in all
+MAX_TOTAL = 1_000_000
+
+Number = Annotated[float, Strict()]  # JSON numbers only: "1.0" and true are refused, NaN/Infinity are masked
+ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")]
+BandName = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+
+
+def _rows(name: str, min_finite: int) -> Any:
+    row = Annotated[list[Number], Field(min_length=min_finite, max_length=MAX_POINTS)]
+    return Annotated[list[row], Field(min_length=1, max_length=MAX_ROWS, description=f"{name}: one row per object")]
+
+
+def _finite_count(row: list[float]) -> int:
+    return sum(1 for v in row if math.isfinite(v))
+
+
+def _check_values(name: str, rows: list[list[float]], min_finite: int) -> None:
+    total = sum(len(r) for r in rows)
+    if total > MAX_TOTAL:
+        raise ValueError(f"{name} holds {total} values; at most {MAX_TOTAL} per request")
+    for i, r in enumerate(rows):
+        if _finite_count(r) < min_finite:
+            raise ValueError(
+                f"{name}[{i}] has {_finite_count(r)} finite values (NaN/inf are masked); at least {min_finite} needed"
+            )
+
+
+def _check_axis(name: str, axis: list[float] | list[list[float]] | None, rows: list[list[float]], what: str) -> None:
+    """A shared (M,) or per-row axis, finite and strictly increasing, matching the rows' lengths."""
+    if axis is None:
+        return
+    if axis and isinstance(axis[0], list):
+        if len(axis) != len(rows):
+            raise ValueError(f"{name} has {len(axis)} rows but there are {len(rows)} {what}")
+        per_row: list[list[float]] = axis
+    else:
+        lengths = {len(r) for r in rows}
+        if len(lengths) > 1:
+            raise ValueError(f"{name} is one shared axis, so every row of {what} must have its length; got {lengths}")
+        per_row = [axis] * len(rows)  # type: ignore[list-item]
+    for i, (a, r) in enumerate(zip(per_row, rows, strict=True)):
+        if len(a) != len(r):
+            raise ValueError(f"{name}[{i}] has {len(a)} values but {what}[{i}] has {len(r)}")
+        if not all(math.isfinite(v) for v in a):
+            raise ValueError(f"{name}[{i}] must be finite")
+        if any(b <= c for c, b in itertools.pairwise(a)):
+            raise ValueError(f"{name}[{i}] must be strictly increasing")
+
+
+def _check_same_shape(name: str, other: list[list[Any]] | None, rows: list[list[float]], what: str) -> None:
+    if other is None:
+        return
+    if len(other) != len(rows):
+        raise ValueError(f"{name} has {len(other)} rows but there are {len(rows)} {what}")
+    for i, (a, r) in enumerate(zip(other, rows, strict=True)):
+        if len(a) != len(r):
+            raise ValueError(f"{name}[{i}] has {len(a)} values but {what}[{i}] has {len(r)}")
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: ModelName | None = Field(
+        None, description="Registered model name; must be the one this endpoint serves (omit for that one)."
+    )
+
+
+class SpectralRequest(_Request):
+    """Spectra to classify: flux density per unit wavelength, one row per object (any flux unit).
+
+    Without ``wavelengths`` the samples are taken to span the model's wavelength grid evenly in log λ (rest frame,
+    vacuum) — a spectrum already on the model's grid is used as is; the response's ``assumed`` says so.
+    """
+
+    spectra: _rows("spectra", 2) = Field(..., examples=[[[0.1, 0.2, 0.3, 0.4, 0.5]]])  # type: ignore[valid-type]
+    wavelengths: list[Number] | list[list[Number]] | None = Field(
+        None, description="Å: one axis shared by every row, or one per row (then rows may differ in length)."
+    )
+    errors: list[list[Number]] | None = Field(None, description="1σ flux errors, same shape as spectra.")
+    redshift: list[Number] | None = Field(None, description="Redshift per spectrum, removed before resampling.")
+    medium: Literal["vacuum", "air"] = Field("vacuum", description="Whether the wavelengths are in vacuum or air.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SpectralRequest:
+        _check_values("spectra", self.spectra, 2)
+        if self.wavelengths is None or not isinstance(self.wavelengths[0], list):
+            lengths = sorted({len(r) for r in self.spectra})
+            if len(lengths) > 1:
+                raise ValueError(f"spectra is ragged (row lengths {lengths}): send wavelengths per row, or equal rows")
+        _check_axis("wavelengths", self.wavelengths, self.spectra, "spectra")
+        if self.wavelengths is not None:
+            flat = self.wavelengths[0] if isinstance(self.wavelengths[0], list) else self.wavelengths
+            if min(flat) <= 0:
+                raise ValueError("wavelengths must be positive (Å)")
+        _check_same_shape("errors", self.errors, self.spectra, "spectra")
+        if self.redshift is not None:
+            if len(self.redshift) != len(self.spectra):
+                raise ValueError(f"redshift has {len(self.redshift)} values for {len(self.spectra)} spectra")
+            if not all(math.isfinite(z) and z > -1 for z in self.redshift):
+                raise ValueError("redshift must be finite and > -1")
+        return self
+
+
+class LightCurveRequest(_Request):
+    """Light curves to classify: one row per object (rows may differ in length), magnitudes or fluxes.
+
+    Without ``times`` the points are taken to be one day apart (0, 1, 2… d); without ``bands`` every point is in
+    the model's first band; without ``unit`` the values are in the unit the model was trained on. The response's
+    ``assumed`` lists what was taken.
+    """
+
+    lightcurves: _rows("lightcurves", 3) = Field(..., examples=[[[1, 1.01, 0.99, 1.02, 0.98, 1.0]]])  # type: ignore[valid-type]
+    times: list[Number] | list[list[Number]] | None = Field(
+        None, description="Days: one axis shared by every row (equal lengths), or one per row."
+    )
+    errors: list[list[Number]] | None = Field(None, description="1σ errors, same shape and unit as the values.")
+    bands: BandName | list[list[BandName]] | None = Field(
+        None, description="One band name for every point, or a band name per point (same shape as lightcurves)."
+    )
+    unit: Literal["mag", "flux"] | None = Field(None, description="Values are magnitudes or fluxes.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LightCurveRequest:
+        _check_values("lightcurves", self.lightcurves, 3)
+        _check_axis("times", self.times, self.lightcurves, "lightcurves")
+        _check_same_shape("errors", self.errors, self.lightcurves, "lightcurves")
+        if not isinstance(self.bands, str):
+            _check_same_shape("bands", self.bands, self.lightcurves, "lightcurves")
+        return self
+
+
+class TargetEstimate(BaseModel):
+    """A regression target: mean and standard deviation (physical units: K for teff, dex for logg/[Fe/H]…)."""
+
+    mean: float | None
+    std: float | None
+
+
+class Prediction(BaseModel):
+    """One object's prediction."""
+
+    predicted_class: str | None = Field(None, description="Class of highest calibrated probability.")
+    probabilities: dict[str, float] = Field(default_factory=dict, description="Calibrated, keyed by class name.")
+    targets: dict[str, TargetEstimate] = Field(default_factory=dict)
+    valid_fraction: float = Field(..., description="Fraction of the model's input samples that held valid data.")
+
+
+class PredictionResponse(BaseModel):
+    """Predictions of one request, in the order of its rows."""
+
+    model: str
+    version: int
+    modality: str
+    calibrated: bool = Field(..., description="Whether a calibrator fitted on validation data was applied.")
+    predictions: list[Prediction]
+    assumed: list[str] = Field(default_factory=list, description="What was assumed about the input, if anything.")
+
+
+class ErrorResponse(BaseModel):
+    """A 4xx answer: what was wrong with the request."""
+
+    detail: str | list[dict[str, Any]]

@@ -1,0 +1,141 @@
+"""One LitServe server for every configured endpoint, with a payload limit and an optional API key.
+
+:func:`build_server` turns ``conf/serve.yaml`` into a :class:`litserve.LitServer`; ``serve.py`` runs it. The two
+ASGI middlewares answer before any parsing: 413 for a body larger than ``max_body_mb`` (by its
+``Content-Length`` or, when streamed, as soon as it grows past the limit) and 401 for a ``/predict`` request
+without the right ``X-API-Key`` when the environment variable named by ``api_key_env`` is set.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import litserve as ls
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from stellar.errors import StellarConfigError
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+async def _answer(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _TooLargeError(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    """413 for request bodies over ``max_bytes``, whether announced by ``Content-Length`` or streamed."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = int(max_bytes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        too_large = f"request body exceeds the limit of {self.max_bytes} bytes (max_body_mb)"
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                await _answer(send, 400, "Content-Length is not an integer")
+                return
+            if declared > self.max_bytes:
+                await _answer(send, 413, too_large)
+                return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLargeError
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLargeError:
+            if not started:
+                await _answer(send, 413, too_large)
+
+
+class APIKeyMiddleware:
+    """401 for ``/predict`` requests whose ``X-API-Key`` header is not ``key`` (compared in constant time)."""
+
+    def __init__(self, app: ASGIApp, key: str, prefix: str = "/predict"):
+        self.app = app
+        self.key = key.encode()
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and str(scope.get("path", "")).startswith(self.prefix):
+            given = dict(scope.get("headers") or []).get(b"x-api-key", b"")
+            if not hmac.compare_digest(given, self.key):
+                await _answer(send, 401, "missing or wrong X-API-Key header")
+                return
+        await self.app(scope, receive, send)
+
+
+def build_apis(cfg: DictConfig) -> list[ls.LitAPI]:
+    """The configured endpoints (``cfg.endpoints``: name → ``_target_`` node; ``null`` leaves one out)."""
+    apis = [instantiate(node) for node in (cfg.get("endpoints") or {}).values() if node]
+    if not apis:
+        raise StellarConfigError("endpoints is empty: configure at least one endpoint in conf/serve.yaml")
+    return apis
+
+
+def build_server(cfg: DictConfig) -> ls.LitServer:
+    """A LitServer with every configured endpoint, the payload limit and the optional API key."""
+    middlewares: list[Any] = [(BodyLimitMiddleware, {"max_bytes": int(float(cfg.max_body_mb) * 2**20)})]
+    key_env = cfg.get("api_key_env")
+    key = os.environ.get(str(key_env)) if key_env else None
+    if key:
+        middlewares.append((APIKeyMiddleware, {"key": key}))
+        log.info("API key required on /predict (from $%s)", key_env)
+    return ls.LitServer(
+        build_apis(cfg),
+        accelerator=str(cfg.get("accelerator", "cpu")),
+        devices=cfg.get("devices", 1),
+        workers_per_device=int(cfg.get("workers_per_device", 1)),
+        timeout=float(cfg.get("timeout", 30)),
+        middlewares=middlewares,
+    )
+
+
+def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Start the server and block until it stops (``python serve.py``)."""
+    server = build_server(cfg)
+    routes = [api.api_path for api in server.litapi_connector]
+    log.info("serving %s on http://%s:%s (OpenAPI at /docs, /openapi.json)", routes, cfg.host, cfg.port)
+    server.run(host=str(cfg.host), port=int(cfg.port), generate_client_file=False, log_level=str(cfg.log_level))
+    return {"routes": routes}, {"server": server}

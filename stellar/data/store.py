@@ -281,3 +281,29 @@ class DatasetStore:
         if self.exists(name):
             return self.open(name)
         return self.write(name, **build())
+
+
+def summarize(store: DatasetStore) -> list[dict[str, Any]]:
+    """One dict per complete dataset: name, modality, rows, fields (shape, dtype), grid axes, units, provenance,
+    meta columns, per-survey row counts and creation time; what ``python -m stellar.store <root>`` prints."""
+    out = []
+    for name in store.list():
+        ds = store.open(name)
+        arrays = _child(ds.group, "arrays", zarr.Group)
+        grid = _child(ds.group, "grid", zarr.Group) if "grid" in ds.group else None
+        out.append(
+            {
+                "name": name,
+                "modality": ds.attrs.get("modality"),
+                "rows": ds.n_rows,
+                "surveys": {str(k): int(v) for k, v in ds.meta["survey"].value_counts().items()},
+                "fields": {f: {"shape": list(arrays[f].shape), "dtype": str(arrays[f].dtype)} for f in ds.fields},
+                "grid": {g: list(grid[g].shape) for g in sorted(grid.array_keys())} if grid is not None else {},
+                "meta_columns": list(ds.meta.columns),
+                "units": ds.attrs.get("units", {}),
+                "provenance": ds.attrs.get("provenance", {}),
+                "created": ds.attrs.get("created"),
+                "content_hash": ds.attrs.get("content_hash"),
+            }
+        )
+    return out

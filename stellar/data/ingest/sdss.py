@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,21 @@ _SDSS_RUN2D = {"26", "103", "104"}  # SDSS-I/II reductions live under sdss/, the
 
 def _s(value: Any) -> str:
     return value.decode().strip() if isinstance(value, bytes) else str(value).strip()
+
+
+_JNAME = re.compile(r"J(\d{2})(\d{2})(\d{2}(?:\.\d+)?)([+-])(\d{2})(\d{2})(\d{2}(?:\.\d+)?)")
+
+
+def _jname_position(source: str) -> dict[str, float]:
+    """``ra``/``dec`` (deg) from an ``SDSS Jhhmmss.ss+ddmmss.s`` file name; NaN (logged) when there is none."""
+    m = _JNAME.search(Path(source).name)
+    if m is None:
+        log.warning("%s: no J-name in the file name; the object position is unknown (NaN)", source)
+        return {"ra": np.nan, "dec": np.nan}
+    h, mi, s, sign, d, dm, ds = m.groups()
+    ra = 15.0 * (int(h) + int(mi) / 60.0 + float(s) / 3600.0)
+    dec = (1 if sign == "+" else -1) * (int(d) + int(dm) / 60.0 + float(ds) / 3600.0)
+    return {"ra": ra, "dec": dec}
 
 
 def parse_spec(body: bytes, source: str, object_id: str | None = None) -> Record:
@@ -90,8 +106,8 @@ def parse_spec(body: bytes, source: str, object_id: str | None = None) -> Record
                 "fiber": int(head.get("FIBERID", -1)),
                 "specobjid": "",
                 "run2d": _s(head.get("RUN2D", "")),
-                "ra": float(head.get("RA", np.nan)),
-                "dec": float(head.get("DEC", np.nan)),
+                # header RA/DEC of this layout are the plate centre; the object's position is in its J-name
+                **_jname_position(source),
                 "layout": "image",
             }
         else:
@@ -99,7 +115,7 @@ def parse_spec(body: bytes, source: str, object_id: str | None = None) -> Record
     if object_id is None:
         object_id = (
             f"sdss-{meta['plate']:04d}-{meta['mjd']:05d}-{meta['fiber']:04d}"
-            if int(meta["plate"]) > 0
+            if int(meta["plate"]) > 0 and int(meta["fiber"]) > 0
             else f"sdss-{Path(source).name.removesuffix('.fits')}"
         )
     return Record("sdss", "spectra", object_id, meta, arrays, source, dict(SPECTRA_UNITS), mask_of="flux")

@@ -32,3 +32,19 @@ def make_cfg(tmp_path, store_dir) -> Callable[..., DictConfig]:
 
 
 MILES = f"datamodule.data_dir={DATA / 'miles_subset'}"
+
+SED = DATA / "sed"
+#: real-data folders of the datamodules whose data_dir is required, by source class
+DATA_DIRS = {
+    "MilesSource": MILES,
+    "SDSS17Source": f"datamodule.data_dir={SED / 'sdss17'}",
+    "HipparcosSource": f"datamodule.data_dir={SED / 'hipparcos'}",
+}
+#: XGBoost models: one thread (an oversubscribed OpenMP pool is slow) and a few rounds
+FAST_XGB = ["model.n_jobs=1", "model.num_boost_round=15"]
+#: what each model needs besides the default spectra: SED models read an SED datamodule's `features`
+MODEL_OVERRIDES = {
+    "sed_xgboost": ["datamodule=sed", *FAST_XGB],
+    "sed_xgboost_regressor": ["datamodule=sed", *FAST_XGB],
+    "sed_mlp": ["datamodule=sed"],
+}

@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 
 from stellar.pipelines.train import run
 from tests.conftest import REPO
-from tests.pipelines.conftest import MILES
+from tests.pipelines.conftest import DATA_DIRS, FAST_XGB, MODEL_OVERRIDES
 
 CONF = REPO / "conf"
 
@@ -27,19 +27,22 @@ def _options(group: str) -> list[str]:
 
 @pytest.mark.parametrize("model", _options("model"))
 def test_every_model_instantiates_and_runs_fast_dev(make_cfg, model):
-    metrics, objs = run(make_cfg(f"model={model}", "debug=fdr"))
-    assert objs["model"].hparams.name == model
-    assert metrics["train/loss"] == metrics["train/loss"]  # finite, not NaN
+    metrics, objs = run(make_cfg(f"model={model}", "debug=fdr", *MODEL_OVERRIDES.get(model, [])))
+    assert objs["model"].hparams["name"] == model
+    losses = [v for k, v in metrics.items() if k.startswith("train/") and isinstance(v, float)]
+    assert losses and all(v == v for v in losses)  # finite, not NaN
 
 
 @pytest.mark.parametrize("experiment", _options("experiment"))
 def test_every_experiment_fast_dev(make_cfg, experiment):
     probe = make_cfg(f"experiment={experiment}", tiny=False)
-    miles = probe.datamodule.source._target_.endswith("MilesSource")
-    overrides = [f"experiment={experiment}", "debug=fdr"] + ([MILES] if miles else [])
+    data_dir = DATA_DIRS.get(probe.datamodule.source._target_.rsplit(".", 1)[-1])
+    overrides = [f"experiment={experiment}", "debug=fdr"] + ([data_dir] if data_dir else [])
+    if "num_boost_round" in probe.model:
+        overrides += FAST_XGB
     if probe.get("pretrain"):
         overrides += ["pretrain.datamodule.source.n=64", "pretrain.max_epochs=1"]
-    metrics, _objs = run(make_cfg(*overrides, tiny=not miles))
+    metrics, _objs = run(make_cfg(*overrides, tiny=not data_dir))
     assert "test_summary" in metrics
 
 
@@ -65,8 +68,9 @@ def test_every_option_composes_and_instantiates(make_cfg, group, option):
 
 def test_datamodule_options_instantiate(make_cfg):
     for dm in _options("datamodule"):
-        extra = [MILES] if dm == "miles" else []
-        cfg = make_cfg(f"datamodule={dm}", *extra, tiny=dm != "miles")
+        probe = make_cfg(f"datamodule={dm}", tiny=False)
+        data_dir = DATA_DIRS.get(probe.datamodule.source._target_.rsplit(".", 1)[-1])
+        cfg = make_cfg(f"datamodule={dm}", *([data_dir] if data_dir else []), tiny=not data_dir)
         assert instantiate(cfg.datamodule).dataset_name
 
 

@@ -2,6 +2,7 @@
 
 from stellar.data.datamodules.base import StellarDataModule, TensorDictDataset
 from stellar.data.datamodules.lightcurve import LightCurveDataModule
+from stellar.data.datamodules.sed import SEDDataModule
 from stellar.data.datamodules.spectra import SpectraDataModule
 
-__all__ = ["LightCurveDataModule", "SpectraDataModule", "StellarDataModule", "TensorDictDataset"]
+__all__ = ["LightCurveDataModule", "SEDDataModule", "SpectraDataModule", "StellarDataModule", "TensorDictDataset"]

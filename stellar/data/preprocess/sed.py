@@ -77,9 +77,13 @@ BAND_INFO: dict[str, Band] = {
     "2mass_ks": Band(21590.0, "Vega", 1.85),
     "wise_w1": Band(33526.0, "Vega", 2.699),
     "wise_w2": Band(46028.0, "Vega", 3.339),
+    # Johnson-Cousins B and V (Hipparcos/Tycho-era catalogues): effective wavelengths and AB offsets from Blanton &
+    # Roweis 2007, Table 1. Not in BANDS: catalogues that have them use their own band list.
+    "johnson_b": Band(4344.0, "Vega", -0.09),
+    "johnson_v": Band(5456.0, "Vega", 0.02),
 }
 
-#: The fixed band order of every SED array.
+#: The fixed band order of every merged SED array (:func:`merge_bands`).
 BANDS: tuple[str, ...] = (
     "sdss_u",
     "sdss_g",
@@ -156,8 +160,9 @@ def merge_bands(
     *,
     sentinels: Sequence[float] = DEFAULT_SENTINELS,
     band_sentinels: Mapping[str, Sequence[float]] | None = None,
+    bands: Sequence[str] = BANDS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Assemble per-survey magnitude columns into the fixed :data:`BANDS` order.
+    """Assemble per-survey magnitude columns into the fixed :data:`BANDS` order (or the order of ``bands``).
 
     The tables must already be cross-matched: row ``k`` of every table is the same object.
 
@@ -172,6 +177,8 @@ def merge_bands(
         Values meaning "no measurement" in any column (default ``-9999, -99.99, 99.99``).
     band_sentinels : mapping of band name to sequence of float, optional
         Further sentinels for single bands, e.g. ``{"sdss_r": [25.0]}`` where a source documents 25.0 as missing.
+    bands : sequence of str
+        Band order of the output columns (default :data:`BANDS`); every band of ``column_map`` must be in it.
 
     Returns
     -------
@@ -191,7 +198,10 @@ def merge_bands(
     """
     if not tables:
         raise StellarValueError("tables must hold at least one table")
-    _band_list(list(column_map), "column_map")
+    order = _band_list(bands)
+    outside = [b for b in _band_list(list(column_map), "column_map") if b not in order]
+    if outside:
+        raise StellarValueError(f"column_map names band(s) {outside} that are not in bands {list(order)}")
     band_sentinels = dict(band_sentinels or {})
     _band_list(list(band_sentinels), "band_sentinels")
     lengths = {}
@@ -204,11 +214,11 @@ def merge_bands(
         raise StellarValueError(f"tables must all have the same number of rows (cross-matched); got {lengths}")
     n = next(iter(lengths.values()))
 
-    mag = np.full((n, len(BANDS)), np.nan)
-    err = np.full((n, len(BANDS)), np.nan)
-    mask = np.ones((n, len(BANDS)), dtype=bool)
+    mag = np.full((n, len(order)), np.nan)
+    err = np.full((n, len(order)), np.nan)
+    mask = np.ones((n, len(order)), dtype=bool)
     counts = {"missing band": 0, "sentinel": 0, "non-finite": 0, "bad error": 0}
-    for j, band in enumerate(BANDS):
+    for j, band in enumerate(order):
         spec = column_map.get(band)
         if spec is None:
             counts["missing band"] += n

@@ -1,0 +1,108 @@
+"""The estimator path of train.py and evaluate.py with SED models, and the XGBoost-vs-MLP sweep through train.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stellar.pipelines import evaluate, train
+from tests.conftest import REPO
+from tests.pipelines.conftest import DATA_DIRS, FAST_XGB
+
+SED = ["datamodule=sed", "datamodule.source.n=300", *FAST_XGB]
+
+
+def test_xgboost_run_leaves_booster_metrics_events_and_is_rebuilt_by_evaluate(make_cfg, tmp_path):
+    cfg = make_cfg(*SED, "model=sed_xgboost", "calibrator=temperature")
+    metrics, objs = train.run(cfg)
+    out = Path(cfg.paths.output_dir)
+    assert {p.name for p in (out / "checkpoints").iterdir()} == {"estimator.json", "class.ubj"}
+    assert metrics["best_checkpoint"].endswith("estimator.json") and metrics["fit_seconds"] > 0
+    assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
+    assert json.loads((out / "calibrator.json").read_text())["type"] == "temperature"
+    summary = json.loads((out / "metrics.json").read_text())["test_summary"]["classification"]
+    assert 0.0 <= summary["ece_after"] <= 1.0 and summary["n"] > 0
+    assert objs["trainer"] is None
+
+    report, _ = evaluate.run(
+        make_cfg(f"run_dir={out}", f"paths.output_dir={tmp_path / 'eval'}", name="evaluate", tiny=False)
+    )
+    assert report["classification"]["accuracy"] == pytest.approx(summary["accuracy"])
+    assert report["meta"]["checkpoint"].endswith("estimator.json")
+    assert (tmp_path / "eval" / "report.html").is_file()
+
+
+def test_regressor_run_reports_teff_and_logg_with_intervals(make_cfg, tmp_path):
+    cfg = make_cfg(*SED, "model=sed_xgboost_regressor")
+    metrics, _ = train.run(cfg)
+    reg = metrics["test_summary"]["regression"]
+    assert set(reg) == {"teff", "logg"} and "classification" not in metrics["test_summary"]
+    assert 0.0 <= reg["teff"]["coverage_68"] <= 1.0 and reg["logg"]["mae"] > 0
+    report, _ = evaluate.run(
+        make_cfg(
+            f"run_dir={cfg.paths.output_dir}", f"paths.output_dir={tmp_path / 'eval'}", name="evaluate", tiny=False
+        )
+    )
+    assert report["regression"]["teff"]["mae"] == pytest.approx(reg["teff"]["mae"], rel=1e-5)
+
+
+def test_mlp_reads_the_same_features_and_evaluate_reloads_it(make_cfg, tmp_path):
+    cfg = make_cfg(*SED[:2], "model=sed_mlp", "debug=limit", "model.targets=[teff,logg]")
+    metrics, objs = train.run(cfg)
+    assert objs["model"].inputs == ("features",)
+    assert set(metrics["test_summary"]["regression"]) == {"teff", "logg"}
+    report, _ = evaluate.run(
+        make_cfg(
+            f"run_dir={cfg.paths.output_dir}", f"paths.output_dir={tmp_path / 'eval'}", name="evaluate", tiny=False
+        )
+    )
+    assert report["classification"]["accuracy"] == pytest.approx(metrics["test_summary"]["classification"]["accuracy"])
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["datamodule=sdss17", DATA_DIRS["SDSS17Source"], "datamodule.extra_features=[redshift]", "split=sky"],
+        ["datamodule=sdss17", DATA_DIRS["SDSS17Source"], "datamodule.all_colours=false", "datamodule.use_errors=true"],
+        ["datamodule=hipparcos", DATA_DIRS["HipparcosSource"], "split=random"],
+        ["datamodule=sed", "datamodule.source.n=200", "datamodule.bands=[gaia_bp,gaia_g,gaia_rp]",
+         "datamodule.deredden=false", "datamodule.abs_mag_band=null", "datamodule.extra_features=[]"],
+    ],
+    ids=["sdss17-redshift-sky", "sdss17-adjacent-errors", "hipparcos-random", "sed-gaia-only"],
+)  # fmt: skip
+def test_sed_datamodule_options_train_an_xgboost_model(make_cfg, overrides):
+    metrics, objs = train.run(make_cfg("model=sed_xgboost", *FAST_XGB, *overrides, tiny=False))
+    assert metrics["test_summary"]["classification"]["n"] > 0
+    assert objs["datamodule"].n_features == objs["datamodule"].arrays("test")["features"].shape[1]
+
+
+def test_estimators_refuse_pretraining_and_resuming(make_cfg):
+    from stellar.errors import StellarConfigError
+
+    with pytest.raises(StellarConfigError, match="ckpt_path"):
+        train.run(make_cfg(*SED, "model=sed_xgboost", "ckpt_path=x.ckpt"))
+
+
+@pytest.mark.slow  # two train.py processes: ~40 s on a loaded 2-core machine
+def test_xgboost_and_mlp_sweep_through_train_py(tmp_path, store_dir):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_WAIT_POLICY": "PASSIVE"}
+    cmd = [
+        sys.executable,
+        str(REPO / "train.py"),
+        "-m",
+        "datamodule=sed",
+        "model=sed_xgboost,sed_mlp",
+        "debug=fdr",
+        "datamodule.source.n=64",
+        f"paths.store_dir={store_dir}",
+        f"paths.log_dir={tmp_path}",
+    ]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted(p.parent for p in (tmp_path / "debug" / "multiruns").rglob("metrics.json"))
+    assert {p.name for p in jobs} == {"0_sed_xgboost", "1_sed_mlp"}

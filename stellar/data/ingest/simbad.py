@@ -69,7 +69,7 @@ def answer_records(df: pd.DataFrame, source: str, matched: list[str] | None = No
             "sp_type": str(d.get("sp_type", "") or ""),
             "ra": float(d.get("ra", np.nan)),
             "dec": float(d.get("dec", np.nan)),
-            "matched_id": matched[i] if matched else str(d.get("matched_id", "") or ""),
+            "matched_id": matched[i] if matched else " ".join(str(d.get("matched_id", "") or "").split()),
         }
         coord = np.asarray([meta["ra"], meta["dec"]], dtype=np.float64)
         recs.append(Record("simbad", "catalog", f"simbad-{main_id}", meta, {"coord": coord}, source, {"coord": "deg"}))

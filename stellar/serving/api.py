@@ -9,7 +9,8 @@ per request. A request that fails is answered on its own with a 4xx; the other r
 affected (LitServe fails a whole batch when a method raises, so failures travel as values, never as exceptions).
 """
 
-from __future__ import annotations
+# no ``from __future__ import annotations``: LitServe reads the request and response classes of decode_request and
+# encode_response from their annotations, which must therefore be classes, not strings
 
 import dataclasses
 import logging

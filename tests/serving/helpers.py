@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,16 @@ def _mk_classes() -> list[str]:
     from stellar.data.labels import MK_CLASSES
 
     return list(MK_CLASSES)
+
+
+def wait_ready(client: Any, timeout: float = 180.0) -> None:
+    """Wait until every inference worker has loaded its model (``/health`` answers 200)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.get("/health").status_code == 200:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"the server was not ready within {timeout} s")
 
 
 class RecordingSpectralAPI(SpectralAPI):

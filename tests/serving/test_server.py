@@ -1,0 +1,155 @@
+"""The endpoints through an in-process LitServe server: the documented request, a bad-input corpus, batching."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from hydra import compose, initialize_config_dir
+from litserve.utils import wrap_litserve_start
+
+from stellar.serving.server import build_server
+from tests.conftest import REPO
+from tests.serving.helpers import wait_ready
+
+SPECTRAL = "/predict/spectral"
+LIGHTCURVE = "/predict/lightcurve"
+
+
+@pytest.fixture(scope="module")
+def batch_log(tmp_path_factory) -> Any:
+    return tmp_path_factory.mktemp("batches") / "sizes.txt"
+
+
+@pytest.fixture(scope="module")
+def client(spectral_version, registry_root, batch_log) -> Any:
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STELLAR_TEST_BATCH_LOG", str(batch_log))  # inherited by the inference workers
+    overrides = [
+        f"registry.root={registry_root}",
+        f"endpoints.spectral.model={spectral_version.name}",
+        "endpoints.spectral._target_=tests.serving.helpers.RecordingSpectralAPI",
+        "endpoints.lightcurve.model=not_registered",
+        "max_batch_size=8",
+        "batch_timeout=0.2",
+        "max_body_mb=1",
+    ]
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = compose("serve", overrides=overrides)
+    server = build_server(cfg)
+    with wrap_litserve_start(server) as srv, TestClient(srv.app) as c:
+        wait_ready(c)
+        yield c
+    mp.undo()
+
+
+def test_documented_request_and_openapi(client, spectral_version):
+    body = {"spectra": [[0.1, 0.2, 0.3, 0.4, 0.5]], "model": spectral_version.name}
+    r = client.post(SPECTRAL, json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["model"] == spectral_version.name and out["version"] == spectral_version.version
+    (p,) = out["predictions"]
+    assert set(p["probabilities"]) == set(spectral_version.class_names) and p["predicted_class"] in p["probabilities"]
+    assert set(p["targets"]) == {"teff", "logg", "feh"} and out["assumed"]
+    schema = client.get("/openapi.json").json()
+    assert {SPECTRAL, LIGHTCURVE} <= set(schema["paths"])
+    assert "SpectralRequest" in json.dumps(schema) and "PredictionResponse" in json.dumps(schema)
+
+
+def _ok_spectrum(n: int = 5) -> list[list[float]]:
+    return [list(np.linspace(0.1, 0.5, n))]
+
+
+# (id, endpoint, request kwargs, expected status or None for "some 4xx")
+CORPUS: list[tuple[str, str, dict[str, Any], int | None]] = [
+    ("malformed_json", SPECTRAL, {"content": b'{"spectra": [[1, 2, 3]'}, 422),
+    ("empty_body", SPECTRAL, {"content": b""}, 422),
+    ("json_array", SPECTRAL, {"json": [1, 2, 3]}, 422),
+    ("json_string", SPECTRAL, {"json": "hello"}, 422),
+    ("json_null", SPECTRAL, {"content": b"null"}, 422),
+    ("missing_spectra", SPECTRAL, {"json": {}}, 422),
+    ("spectra_string", SPECTRAL, {"json": {"spectra": "abc"}}, 422),
+    ("spectra_flat", SPECTRAL, {"json": {"spectra": [1, 2, 3]}}, 422),
+    ("spectra_empty", SPECTRAL, {"json": {"spectra": []}}, 422),
+    ("row_empty", SPECTRAL, {"json": {"spectra": [[]]}}, 422),
+    ("row_one_value", SPECTRAL, {"json": {"spectra": [[1.0]]}}, 422),
+    ("strings_in_row", SPECTRAL, {"json": {"spectra": [["1", "2", "3"]]}}, 422),
+    ("booleans_in_row", SPECTRAL, {"json": {"spectra": [[True, False, True]]}}, 422),
+    ("nulls_in_row", SPECTRAL, {"json": {"spectra": [[None, 1, 2]]}}, 422),
+    ("objects_in_row", SPECTRAL, {"json": {"spectra": [[{"a": 1}, 2]]}}, 422),
+    ("too_deep", SPECTRAL, {"json": {"spectra": [[[1, 2]]]}}, 422),
+    ("ragged", SPECTRAL, {"json": {"spectra": [[1, 2, 3], [1, 2]]}}, 422),
+    ("nan_only", SPECTRAL, {"content": b'{"spectra": [[NaN, NaN, NaN]]}'}, 422),
+    ("inf_only", SPECTRAL, {"content": b'{"spectra": [[Infinity, -Infinity, Infinity]]}'}, 422),
+    ("overflow_only", SPECTRAL, {"content": b'{"spectra": [[1e999, 1e999]]}'}, 422),
+    ("huge_integer", SPECTRAL, {"content": b'{"spectra": [[1' + b"0" * 400 + b", 2]]}"}, 422),
+    ("one_finite", SPECTRAL, {"content": b'{"spectra": [[1.0, NaN, NaN]]}'}, 422),
+    ("unknown_model", SPECTRAL, {"json": {"spectra": _ok_spectrum(), "model": "nope"}}, 404),
+    ("model_path_traversal", SPECTRAL, {"json": {"spectra": _ok_spectrum(), "model": "../../etc/passwd"}}, 422),
+    ("model_not_string", SPECTRAL, {"json": {"spectra": _ok_spectrum(), "model": 3}}, 422),
+    ("unknown_field", SPECTRAL, {"json": {"spectra": _ok_spectrum(), "foo": 1}}, 422),
+    ("wave_length_mismatch", SPECTRAL, {"json": {"spectra": _ok_spectrum(), "wavelengths": [4000, 5000]}}, 422),
+    ("wave_decreasing", SPECTRAL, {"json": {"spectra": [[1, 2, 3]], "wavelengths": [5000, 4000, 3000]}}, 422),
+    ("wave_negative", SPECTRAL, {"json": {"spectra": [[1, 2, 3]], "wavelengths": [-1, 4000, 5000]}}, 422),
+    ("wave_nan", SPECTRAL, {"content": b'{"spectra": [[1, 2, 3]], "wavelengths": [4000, NaN, 5000]}'}, 422),
+    ("wave_off_grid", SPECTRAL, {"json": {"spectra": [[1, 2, 3]], "wavelengths": [10, 20, 30]}}, 422),
+    ("wave_rows_mismatch", SPECTRAL, {"json": {"spectra": [[1, 2, 3]], "wavelengths": [[4000, 4500, 5000]] * 2}}, 422),
+    ("errors_shape", SPECTRAL, {"json": {"spectra": [[1, 2, 3]], "errors": [[0.1, 0.1]]}}, 422),
+    ("redshift_length", SPECTRAL, {"json": {"spectra": [[1, 2, 3]], "redshift": [0.1, 0.2]}}, 422),
+    ("redshift_below_minus_one", SPECTRAL, {"json": {"spectra": [[1, 2, 3]], "redshift": [-1.5]}}, 422),
+    ("medium_unknown", SPECTRAL, {"json": {"spectra": [[1, 2, 3]], "medium": "water"}}, 422),
+    ("too_many_rows", SPECTRAL, {"json": {"spectra": [[1.0, 2.0]] * 257}}, 422),
+    ("too_many_points", SPECTRAL, {"json": {"spectra": [[1.0] * 20_001]}}, 422),
+    ("oversized_payload", SPECTRAL, {"content": b'{"spectra": [[' + b"1.0, " * 400_000 + b"1.0]]}"}, 413),
+    ("text_plain", SPECTRAL, {"content": b"spectra=1,2,3", "headers": {"Content-Type": "text/plain"}}, 422),
+    ("form_encoded", SPECTRAL, {"data": {"spectra": "1"}}, 422),
+    ("lc_too_few_points", LIGHTCURVE, {"json": {"lightcurves": [[1, 2]]}}, 422),
+    ("lc_times_mismatch", LIGHTCURVE, {"json": {"lightcurves": [[1, 2, 3, 4]], "times": [0, 1, 2]}}, 422),
+    ("lc_times_unsorted", LIGHTCURVE, {"json": {"lightcurves": [[1, 2, 3]], "times": [0, 2, 1]}}, 422),
+    ("lc_bands_shape", LIGHTCURVE, {"json": {"lightcurves": [[1, 2, 3]], "bands": [["g", "r"]]}}, 422),
+    ("lc_unit_unknown", LIGHTCURVE, {"json": {"lightcurves": [[1, 2, 3]], "unit": "jansky"}}, 422),
+    ("lc_nan_only", LIGHTCURVE, {"content": b'{"lightcurves": [[NaN, NaN, NaN, NaN]]}'}, 422),
+    ("lc_model_not_registered", LIGHTCURVE, {"json": {"lightcurves": [[1, 1.01, 0.99, 1.02]]}}, 404),
+    ("get_not_post", SPECTRAL, {"method": "GET"}, 405),
+    ("unknown_route", "/predict/gamma_rays", {"json": {"spectra": [[1, 2]]}}, 404),
+]
+
+
+def test_corpus_is_large_enough():
+    assert len(CORPUS) >= 30 and len({c[0] for c in CORPUS}) == len(CORPUS)
+
+
+@pytest.mark.parametrize(("path", "kwargs", "status"), [c[1:] for c in CORPUS], ids=[c[0] for c in CORPUS])
+def test_bad_input_gets_a_4xx_that_names_the_problem(client, path, kwargs, status):
+    kwargs = dict(kwargs)
+    method = kwargs.pop("method", "POST")
+    r = client.request(method, path, **kwargs)
+    assert 400 <= r.status_code < 500, (r.status_code, r.text)
+    if status is not None:
+        assert r.status_code == status, r.text
+    detail = r.json()["detail"]
+    assert detail  # FastAPI's 422 lists each error with its location; ours is a sentence
+    if r.status_code == 422 and isinstance(detail, list):
+        assert all("loc" in d and "msg" in d for d in detail)
+
+
+def test_server_still_answers_after_the_corpus(client):
+    r = client.post(SPECTRAL, json={"spectra": _ok_spectrum(7)})
+    assert r.status_code == 200 and len(r.json()["predictions"]) == 1
+
+
+def test_requests_are_batched(client, batch_log):
+    batch_log.write_text("")
+    rng = np.random.default_rng(0)
+    bodies = [{"spectra": (1 + 0.05 * rng.normal(size=(1, 64))).tolist()} for _ in range(16)]
+    bad = {"spectra": [[1.0, 2.0, 3.0]], "wavelengths": [10.0, 20.0, 30.0]}  # a worker-side 422 inside a batch
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda b: client.post(SPECTRAL, json=b), [*bodies, bad]))
+    assert [a.status_code for a in answers] == [200] * 16 + [422]
+    sizes = [int(s) for s in batch_log.read_text().split()]
+    assert sum(sizes) == 17 and max(sizes) > 1, sizes  # fewer predict calls than requests: they were batched

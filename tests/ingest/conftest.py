@@ -21,12 +21,12 @@ _FIBER = re.compile(r"spec-\d{4}-\d{5}-(\d{4})\.fits$")
 
 
 def sdss_route(path: str, params: dict[str, str]) -> tuple[bytes, str] | None:
-    """The SAS as far as the tests need it: every 10th fiber gets the BOSS spec file, the others the small
-    image-layout one (both real)."""
+    """The SAS as far as the tests need it: every 25th fiber gets the BOSS spec file (1.5 MB, slow to parse),
+    the others the small image-layout one (both real)."""
     m = _FIBER.search(path)
     if m is None:
         return None
-    return (SPEC_BIG if int(m.group(1)) % 10 == 0 else SPEC_SMALL), "application/fits"
+    return (SPEC_BIG if int(m.group(1)) % 25 == 0 else SPEC_SMALL), "application/fits"
 
 
 @pytest.fixture

@@ -189,9 +189,14 @@ class Fetcher:
             self._local.session = s
         return s
 
-    def cached(self, request: Request) -> Path | None:
-        """The cached body of ``request`` if it is there and valid (a corrupt copy is removed)."""
-        return self.cache.get(request.key, check=lambda body: self.validate(request.kind, body))
+    def cached(self, request: Request, *, verify: bool = False) -> Path | None:
+        """The cached body of ``request`` if it is there and intact, else ``None`` (a bad copy is removed).
+
+        Intact means the size and SHA-256 recorded when it was stored, after it passed validation; ``verify``
+        also re-runs the validation (slower: a FITS file's headers are parsed again).
+        """
+        check = (lambda body: self.validate(request.kind, body)) if verify else None
+        return self.cache.get(request.key, check=check)
 
     def fetch(self, request: Request) -> Path:
         """Path of the valid cached body of ``request``, downloading it first when needed.

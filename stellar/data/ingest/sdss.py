@@ -46,7 +46,7 @@ def _jname_position(source: str) -> dict[str, float]:
     """``ra``/``dec`` (deg) from an ``SDSS Jhhmmss.ss+ddmmss.s`` file name; NaN (logged) when there is none."""
     m = _JNAME.search(Path(source).name)
     if m is None:
-        log.warning("%s: no J-name in the file name; the object position is unknown (NaN)", source)
+        log.info("%s: no J-name in the file name; the object position is unknown (NaN)", source)
         return {"ra": np.nan, "dec": np.nan}
     h, mi, s, sign, d, dm, ds = m.groups()
     ra = 15.0 * (int(h) + int(mi) / 60.0 + float(s) / 3600.0)

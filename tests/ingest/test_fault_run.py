@@ -41,9 +41,8 @@ def _key_of(conn: SDSSConnector, target: str) -> str:
 def _path_of(target: str) -> str:
     """The replay server's key (path and query) of a target's spectrum request."""
     plate, mjd, fiber = (int(x) for x in target.split("-"))
-    return (
-        f"/sas/dr17/eboss/spectro/redux/v5_13_2/spectra/lite/{plate:04d}/spec-{plate:04d}-{mjd:05d}-{fiber:04d}.fits?"
-    )
+    name = f"spec-{plate:04d}-{mjd:05d}-{fiber:04d}.fits"
+    return f"/sas/dr17/eboss/spectro/redux/v5_13_2/spectra/lite/{plate:04d}/{name}?"
 
 
 def test_200_targets_with_20_percent_faults_then_a_rerun(tmp_path: Path, fast_policy: FetchPolicy) -> None:
@@ -77,7 +76,7 @@ def test_200_targets_with_20_percent_faults_then_a_rerun(tmp_path: Path, fast_po
         # no failure is cached, and every cached answer is a complete FITS file
         done_keys = {_key_of(conn, t) for t, r in records.items() if r["status"] == "done"}
         assert set(cache.keys()) == done_keys
-        for key in cache.keys():
+        for key in done_keys:
             path = cache.get(key)
             assert path is not None
             check_fits(path.read_bytes())

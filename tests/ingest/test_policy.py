@@ -53,7 +53,7 @@ def test_transient_fault_is_retried_and_only_the_good_answer_cached(tmp_path: Pa
 def test_retry_after_is_honoured(tmp_path: Path) -> None:
     sleeps: list[float] = []
     policy = FetchPolicy(timeout_s=1.0, retries=3, backoff_base_s=0.01, seed=0)
-    path, _, log, _ = _fetch(tmp_path, ForcedPlan("429", n=2, retry_after="7"), policy, sleeps)
+    path, _, _, _ = _fetch(tmp_path, ForcedPlan("429", n=2, retry_after="7"), policy, sleeps)
     assert isinstance(path, Path)
     assert sleeps == [7.0, 7.0]  # the header's 7 s, not the 10 ms backoff
 

@@ -79,7 +79,7 @@ def test_simbad_by_name(server, tmp_path, fast_policy, make_fetcher) -> None:
 
 def test_sdss_by_specobjid_resolves_through_skyserver(server, tmp_path, fast_policy, make_fetcher) -> None:
     conn = SDSSConnector(sas_url=server.url + "/sas", skyserver_url=server.url + "/SqlSearch")
-    rep, store = _run(conn, pd.DataFrame({"specobjid": ["845594848269461504"]}), tmp_path, fast_policy, make_fetcher)
+    rep, _ = _run(conn, pd.DataFrame({"specobjid": ["845594848269461504"]}), tmp_path, fast_policy, make_fetcher)
     assert rep.n_failed == 0
     paths = [k for k, _, o in server.log.entries if o == "ok"]
     assert any(

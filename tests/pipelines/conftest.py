@@ -39,6 +39,8 @@ DATA_DIRS = {
     "MilesSource": MILES,
     "SDSS17Source": f"datamodule.data_dir={SED / 'sdss17'}",
     "HipparcosSource": f"datamodule.data_dir={SED / 'hipparcos'}",
+    "ErosSource": f"datamodule.data_dir={DATA / 'lightcurves' / 'eros_subset'}",
+    "SesarRRLyraeSource": f"datamodule.data_dir={DATA / 'lightcurves' / 'sesar_subset'}",
 }
 #: XGBoost models: one thread (an oversubscribed OpenMP pool is slow) and a few rounds
 FAST_XGB = ["model.n_jobs=1", "model.num_boost_round=15"]
@@ -47,4 +49,7 @@ MODEL_OVERRIDES = {
     "sed_xgboost": ["datamodule=sed", *FAST_XGB],
     "sed_xgboost_regressor": ["datamodule=sed", *FAST_XGB],
     "sed_mlp": ["datamodule=sed"],
+    "lightcurve_transformer": ["datamodule=lightcurve"],
+    "lightcurve_multitask": ["datamodule=lightcurve"],
+    "lightcurve_xgboost": ["datamodule=lightcurve", *FAST_XGB],
 }

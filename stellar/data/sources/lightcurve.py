@@ -65,10 +65,10 @@ def _write_kwargs(
         "arrays": arrays,
         "meta": meta.reset_index(drop=True),
         "modality": "lightcurve",
-        "grid": {"bands": np.asarray(prep.bands), "feature_names": np.asarray(prep.feature_names())},
         "units": LIGHTCURVE_UNITS,
         "provenance": provenance,
-        "attrs": {"preprocessing": prep.to_dict()},
+        # bands and feature names are attributes (zarr v3 has no stable fixed-width string arrays)
+        "attrs": {"preprocessing": prep.to_dict(), "bands": list(prep.bands), "feature_names": prep.feature_names()},
     }
 
 

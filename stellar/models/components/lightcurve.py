@@ -35,7 +35,8 @@ class LightCurveTransformer(nn.Module):
     d_model, n_heads, n_layers, dim_feedforward : int
         Transformer size.
     dropout : float
-        Dropout inside the transformer and before the projection.
+        Dropout before the output projection (none inside attention: on CPU its mask costs as much as the
+        attention itself, and the small models here do not need it).
     n_time_freqs : int
         Number of log-spaced periods of the time encoding.
     min_period, max_period : float, d
@@ -76,7 +77,7 @@ class LightCurveTransformer(nn.Module):
         self.phase = nn.Linear(2 * self.n_harmonics, d_model) if self.n_harmonics > 0 else None
         self.summary = nn.Linear(3, d_model)
         layer = nn.TransformerEncoderLayer(
-            d_model, n_heads, dim_feedforward, dropout, batch_first=True, norm_first=True, activation="gelu"
+            d_model, n_heads, dim_feedforward, 0.0, batch_first=True, norm_first=True, activation="gelu"
         )
         self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)

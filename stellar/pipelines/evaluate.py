@@ -37,7 +37,7 @@ from stellar.pipelines.common import (
 
 log = logging.getLogger(__name__)
 
-UNITS = {"teff": "K", "logg": "dex", "feh": "dex"}
+UNITS = {"teff": "K", "logg": "dex", "feh": "dex", "period": "d", "amplitude": "mag"}
 
 
 def best_checkpoint(run_dir: Path) -> Path:

@@ -25,7 +25,8 @@ def spectral_version(registry_root) -> ModelVersion:
     import numpy as np
 
     rng = np.random.default_rng(0)
-    scaler = TemperatureScaler().fit(rng.normal(size=(64, 7)) * 3, rng.integers(0, 7, 64))
+    logits = rng.normal(size=(64, 7)) * 3
+    scaler = TemperatureScaler().fit(logits, np.argmax(logits + rng.normal(size=(64, 7)) * 2, axis=1))
     cal = json.dumps(scaler.to_dict()).encode()
     files = {rel: v.read_bytes(rel) for rel in v.files if rel != "MODEL_CARD.md"}
     return ModelRegistry(registry_root).register(v.name, {**files, "calibrator.json": cal}, v.manifest)

@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from stellar.registry import ModelRegistry, ModelVersion
+from stellar.registry import ModelRegistry, ModelVersion, _modality
 from stellar.serving.api import SpectralAPI
 from tests.conftest import REPO
 
@@ -43,7 +43,13 @@ def register_untrained(
         "checkpoints/epoch_000.ckpt": buf.getvalue(),
         "config_resolved.yaml": OmegaConf.to_yaml(resolved, resolve=True).encode(),
     }
-    manifest = {"class_names": class_names, "targets": targets, "inputs": list(net.inputs), "preprocessing": params}
+    manifest = {
+        "modality": _modality(cfg),
+        "class_names": class_names,
+        "targets": targets,
+        "inputs": list(net.inputs),
+        "preprocessing": params,
+    }
     return ModelRegistry(root).register(str(cfg.model.name), files, manifest)
 
 

@@ -1,0 +1,189 @@
+"""Serving throughput and latency: the batched spectral endpoint beside the same API with ``max_batch_size=1``.
+
+Starts ``python serve.py`` twice from one run (the batched settings of ``conf/serve.yaml``, then
+``max_batch_size=1``), each on 127.0.0.1 with only the spectral endpoint, and sends the same requests — one
+SDSS-like spectrum of the model grid's length each, flux only, as a client with no wavelength axis would — at
+concurrency 1, 8 and 32. Prints spectra per second and p50/p99 latency per level, and the throughput ratio.
+
+Needs a registered spectral model (``python train.py register=true``); the weights do not matter for speed.
+
+    python benchmarks/serving.py                 # 400 requests per level (a few minutes on 2 cores)
+    python benchmarks/serving.py --quick         # 120 requests per level
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(args: argparse.Namespace, max_batch_size: int, log_path: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "serve.py",
+        f"port={port}",
+        f"registry.root={args.registry}",
+        f"endpoints.spectral.model={args.model}",
+        "endpoints.lightcurve=null",
+        f"max_batch_size={max_batch_size}",
+        f"batch_timeout={args.batch_timeout}",
+        "log_level=warning",
+        f"hydra.run.dir={log_path.parent / f'hydra_{max_batch_size}'}",
+    ]
+    log = open(log_path, "w")  # noqa: SIM115 - the server process owns it until it stops
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group, SIGKILL after 20 s."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+async def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+    import aiohttp
+
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}")
+            try:
+                async with session.get(f"{url}/health") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.5)
+    raise TimeoutError(f"{url} not ready after {timeout} s")
+
+
+async def load(url: str, bodies: list[bytes], concurrency: int) -> dict[str, float]:
+    """Send every body with ``concurrency`` clients; throughput and latency percentiles."""
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for b in bodies:
+        queue.put_nowait(b)
+    conn = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=conn, headers={"Content-Type": "application/json"}) as session:
+
+        async def client() -> None:
+            nonlocal errors
+            while not queue.empty():
+                body = queue.get_nowait()
+                t0 = time.perf_counter()
+                async with session.post(f"{url}/predict/spectral", data=body) as r:
+                    await r.read()
+                    errors += r.status != 200
+                latencies.append(time.perf_counter() - t0)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        wall = time.perf_counter() - start
+    lat = np.asarray(latencies) * 1000
+    return {
+        "concurrency": concurrency,
+        "n": len(bodies),
+        "errors": errors,
+        "throughput": len(bodies) / wall,
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p99_ms": float(np.percentile(lat, 99)),
+    }
+
+
+def make_bodies(n: int, n_pix: int, model: str, seed: int = 0) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0, 1, n_pix)
+    bodies = []
+    for _ in range(n):
+        cont = 1 + rng.uniform(-0.5, 0.5) * x + rng.uniform(-0.3, 0.3) * x**2
+        lines = 1 - 0.3 * np.exp(-0.5 * ((x - rng.uniform(0.2, 0.8)) / 0.003) ** 2)
+        flux = cont * lines + rng.normal(0, 0.02, n_pix)
+        bodies.append(json.dumps({"spectra": [np.round(flux, 5).tolist()], "model": model}).encode())
+    return bodies
+
+
+def measure(args: argparse.Namespace, max_batch_size: int, bodies: list[bytes], out_dir: Path) -> list[dict[str, Any]]:
+    proc, url = start_server(args, max_batch_size, out_dir / f"server_{max_batch_size}.log")
+    try:
+        asyncio.run(wait_ready(url, proc))
+        asyncio.run(load(url, bodies[:20], 4))  # warm-up
+        rows = []
+        for c in args.concurrency:
+            r = asyncio.run(load(url, bodies, c))
+            r["max_batch_size"] = max_batch_size
+            print(
+                f"  max_batch_size={max_batch_size:>2} c={c:>2}: {r['throughput']:7.1f} spectra/s, "
+                f"p50 {r['p50_ms']:7.1f} ms, p99 {r['p99_ms']:7.1f} ms, errors {r['errors']}",
+                flush=True,
+            )
+            rows.append(r)
+        return rows
+    finally:
+        stop_server(proc)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--registry", default=os.environ.get("STELLAR_REGISTRY", str(REPO / "registry")))
+    p.add_argument("--model", default="spectral_cnn")
+    p.add_argument("--requests", type=int, default=400, help="requests per concurrency level")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    p.add_argument("--max-batch-size", type=int, default=32)
+    p.add_argument("--batch-timeout", type=float, default=0.005)
+    p.add_argument("--quick", action="store_true", help="120 requests per level")
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "serving"))
+    args = p.parse_args()
+    n = 120 if args.quick else args.requests
+
+    from stellar.registry import ModelRegistry
+
+    version = ModelRegistry(args.registry).get(args.model)
+    n_pix = len(version.preprocessing().grid)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bodies = make_bodies(n, n_pix, args.model)
+    print(f"{version.tag} ({args.registry}): {n} requests per level, 1 spectrum x {n_pix} px, {os.cpu_count()} CPUs")
+    batched = measure(args, args.max_batch_size, bodies, out_dir)
+    single = measure(args, 1, bodies, out_dir)
+
+    print(f"\n| concurrency | batched (max_batch_size={args.max_batch_size}) | max_batch_size=1 | throughput ratio |")
+    print("|---|---|---|---|")
+    for b, s in zip(batched, single, strict=True):
+        cells = [f"{r['throughput']:.1f} spectra/s, p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms" for r in (b, s)]
+        print(f"| {b['concurrency']} | {cells[0]} | {cells[1]} | **{b['throughput'] / s['throughput']:.1f}x** |")
+    (out_dir / "serving.json").write_text(json.dumps({"batched": batched, "single": single}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

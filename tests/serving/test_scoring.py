@@ -1,0 +1,97 @@
+"""Catalogue scoring: table formats, per-object errors, resuming after an interruption."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stellar.errors import StellarValueError
+from stellar.serving import scoring
+
+
+@pytest.fixture
+def table(tmp_path) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    n, m = 7, 40
+    flux = 1 + 0.05 * rng.normal(size=(n, m))
+    flux[3] = np.nan  # an object with no data: its row gets an error, the others are scored
+    df = pd.DataFrame({"object_id": [f"star{i}" for i in range(n)]})
+    df["flux"] = list(flux)
+    df["redshift"] = 0.0
+    return df
+
+
+def test_parquet_csv_and_fits_tables(table, tmp_path, spectral_version, registry_root):
+    kw = {"model": spectral_version.name, "registry_root": str(registry_root), "chunk_size": 3, "progress": False}
+    table.to_parquet(tmp_path / "in.parquet")
+    a = scoring.score(tmp_path / "in.parquet", tmp_path / "out.parquet", **kw)
+    assert list(a["object_id"]) == list(table["object_id"])
+    assert (a["error"] != "").tolist() == [i == 3 for i in range(7)] and "finite" in a["error"][3]
+    ok = a[a["error"] == ""]
+    probs = ok[[f"p_{c}" for c in spectral_version.class_names]].to_numpy()
+    assert np.allclose(probs.sum(axis=1), 1, atol=1e-5) and ok["teff_std"].gt(0).all()
+    assert pd.read_parquet(tmp_path / "out.parquet").equals(a)
+    assert not (tmp_path / "out.parquet.parts").exists()
+
+    wide = pd.DataFrame(np.stack(table["flux"]), columns=[f"flux_{j}" for j in range(40)])
+    wide.insert(0, "object_id", table["object_id"])
+    wide.to_csv(tmp_path / "in.csv", index=False)
+    b = scoring.score(tmp_path / "in.csv", tmp_path / "out.csv", **{**kw, "chunk_size": 100})
+    assert np.allclose(b["p_G"].fillna(-1), a["p_G"].fillna(-1), atol=1e-6)
+
+    from astropy.table import Table
+
+    ids = table["object_id"].to_numpy().astype(str)
+    Table({"object_id": ids, "flux": np.stack(table["flux"])}).write(tmp_path / "in.fits")
+    c = scoring.score(tmp_path / "in.fits", tmp_path / "out_fits.csv", **kw)
+    assert np.allclose(c["p_G"].fillna(-1), a["p_G"].fillna(-1), atol=1e-6)
+
+
+def test_resumes_without_redoing_finished_chunks(table, tmp_path, spectral_version, registry_root, monkeypatch):
+    kw = {"model": spectral_version.name, "registry_root": str(registry_root), "chunk_size": 2, "progress": False}
+    table.to_parquet(tmp_path / "in.parquet")
+    calls: list[int] = []
+    real = scoring._score_requests
+
+    def flaky(api, items):
+        calls.append(len(items))
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # interrupted during the third chunk
+        return real(api, items)
+
+    monkeypatch.setattr(scoring, "_score_requests", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        scoring.score(tmp_path / "in.parquet", tmp_path / "out.parquet", **kw)
+    parts = sorted(p.name for p in (tmp_path / "out.parquet.parts").glob("part-*"))
+    assert parts == ["part-000000.parquet", "part-000001.parquet"]
+    calls.clear()
+    monkeypatch.setattr(scoring, "_score_requests", lambda api, items: calls.append(len(items)) or real(api, items))
+    resumed = scoring.score(tmp_path / "in.parquet", tmp_path / "out.parquet", **kw)
+    assert calls == [2, 1]  # only chunks 2 and 3 were computed again
+    monkeypatch.undo()
+    fresh = scoring.score(tmp_path / "in.parquet", tmp_path / "fresh.parquet", **kw)
+    pd.testing.assert_frame_equal(resumed, fresh)
+
+
+def test_bad_arguments_name_the_problem(tmp_path, spectral_version, registry_root):
+    kw = {"model": spectral_version.name, "registry_root": str(registry_root), "progress": False}
+    with pytest.raises(StellarValueError, match="does not exist"):
+        scoring.score(tmp_path / "nope.csv", tmp_path / "o.csv", **kw)
+    (tmp_path / "t.txt").write_text("x")
+    with pytest.raises(StellarValueError, match="must end in"):
+        scoring.score(tmp_path / "t.txt", tmp_path / "o.json", **kw)
+    assert (
+        scoring.main(
+            [
+                "--model",
+                "nope",
+                "--input",
+                str(tmp_path / "t.txt"),
+                "--output",
+                "o.csv",
+                f"registry.root={registry_root}",
+            ]
+        )
+        == 2
+    )

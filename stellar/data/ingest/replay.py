@@ -76,6 +76,17 @@ class ReplayLog:
             return [k for k, _, o in self.entries if o == "ok"]
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (after a stall or a truncated body) is expected here, not an error."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 class ReplayServer:
     """``with ReplayServer(route, plan) as srv: ... srv.url ...`` serves on 127.0.0.1 on a free port."""
 
@@ -101,8 +112,7 @@ class ReplayServer:
                 params = dict(parse_qsl(raw))
                 server._answer(self, urlsplit(self.path).path, params, urlsplit(self.path).path + "?" + raw)
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _QuietServer((host, port), Handler)
         self.url = f"http://{host}:{self.httpd.server_address[1]}"
         self._thread: threading.Thread | None = None
 

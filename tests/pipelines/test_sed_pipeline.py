@@ -106,3 +106,19 @@ def test_xgboost_and_mlp_sweep_through_train_py(tmp_path, store_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p.parent for p in (tmp_path / "debug" / "multiruns").rglob("metrics.json"))
     assert {p.name for p in jobs} == {"0_sed_xgboost", "1_sed_mlp"}
+
+
+def test_an_sdss17_run_scores_every_row_of_another_folder(make_cfg, tmp_path):
+    cfg = make_cfg("experiment=sdss17_sed", DATA_DIRS["SDSS17Source"], *FAST_XGB, tiny=False)
+    train.run(cfg)
+    report, _ = evaluate.run(
+        make_cfg(
+            f"run_dir={cfg.paths.output_dir}",
+            f"paths.output_dir={tmp_path / 'eval'}",
+            DATA_DIRS["SDSS17Source"],
+            "split=none",
+            name="evaluate",
+            tiny=False,
+        )
+    )
+    assert report["meta"]["n_scored"] == 600 and report["meta"]["split"] == "none"

@@ -54,11 +54,49 @@ def _jname_position(source: str) -> dict[str, float]:
     return {"ra": ra, "dec": dec}
 
 
+_TFORM = re.compile(r"(\d*)([LBIJKEDA])")
+_CODES = {"L": "i1", "B": "u1", "I": ">i2", "J": ">i4", "K": ">i8", "E": ">f4", "D": ">f8"}
+
+
+def _hdu(hdul: fits.HDUList, index: int) -> Any:
+    try:
+        return hdul[index]
+    except IndexError:
+        return None
+
+
+def _first_row(hdul: fits.HDUList, index: int, body: bytes) -> dict[str, Any]:
+    """First row of binary table ``index`` as {UPPER-CASE name: value}.
+
+    The specobj/spAll table of a BOSS spec file has ~230 columns, and astropy builds a Column object for each
+    before giving one value (0.15–0.5 s a file); when every TFORM is a plain fixed-size type the row is read
+    straight from the bytes with a numpy dtype built from the header, otherwise through astropy.
+    """
+    hdr = hdul[index].header
+    fields: list[tuple[str, Any]] = []
+    for i in range(1, int(hdr["TFIELDS"]) + 1):
+        m = _TFORM.fullmatch(str(hdr[f"TFORM{i}"]).strip())
+        if m is None or hdr.get(f"TSCAL{i}", 1) != 1 or hdr.get(f"TZERO{i}", 0) != 0:
+            data = hdul[index].data
+            return {c.upper(): data[c][0] for c in data.columns.names}
+        r, code = int(m.group(1) or 1), m.group(2)
+        dtype: Any = f"S{r}" if code == "A" else (_CODES[code], (r,)) if r > 1 else _CODES[code]
+        fields.append((str(hdr[f"TTYPE{i}"]).upper(), dtype))
+    dt = np.dtype(fields)
+    if dt.itemsize != int(hdr["NAXIS1"]):
+        data = hdul[index].data
+        return {c.upper(): data[c][0] for c in data.columns.names}
+    # the HDU's own fileinfo: HDUList.fileinfo re-serialises every header of the file to check for resizing
+    row = np.frombuffer(body, dtype=dt, count=1, offset=int(hdul[index].fileinfo()["datLoc"]))[0]
+    return {name: row[name] for name in dt.names or ()}
+
+
 def parse_spec(body: bytes, source: str, object_id: str | None = None) -> Record:
     """One SDSS spectrum FITS (either layout) as a record; ``object_id`` defaults to ``sdss-PLATE-MJD-FIBER``."""
     with fits.open(io.BytesIO(body), memmap=False) as h:
         head = h[0].header
-        if len(h) > 1 and isinstance(h[1], fits.BinTableHDU) and "loglam" in h[1].columns.names:
+        hdu1, hdu2 = _hdu(h, 1), _hdu(h, 2)  # len(h) would read every one of the ~16 HDU headers
+        if isinstance(hdu1, fits.BinTableHDU) and "loglam" in hdu1.columns.names:
             d = h[1].data
             arrays: dict[str, np.ndarray] = {
                 "loglam": np.asarray(d["loglam"], dtype=np.float32),
@@ -66,11 +104,10 @@ def parse_spec(body: bytes, source: str, object_id: str | None = None) -> Record
                 "ivar": np.asarray(d["ivar"], dtype=np.float32),
                 "and_mask": np.asarray(d["and_mask"], dtype=np.int32),
             }
-            spec = h[2].data if len(h) > 2 and isinstance(h[2], fits.BinTableHDU) else None
-            cols = {c.upper(): c for c in spec.columns.names} if spec is not None else {}
+            spec = _first_row(h, 2, body) if isinstance(hdu2, fits.BinTableHDU) else {}
 
             def col(name: str, default: Any = None) -> Any:
-                return spec[cols[name]][0] if name in cols and spec is not None else default
+                return spec.get(name, default)
 
             meta: dict[str, Any] = {
                 "class": _s(col("CLASS", "")),

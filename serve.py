@@ -1,6 +1,6 @@
 """Serve registered models: ``python serve.py [port=8000] [registry.root=…]`` (see conf/serve.yaml).
 
-Endpoints: ``POST /predict/spectral``, ``POST /predict/lightcurve``; OpenAPI schema at ``/openapi.json``.
+Endpoints: ``POST /predict/spectral``, ``/predict/lightcurve`` and ``/predict/sed``; OpenAPI at ``/openapi.json``.
 """
 
 import hydra

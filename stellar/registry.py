@@ -595,6 +595,9 @@ def register_run(
         "targets": list(getattr(model, "targets", []) or []),
         "inputs": list(getattr(model, "inputs", ()) or ()),
         "preprocessing": _preprocessing_params(cfg, dm),
+        # feature-table models (SED): the band order and feature columns the model was fitted on
+        "bands": list(getattr(dm, "stored_bands", None) or []),
+        "feature_names": list(getattr(dm, "feature_names", None) or []),
         "data_fingerprint": _fingerprint(dm),
         "calibrator": type(calibrator).__name__ if calibrator is not None else None,
         "test_summary": metrics.get("test_summary"),

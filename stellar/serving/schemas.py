@@ -151,6 +151,41 @@ class LightCurveRequest(_Request):
         return self
 
 
+class SEDRequest(_Request):
+    """Photometry to classify: one row of magnitudes per object, one column per band (NaN or null-free: use NaN
+    for a missing band).
+
+    Without ``bands`` the columns are taken to be the model's bands in its order; without ``ebv`` the magnitudes
+    are taken as extinction-free; metadata features the model uses (``parallax``…) that are not sent are missing
+    (NaN), which the models handle as in training. The response's ``assumed`` lists what was taken.
+    """
+
+    magnitudes: _rows("magnitudes", 1) = Field(..., examples=[[[15.2, 14.1, 13.6, 13.4, 13.3]]])  # type: ignore[valid-type]
+    bands: list[BandName] | None = Field(None, description="Band name of every column (e.g. sdss_g, gaia_bp).")
+    errors: list[list[Number]] | None = Field(None, description="1σ magnitude errors, same shape as magnitudes.")
+    ebv: list[Number] | None = Field(None, description="E(B-V) per object, mag (dereddening as in training).")
+    parallax: list[Number] | None = Field(None, description="Parallax per object, mas.")
+    parallax_err: list[Number] | None = Field(None, description="Parallax error per object, mas.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SEDRequest:
+        _check_values("magnitudes", self.magnitudes, 1)
+        lengths = sorted({len(r) for r in self.magnitudes})
+        if len(lengths) > 1:
+            raise ValueError(f"magnitudes is ragged (row lengths {lengths}): one column per band, NaN where missing")
+        if self.bands is not None:
+            if len(self.bands) != lengths[0]:
+                raise ValueError(f"bands names {len(self.bands)} columns but magnitudes rows have {lengths[0]}")
+            if len(set(self.bands)) != len(self.bands):
+                raise ValueError("bands must be unique")
+        _check_same_shape("errors", self.errors, self.magnitudes, "magnitudes")
+        for name in ("ebv", "parallax", "parallax_err"):
+            col = getattr(self, name)
+            if col is not None and len(col) != len(self.magnitudes):
+                raise ValueError(f"{name} has {len(col)} values for {len(self.magnitudes)} objects")
+        return self
+
+
 class TargetEstimate(BaseModel):
     """A regression target: mean and standard deviation (physical units: K for teff, dex for logg/[Fe/H]…)."""
 

@@ -40,7 +40,7 @@ from stellar.registry import DEFAULT_ROOT, LATEST, ModelRegistry
 
 log = logging.getLogger(__name__)
 
-_API = {"spectra": "SpectralAPI", "lightcurve": "LightCurveAPI"}
+_API = {"spectra": "SpectralAPI", "lightcurve": "LightCurveAPI", "sed": "SEDAPI"}
 
 
 # ---- reading ---------------------------------------------------------------------------------------------------

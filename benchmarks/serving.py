@@ -153,6 +153,39 @@ def measure(args: argparse.Namespace, max_batch_size: int, bodies: list[bytes], 
         stop_server(proc)
 
 
+def worker_breakdown(args: argparse.Namespace, bodies: list[bytes], repeats: int = 3) -> dict[str, float]:
+    """Worker compute per spectrum, in this process: preprocessing and forward pass, one at a time vs one batch."""
+    import torch
+
+    from stellar.serving.api import SpectralAPI
+    from stellar.serving.schemas import SpectralRequest
+
+    torch.set_num_threads(1)  # as the server's workers (num_threads=1)
+    api = SpectralAPI(args.model, registry_root=args.registry, api_path="/x")
+    api.setup("cpu")
+    rows = [api.decode_request(SpectralRequest.model_validate_json(b)).rows[0] for b in bodies]  # type: ignore[union-attr]
+    n = len(rows)
+
+    def best(fn: Any) -> float:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return min(times) * 1000 / n
+
+    inputs = api.preprocess(rows)
+    one = [{k: v[i : i + 1] for k, v in inputs.items()} for i in range(n)]
+    out = {
+        "preprocess_1": best(lambda: [api.preprocess([r]) for r in rows]),
+        f"preprocess_{n}": best(lambda: api.preprocess(rows)),
+        "forward_1": best(lambda: [api._outputs(x) for x in one]),
+        f"forward_{n}": best(lambda: api._outputs(inputs)),
+    }
+    print("worker compute per spectrum (ms, best of 3): " + ", ".join(f"{k} {v:.2f}" for k, v in out.items()))
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--registry", default=os.environ.get("STELLAR_REGISTRY", str(REPO / "registry")))
@@ -174,6 +207,7 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     bodies = make_bodies(n, n_pix, args.model)
     print(f"{version.tag} ({args.registry}): {n} requests per level, 1 spectrum x {n_pix} px, {os.cpu_count()} CPUs")
+    breakdown = worker_breakdown(args, bodies[: args.max_batch_size])
     batched = measure(args, args.max_batch_size, bodies, out_dir)
     single = measure(args, 1, bodies, out_dir)
 
@@ -182,7 +216,8 @@ def main() -> None:
     for b, s in zip(batched, single, strict=True):
         cells = [f"{r['throughput']:.1f} spectra/s, p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms" for r in (b, s)]
         print(f"| {b['concurrency']} | {cells[0]} | {cells[1]} | **{b['throughput'] / s['throughput']:.1f}x** |")
-    (out_dir / "serving.json").write_text(json.dumps({"batched": batched, "single": single}, indent=2))
+    result = {"batched": batched, "single": single, "worker_ms_per_spectrum": breakdown}
+    (out_dir / "serving.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import sys
+import types
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -149,3 +151,28 @@ def test_cli_survey_config_and_errors(tmp_path: Path, server) -> None:
     assert metrics["n_done"] == 1
     with pytest.raises(StellarConfigError, match="exactly one of"):
         run(_cfg(f"store={tmp_path / 'store'}"))
+
+
+def test_kepler_search_goes_through_lightkurve_and_the_cache(
+    server, tmp_path, fast_policy, make_fetcher, monkeypatch
+) -> None:
+    uri = "mast:Kepler/url/missions/kepler/lightcurves/0114/011442793/kplr011442793-2010009091648_llc.fits"
+    searched: list[dict] = []
+
+    def search_lightcurve(target, **kw):
+        searched.append({"target": target, **kw})
+        return types.SimpleNamespace(table={"dataURI": [uri]})
+
+    monkeypatch.setitem(sys.modules, "lightkurve", types.SimpleNamespace(search_lightcurve=search_lightcurve))
+    conn = MASTLightCurveConnector(mission="kepler", download_url=server.url + "/api/v0.1/Download/file")
+    targets = pd.DataFrame({"target": ["KIC 11442793"], "quarter": ["4"]})
+    rep, _ = _run(conn, targets, tmp_path, fast_policy, make_fetcher)
+    assert rep.n_done == 1 and searched == [
+        {"target": "KIC 11442793", "mission": "kepler", "author": None, "exptime": "long", "quarter": 4}
+    ]
+    # offline, the cached search answer and file suffice
+    offline = FetchPolicy(offline=True)
+    rep = ingest(
+        conn, targets, store=None, fetcher=make_fetcher(offline), manifest=Manifest(tmp_path / "m2"), progress=False
+    )
+    assert rep.n_done == 1 and len(searched) == 1

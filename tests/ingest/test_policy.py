@@ -108,3 +108,28 @@ def test_backoff_is_bounded_full_jitter() -> None:
 def test_policy_refuses_bad_values() -> None:
     with pytest.raises(StellarValueError, match="concurrency"):
         FetchPolicy(concurrency=0)
+
+
+def test_fetch_computed_retries_network_errors_and_caches_only_success(tmp_path: Path) -> None:
+    fetcher = Fetcher(
+        RawCache(tmp_path / "c"), FetchPolicy(retries=3, backoff_base_s=0.0, seed=0), sleep=lambda s: None
+    )
+    calls: list[int] = []
+
+    def flaky() -> bytes:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError("MAST answered 503")
+        return b'["mast:a.fits"]'
+
+    req = Request.make("lightkurve:search_lightcurve", {"target": "KIC 1"}, kind="json")
+    assert fetcher.fetch_computed(req, flaky).read_bytes() == b'["mast:a.fits"]' and len(calls) == 3
+    assert fetcher.fetch_computed(req, flaky) and len(calls) == 3  # answered from the cache
+
+    def broken() -> bytes:
+        raise KeyError("dataURI")  # not a network problem: no retry, nothing cached
+
+    other = Request.make("lightkurve:search_lightcurve", {"target": "KIC 2"}, kind="json")
+    with pytest.raises(FetchError, match="KeyError"):
+        fetcher.fetch_computed(other, broken)
+    assert fetcher.cache.keys() == [req.key]

@@ -198,3 +198,11 @@ def test_every_shared_raw_file(tmp_path: Path) -> None:
     assert _check_store_against_files(store, report.datasets) == 2 + 2 + 2 + 1 + 1  # SDSS, LAMOST, Kepler, K2, TESS
     kepler = store.open(next(n for n in report.datasets if n.startswith("kepler_")))
     assert sorted(kepler.meta["segments"]) == ["2,5", "4"]
+    assert len(kepler.attrs["provenance"]["file_sha256"]) == 3  # each source file and its SHA-256
+    gaia = store.open(next(n for n in report.datasets if n.startswith("gaia_sed")))
+    mag = dict(zip(gaia.meta["object_id"], gaia.load("mag")[:, 0], strict=True))
+    for name in ("1712337806100O-result.ecsv", "1710099405832VAL-result.vot", "1714556098855O-result.vot"):
+        t = Table.read(SHARED_RAW / "gaia" / name)
+        t.rename_columns(t.colnames, [c.lower() for c in t.colnames])
+        for sid, g in zip(t["source_id"], t["phot_g_mean_mag"], strict=True):
+            assert mag[f"gaia-dr3-{sid}"] == np.float32(g)

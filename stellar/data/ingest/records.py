@@ -119,6 +119,11 @@ def store_records(
         if store.exists(name):
             log.info("dataset %r already stored with the same objects; not written again", name)
         else:
-            store.write(name, **to_write_kwargs(recs, {**provenance, "sources": sorted({r.source for r in recs})}))
+            sources = sorted({r.source for r in recs})
+            prov = dict(provenance)
+            if isinstance(prov.get("file_sha256"), dict):  # only the files of this dataset
+                files = {s.split("!")[0] for r in recs for s in r.source.split(";")}
+                prov["file_sha256"] = {f: h for f, h in prov["file_sha256"].items() if f in files}
+            store.write(name, **to_write_kwargs(recs, {**prov, "sources": sources}))
         names.append(name)
     return names

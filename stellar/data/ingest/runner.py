@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -152,6 +153,7 @@ def ingest_files(
     files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
     records: list[Record] = []
     failed: dict[str, str] = {}
+    hashes: dict[str, str] = {}
     for path in tqdm(files, desc="ingest files", unit="file", disable=not progress):
         rel = str(path.relative_to(root))
         try:
@@ -160,13 +162,16 @@ def ingest_files(
             failed[rel] = f"{type(err).__name__}: {err}"
             manifest.append([rel], "failed", failed[rel])
             continue
-        manifest.append([rel], "done", n_records=len(recs))
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        manifest.append([rel], "done", n_records=len(recs), sha256=digest)
+        hashes[str(path)] = digest
         records.extend(recs)
     from stellar.data.ingest.lightcurves import stitch
 
     lcs = [r for r in records if r.modality == "lightcurve"]
     records = [r for r in records if r.modality != "lightcurve"] + stitch(lcs)
-    names = store_records(store, records, {"input_dir": str(root)}) if store is not None and records else []
+    provenance = {"input_dir": str(root), "file_sha256": hashes}
+    names = store_records(store, records, provenance) if store is not None and records else []
     if failed:
         log.warning("%d of %d file(s) not ingested: %s", len(failed), len(files), failed)
     return IngestReport(

@@ -78,6 +78,9 @@ class XGBoostEstimator:
         Stop when the validation loss has not improved for this many rounds (needs a validation part).
     quantiles : (float, float, float)
         Lower, middle and upper quantile of the regression boosters (default 16/50/84%: ±1σ).
+    calibrate_intervals : bool
+        Rescale each target's σ by one factor so that 68.3% of the validation truths fall within ±1σ (quantile
+        boosters fitted on the training part are overconfident); the factor is saved with the model.
     n_jobs : int
         Threads XGBoost may use.
     seed : int
@@ -96,6 +99,7 @@ class XGBoostEstimator:
         num_boost_round: int = 500,
         early_stopping_rounds: int | None = 30,
         quantiles: Sequence[float] = (0.16, 0.5, 0.84),
+        calibrate_intervals: bool = True,
         n_jobs: int = 2,
         seed: int = 0,
     ):
@@ -112,6 +116,9 @@ class XGBoostEstimator:
         if len(q) != 3 or not 0.0 < q[0] < q[1] < q[2] < 1.0:
             raise StellarConfigError(f"quantiles must be three increasing values in (0, 1); got {list(quantiles)}")
         self.quantiles = q
+        self.calibrate_intervals = bool(calibrate_intervals)
+        #: per target, the factor applied to σ (1 without interval calibration)
+        self.interval_scale: dict[str, float] = {}
         self.params = dict(params or {})
         self.num_boost_round = int(num_boost_round)
         self.early_stopping_rounds = None if early_stopping_rounds is None else int(early_stopping_rounds)
@@ -135,6 +142,7 @@ class XGBoostEstimator:
             "target_stats": {t: list(v) for t, v in self.target_stats.items()},
             "inputs": list(self.inputs),
             "quantiles": list(self.quantiles),
+            "interval_scale": dict(self.interval_scale),
         }
 
     # ---- target transforms (the same as StellarModule's) ---------------------------------------------------
@@ -151,7 +159,7 @@ class XGBoostEstimator:
         y = mu + sd * q
         # spread of the (lower, upper) quantiles in units of the normal distribution's
         z = _normal_ppf(self.quantiles[2]) - _normal_ppf(self.quantiles[0])
-        sigma = np.maximum((y[:, 2] - y[:, 0]) / z, 1e-6 * sd)
+        sigma = self.interval_scale.get(t, 1.0) * np.maximum((y[:, 2] - y[:, 0]) / z, 1e-6 * sd)
         mid = y[:, 1]
         if t in self.log_targets:
             value = 10.0**mid
@@ -225,11 +233,26 @@ class XGBoostEstimator:
                 dva = xgb.DMatrix(x_va[okv], label=yv[okv]) if okv.any() else None
             params = {"objective": "reg:quantileerror", "quantile_alpha": np.asarray(self.quantiles)}
             self._train_one(t, params, dtr, dva)
+            if self.calibrate_intervals and dva is not None and x_va is not None and val is not None:
+                self.interval_scale[t] = self._interval_scale(t, x_va, np.asarray(val[t], dtype=float))
+                metrics[f"val/{t}_interval_scale"] = self.interval_scale[t]
         for key, parts in self.history.items():
             for part, ms in parts.items():
                 for m, values in ms.items():
                     metrics[f"{part}/{key}_{m}"] = values[min(self.best_iteration[key], len(values) - 1)]
         return metrics
+
+    def _interval_scale(self, t: str, x_val: np.ndarray, truth: np.ndarray) -> float:
+        """Factor on σ that puts 68.27% of the validation truths within ±1σ (in learned space)."""
+        self.interval_scale.pop(t, None)
+        q = np.sort(self._predict(t, x_val).reshape(len(x_val), 3), axis=1)
+        y = self._to_learned(t, truth)
+        ok = np.isfinite(y)
+        z = _normal_ppf(self.quantiles[2]) - _normal_ppf(self.quantiles[0])
+        sigma = np.maximum((q[:, 2] - q[:, 0]) / z, 1e-6)
+        scale = float(np.quantile(np.abs(y[ok] - q[ok, 1]) / sigma[ok], 0.6827))
+        log.info("target %s: 68%% interval scaled by %.3f to cover 68%% of %d validation truths", t, scale, ok.sum())
+        return scale
 
     def _predict(self, key: str, x: np.ndarray) -> np.ndarray:
         if key not in self.boosters:
@@ -281,6 +304,7 @@ class XGBoostEstimator:
                 raise StellarConfigError(f"saved {key} {meta.get(key)} differ from this model's {getattr(self, key)}")
         self.target_stats = {t: tuple(float(v) for v in s) for t, s in meta.get("target_stats", {}).items()}
         self.best_iteration = {k: int(v) for k, v in meta["best_iteration"].items()}
+        self.interval_scale = {t: float(v) for t, v in meta.get("interval_scale", {}).items()}
         for key in self.best_iteration:
             booster = xgb.Booster()
             booster.load_model(str(meta_path.parent / f"{key}.ubj"))

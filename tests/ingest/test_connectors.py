@@ -176,3 +176,23 @@ def test_kepler_search_goes_through_lightkurve_and_the_cache(
         conn, targets, store=None, fetcher=make_fetcher(offline), manifest=Manifest(tmp_path / "m2"), progress=False
     )
     assert rep.n_done == 1 and len(searched) == 1
+
+
+def test_rerun_without_retrying_failures_keeps_them_listed(server, tmp_path, fast_policy, make_fetcher) -> None:
+    conn = GaiaConnector(tap_url=server.url + "/tap", chunk_size=10)
+    targets = pd.DataFrame({"source_id": [GAIA_ID, "1"]})
+    manifest = Manifest(tmp_path / "m")
+    ingest(conn, targets, store=None, fetcher=make_fetcher(fast_policy), manifest=manifest, progress=False)
+    n = len(server.log.entries)
+    rep = ingest(
+        conn,
+        targets,
+        store=DatasetStore(tmp_path / "s"),
+        fetcher=make_fetcher(fast_policy),
+        manifest=manifest,
+        progress=False,
+        retry_failed=False,
+    )
+    assert len(server.log.entries) == n  # nothing requested
+    assert rep.failed == {"1": "source_id 1 not in gaiadr3.gaia_source"} and rep.n_done == 1
+    assert DatasetStore(tmp_path / "s").open(rep.datasets[0]).n_rows == 1

@@ -70,24 +70,28 @@ def ingest(
     tasks = connector.plan(targets)
     all_ids = [t for task in tasks for t in task.targets]
     done_before = manifest.done() & set(all_ids)
-    failed_before = set(manifest.failed()) & set(all_ids)
+    previous = manifest.failed()
+    failed_before = set(previous) & set(all_ids)
     offline = Fetcher(fetcher.cache, replace(fetcher.policy, offline=True), validate=fetcher.validate)
-    cached_tasks, todo = [], []
+    from_cache: list[Task] = []
+    todo: list[Task] = []
     for task in tasks:
-        pending = [i for i, t in enumerate(task.targets) if t not in done_before]
-        if not pending:
-            cached_tasks.append(task)
-        elif retry_failed or any(task.targets[i] not in failed_before for i in pending):
+        pending = [t for t in task.targets if t not in done_before]
+        if not pending or (not retry_failed and set(pending) <= failed_before):
+            from_cache.append(task)  # done before (or failed before and not to be retried): no network
+        else:
             todo.append(task)
     records: list[Record] = []
     failed: dict[str, str] = {}
-    for task in cached_tasks:  # done before: parse from the cache, no network
+    for task in from_cache:
         res = _run_safely(connector, task, offline)
-        if res.failed:  # the cached copy went missing or bad: fetch those again
-            log.warning("%d done target(s) no longer readable from the cache; fetching again", len(res.failed))
+        lost = [t for t in res.failed if t in done_before]
+        if lost:  # a done target's cached answer went missing or bad: fetch the task again
+            log.warning("%d done target(s) no longer readable from the cache; fetching again", len(lost))
             todo.append(task)
-        else:
-            records.extend(res.records)
+            continue
+        records.extend(res.records)
+        failed.update({t: previous[t] for t in res.failed})  # failed before, not retried: the old reason
     log.info(
         "%d target(s): %d done before, %d to fetch in %d task(s)",
         len(all_ids),

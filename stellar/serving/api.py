@@ -137,6 +137,9 @@ class StellarAPI(ls.LitAPI):
             return self.to_job(request)
         except StellarError as err:
             return Failure(422, str(err))
+        except (ValueError, TypeError, IndexError, ArithmeticError) as err:  # input the schema let through
+            log.warning("request refused by %s: %r", type(self).__name__, err)
+            return Failure(422, f"invalid input: {err}")
 
     def to_job(self, request: Any) -> Job:
         """Per-object input rows of a validated request (modality-specific)."""
@@ -196,11 +199,11 @@ class StellarAPI(ls.LitAPI):
                 out = self.preprocess(rows)
                 for k, (i, r) in enumerate(members):
                     per_row[i, r] = {key: v[k : k + 1] for key, v in out.items()}
-            except StellarError:  # isolate the offending request(s): one row at a time
+            except (StellarError, ValueError, ArithmeticError):  # isolate the offending request(s): row by row
                 for (i, r), row in zip(members, rows, strict=True):
                     try:
                         per_row[i, r] = self.preprocess([row])
-                    except StellarError as err:
+                    except (StellarError, ValueError, ArithmeticError) as err:
                         results[i] = Failure(422, f"row {r}: {err}")
         inputs = {}
         for i in todo:

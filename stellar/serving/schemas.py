@@ -79,6 +79,13 @@ def _check_same_shape(name: str, other: list[list[Any]] | None, rows: list[list[
             raise ValueError(f"{name}[{i}] has {len(a)} values but {what}[{i}] has {len(r)}")
 
 
+def _non_empty(req: BaseModel, *names: str) -> None:
+    for name in names:
+        value = getattr(req, name)
+        if value is not None and not isinstance(value, str) and len(value) == 0:
+            raise ValueError(f"{name} is empty: leave it out or send one value per sample/object")
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -104,6 +111,7 @@ class SpectralRequest(_Request):
 
     @model_validator(mode="after")
     def _consistent(self) -> SpectralRequest:
+        _non_empty(self, "wavelengths", "errors", "redshift")
         _check_values("spectra", self.spectra, 2)
         if self.wavelengths is None or not isinstance(self.wavelengths[0], list):
             lengths = sorted({len(r) for r in self.spectra})
@@ -143,6 +151,7 @@ class LightCurveRequest(_Request):
 
     @model_validator(mode="after")
     def _consistent(self) -> LightCurveRequest:
+        _non_empty(self, "times", "errors", "bands")
         _check_values("lightcurves", self.lightcurves, 3)
         _check_axis("times", self.times, self.lightcurves, "lightcurves")
         _check_same_shape("errors", self.errors, self.lightcurves, "lightcurves")
@@ -169,6 +178,7 @@ class SEDRequest(_Request):
 
     @model_validator(mode="after")
     def _consistent(self) -> SEDRequest:
+        _non_empty(self, "bands", "errors", "ebv", "parallax", "parallax_err")
         _check_values("magnitudes", self.magnitudes, 1)
         lengths = sorted({len(r) for r in self.magnitudes})
         if len(lengths) > 1:

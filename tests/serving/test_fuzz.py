@@ -12,11 +12,13 @@ import httpx
 import pytest
 
 from tests.conftest import REPO
+from tests.serving.helpers import register_untrained
 from tests.serving.test_serve_process import free_port, group_members, stop_group
 
 
 @pytest.mark.slow
 def test_fuzz_finds_no_server_error(spectral_version, registry_root, tmp_path):
+    lc = register_untrained(registry_root, "lightcurve_transformer", "lightcurve")
     port = free_port()
     cmd = [
         sys.executable,
@@ -24,6 +26,7 @@ def test_fuzz_finds_no_server_error(spectral_version, registry_root, tmp_path):
         f"port={port}",
         f"registry.root={registry_root}",
         f"endpoints.spectral.model={spectral_version.name}",
+        f"endpoints.lightcurve.model={lc.name}",
         f"hydra.run.dir={tmp_path / 'hydra'}",
     ]
     log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed in finally

@@ -102,6 +102,7 @@ CORPUS: list[tuple[str, str, dict[str, Any], int | None]] = [
     ("errors_shape", SPECTRAL, {"json": {"spectra": [[1, 2, 3]], "errors": [[0.1, 0.1]]}}, 422),
     ("redshift_length", SPECTRAL, {"json": {"spectra": [[1, 2, 3]], "redshift": [0.1, 0.2]}}, 422),
     ("redshift_below_minus_one", SPECTRAL, {"json": {"spectra": [[1, 2, 3]], "redshift": [-1.5]}}, 422),
+    ("wave_empty", SPECTRAL, {"json": {"spectra": [[1, 2, 3]], "wavelengths": [], "errors": [], "redshift": []}}, 422),
     ("medium_unknown", SPECTRAL, {"json": {"spectra": [[1, 2, 3]], "medium": "water"}}, 422),
     ("too_many_rows", SPECTRAL, {"json": {"spectra": [[1.0, 2.0]] * 257}}, 422),
     ("too_many_points", SPECTRAL, {"json": {"spectra": [[1.0] * 20_001]}}, 422),

@@ -32,7 +32,7 @@ def sdss_route(path: str, params: dict[str, str]) -> tuple[bytes, str] | None:
 @pytest.fixture
 def fast_policy() -> FetchPolicy:
     """Short timeouts and backoffs so a faulty run finishes in seconds."""
-    return FetchPolicy(timeout_s=0.5, retries=3, backoff_base_s=0.01, backoff_max_s=0.05, concurrency=8, seed=0)
+    return FetchPolicy(timeout_s=1.0, retries=3, backoff_base_s=0.01, backoff_max_s=0.05, concurrency=8, seed=0)
 
 
 @pytest.fixture

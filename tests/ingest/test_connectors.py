@@ -47,7 +47,7 @@ def _route(path: str, params: dict[str, str]) -> tuple[bytes, str] | None:
 
 @pytest.fixture
 def server():
-    with ReplayServer(_route, FaultPlan(rate=0.3, seed=5, stall_s=0.8, retry_after="0")) as srv:
+    with ReplayServer(_route, FaultPlan(rate=0.3, seed=5, stall_s=1.5, retry_after="0")) as srv:
         yield srv
 
 
@@ -142,7 +142,7 @@ def test_cli_survey_config_and_errors(tmp_path: Path, server) -> None:
         f"cache_dir={tmp_path / 'c'}",
         f"surveys.simbad.connector.tap_url={server.url}/sim-tap",
         "progress=false",
-        "policy.timeout_s=0.5",
+        "policy.timeout_s=1.0",
         "policy.backoff_base_s=0.01",
     )
     assert cfg.policy.concurrency == 2  # the survey's own limit

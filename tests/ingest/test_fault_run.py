@@ -46,7 +46,7 @@ def _path_of(target: str) -> str:
 
 
 def test_200_targets_with_20_percent_faults_then_a_rerun(tmp_path: Path, fast_policy: FetchPolicy) -> None:
-    plan = FaultPlan(rate=0.2, seed=3, stall_s=1.0, retry_after="0.1")
+    plan = FaultPlan(rate=0.2, seed=3, stall_s=1.5, retry_after="0.1")
     store, manifest = DatasetStore(tmp_path / "store"), Manifest(tmp_path / "manifest.jsonl")
     cache = RawCache(tmp_path / "cache")
     t0 = time.perf_counter()

@@ -43,8 +43,8 @@ def _fetch(tmp_path: Path, plan: FaultPlan, policy: FetchPolicy, sleeps: list[fl
 
 @pytest.mark.parametrize("kind", ["503", "stall", "truncate", "corrupt"])
 def test_transient_fault_is_retried_and_only_the_good_answer_cached(tmp_path: Path, kind: str) -> None:
-    policy = FetchPolicy(timeout_s=0.3, retries=2, backoff_base_s=0.01, seed=0)
-    path, fetcher, log, req = _fetch(tmp_path, ForcedPlan(kind, stall_s=0.8), policy)
+    policy = FetchPolicy(timeout_s=1.0, retries=2, backoff_base_s=0.01, seed=0)
+    path, fetcher, log, req = _fetch(tmp_path, ForcedPlan(kind, stall_s=1.5), policy)
     assert isinstance(path, Path) and path.read_bytes() == SPEC_SMALL
     assert [o.removesuffix("-client-gone") for _, _, o in log.entries] == [kind, "ok"]
     assert fetcher.stats.retries == 1 and fetcher.cache.keys() == [req.key]

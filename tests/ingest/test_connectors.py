@@ -196,3 +196,18 @@ def test_rerun_without_retrying_failures_keeps_them_listed(server, tmp_path, fas
     assert len(server.log.entries) == n  # nothing requested
     assert rep.failed == {"1": "source_id 1 not in gaiadr3.gaia_source"} and rep.n_done == 1
     assert DatasetStore(tmp_path / "s").open(rep.datasets[0]).n_rows == 1
+
+
+def test_cones_and_positions(server, tmp_path, fast_policy, make_fetcher) -> None:
+    gaia = GaiaConnector(tap_url=server.url + "/tap", radius_arcsec=3.0)
+    rep, store = _run(
+        gaia, pd.DataFrame({"ra": ["266.4"], "dec": ["-29.0"]}), tmp_path / "g", fast_policy, make_fetcher
+    )
+    assert rep.n_done == 1 and store.open(rep.datasets[0]).n_rows == 1
+    adql = [k for k, _, _ in server.log.entries if "CONTAINS" in k]
+    assert adql and "CIRCLE%28266.4%2C+-29.0%2C+0.000833" in adql[0]  # 3 arcsec in degrees
+    simbad = SimbadConnector(tap_url=server.url + "/sim-tap")
+    rep, store = _run(
+        simbad, pd.DataFrame({"ra": ["83.63"], "dec": ["22.01"]}), tmp_path / "s", fast_policy, make_fetcher
+    )
+    assert store.open(rep.datasets[0]).meta.loc[0, "main_id"] == "M 1"

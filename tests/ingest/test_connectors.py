@@ -102,7 +102,7 @@ def test_kepler_by_data_uri(server, tmp_path, fast_policy, make_fetcher) -> None
 
 
 def test_targets_need_their_columns() -> None:
-    with pytest.raises(StellarValueError, match="plate/mjd/fiber, specobjid or ra/dec"):
+    with pytest.raises(StellarValueError, match="needs plate/mjd/fiber or specobjid or ra/dec"):
         SDSSConnector().plan(pd.DataFrame({"name": ["x"]}))
     with pytest.raises(StellarValueError, match="duplicate target ids"):
         GaiaConnector().plan(pd.DataFrame({"source_id": ["1", "1"]}))

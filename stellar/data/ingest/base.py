@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -56,3 +57,31 @@ def target_ids(targets: pd.DataFrame, default: list[str]) -> list[str]:
     if dup:
         raise StellarValueError(f"targets has duplicate target ids {dup[:5]}; each target must be named once")
     return ids
+
+
+#: (columns a row must fill, the row's default target id when it does), tried in order
+Namer = tuple[tuple[str, ...], Callable[[dict[str, Any]], str]]
+
+
+def position_id(row: dict[str, Any]) -> str:
+    """Default target id of a position row: ``RA±DEC`` in degrees to 6 decimals."""
+    return f"{float(row['ra']):.6f}{float(row['dec']):+.6f}"
+
+
+def named_rows(targets: pd.DataFrame, namers: Sequence[Namer]) -> list[tuple[str, dict[str, Any]]]:
+    """(target id, row) of every target row; the first namer whose columns the row fills names it.
+
+    Raises
+    ------
+    StellarValueError
+        A row fills none of the namers' columns (the message lists what each would need).
+    """
+    rows = targets.to_dict("records")
+    default = []
+    for i, r in enumerate(rows):
+        namer = next((f for cols, f in namers if has(r, *cols)), None)
+        if namer is None:
+            need = " or ".join("/".join(cols) for cols, _ in namers)
+            raise StellarValueError(f"targets row {i} needs {need}; it has {sorted(r)}")
+        default.append(namer(r))
+    return list(zip(target_ids(targets, default), rows, strict=True))

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from stellar.data.ingest.base import Task, TaskResult, has, target_ids
+from stellar.data.ingest.base import Namer, Task, TaskResult, has, named_rows, position_id
 from stellar.data.ingest.policy import Fetcher, FetchError, Request
 from stellar.data.ingest.records import Record
-from stellar.errors import StellarDataError, StellarValueError
+from stellar.errors import StellarDataError
 
 log = logging.getLogger(__name__)
 
@@ -108,18 +108,13 @@ class GaiaConnector:
     survey: str = "gaia"
 
     def plan(self, targets: pd.DataFrame) -> list[Task]:
-        rows = targets.to_dict("records")
-        default = []
-        for i, r in enumerate(rows):
-            if has(r, "source_id"):
-                default.append(str(int(r["source_id"])))
-            elif has(r, "ra", "dec"):
-                default.append(f"cone{float(r['ra']):.6f}{float(r['dec']):+.6f}")
-            else:
-                raise StellarValueError(f"targets row {i} needs source_id or ra/dec; it has {sorted(r)}")
-        ids = target_ids(targets, default)
-        by_id = [(t, r) for t, r in zip(ids, rows, strict=True) if has(r, "source_id")]
-        cones = [Task([t], [r]) for t, r in zip(ids, rows, strict=True) if not has(r, "source_id")]
+        namers: list[Namer] = [
+            (("source_id",), lambda r: str(int(r["source_id"]))),
+            (("ra", "dec"), lambda r: f"cone{position_id(r)}"),
+        ]
+        named = named_rows(targets, namers)
+        by_id = [(t, r) for t, r in named if has(r, "source_id")]
+        cones = [Task([t], [r]) for t, r in named if not has(r, "source_id")]
         chunks = [by_id[i : i + self.chunk_size] for i in range(0, len(by_id), self.chunk_size)]
         return [Task([t for t, _ in c], [r for _, r in c]) for c in chunks] + cones
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from astropy.io import fits
 
-from stellar.data.ingest.base import Task, TaskResult, has, target_ids
+from stellar.data.ingest.base import Namer, Task, TaskResult, has, named_rows
 from stellar.data.ingest.policy import Fetcher, FetchError, Request
 from stellar.data.ingest.records import Record
 from stellar.errors import StellarDataError, StellarValueError
@@ -134,12 +134,8 @@ class MASTLightCurveConnector:
         self.survey = self.survey or self.mission
 
     def plan(self, targets: pd.DataFrame) -> list[Task]:
-        rows = targets.to_dict("records")
-        for i, r in enumerate(rows):
-            if not has(r, "target") and not has(r, "data_uri"):
-                raise StellarValueError(f"targets row {i} needs 'target' or 'data_uri'; it has {sorted(r)}")
-        default = [str(r["target"]) if has(r, "target") else str(r["data_uri"]) for r in rows]
-        return [Task([t], [r]) for t, r in zip(target_ids(targets, default), rows, strict=True)]
+        namers: list[Namer] = [(("target",), lambda r: str(r["target"])), (("data_uri",), lambda r: str(r["data_uri"]))]
+        return [Task([t], [r]) for t, r in named_rows(targets, namers)]
 
     def _search(self, row: dict[str, Any], fetcher: Fetcher) -> list[str]:
         segment = {k: int(row[k]) for k in ("quarter", "campaign", "sector") if has(row, k)}

@@ -206,6 +206,30 @@ class Fetcher:
         FetchError
             Offline and not cached, a non-retryable status, or retries exhausted; ``reason`` says which.
         """
+        return self._answer(request, lambda: self._download(request))
+
+    def fetch_computed(self, request: Request, produce: Callable[[], bytes]) -> Path:
+        """Like :meth:`fetch`, for answers a client library produces (a lightkurve search, an astroquery call).
+
+        ``produce()`` is retried with the same backoff on network-looking errors (``OSError``, ``requests``
+        errors, or a message naming a timeout, 429 or 5xx); its bytes are validated and cached under
+        ``request.key``. Offline, only the cache answers.
+        """
+
+        def classified() -> bytes:
+            try:
+                return produce()
+            except Exception as err:  # client libraries raise their own types; only network-looking ones retry
+                text = str(err).lower()
+                network = isinstance(err, (OSError, requests.RequestException)) or any(
+                    w in text for w in ("timeout", "timed out", "429", "500", "502", "503", "504")
+                )
+                raise FetchError(f"{type(err).__name__}: {err}", retryable=network) from err
+
+        return self._answer(request, classified)
+
+    def _answer(self, request: Request, produce: Callable[[], bytes]) -> Path:
+        """The cache, or ``produce()`` under the retry policy; only a body that validates is cached."""
         path = self.cached(request)
         if path is not None:
             self.stats.add(cache_hits=1)
@@ -218,7 +242,7 @@ class Fetcher:
             delay: float | None = None
             try:
                 with self._slots:
-                    body = self._download(request)
+                    body = produce()
                 self.validate(request.kind, body)
                 path = self.cache.put(request.key, body, {"url": request.url, "params": list(request.params)})
                 self.stats.add(downloads=1, bytes=len(body))
@@ -241,46 +265,6 @@ class Fetcher:
             self.stats.add(retries=1)
             log.debug("retry %d of %s in %.2f s after: %s", attempt + 1, request.url, wait, last)
             self.sleep(wait)
-        self.stats.add(failures=1)
-        raise FetchError(f"{last} (after {self.policy.retries + 1} attempts)")
-
-    def fetch_computed(self, request: Request, produce: Callable[[], bytes]) -> Path:
-        """Like :meth:`fetch`, for answers a client library produces (a lightkurve search, an astroquery call).
-
-        ``produce()`` is retried with the same backoff on network-looking errors (``OSError``, ``requests``
-        errors, or a message naming a timeout, 429 or 5xx); its bytes are validated and cached under
-        ``request.key``. Offline, only the cache answers.
-        """
-        path = self.cached(request)
-        if path is not None:
-            self.stats.add(cache_hits=1)
-            return path
-        if self.policy.offline:
-            self.stats.add(failures=1)
-            raise FetchError(f"offline and not in the cache: {request.url}", retryable=False)
-        last = "no attempt"
-        for attempt in range(self.policy.retries + 1):
-            try:
-                with self._slots:
-                    body = produce()
-                self.validate(request.kind, body)
-                path = self.cache.put(request.key, body, {"url": request.url, "params": list(request.params)})
-                self.stats.add(downloads=1, bytes=len(body))
-                return path
-            except CorruptPayloadError as err:
-                last = f"corrupt payload: {err}"
-            except Exception as err:  # client libraries raise their own types; only network-looking ones retry
-                last = f"{type(err).__name__}: {err}"
-                text = str(err).lower()
-                network = isinstance(err, (OSError, requests.RequestException)) or any(
-                    w in text for w in ("timeout", "timed out", "429", "500", "502", "503", "504")
-                )
-                if not network:
-                    self.stats.add(failures=1)
-                    raise FetchError(last, retryable=False) from err
-            if attempt < self.policy.retries:
-                self.stats.add(retries=1)
-                self.sleep(self.policy.backoff_s(attempt, self._rng))
         self.stats.add(failures=1)
         raise FetchError(f"{last} (after {self.policy.retries + 1} attempts)")
 

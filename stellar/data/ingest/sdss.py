@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 from astropy.io import fits
 
-from stellar.data.ingest.base import Task, TaskResult, has, target_ids
+from stellar.data.ingest.base import Namer, Task, TaskResult, has, named_rows, position_id
 from stellar.data.ingest.policy import Fetcher, FetchError, Request
 from stellar.data.ingest.records import Record
-from stellar.errors import StellarDataError, StellarValueError
+from stellar.errors import StellarDataError
 
 log = logging.getLogger(__name__)
 
@@ -184,20 +184,12 @@ class SDSSConnector:
     survey: str = "sdss"
 
     def plan(self, targets: pd.DataFrame) -> list[Task]:
-        rows = targets.to_dict("records")
-        default = []
-        for i, r in enumerate(rows):
-            if has(r, "plate", "mjd", "fiber"):
-                default.append(f"{int(r['plate']):04d}-{int(r['mjd']):05d}-{int(r['fiber']):04d}")
-            elif has(r, "specobjid"):
-                default.append(str(r["specobjid"]))
-            elif has(r, "ra", "dec"):
-                default.append(f"{float(r['ra']):.6f}{float(r['dec']):+.6f}")
-            else:
-                raise StellarValueError(
-                    f"targets row {i} needs plate/mjd/fiber, specobjid or ra/dec; it has {sorted(r)}"
-                )
-        return [Task([t], [r]) for t, r in zip(target_ids(targets, default), rows, strict=True)]
+        namers: list[Namer] = [
+            (("plate", "mjd", "fiber"), lambda r: f"{int(r['plate']):04d}-{int(r['mjd']):05d}-{int(r['fiber']):04d}"),
+            (("specobjid",), lambda r: str(r["specobjid"])),
+            (("ra", "dec"), position_id),
+        ]
+        return [Task([t], [r]) for t, r in named_rows(targets, namers)]
 
     def _lookup(self, row: dict[str, Any], fetcher: Fetcher) -> dict[str, Any]:
         cols = "s.specobjid, s.plate, s.mjd, s.fiberid, s.run2d, s.ra, s.dec, s.class, s.subclass, s.z"

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from stellar.data.ingest.base import Task, TaskResult, has, target_ids
+from stellar.data.ingest.base import Namer, Task, TaskResult, has, named_rows, position_id
 from stellar.data.ingest.policy import Fetcher, FetchError, Request
 from stellar.data.ingest.records import Record
 from stellar.data.labels import simbad_otype_labels
-from stellar.errors import StellarDataError, StellarValueError
+from stellar.errors import StellarDataError
 
 log = logging.getLogger(__name__)
 
@@ -86,16 +86,8 @@ class SimbadConnector:
     survey: str = "simbad"
 
     def plan(self, targets: pd.DataFrame) -> list[Task]:
-        rows = targets.to_dict("records")
-        default = []
-        for i, r in enumerate(rows):
-            if has(r, "name"):
-                default.append(str(r["name"]))
-            elif has(r, "ra", "dec"):
-                default.append(f"{float(r['ra']):.6f}{float(r['dec']):+.6f}")
-            else:
-                raise StellarValueError(f"targets row {i} needs name or ra/dec; it has {sorted(r)}")
-        return [Task([t], [r]) for t, r in zip(target_ids(targets, default), rows, strict=True)]
+        namers: list[Namer] = [(("name",), lambda r: str(r["name"])), (("ra", "dec"), position_id)]
+        return [Task([t], [r]) for t, r in named_rows(targets, namers)]
 
     def run(self, task: Task, fetcher: Fetcher) -> TaskResult:
         (t,), (row,) = task.targets, task.rows

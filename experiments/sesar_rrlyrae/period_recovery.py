@@ -3,7 +3,11 @@
 Usage (from the repository root)::
 
     python experiments/sesar_rrlyrae/period_recovery.py --data-dir ../shared/data/sesar_rrlyrae
-    python experiments/sesar_rrlyrae/period_recovery.py --data-dir ../shared/data/sesar_rrlyrae --limit 40 --no-anchors
+    python experiments/sesar_rrlyrae/period_recovery.py --data-dir ../shared/data/sesar_rrlyrae --rows 0::4
+    # parts in parallel, then merge the per-star files they left in --out:
+    python experiments/sesar_rrlyrae/period_recovery.py --methods ours_r,ours_multiband --out results
+    python experiments/sesar_rrlyrae/period_recovery.py --methods astropy_multiband --rows 0::2 --out results
+    python experiments/sesar_rrlyrae/period_recovery.py --summarise-only --out results
 
 Four methods, one frequency grid (``frequency_grid(time, min_period, max_period, oversampling)`` of each star's
 multiband times), each star's catalogue period as the truth:
@@ -16,8 +20,9 @@ multiband times), each star's catalogue period as the truth:
 
 Outcomes: *recovered* when ``|P − P_true| / P_true < 1e-3``; *one-day alias* when instead ``|1/P − 1/P_true|`` is
 within 0.01/day of a whole number of cycles per day (1 or 2); *harmonic* when ``P/P_true`` is within 1e-3 of
-1/3, 1/2, 2 or 3; *other* otherwise. Writes ``results/period_recovery.csv`` (per star), ``results/summary.json``
-and ``results/period_recovery.png``.
+1/3, 1/2, 2 or 3; *other* otherwise. Each run appends per-star rows to ``<out>/stars_<methods>_<rows>.csv``; the
+summary merges every such file in ``--out`` (a star counts once every method present has a period for it) and
+writes ``period_recovery.csv``, ``summary.json`` and ``period_recovery.png``.
 """
 
 from __future__ import annotations
@@ -78,17 +83,17 @@ def run_star(d: pd.DataFrame, args: argparse.Namespace, methods: list[str]) -> d
 
 
 def figure(df: pd.DataFrame, data_dir: Path, path: Path, args: argparse.Namespace) -> None:
+    """Recovered vs catalogue period (astropy multiband, ours multiband), and one star astropy misses."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from stellar.data.preprocess.lightcurve import best_period as bp
-
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9.5))
     truth = np.linspace(0.2, 1.0, 400)
-    for ax, name in zip(axes[:2], ("astropy_multiband", "ours_multiband"), strict=True):
+    for ax, name in zip(axes[0], ("astropy_multiband", "ours_multiband"), strict=True):
         if name not in df:
+            ax.set_visible(False)
             continue
         for k in (1, -1, 2, -2):
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -97,35 +102,37 @@ def figure(df: pd.DataFrame, data_dir: Path, path: Path, args: argparse.Namespac
         for h in (0.5, 2):
             ax.plot(truth, truth * h, "--", color="0.75", lw=1)
         ok = df[f"{name}_outcome"] == "recovered"
-        ax.scatter(df.Per[ok], df[name][ok], s=8, c="tab:blue", label=f"recovered ({ok.mean():.1%})")
+        ax.scatter(df.Per[ok], df[name][ok], s=8, c="tab:blue", label=f"recovered ({ok.mean():.1%} of {len(df)})")
         ax.scatter(df.Per[~ok], df[name][~ok], s=14, c="tab:red", marker="x", label="missed")
-        ax.set(xlabel="catalogue period (d)", ylabel="recovered period (d)", title=name, yscale="log", ylim=(0.09, 11))
+        ax.set(xlabel="catalogue period (d)", ylabel="recovered period (d)", yscale="log", ylim=(0.09, 11))
+        ax.set_title(f"{name}  (dotted: ±1, ±2 /day aliases; dashed: ×½, ×2)", fontsize=10)
         ax.legend(loc="upper left", fontsize=8)
-    # a star the astropy multiband periodogram misses and ours recovers, folded at both periods
-    pick = df[(df.get("astropy_multiband_outcome", "") != "recovered") & (df.ours_multiband_outcome == "recovered")]
+    missed = df.get("astropy_multiband_outcome", pd.Series("", index=df.index)) != "recovered"
+    pick = df[missed & (df.ours_multiband_outcome == "recovered")]
     row = (pick if len(pick) else df).iloc[0]
     d = pd.read_csv(data_dir / "light-curves" / f"{int(row.Num)}.csv")
-    search = bp(d["time"], d["mag"], d["magerr"], band=d["band"].to_numpy(), min_period=args.min_period,
-                max_period=args.max_period, oversampling=args.oversampling, full_output=True)  # fmt: skip
-    ax = axes[2]
-    for i, b in enumerate("ugriz"):
+    search = best_period(d["time"], d["mag"], d["magerr"], band=d["band"].to_numpy(), min_period=args.min_period,
+                         max_period=args.max_period, oversampling=args.oversampling, full_output=True)  # fmt: skip
+    ax = axes[1, 0]
+    for b in "ugriz":
         s = d["band"].to_numpy() == b
-        ph = phase_fold(d["time"].to_numpy()[s], search.period)
-        ax.scatter(ph, d["mag"].to_numpy()[s] + 0.0 * i, s=6, label=b)
+        ax.scatter(phase_fold(d["time"].to_numpy()[s], search.period), d["mag"].to_numpy()[s], s=6, label=b)
     ax.invert_yaxis()
     other = row.get("astropy_multiband", np.nan)
-    ax.set(xlabel=f"phase at {search.period:.6f} d (catalogue {row.Per:.6f} d; astropy multiband {other:.4f} d)",
-           ylabel="mag", title=f"Stripe 82 RR Lyrae {int(row.Num)}, folded at our period")  # fmt: skip
+    ax.set(xlabel="phase", ylabel="mag")
+    ax.set_title(f"star {int(row.Num)} folded at our {search.period:.6f} d (catalogue {row.Per:.6f} d, "
+                 f"astropy multiband {other:.4f} d)", fontsize=9)  # fmt: skip
     ax.legend(fontsize=8, markerscale=2)
-    inset = ax.inset_axes((0.55, 0.04, 0.43, 0.3))
-    inset.plot(search.frequency, search.power, lw=0.4, color="k")
-    inset.axvline(1 / row.Per, color="tab:blue", lw=0.8)
+    ax = axes[1, 1]
+    ax.plot(search.frequency, search.power, lw=0.4, color="k")
+    ax.axvline(1 / row.Per, color="tab:blue", lw=1, label="catalogue frequency")
     for k in (1, -1):
-        inset.axvline(abs(1 / row.Per + k), color="tab:red", lw=0.8, ls=":")
-    inset.set(xlim=(0, 5), yticks=[], xlabel="1/d")
-    inset.tick_params(labelsize=6)
+        ax.axvline(abs(1 / row.Per + k), color="tab:red", lw=1, ls=":", label="±1/day alias" if k == 1 else None)
+    ax.set(xlim=(0, 5), xlabel="frequency (1/d)", ylabel="combined power")
+    ax.set_title("combined single-harmonic periodogram (χ²-weighted over bands)", fontsize=10)
+    ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -162,29 +169,35 @@ def main(argv: list[str] | None = None) -> None:
         for c in part_df.columns:
             col = df.Num.map(part_df[c])
             df[c] = col.combine_first(df[c]) if c in df else col
-    methods_done = [m for m in METHODS if m in df]
-    df = df.dropna(subset=methods_done)
-    methods = methods_done
-    summary: dict[str, Any] = {"n_stars": len(df), "grid": vars(args) | {"data_dir": str(args.data_dir)}}
-    lines = [
-        f"Stripe 82 RR Lyrae, {len(df)} stars ({(df.Type == 'ab').sum()} ab, {(df.Type == 'c').sum()} c); "
-        f"periods {args.min_period}-{args.max_period} d, oversampling {args.oversampling}",
-        f"{'method':<20}{'recovered':>10}{'1-d alias':>10}{'harmonic':>10}{'other':>8}{'RRab':>8}{'RRc':>8}"
-        f"{'s/star':>9}",
-    ]
+    methods = [m for m in METHODS if m in df and df[m].notna().any()]
     for m in methods:
-        df[f"{m}_outcome"] = classify(df[m].to_numpy(), df.Per.to_numpy())
-        o = df[f"{m}_outcome"]
-        rates = {k: float((o == k).mean()) for k in ("recovered", "one_day_alias", "harmonic", "other")}
-        by_type = {t: float((o[df.Type == t] == "recovered").mean()) for t in ("ab", "c")}
-        summary[m] = rates | {f"recovered_{t}": v for t, v in by_type.items()} | {"s_per_star": df[f"{m}_s"].mean()}
-        lines.append(
-            f"{m:<20}{rates['recovered']:>10.1%}{rates['one_day_alias']:>10.1%}{rates['harmonic']:>10.1%}"
-            f"{rates['other']:>8.1%}{by_type['ab']:>8.1%}{by_type['c']:>8.1%}{df[f'{m}_s'].mean():>9.3f}"
-        )
+        df[f"{m}_outcome"] = np.where(df[m].notna(), classify(df[m].to_numpy(), df.Per.to_numpy()), None)
+    common = df.dropna(subset=methods)
+    summary: dict[str, Any] = {"n_stars": len(df), "n_common": len(common)}
+    summary["grid"] = {k: v for k, v in vars(args).items() if k in ("min_period", "max_period", "oversampling")}
+    lines = [
+        f"Stripe 82 RR Lyrae; periods {args.min_period}-{args.max_period} d, oversampling {args.oversampling}",
+        f"{'method':<20}{'stars':>6}{'recovered':>10}{'1-d alias':>10}{'harmonic':>10}{'other':>8}{'RRab':>8}"
+        f"{'RRc':>8}{'s/star':>9}",
+    ]
+    # every method on the stars all of them ran on; then each method on every star it ran on, where that is more
+    tables = [("common", common, methods)]
+    tables += [("all", df[df[m].notna()], [m]) for m in methods if df[m].notna().sum() > len(common)]
+    for scope, sub, ms in tables:
+        for m in ms:
+            o = sub[f"{m}_outcome"]
+            rates = {k: float((o == k).mean()) for k in ("recovered", "one_day_alias", "harmonic", "other")}
+            by_type = {t: float((o[sub.Type == t] == "recovered").mean()) for t in ("ab", "c")}
+            summary[f"{m}_{scope}"] = rates | {f"recovered_{t}": v for t, v in by_type.items()} | {
+                "n_stars": len(sub), "s_per_star": float(sub[f"{m}_s"].mean())}  # fmt: skip
+            lines.append(
+                f"{m:<20}{len(sub):>6}{rates['recovered']:>10.1%}{rates['one_day_alias']:>10.1%}"
+                f"{rates['harmonic']:>10.1%}{rates['other']:>8.1%}{by_type['ab']:>8.1%}{by_type['c']:>8.1%}"
+                f"{sub[f'{m}_s'].mean():>9.3f}"
+            )
     df.to_csv(args.out / "period_recovery.csv", index=False)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    figure(df, args.data_dir, args.out / "period_recovery.png", args)
+    figure(common, args.data_dir, args.out / "period_recovery.png", args)
     lines.append(f"wrote {args.out / 'period_recovery.csv'}, summary.json and period_recovery.png")
     print("\n".join(lines))
 

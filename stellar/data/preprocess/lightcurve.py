@@ -687,6 +687,10 @@ def _search_row(
     t: np.ndarray, y: np.ndarray, e: np.ndarray, b: np.ndarray, nb: int, grid: np.ndarray, opts: dict
 ) -> PeriodSearch:
     n_terms, n_band = opts["n_terms"], (opts["n_terms_band"] if nb > 1 else 0)
+
+    def n_par(k: int) -> int:
+        return nb + 2 * k + 2 * n_band * (nb - 1)
+
     power = _combined_power(t, y, e, b, nb, grid)
     df = grid[1] - grid[0]
     w = 1.0 / e**2
@@ -703,9 +707,9 @@ def _search_row(
                 if win < j < grid.size - win:
                     seeds.append((float(grid[j - win + int(np.nanargmax(power[j - win : j + win + 1]))]), n_terms))
         for h in opts["harmonics"]:  # eclipsing binaries with near-equal minima peak at twice their frequency
-            if grid[0] <= f * h <= grid[-1]:
-                # as many harmonics as reach the same highest frequency, so the models at f and f/2 are nested
-                seeds.append((f * h, max(n_terms, int(np.ceil(n_terms / h)))))
+            k = max(n_terms, int(np.ceil(n_terms / h)))  # reach the same highest frequency: f/2 nests f
+            if grid[0] <= f * h <= grid[-1] and t.size >= opts["min_points_per_param"] * n_par(k):
+                seeds.append((f * h, k))
     uniq = {(round(f / (0.5 * df)), k): (f, k) for f, k in seeds}
     y = y.copy()
     for j in range(nb):  # remove each band's weighted mean: keeps the normal equations well scaled
@@ -714,7 +718,7 @@ def _search_row(
     cand, bic, params = [], [], []
     for f0, k in uniq.values():
         f, c = _refine(t, y, w, b, nb, f0, 1.5 * df, (k, n_band))
-        p = nb + 2 * k + 2 * n_band * (nb - 1)
+        p = n_par(k)
         cand.append(f)
         bic.append(t.size * np.log(max(c, 1e-300)) + p * np.log(t.size))
         params.append(p)
@@ -724,8 +728,8 @@ def _search_row(
     f_best, k_best = cand[best], int((params[best] - nb - 2 * n_band * (nb - 1)) // 2)
     while 2 * k_best <= opts["max_terms"] and f_best / 2 >= grid[0]:
         k2 = 2 * k_best
-        p = nb + 2 * k2 + 2 * n_band * (nb - 1)
-        if t.size < 3 * p:
+        p = n_par(k2)
+        if t.size < opts["min_points_per_param"] * p:  # the BIC needs N >> p; sparse data would fit noise
             break
         f, c = _refine(t, y, w, b, nb, f_best / 2, 0.5 * df, (k2, n_band))
         cand.append(f)
@@ -755,6 +759,7 @@ def best_period(
     alias_min_window: float = 0.2,
     harmonics: tuple[float, ...] = (0.5, 2.0),
     max_terms: int = 24,
+    min_points_per_param: float = 10.0,
     full_output: bool = False,
 ) -> Any:
     """Period that survives the aliases: periodogram peaks refined and judged by a multi-harmonic fit.
@@ -805,7 +810,11 @@ def best_period(
     harmonics : tuple of float
         Frequency multiples to try around each peak.
     max_terms : int
-        Most harmonics the halving test may use (it also needs at least three points per parameter).
+        Most harmonics the halving test may use.
+    min_points_per_param : float
+        Lower-frequency candidates with more harmonics (``f × h``, h < 1, and the halving test) are tried only with
+        at least this many points per model parameter: the BIC's large-sample penalty does not stop a sparse light
+        curve (~60 points in one band) from fitting noise with doubled harmonics.
     full_output : bool
         Return a :class:`PeriodSearch` (or a list of them, one per row) instead of the periods.
 
@@ -843,6 +852,7 @@ def best_period(
     opts |= {"aliases": tuple(float(a) for a in aliases), "harmonics": tuple(harmonics), "alias_window": alias_window}
     opts["alias_min_window"] = float(alias_min_window)
     opts["max_terms"] = int(max_terms)
+    opts["min_points_per_param"] = float(min_points_per_param)
     out: list[PeriodSearch | None] = []
     for i in range(y.shape[0]):
         ok = ~m[i]

@@ -192,6 +192,7 @@ def score(
     id_column: str = "object_id",
     chunk_size: int = 256,
     progress: bool = True,
+    store_root: str | None = None,
 ) -> pd.DataFrame:
     """Score every object of ``input`` with a registered model and write ``output``; returns the predictions.
 
@@ -211,6 +212,8 @@ def score(
         Objects per chunk (the unit of resuming).
     progress : bool
         Show a tqdm progress bar.
+    store_root : str, optional
+        Dataset store for a dataset folder (default: the one in the model's training config).
     """
     from tqdm.auto import tqdm
 
@@ -234,7 +237,7 @@ def score(
     job_file.write_text(json.dumps(key))
 
     if src.is_dir():
-        chunks, n_objects = _folder_chunks(version, src, int(chunk_size))
+        chunks, n_objects = _folder_chunks(version, src, int(chunk_size), store_root)
     else:
         chunks, n_objects = _table_chunks(version, src, id_column, int(chunk_size))
     api = None
@@ -288,7 +291,7 @@ def _table_chunks(version: Any, src: Path, id_column: str, chunk_size: int) -> t
     return chunks(), len(unique)
 
 
-def _folder_chunks(version: Any, src: Path, chunk_size: int) -> tuple[Iterator[Any], int]:
+def _folder_chunks(version: Any, src: Path, chunk_size: int, store_root: str | None) -> tuple[Iterator[Any], int]:
     """Rows of a dataset folder read by the model's own datamodule (through the dataset store)."""
     from hydra.utils import instantiate
     from omegaconf import open_dict
@@ -296,6 +299,8 @@ def _folder_chunks(version: Any, src: Path, chunk_size: int) -> tuple[Iterator[A
     cfg = version.training_config()
     with open_dict(cfg):
         cfg.datamodule.data_dir = str(src)
+        if store_root:
+            cfg.datamodule.store_root = str(store_root)
         if "source" in cfg.datamodule and "data_dir" in cfg.datamodule.source:
             cfg.datamodule.source.data_dir = str(src)
     dm = instantiate(cfg.datamodule, split=None)

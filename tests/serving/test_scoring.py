@@ -95,3 +95,21 @@ def test_bad_arguments_name_the_problem(tmp_path, spectral_version, registry_roo
         )
         == 2
     )
+
+
+def test_dataset_folder_through_the_models_datamodule(tmp_path, miles_dir):
+    from tests.serving.helpers import register_untrained
+
+    v = register_untrained(tmp_path / "reg", "spectral_cnn", "miles", f"datamodule.data_dir={miles_dir}")
+    out = scoring.score(
+        miles_dir,
+        tmp_path / "miles.csv",
+        model=v.name,
+        registry_root=str(tmp_path / "reg"),
+        chunk_size=50,
+        progress=False,
+        store_root=str(tmp_path / "store"),
+    )
+    assert len(out) > 0 and out["object_id"].is_unique and (out["error"] == "").all()
+    probs = out[[f"p_{c}" for c in v.class_names]].to_numpy()
+    assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)

@@ -76,6 +76,9 @@ class StellarDataModule(L.LightningDataModule):
         Targets standardised in log10 space (must be positive).
     data_dir : str, optional
         The source folder, for sources that read one (kept here so configs can set ``datamodule.data_dir``).
+    preprocessing : object, optional
+        The modality's preprocessing (``to_dict()`` and a call); it is hashed into the dataset name and handed to
+        ``source.build``. ``None`` takes :meth:`default_preprocessing`.
     """
 
     #: arrays of the stored dataset that become batch fields
@@ -93,8 +96,10 @@ class StellarDataModule(L.LightningDataModule):
         targets: Sequence[str] = ("teff", "logg", "feh"),
         log_targets: Sequence[str] = ("teff",),
         data_dir: str | None = None,
+        preprocessing: Any = None,
     ):
         super().__init__()
+        self.preprocessing = preprocessing if preprocessing is not None else self.default_preprocessing()
         self.source = source
         self.store = DatasetStore(store_root)
         self.split = split
@@ -111,13 +116,19 @@ class StellarDataModule(L.LightningDataModule):
         self._parts: dict[str, TensorDictDataset] = {}
 
     # ---- modality hooks ----------------------------------------------------------------------------------
-    def build_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :meth:`DatasetStore.write` for this source (the modality's preprocessing)."""
-        raise NotImplementedError
+    def default_preprocessing(self) -> Any:
+        """The modality's preprocessing when none is given (``None``: the source stores its data as read)."""
+        return None
 
     @property
     def dataset_name(self) -> str:
-        raise NotImplementedError
+        """The source's name for the stored dataset this preprocessing gives."""
+        prep = self.preprocessing.to_dict() if self.preprocessing is not None else {}
+        return self.source.dataset_name(prep)
+
+    def build_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :meth:`DatasetStore.write` for this source (the modality's preprocessing)."""
+        return self.source.build(self.preprocessing)
 
     # ---- Lightning hooks ---------------------------------------------------------------------------------
     def prepare_data(self) -> None:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from stellar.data.datamodules.base import StellarDataModule
 from stellar.data.preprocess.lightcurve_inputs import LightCurvePreprocessing
-from stellar.data.sources.base import Source
 
 
 class LightCurveDataModule(StellarDataModule):
@@ -23,18 +20,8 @@ class LightCurveDataModule(StellarDataModule):
 
     fields = ("time", "flux", "flux_err", "band", "mask", "period", "features")
 
-    def __init__(
-        self, source: Source, store_root: str, preprocessing: LightCurvePreprocessing | None = None, **kwargs: Any
-    ):
-        super().__init__(source, store_root, **kwargs)
-        self.preprocessing = preprocessing or LightCurvePreprocessing()
-
-    @property
-    def dataset_name(self) -> str:
-        return self.source.dataset_name(self.preprocessing.to_dict())
-
-    def build_kwargs(self) -> dict[str, Any]:
-        return self.source.build(self.preprocessing)
+    def default_preprocessing(self) -> LightCurvePreprocessing:
+        return LightCurvePreprocessing()
 
     @property
     def feature_names(self) -> list[str]:

@@ -11,6 +11,9 @@ import hashlib
 import json
 from typing import Any, Protocol
 
+import numpy as np
+import pandas as pd
+
 from stellar import __version__
 
 #: Bump when a source's build logic changes what it stores (the dataset name hashes it, so old builds are not reused).
@@ -29,3 +32,19 @@ def digest(*parts: Any) -> str:
     for p in parts:
         h.update(p if isinstance(p, bytes) else json.dumps(p, sort_keys=True, default=str).encode())
     return h.hexdigest()[:12]
+
+
+def simulated_meta(prefix: str, n: int, seed: int, stream: int = 1) -> pd.DataFrame:
+    """Identity and sky columns of ``n`` simulated objects: ids ``<prefix><seed>-<i>``, survey ``simulated`` and
+    positions uniform on the sphere, drawn from ``default_rng([seed, stream])``."""
+    rng = np.random.default_rng([seed, stream])
+    ids = [f"{prefix}{seed}-{i:07d}" for i in range(n)]
+    return pd.DataFrame(
+        {
+            "object_id": ids,
+            "obs_id": ids,
+            "survey": "simulated",
+            "ra": rng.uniform(0.0, 360.0, n),
+            "dec": np.degrees(np.arcsin(rng.uniform(-1.0, 1.0, n))),
+        }
+    )

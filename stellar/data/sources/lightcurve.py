@@ -18,7 +18,7 @@ import pandas as pd
 
 from stellar.data.labels import EROS_TYPES, RR_LYRAE_TYPES
 from stellar.data.preprocess.lightcurve_inputs import LightCurvePreprocessing, band_indices
-from stellar.data.sources.base import digest
+from stellar.data.sources.base import digest, simulated_meta
 from stellar.errors import StellarDataError
 
 log = logging.getLogger(__name__)
@@ -99,17 +99,7 @@ class SimulatedLightCurveSource:
                 f"simulator bands {tuple(sim.bands)} differ from the preprocessing bands {preprocessing.bands}"
             )
         lc = sim.simulate(self.n, seed=self.seed)
-        rng = np.random.default_rng([self.seed, 2])
-        ids = [f"simlc{self.seed}-{i:07d}" for i in range(self.n)]
-        meta = pd.DataFrame(
-            {
-                "object_id": ids,
-                "obs_id": ids,
-                "survey": "simulated",
-                "ra": rng.uniform(0.0, 360.0, self.n),
-                "dec": np.degrees(np.arcsin(rng.uniform(-1.0, 1.0, self.n))),
-            }
-        )
+        meta = simulated_meta("simlc", self.n, self.seed, stream=2)
         meta = pd.concat([meta, lc.labels.reset_index(drop=True)], axis=1)
         padded = {"time": lc.time, "values": lc.mag, "err": lc.mag_err, "band": lc.band, "mask": lc.mask}
         return _write_kwargs(padded, meta, preprocessing, {"source": "simulator", **self._params()})

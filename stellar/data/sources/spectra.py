@@ -13,7 +13,7 @@ import pandas as pd
 from stellar.data.labels import mk_letter_from_sptype
 from stellar.data.preprocess.spectra import SpectrumPreprocessing
 from stellar.data.simulate.spectra import SpectrumSimulator
-from stellar.data.sources.base import digest
+from stellar.data.sources.base import digest, simulated_meta
 from stellar.errors import StellarDataError
 
 log = logging.getLogger(__name__)
@@ -56,17 +56,7 @@ class SimulatedSpectraSource:
         processed = preprocessing(
             10.0**sim.log_wave, sim.flux, ivar=sim.ivar, mask=sim.mask, rv=sim.labels["rv"].to_numpy()
         )
-        rng = np.random.default_rng([self.seed, 1])
-        ids = [f"sim{self.seed}-{i:07d}" for i in range(self.n)]
-        meta = pd.DataFrame(
-            {
-                "object_id": ids,
-                "obs_id": ids,
-                "survey": "simulated",
-                "ra": rng.uniform(0.0, 360.0, self.n),
-                "dec": np.degrees(np.arcsin(rng.uniform(-1.0, 1.0, self.n))),
-            }
-        )
+        meta = simulated_meta("sim", self.n, self.seed)
         meta = pd.concat([meta, sim.labels.reset_index(drop=True)], axis=1)
         return _spectra_write_kwargs(processed, meta, preprocessing, {"source": "simulator", **self._params()})
 

@@ -2,7 +2,8 @@
 
 The run folder's ``config.yaml`` (as composed, interpolations intact) rebuilds the datamodule and the model, with
 this evaluation's paths and any ``datamodule.*`` overrides; the best checkpoint is loaded with
-``weights_only=True``; the run's calibrator is applied. Writes ``report.json``, PNG figures, ``report.html``
+``weights_only=True`` (an estimator run's boosters from ``checkpoints/estimator.json``); the run's calibrator is
+applied. Writes ``report.json``, PNG figures, ``report.html``
 and TensorBoard events in this evaluation's own run folder.
 """
 

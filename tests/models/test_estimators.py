@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from stellar.errors import StellarConfigError, StellarDataError
 from stellar.models.estimators import XGBoostEstimator, feature_matrix
 from stellar.models.sed import SEDClassifier, SEDRegressor
 
-FAST = {"num_boost_round": 60, "early_stopping_rounds": 10, "n_jobs": 1}
+FAST: dict[str, Any] = {"num_boost_round": 60, "early_stopping_rounds": 10, "n_jobs": 1}
 
 
 def _part(n: int, seed: int) -> dict[str, np.ndarray]:

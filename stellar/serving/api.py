@@ -210,6 +210,10 @@ class StellarAPI(ls.LitAPI):
             if isinstance(results[i], Job):
                 rows_out = [per_row[i, r] for r in range(len(jobs[i].rows))]
                 inputs[i] = {k: np.concatenate([o[k] for o in rows_out]) for k in rows_out[0]}
+                empty = np.flatnonzero(self.valid_fraction(inputs[i]) == 0)
+                if len(empty):  # e.g. zero or negative flux: nothing survives the training preprocessing
+                    why = "no valid sample after preprocessing (masked: non-finite, non-positive or off the grid)"
+                    results[i] = Failure(422, f"object(s) {empty.tolist()} have {why}")
         return inputs
 
     def _outputs(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

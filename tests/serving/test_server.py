@@ -103,6 +103,8 @@ CORPUS: list[tuple[str, str, dict[str, Any], int | None]] = [
     ("redshift_length", SPECTRAL, {"json": {"spectra": [[1, 2, 3]], "redshift": [0.1, 0.2]}}, 422),
     ("redshift_below_minus_one", SPECTRAL, {"json": {"spectra": [[1, 2, 3]], "redshift": [-1.5]}}, 422),
     ("wave_empty", SPECTRAL, {"json": {"spectra": [[1, 2, 3]], "wavelengths": [], "errors": [], "redshift": []}}, 422),
+    ("zero_flux", SPECTRAL, {"json": {"spectra": [[0, 0, 0, 0]]}}, 422),
+    ("negative_flux", SPECTRAL, {"json": {"spectra": [[-1, -2, -3]]}}, 422),
     ("medium_unknown", SPECTRAL, {"json": {"spectra": [[1, 2, 3]], "medium": "water"}}, 422),
     ("too_many_rows", SPECTRAL, {"json": {"spectra": [[1.0, 2.0]] * 257}}, 422),
     ("too_many_points", SPECTRAL, {"json": {"spectra": [[1.0] * 20_001]}}, 422),

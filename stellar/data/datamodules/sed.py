@@ -70,13 +70,6 @@ class SEDDataModule(StellarDataModule):
         self.feature_names: list[str] = []
         self.stored_bands: list[str] = []
 
-    @property
-    def dataset_name(self) -> str:
-        return self.source.dataset_name({})
-
-    def build_kwargs(self) -> dict[str, Any]:
-        return self.source.build(None)
-
     def load_arrays(self, ds: StoredDataset, meta: pd.DataFrame) -> dict[str, np.ndarray]:
         stored = [str(b) for b in ds.attrs.get("bands", [])]
         bands = self.bands if self.bands is not None else stored

@@ -180,8 +180,14 @@ class StellarAPI(ls.LitAPI):
             start = 0
             for i in todo:
                 n = len(jobs[i].rows)
-                results[i] = (jobs[i], preds[start : start + n])
+                mine = preds[start : start + n]
                 start += n
+                broken = [r for r, p in enumerate(mine) if p.get("not_finite")]
+                if broken:
+                    why = "the model's output is not finite (values far outside the training range?)"
+                    results[i] = Failure(422, f"object(s) {broken}: {why}")
+                else:
+                    results[i] = (jobs[i], mine)
         return results if isinstance(x, list) else results[0]
 
     def _preprocess_jobs(
@@ -237,10 +243,23 @@ class StellarAPI(ls.LitAPI):
         out = self._outputs(arrays)
         valid = self.valid_fraction(arrays)
         n = len(valid)
-        probs = calibrated_probs(self.calibrator, out["logits"]) if "logits" in out and self.class_names else None
+        # values far outside the training range can overflow the network: those rows are refused, not calibrated
+        bad = np.zeros(n, bool)
+        if "logits" in out:
+            bad |= ~np.isfinite(out["logits"]).all(axis=1)
+        for t in self.targets:
+            bad |= ~np.isfinite(out[f"{t}_mean"])
+        probs = None
+        if "logits" in out and self.class_names:
+            probs = np.full(out["logits"].shape, np.nan)
+            if (~bad).any():
+                probs[~bad] = calibrated_probs(self.calibrator, out["logits"][~bad])
         preds = []
         for k in range(n):
             p: dict[str, Any] = {"valid_fraction": float(valid[k]), "probabilities": {}, "targets": {}}
+            if bad[k]:
+                preds.append({**p, "not_finite": True})
+                continue
             if probs is not None:
                 p["probabilities"] = {c: _finite(probs[k, j]) or 0.0 for j, c in enumerate(self.class_names)}
                 p["predicted_class"] = self.class_names[int(np.argmax(probs[k]))]

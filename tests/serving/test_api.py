@@ -84,3 +84,18 @@ def test_unregistered_model_is_a_404_not_a_crash(registry_root):
     job = a.decode_request(SpectralRequest.model_validate({"spectra": [[1, 2, 3]]}))
     assert isinstance(job, Failure) and job.status == 404 and "not_trained_yet" in job.detail
     assert not isinstance(job, Job)
+
+
+def test_non_finite_model_output_is_a_422_for_that_request_only(api, monkeypatch):
+    real = api._outputs
+
+    def overflowing(arrays):
+        out = real(arrays)
+        out["logits"][1] = np.nan  # as extreme inputs (1e150 mag) overflow a network
+        return out
+
+    monkeypatch.setattr(api, "_outputs", overflowing)
+    jobs = [api.decode_request(SpectralRequest.model_validate({"spectra": [[1, 2, 3]]})) for _ in range(2)]
+    first, second = api.predict(jobs)
+    assert isinstance(second, Failure) and second.status == 422 and "not finite" in second.detail
+    assert not isinstance(first, Failure) and sum(first[1][0]["probabilities"].values()) == pytest.approx(1, abs=1e-5)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from stellar.data.preprocess.sed import BAND_INFO, merge_bands
 from stellar.data.simulate.sed import SEDSimulator
-from stellar.data.sources.base import digest
+from stellar.data.sources.base import digest, simulated_meta
 from stellar.errors import StellarDataError
 
 log = logging.getLogger(__name__)
@@ -58,17 +58,7 @@ class SimulatedSEDSource:
 
     def build(self, preprocessing: Any = None) -> dict[str, Any]:
         sim = self.simulator.simulate(self.n, seed=self.seed)
-        rng = np.random.default_rng([self.seed, 1])
-        ids = [f"simsed{self.seed}-{i:07d}" for i in range(self.n)]
-        meta = pd.DataFrame(
-            {
-                "object_id": ids,
-                "obs_id": ids,
-                "survey": "simulated",
-                "ra": rng.uniform(0.0, 360.0, self.n),
-                "dec": np.degrees(np.arcsin(rng.uniform(-1.0, 1.0, self.n))),
-            }
-        )
+        meta = simulated_meta("simsed", self.n, self.seed)
         meta = pd.concat([meta, sim.labels.reset_index(drop=True)], axis=1)
         return sed_write_kwargs(sim.bands, sim.mag, sim.mag_err, meta, {"source": "simulator", **self._params()})
 

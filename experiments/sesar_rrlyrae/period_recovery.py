@@ -172,7 +172,8 @@ def main(argv: list[str] | None = None) -> None:
             df[c] = col.combine_first(df[c]) if c in df else col
     methods = [m for m in METHODS if m in df and df[m].notna().any()]
     for m in methods:
-        df[f"{m}_outcome"] = np.where(df[m].notna(), classify(df[m].to_numpy(), df.Per.to_numpy()), None)
+        outcome = pd.Series(classify(df[m].to_numpy(), df.Per.to_numpy()), index=df.index)
+        df[f"{m}_outcome"] = outcome.where(df[m].notna())
     common = df.dropna(subset=methods)
     summary: dict[str, Any] = {"n_stars": len(df), "n_common": len(common)}
     summary["grid"] = {k: v for k, v in vars(args).items() if k in ("min_period", "max_period", "oversampling")}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -173,7 +174,9 @@ class LightCurvePreprocessing:
                 clipped = sigma_clip(x, off, sigma=self.clip_sigma)
                 m = m | (clipped & ~off)
                 off = clipped
-            with np.errstate(all="ignore"):
+            # a band without points in a row gives NaN medians there (features then say "missing"), not a warning
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
                 xs = np.where(off, np.nan, x)
                 med = np.nanmedian(xs, axis=1) if xs.shape[1] else np.full(len(x), np.nan)
                 scatter = 1.482602 * np.nanmedian(np.abs(xs - med[:, None]), axis=1)

@@ -104,7 +104,8 @@ class LightCurveTransformer(nn.Module):
         if bool(((band < 0) | (band >= self.n_bands)).any()):
             raise StellarValueError(f"band indices must lie in 0..{self.n_bands - 1}; got {band.min()}..{band.max()}")
         tok = self.value(value) + self.band(band)
-        wt = time[..., None] * self.omega
+        omega: torch.Tensor = self.omega  # type: ignore[assignment]  # a registered buffer
+        wt = time[..., None] * omega
         tok = tok + self.time(torch.cat([torch.sin(wt), torch.cos(wt)], dim=-1))
         p_ok = torch.isfinite(period) & (period > 0)
         p = torch.where(p_ok, period, torch.ones_like(period))

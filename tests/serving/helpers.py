@@ -1,13 +1,21 @@
-"""Helpers of the serving tests: untrained models registered in a few seconds, a batch-recording API."""
+"""Helpers of the serving tests: untrained models registered in a few seconds, a batch-recording API, and
+``serve.py`` run as a process in its own group."""
 
 from __future__ import annotations
 
 import io
 import os
+import signal
+import socket
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
@@ -76,3 +84,66 @@ class RecordingSpectralAPI(SpectralAPI):
         with open(os.environ["STELLAR_TEST_BATCH_LOG"], "a") as f:
             f.write(f"{len(x) if isinstance(x, list) else 1}\n")
         return super().predict(x)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                out.append(int(d.name))
+    return out
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    """SIGTERM to the whole process group, SIGKILL to what is left after ``timeout``."""
+    pgid = proc.pid  # start_new_session: the server leads its own group
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if group_members(pgid):
+        os.killpg(pgid, signal.SIGKILL)
+    proc.wait(timeout=timeout)
+
+
+@contextmanager
+def serve_py(
+    tmp_path: Path, *overrides: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``python serve.py port=<free> <overrides>`` in its own process group; yields ``(url, process)`` once
+    ``/health`` answers 200, and stops the whole group on exit (the caller checks that nothing is left)."""
+    port = free_port()
+    cmd = [sys.executable, "serve.py", f"port={port}", *overrides, f"hydra.run.dir={tmp_path / 'hydra'}"]
+    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert proc.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.5)
+        yield url, proc
+    finally:
+        stop_group(proc)
+        log.close()

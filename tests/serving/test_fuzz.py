@@ -5,52 +5,28 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import REPO
-from tests.serving.helpers import register_untrained
-from tests.serving.test_serve_process import free_port, group_members, stop_group
+from tests.serving.helpers import group_members, register_untrained, serve_py
 
 
 @pytest.mark.slow
 def test_fuzz_finds_no_server_error(spectral_version, registry_root, tmp_path):
     lc = register_untrained(registry_root, "lightcurve_transformer", "lightcurve")
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "serve.py",
-        f"port={port}",
+    overrides = [
         f"registry.root={registry_root}",
         f"endpoints.spectral.model={spectral_version.name}",
         f"endpoints.lightcurve.model={lc.name}",
-        f"hydra.run.dir={tmp_path / 'hydra'}",
     ]
-    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.5)
+    with serve_py(tmp_path, *overrides) as (url, proc):
         fuzz = fuzz_command(url, int(os.environ.get("STELLAR_FUZZ_EXAMPLES", "60")))
         res = subprocess.run(fuzz, capture_output=True, text=True, timeout=900)
         Path(tmp_path / "fuzz.log").write_text(res.stdout + res.stderr)
         assert res.returncode == 0, res.stdout[-4000:]
         assert httpx.get(f"{url}/health", timeout=5).status_code == 200  # still up
-    finally:
-        stop_group(proc)
-        log.close()
     assert group_members(proc.pid) == []
 
 

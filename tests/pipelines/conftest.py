@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -53,3 +56,25 @@ MODEL_OVERRIDES = {
     "lightcurve_multitask": ["datamodule=lightcurve"],
     "lightcurve_xgboost": ["datamodule=lightcurve", *FAST_XGB],
 }
+
+
+def train_py_multirun(
+    tmp_path: Path, store_dir: Path, *overrides: str, artifact: str = "metrics.json", **env: str
+) -> tuple[int, str, list[Path]]:
+    """``python train.py -m <overrides> debug=fdr`` as a subprocess in ``tmp_path`` (small simulated sets, this
+    session's store); returns its exit code, the tail of its stderr and the job folders holding ``artifact``,
+    sorted."""
+    cmd = [
+        sys.executable,
+        str(REPO / "train.py"),
+        "-m",
+        *overrides,
+        "debug=fdr",
+        "datamodule.source.n=64",
+        f"paths.store_dir={store_dir}",
+        f"paths.log_dir={tmp_path}",
+    ]
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **env}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=full_env, capture_output=True, text=True, timeout=300)
+    jobs = sorted(p.parent for p in (tmp_path / "debug" / "multiruns").rglob(artifact))
+    return proc.returncode, proc.stderr[-3000:], jobs

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from stellar.pipelines import evaluate, train
-from tests.conftest import REPO
-from tests.pipelines.conftest import DATA_DIRS, FAST_XGB
+from tests.pipelines.conftest import DATA_DIRS, FAST_XGB, train_py_multirun
 
 SED = ["datamodule=sed", "datamodule.source.n=300", *FAST_XGB]
 
@@ -90,21 +86,10 @@ def test_estimators_refuse_pretraining_and_resuming(make_cfg):
 
 @pytest.mark.slow  # two train.py processes: ~40 s on a loaded 2-core machine
 def test_xgboost_and_mlp_sweep_through_train_py(tmp_path, store_dir):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_WAIT_POLICY": "PASSIVE"}
-    cmd = [
-        sys.executable,
-        str(REPO / "train.py"),
-        "-m",
-        "datamodule=sed",
-        "model=sed_xgboost,sed_mlp",
-        "debug=fdr",
-        "datamodule.source.n=64",
-        f"paths.store_dir={store_dir}",
-        f"paths.log_dir={tmp_path}",
-    ]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    jobs = sorted(p.parent for p in (tmp_path / "debug" / "multiruns").rglob("metrics.json"))
+    code, stderr, jobs = train_py_multirun(
+        tmp_path, store_dir, "datamodule=sed", "model=sed_xgboost,sed_mlp", OMP_WAIT_POLICY="PASSIVE"
+    )
+    assert code == 0, stderr
     assert {p.name for p in jobs} == {"0_sed_xgboost", "1_sed_mlp"}
 
 

@@ -4,9 +4,6 @@ a short real run leaves its artifacts, and a two-job multirun through the real e
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +13,7 @@ from hydra.utils import instantiate
 
 from stellar.pipelines.train import run
 from tests.conftest import REPO
-from tests.pipelines.conftest import DATA_DIRS, FAST_XGB, MODEL_OVERRIDES
+from tests.pipelines.conftest import DATA_DIRS, FAST_XGB, MODEL_OVERRIDES, train_py_multirun
 
 CONF = REPO / "conf"
 
@@ -102,19 +99,9 @@ def test_seed_makes_runs_reproducible(make_cfg, tmp_path):
 
 
 def test_two_job_multirun_through_train_py(tmp_path, store_dir):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [
-        sys.executable,
-        str(REPO / "train.py"),
-        "-m",
-        "model=spectral_cnn,spectral_transformer",
-        "debug=fdr",
-        "datamodule.source.n=64",
-        f"paths.store_dir={store_dir}",
-        f"paths.log_dir={tmp_path}",
-    ]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    jobs = sorted(p.parent for p in (tmp_path / "debug" / "multiruns").rglob("config_resolved.yaml"))
+    code, stderr, jobs = train_py_multirun(
+        tmp_path, store_dir, "model=spectral_cnn,spectral_transformer", artifact="config_resolved.yaml"
+    )
+    assert code == 0, stderr
     assert len(jobs) == 2
     assert {p.name for p in jobs} == {"0_spectral_cnn", "1_spectral_transformer"}

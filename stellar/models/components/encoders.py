@@ -15,6 +15,16 @@ def _masked_input(flux: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.stack([flux * good + (1.0 - good), good], dim=1)
 
 
+def pre_norm_transformer(
+    d_model: int, n_heads: int, n_layers: int, dim_feedforward: int, dropout: float
+) -> nn.TransformerEncoder:
+    """The transformer stack every encoder here uses: batch-first, pre-norm, GELU layers."""
+    layer = nn.TransformerEncoderLayer(
+        d_model, n_heads, dim_feedforward, dropout, batch_first=True, norm_first=True, activation="gelu"
+    )
+    return nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+
+
 class SpectralCNN(nn.Module):
     """1-D convolutional encoder: strided residual-free conv blocks, then masked global average pooling.
 
@@ -94,10 +104,7 @@ class SpectralTransformer(nn.Module):
         self.patch_size = patch_size
         self.embed = nn.Conv1d(2, d_model, kernel_size=patch_size, stride=patch_size)
         self.cls = nn.Parameter(torch.zeros(1, 1, d_model))
-        layer = nn.TransformerEncoderLayer(
-            d_model, n_heads, dim_feedforward, dropout, batch_first=True, norm_first=True, activation="gelu"
-        )
-        self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.encoder = pre_norm_transformer(d_model, n_heads, n_layers, dim_feedforward, dropout)
         self.norm = nn.LayerNorm(d_model)
         self.project = nn.Sequential(nn.Linear(d_model, out_dim), nn.GELU())
         self.d_model = d_model

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from stellar.errors import StellarValueError
+from stellar.models.components.encoders import pre_norm_transformer
 
 
 class LightCurveTransformer(nn.Module):
@@ -76,10 +77,7 @@ class LightCurveTransformer(nn.Module):
         self.time = nn.Linear(2 * int(n_time_freqs), d_model)
         self.phase = nn.Linear(2 * self.n_harmonics, d_model) if self.n_harmonics > 0 else None
         self.summary = nn.Linear(3, d_model)
-        layer = nn.TransformerEncoderLayer(
-            d_model, n_heads, dim_feedforward, 0.0, batch_first=True, norm_first=True, activation="gelu"
-        )
-        self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.encoder = pre_norm_transformer(d_model, n_heads, n_layers, dim_feedforward, 0.0)
         self.norm = nn.LayerNorm(d_model)
         self.project = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * d_model, out_dim), nn.GELU())
         self.out_dim = out_dim

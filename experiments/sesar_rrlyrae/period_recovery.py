@@ -15,7 +15,7 @@ multiband times), each star's catalogue period as the truth:
 - ``astropy_r``: ``astropy.timeseries.LombScargle`` on the r band, highest peak (anchor);
 - ``astropy_multiband``: ``astropy.timeseries.LombScargleMultiband`` (its defaults: one shared and one per-band
   harmonic, ``method='fast'``) on all five bands, highest peak (anchor);
-- ``ours_r`` / ``ours_multiband``: :func:`stellar.data.preprocess.lightcurve.best_period` with its default
+- ``ours_r`` / ``ours_multiband``: :func:`stellar.data.preprocess.period.best_period` with its default
   parameters (5 peaks, ±1/day aliases, half and double frequencies, 3-harmonic fit, one extra per-band harmonic).
 
 Outcomes: *recovered* when ``|P − P_true| / P_true < 1e-3``; *one-day alias* when instead ``|1/P − 1/P_true|`` is
@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stellar.data.preprocess.lightcurve import best_period, frequency_grid, phase_fold
+from stellar.data.preprocess.lightcurve import frequency_grid, phase_fold
+from stellar.data.preprocess.period import best_period
 
 HERE = Path(__file__).resolve().parent
 METHODS = ("astropy_r", "astropy_multiband", "ours_r", "ours_multiband")

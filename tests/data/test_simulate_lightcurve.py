@@ -163,7 +163,7 @@ def test_simulate_lightcurves_helper() -> None:
 
 
 def _recovered(cadence: str, classes: tuple[str, ...], n: int, n_points: int, seed: int) -> np.ndarray:
-    from stellar.data.preprocess.lightcurve import best_period
+    from stellar.data.preprocess.period import best_period
 
     sim = LightCurveSimulator(cadence=cadence, n_points=n_points, bands=("kepler",), classes=classes)
     lc = sim.simulate(n, seed=seed)

@@ -45,10 +45,12 @@ def start_server(args: argparse.Namespace, max_batch_size: int, log_path: Path) 
         f"registry.root={args.registry}",
         f"endpoints.spectral.model={args.model}",
         "endpoints.lightcurve=null",
+        "endpoints.sed=null",
         f"max_batch_size={max_batch_size}",
         f"batch_timeout={args.batch_timeout}",
         "log_level=warning",
         f"hydra.run.dir={log_path.parent / f'hydra_{max_batch_size}'}",
+        *args.server_args,
     ]
     log = open(log_path, "w")  # noqa: SIM115 - the server process owns it until it stops
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -133,6 +135,25 @@ def make_bodies(n: int, n_pix: int, model: str, seed: int = 0) -> list[bytes]:
     return bodies
 
 
+def server_cpu_s(proc: subprocess.Popen) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each process of the server, keyed by its role."""
+    import psutil
+
+    root = psutil.Process(proc.pid)
+    out: dict[str, float] = {}
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            cmd = " ".join(p.cmdline())
+        except psutil.NoSuchProcess:
+            continue
+        role = "worker" if "spawn_main" in cmd else "manager/tracker" if "resource_tracker" in cmd else "http"
+        if p.pid == root.pid:
+            role = "main"
+        out[role] = out.get(role, 0.0) + t.user + t.system
+    return out
+
+
 def measure(args: argparse.Namespace, max_batch_size: int, bodies: list[bytes], out_dir: Path) -> list[dict[str, Any]]:
     proc, url = start_server(args, max_batch_size, out_dir / f"server_{max_batch_size}.log")
     try:
@@ -140,11 +161,19 @@ def measure(args: argparse.Namespace, max_batch_size: int, bodies: list[bytes], 
         asyncio.run(load(url, bodies[:20], 4))  # warm-up
         rows = []
         for c in args.concurrency:
+            before, c0 = server_cpu_s(proc), time.process_time()
             r = asyncio.run(load(url, bodies, c))
+            after, client = server_cpu_s(proc), time.process_time() - c0
             r["max_batch_size"] = max_batch_size
+            # CPU per spectrum of each server process (HTTP, inference worker, LitServe's queue manager) and of
+            # the load generator: what the cores were spent on, whatever else the machine was running
+            r["cpu_ms_per_spectrum"] = {k: 1000 * (after[k] - before.get(k, 0.0)) / len(bodies) for k in after}
+            r["cpu_ms_per_spectrum"]["client"] = 1000 * client / len(bodies)
+            cpu = ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_ms_per_spectrum"].items())
             print(
                 f"  max_batch_size={max_batch_size:>2} c={c:>2}: {r['throughput']:7.1f} spectra/s, "
-                f"p50 {r['p50_ms']:7.1f} ms, p99 {r['p99_ms']:7.1f} ms, errors {r['errors']}",
+                f"p50 {r['p50_ms']:7.1f} ms, p99 {r['p99_ms']:7.1f} ms, errors {r['errors']}; "
+                f"CPU ms/spectrum: {cpu}",
                 flush=True,
             )
             rows.append(r)
@@ -195,6 +224,14 @@ def main() -> None:
     p.add_argument("--max-batch-size", type=int, default=32)
     p.add_argument("--batch-timeout", type=float, default=0.005)
     p.add_argument("--quick", action="store_true", help="120 requests per level")
+    p.add_argument(
+        "--set",
+        dest="server_args",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a serve.py override for both servers, e.g. --set num_threads=4 --set api_servers=2 (repeatable)",
+    )
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "serving"))
     args = p.parse_args()
     n = 120 if args.quick else args.requests

@@ -13,6 +13,7 @@ import itertools
 import math
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints, model_validator
 
 #: most objects in one request
@@ -33,7 +34,15 @@ def _rows(name: str, min_finite: int) -> Any:
 
 
 def _finite_count(row: list[float]) -> int:
-    return sum(1 for v in row if math.isfinite(v))
+    return int(np.isfinite(np.asarray(row, dtype=np.float64)).sum())
+
+
+def _shape(value: list[Any]) -> str:
+    """``'3×5129'`` for rows of values, ``'5129'`` for one axis."""
+    if value and isinstance(value[0], list):
+        lengths = sorted({len(r) for r in value})
+        return f"{len(value)}×{lengths[0] if len(lengths) == 1 else f'{lengths[0]}-{lengths[-1]}'}"
+    return str(len(value))
 
 
 def _check_values(name: str, rows: list[list[float]], min_finite: int) -> None:
@@ -88,6 +97,12 @@ def _non_empty(req: BaseModel, *names: str) -> None:
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    def __repr_args__(self) -> Any:
+        """Array fields as their shape: LitServe formats every request into a log line, and printing 10,000 floats
+        cost a fifth of the HTTP process's time per request."""
+        for name, value in super().__repr_args__():
+            yield name, (_shape(value) if isinstance(value, list) else value)
 
     model: ModelName | None = Field(
         None, description="Registered model name; must be the one this endpoint serves (omit for that one)."

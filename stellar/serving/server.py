@@ -129,6 +129,7 @@ def build_server(cfg: DictConfig) -> ls.LitServer:
         workers_per_device=int(cfg.get("workers_per_device", 1)),
         timeout=float(cfg.get("timeout", 30)),
         middlewares=middlewares,
+        fast_queue=bool(cfg.get("fast_queue", False)),
     )
 
 
@@ -137,5 +138,11 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     server = build_server(cfg)
     routes = [api.api_path for api in server.litapi_connector]
     log.info("serving %s on http://%s:%s (OpenAPI at /docs, /openapi.json)", routes, cfg.host, cfg.port)
-    server.run(host=str(cfg.host), port=int(cfg.port), generate_client_file=False, log_level=str(cfg.log_level))
+    server.run(
+        host=str(cfg.host),
+        port=int(cfg.port),
+        num_api_servers=int(cfg.get("api_servers", 1)),
+        generate_client_file=False,
+        log_level=str(cfg.log_level),
+    )
     return {"routes": routes}, {"server": server}

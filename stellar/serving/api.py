@@ -13,11 +13,9 @@ affected (LitServe fails a whole batch when a method raises, so failures travel 
 # encode_response from their annotations, which must therefore be classes, not strings
 
 import dataclasses
-import itertools
 import logging
 import math
 from collections.abc import Hashable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,8 +31,6 @@ log = logging.getLogger(__name__)
 
 #: rows per forward pass (bounds memory for large batches)
 CHUNK_ROWS = 256
-#: fewest rows a preprocessing thread is given (smaller slices cost more in overhead than they gain)
-MIN_SLICE_ROWS = 4
 
 
 @dataclass
@@ -71,9 +67,7 @@ class StellarAPI(ls.LitAPI):
     batch_timeout : float, s
         How long the worker waits to fill a batch.
     num_threads : int, optional
-        Threads of the worker (``None``: torch's default): torch's intra-op threads, and the threads that
-        preprocess the rows of a batch in parallel slices (the preprocessing is numpy, which releases the GIL).
-        A single row cannot be split, so only batches gain from the second.
+        torch threads of the worker (``None``: torch's default).
     """
 
     modality = "generic"
@@ -94,7 +88,6 @@ class StellarAPI(ls.LitAPI):
         self.registry_root = str(registry_root)
         self.num_threads = num_threads
         self.load_error: str | None = None
-        self._pool: ThreadPoolExecutor | None = None
         self.version_number = 0
         self.class_names: list[str] = []
         self.targets: list[str] = []
@@ -112,8 +105,6 @@ class StellarAPI(ls.LitAPI):
         self._calibrated_probs = calibrated_probs
         if self.num_threads:
             torch.set_num_threads(int(self.num_threads))
-            if int(self.num_threads) > 1:
-                self._pool = ThreadPoolExecutor(int(self.num_threads), thread_name_prefix="stellar-preprocess")
         self.device = device
         try:
             version = ModelRegistry(self.registry_root).get(self.model_name, self.ref)
@@ -214,7 +205,7 @@ class StellarAPI(ls.LitAPI):
         for members in groups.values():
             rows = [jobs[i].rows[r] for i, r in members]
             try:
-                out = self._preprocess_parallel(rows)
+                out = self.preprocess(rows)
                 for k, (i, r) in enumerate(members):
                     per_row[i, r] = {key: v[k : k + 1] for key, v in out.items()}
             except (StellarError, ValueError, ArithmeticError):  # isolate the offending request(s): row by row
@@ -233,16 +224,6 @@ class StellarAPI(ls.LitAPI):
                     why = "no valid sample after preprocessing (masked: non-finite, non-positive or off the grid)"
                     results[i] = Failure(422, f"object(s) {empty.tolist()} have {why}")
         return inputs
-
-    def _preprocess_parallel(self, rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-        """:meth:`preprocess` of ``rows`` in up to ``num_threads`` slices at once (at least
-        :data:`MIN_SLICE_ROWS` rows each), concatenated in order; one call when there is no pool."""
-        n_slices = 1 if self._pool is None else min(int(self.num_threads or 1), len(rows) // MIN_SLICE_ROWS)
-        if self._pool is None or n_slices <= 1:
-            return self.preprocess(rows)
-        bounds = np.linspace(0, len(rows), n_slices + 1).astype(int)
-        parts = list(self._pool.map(self.preprocess, [rows[a:b] for a, b in itertools.pairwise(bounds)]))
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def _outputs(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The model-output contract (physical units) of model inputs, in chunks of :data:`CHUNK_ROWS`."""

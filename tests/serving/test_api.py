@@ -61,36 +61,6 @@ def test_a_batch_answers_like_single_requests(api):
             assert pa["targets"]["teff"]["mean"] == pytest.approx(pb["targets"]["teff"]["mean"], rel=1e-4)
 
 
-def test_threaded_batch_preprocessing_matches_one_thread(api, spectral_version, registry_root):
-    """num_threads > 1 preprocesses a batch's rows in slices on a pool: the same answers, request by request."""
-    import torch
-
-    threaded = SpectralAPI(
-        spectral_version.name, registry_root=str(registry_root), api_path="/predict/spectral", num_threads=3
-    )
-    threaded.setup("cpu")
-    try:
-        assert threaded._pool is not None
-        rng = np.random.default_rng(5)
-        bodies = [{"spectra": (1 + 0.05 * rng.normal(size=(n, 60))).tolist()} for n in (4, 1, 7, 2)]
-        bodies.insert(2, {"spectra": [[1.0] * 30], "wavelengths": [10.0 + i for i in range(30)]})  # off the grid
-        jobs = [threaded.decode_request(SpectralRequest.model_validate(b)) for b in bodies]
-        rows = [r for j in jobs if isinstance(j, Job) for r in j.rows]
-        assert len(rows) >= 3 * 4  # enough rows for three slices
-        ours, ref = threaded.predict(jobs), api.predict(jobs)
-        assert isinstance(ours[2], Failure) and ours[2].status == 422
-        for a, b in zip(ours, ref, strict=True):
-            if isinstance(b, Failure):
-                assert a == b
-                continue
-            for pa, pb in zip(a[1], b[1], strict=True):
-                assert pa["probabilities"] == pytest.approx(pb["probabilities"], rel=1e-5, abs=1e-7)
-                assert pa["valid_fraction"] == pb["valid_fraction"]
-        assert torch.get_num_threads() == 3
-    finally:
-        torch.set_num_threads(1)
-
-
 def test_errors_and_redshift_and_air(api):
     grid = np.asarray(api.prep.grid)[::10]
     wave = (10**grid).tolist()

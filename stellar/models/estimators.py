@@ -278,14 +278,16 @@ class XGBoostEstimator:
         return out
 
     # ---- persistence ---------------------------------------------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """Write every booster (``<key>.ubj``) and ``estimator.json`` into ``directory``; returns the JSON's path."""
+    def save(self, directory: str | Path, prefix: str = "") -> Path:
+        """Write every booster (``<prefix><key>.ubj``) and ``<prefix>estimator.json`` into ``directory``; returns
+        the JSON's path. ``prefix`` lets several models share one flat folder (an ensemble's members)."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
+        files = {key: f"{prefix}{key}.ubj" for key in self.boosters}
         for key, booster in self.boosters.items():
-            booster.save_model(str(d / f"{key}.ubj"))
-        meta = {**self.hparams, "type": type(self).__name__, "best_iteration": self.best_iteration}
-        path = d / META_FILE
+            booster.save_model(str(d / files[key]))
+        meta = {**self.hparams, "type": type(self).__name__, "best_iteration": self.best_iteration, "files": files}
+        path = d / f"{prefix}{META_FILE}"
         path.write_text(json.dumps(meta, indent=2))
         return path
 
@@ -294,20 +296,17 @@ class XGBoostEstimator:
 
         The saved class names, targets and inputs must match this model's.
         """
-        p = Path(path)
-        meta_path = p if p.suffix == ".json" else p / META_FILE
-        if not meta_path.is_file():
-            raise StellarDataError(f"path={str(path)!r} holds no {META_FILE}")
-        meta = json.loads(meta_path.read_text())
+        meta_path, meta = read_meta(path)
         for key in ("class_names", "targets", "inputs"):
             if list(meta.get(key, [])) != list(getattr(self, key)):
                 raise StellarConfigError(f"saved {key} {meta.get(key)} differ from this model's {getattr(self, key)}")
         self.target_stats = {t: tuple(float(v) for v in s) for t, s in meta.get("target_stats", {}).items()}
         self.best_iteration = {k: int(v) for k, v in meta["best_iteration"].items()}
         self.interval_scale = {t: float(v) for t, v in meta.get("interval_scale", {}).items()}
+        files = meta.get("files", {})
         for key in self.best_iteration:
             booster = xgb.Booster()
-            booster.load_model(str(meta_path.parent / f"{key}.ubj"))
+            booster.load_model(str(meta_path.parent / files.get(key, f"{key}.ubj")))
             self.boosters[key] = booster
         return self
 
@@ -317,6 +316,16 @@ class XGBoostEstimator:
         p = Path(path)
         meta_path = p if p.suffix == ".json" else p / META_FILE
         return dict(json.loads(meta_path.read_text()))
+
+
+def read_meta(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The metadata JSON of a saved estimator (``path``: the JSON file itself, or a folder holding ``estimator.json``)
+    and its content."""
+    p = Path(path)
+    meta_path = p if p.suffix == ".json" else p / META_FILE
+    if not meta_path.is_file():
+        raise StellarDataError(f"path={str(path)!r} holds no {META_FILE}")
+    return meta_path, dict(json.loads(meta_path.read_text()))
 
 
 def _normal_ppf(p: float) -> float:

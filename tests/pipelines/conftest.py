@@ -47,9 +47,18 @@ DATA_DIRS = {
 }
 #: XGBoost models: one thread (an oversubscribed OpenMP pool is slow) and a few rounds
 FAST_XGB = ["model.n_jobs=1", "model.num_boost_round=15"]
+#: the ensemble with one small copy of each member kind
+FAST_ENSEMBLE = [
+    "model.copies.xgb=1",
+    "model.copies.mlp=1",
+    "model.members.xgb.n_jobs=1",
+    "model.members.xgb.num_boost_round=15",
+    "model.members.mlp.epochs=2",
+]
 #: what each model needs besides the default spectra: SED models read an SED datamodule's `features`
 MODEL_OVERRIDES = {
     "sed_xgboost": ["datamodule=sed", *FAST_XGB],
+    "sed_ensemble": ["datamodule=sed", *FAST_ENSEMBLE],
     "sed_xgboost_regressor": ["datamodule=sed", *FAST_XGB],
     "sed_mlp": ["datamodule=sed"],
     "lightcurve_transformer": ["datamodule=lightcurve"],

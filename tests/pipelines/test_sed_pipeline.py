@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stellar.pipelines import evaluate, train
-from tests.pipelines.conftest import DATA_DIRS, FAST_XGB, train_py_multirun
+from tests.pipelines.conftest import DATA_DIRS, FAST_ENSEMBLE, FAST_XGB, train_py_multirun
 
 SED = ["datamodule=sed", "datamodule.source.n=300", *FAST_XGB]
 
@@ -58,6 +58,33 @@ def test_mlp_reads_the_same_features_and_evaluate_reloads_it(make_cfg, tmp_path)
         )
     )
     assert report["classification"]["accuracy"] == pytest.approx(metrics["test_summary"]["classification"]["accuracy"])
+
+
+def test_ensemble_run_is_calibrated_rebuilt_by_evaluate_and_registered_whole(make_cfg, tmp_path):
+    from stellar.registry import ModelRegistry
+
+    reg_root = tmp_path / "registry"
+    cfg = make_cfg(
+        *SED[:2], "model=sed_ensemble", *FAST_ENSEMBLE, "model.copies.mlp=2", "calibrator=temperature",
+        "register=true", f"registry.root={reg_root}",
+    )  # fmt: skip
+    metrics, objs = train.run(cfg)
+    out = Path(cfg.paths.output_dir)
+    names = {p.name for p in (out / "checkpoints").iterdir()}
+    assert {"estimator.json", "xgb_0.class.ubj", "mlp_1.mlp.pt"} <= names and metrics["best_checkpoint"].endswith(
+        "checkpoints/estimator.json"
+    )
+    assert {"val/acc", "val/mlp_0.class_loss", "val/xgb_0.class_mlogloss"} <= set(metrics)
+    summary = metrics["test_summary"]["classification"]
+    report, _ = evaluate.run(
+        make_cfg(f"run_dir={out}", f"paths.output_dir={tmp_path / 'eval'}", name="evaluate", tiny=False)
+    )
+    assert report["classification"]["accuracy"] == pytest.approx(summary["accuracy"])
+    assert report["classification"]["ece_after"] == pytest.approx(summary["ece_after"])
+    model = ModelRegistry(reg_root).get("sed_ensemble").load_model()
+    test = objs["datamodule"].arrays("test")
+    assert list(model.models) == ["xgb_0", "mlp_0", "mlp_1"]
+    assert (model.predict_outputs(test)["logits"] == objs["model"].predict_outputs(test)["logits"]).all()
 
 
 @pytest.mark.parametrize(

@@ -267,6 +267,8 @@ def test_detrend_keeps_eclipses_of_a_variable_in_a_batch_with_gaps() -> None:
     mask[0, 1500:1700] = True  # a 4-day gap
     other = np.stack([f, 3.0 + 0 * f, f[::-1] * 1.5])
     flat, _trend, m = lc.detrend_biweight(np.stack([t, t, t]), other, mask, window=0.6)
+    threaded, _, _ = lc.detrend_biweight(np.stack([t, t, t]), other, mask, window=0.6, workers=2)
+    np.testing.assert_array_equal(threaded, flat)
     single, _, _ = lc.detrend_biweight(t[~mask[0]], f[~mask[0]], window=0.6)
     np.testing.assert_allclose(flat[0, ~mask[0]], single, rtol=1e-12)
     ok = ~m[0] & ~mask[0]
@@ -301,3 +303,12 @@ def test_batched_periodogram_matches_astropy_on_each_row_grid() -> None:
         g = lc.frequency_grid(t[:50], 0.3, 20, 5)
         ref = LombScargle(t[:50], y[:50], dy[:50]).power(g, method="cython")
         assert feats["period"][i] == pytest.approx(1 / g[np.argmax(ref)], rel=1e-9)
+    # peak_period: rows of different lengths (padded), two threads, no errors
+    t = np.full((3, 300), np.nan)
+    y = np.zeros((3, 300))
+    for i, (ti, yi, _) in enumerate(rows):
+        t[i, : ti.size], y[i, : ti.size] = ti, yi
+    periods = lc.peak_period(t, y, None, np.isnan(t), min_period=0.3, max_period=20, workers=2)
+    for i, (ti, yi, _) in enumerate(rows):
+        g = lc.frequency_grid(ti, 0.3, 20, 5)
+        assert periods[i] == pytest.approx(1 / g[np.argmax(LombScargle(ti, yi).power(g, method="cython"))], rel=1e-9)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Padding values far outside any flux: below/above every real value in a window, weight 0 in the biweight.
+from stellar.utils.threads import thread_map
+
+#: Deviation given to padding slots of a window: far outside any flux, so its biweight weight is 0.
 _PAD = 1e30
 #: Elements per 2-D block (bounds memory to ~50 MB whatever the batch size).
 _BLOCK = 1 << 21
@@ -48,7 +50,7 @@ def window_bounds(key: np.ndarray, at: np.ndarray, window: float) -> tuple[np.nd
 
 
 def biweight_location(
-    y: np.ndarray, lo: np.ndarray, count: np.ndarray, c: float, n_iter: int, ftol: float
+    y: np.ndarray, lo: np.ndarray, count: np.ndarray, c: float, n_iter: int, ftol: float, workers: int = 1
 ) -> np.ndarray:
     """Tukey biweight location of each window ``y[lo : lo + count]`` (every count ≥ 1).
 
@@ -56,31 +58,28 @@ def biweight_location(
     way), then iteratively reweighted means with weights ``(1 - u²)²``, ``u = (y - loc) / (c MAD)``, until the
     location moves by at most ``ftol × |median|`` or after ``n_iter`` passes. A window whose MAD is 0 keeps its
     median. Deviations from the median are carried in float32: they are small, and it halves the memory traffic.
+    Blocks of windows run on up to ``workers`` threads.
     """
     loc = np.empty(lo.size)
     if lo.size == 0:
         return loc
-    width = max(int(count.max()), 2)  # two columns at least: the median reads columns half and half + 1
-    half = (width - 1) // 2
+    width = int(count.max())
     cols = np.arange(width)[None, :]
-    step = max(1, _BLOCK // width)
-    for s in range(0, lo.size, step):
+    ypad = np.concatenate([y, np.full(width, np.nan)])  # a window's tail may run past the last point
+    step = max(1, min(_BLOCK // width, -(-lo.size // workers)))
+
+    def block(s: int) -> None:
         n = count[s : s + step]
         rows = np.arange(n.size)
-        # -PAD before and +PAD after each window's values put every row's median at columns half, half + 1
-        before = half - (n - 1) // 2
-        low = cols < before[:, None]
-        high = cols >= (before + n)[:, None]
-        idx = np.clip((lo[s : s + step] - before)[:, None] + cols, 0, y.size - 1)
-        w = np.where(low, -_PAD, np.where(high, _PAD, y[idx]))
-        upper = half + (n % 2 == 0)
-        part = np.sort(w, axis=1)  # numpy's SIMD sort beats a two-kth partition several-fold here
-        med = 0.5 * (part[:, half] + part[rows, upper])
+        mid_lo, mid_hi = (n - 1) // 2, n // 2
+        w = ypad[lo[s : s + step, None] + cols]
+        w[cols >= n[:, None]] = np.nan  # other windows' points; NaNs sort last
+        part = np.sort(w, axis=1)  # numpy's SIMD sort: faster than a partition at per-row positions
+        med = 0.5 * (part[rows, mid_lo] + part[rows, mid_hi])
         dev = (w - med[:, None]).astype(np.float32)
-        absdev = np.abs(dev)
-        absdev[low] = -1.0
-        part = np.sort(absdev, axis=1)
-        mad = 0.5 * (part[:, half] + part[rows, upper])
+        part = np.sort(np.abs(dev), axis=1)
+        mad = 0.5 * (part[rows, mid_lo] + part[rows, mid_hi])
+        np.nan_to_num(dev, copy=False, nan=_PAD)  # padding: |u| >> 1, weight 0
         shift = np.zeros(n.size, dtype=np.float32)
         inv = np.zeros(n.size, dtype=np.float32)
         act = np.flatnonzero(mad > 0)
@@ -93,14 +92,17 @@ def biweight_location(
                 every = act.size == n.size  # skip the gathers while no window has converged
                 sa = shift if every else shift[act]
                 d = (dev if every else dev[act]) - sa[:, None]
-                u2 = d * (inv if every else inv[act])[:, None]
-                u2 *= u2
-                wt = np.maximum(np.float32(1.0) - u2, np.float32(0.0))
-                wt *= wt
+                wt = d * (inv if every else inv[act])[:, None]
+                np.square(wt, out=wt)
+                np.subtract(np.float32(1.0), wt, out=wt)
+                np.maximum(wt, np.float32(0.0), out=wt)
+                np.square(wt, out=wt)
                 move = np.einsum("ij,ij->i", wt, d) / wt.sum(axis=1)
                 shift[act] = sa + move
                 act = act[np.abs(move) > (tol if every else tol[act])]
         loc[s : s + step] = med + shift
+
+    thread_map(block, range(0, lo.size, step), workers)
     return loc
 
 
@@ -133,15 +135,15 @@ def interpolate_in_segments(
         d2 = (d1[:, 1:] - d1[:, :-1]) / (x[:, 2:] - x[:, :-2])
         d3 = (d2[:, 1] - d2[:, 0]) / (x[:, 3] - x[:, 0])
     cubic = hi - lo >= 3
-    a1 = d1[:, 0]
-    a2 = np.where(cubic, d2[:, 0], 0.0)
-    a3 = np.where(cubic, d3, 0.0)
+    # per interval: nodes x0..x2, value v0 and the Newton coefficients, gathered once per point below
+    x0, x1, x2, v0 = (np.ascontiguousarray(a) for a in (x[:, 0], x[:, 1], x[:, 2], v[:, 0]))
+    a1, a2, a3 = d1[:, 0].copy(), np.where(cubic, d2[:, 0], 0.0), np.where(cubic, d3, 0.0)
     j = np.clip(np.searchsorted(at, key, side="right") - 1, 0, nk - 1)
-    inside = (at_seg[j] == seg) & (key >= at[j]) & (key <= at[hi[j]])
-    k = np.where(j < hi[j], j, np.maximum(j - 1, lo[j]))  # a point on a segment's last knot uses the interval before
-    d0, dd1, dd2 = key - x[k, 0], key - x[k, 1], key - x[k, 2]
+    hj = hi[j]
+    inside = (at_seg[j] == seg) & (key >= at[j]) & (key <= at[hj])
+    k = np.where(j < hj, j, np.maximum(j - 1, lo[j]))  # a point on a segment's last knot uses the interval before
     with np.errstate(all="ignore"):
-        val = v[k, 0] + d0 * (a1[k] + dd1 * (a2[k] + dd2 * a3[k]))
+        val = v0[k] + (key - x0[k]) * (a1[k] + (key - x1[k]) * (a2[k] + (key - x2[k]) * a3[k]))
     val = np.where(key == at[j], value[j], val)  # knots (and one-knot segments) keep their own value
     out[inside] = val[inside]
     return out, j

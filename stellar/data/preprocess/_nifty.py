@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from stellar.utils.threads import thread_map
+
 #: finufft tolerance: nifty-ls's float64 default; the power then matches astropy's to ~1e-9.
 EPS = 1e-9
 #: A group's largest grid is at most this many times its smallest (bounds the work spent on padding).
@@ -43,46 +45,67 @@ def power_rows(
     df: np.ndarray,
     nf: np.ndarray,
     normalization: str = "standard",
+    workers: int = 1,
 ) -> list[np.ndarray]:
     """Power of each row ``(t, y, dy)`` (``dy`` None for equal weights) on its grid ``fmin + df × arange(nf)``.
 
-    Rows need at least one point; times in days need not be sorted. Returns one float64 array per row."""
-    import finufft
-    from nifty_ls import cpu_helpers
-
-    kind = _norm_kind(normalization)
-    psd = normalization == "psd"
+    Rows need at least one point; times in days need not be sorted. Returns one float64 array per row. With
+    ``workers`` > 1 each thread runs its share of every group on its own plans (finufft releases the GIL)."""
     out: list[np.ndarray] = [np.empty(0)] * len(rows)
     order = np.argsort(nf, kind="stable")
+    groups: list[np.ndarray] = []
     start = 0
     while start < order.size:
         stop = start + 1
         while stop < order.size and nf[order[stop]] <= _GROUP_RATIO * nf[order[start]]:
             stop += 1
-        group = order[start:stop]
-        n_modes = int(nf[group].max())
-        pair = finufft.Plan(1, (n_modes,), n_trans=2, eps=EPS, dtype="complex128", nthreads=1, upsampfac=1.25)
-        solo = finufft.Plan(1, (n_modes,), n_trans=1, eps=EPS, dtype="complex128", nthreads=1, upsampfac=1.25)
-        for i in group:
-            t, y, dy = rows[i]
-            t = np.ascontiguousarray(t - t.min(), dtype=np.float64)  # the power is shift-invariant; small phases
-            n = t.size
-            y2 = np.ascontiguousarray(y, dtype=np.float64).reshape(1, n)
-            dy2 = np.ones((1, 1)) if dy is None else np.ascontiguousarray(dy, dtype=np.float64).reshape(1, n)
-            t1, t2 = np.empty(n), np.empty(n)
-            yw_w = np.empty((2, n), dtype=np.complex128)
-            w2 = np.empty((1, n), dtype=np.complex128)
-            norm = np.empty(1)
-            cpu_helpers.process_finufft_inputs(
-                t1, t2, yw_w[:1], yw_w[1:], w2, norm, t, y2, dy2,
-                float(fmin[i]), float(df[i]), n_modes, True, True, psd, 1,
-            )  # fmt: skip
-            pair.setpts(t1)
-            f1_fw = pair.execute(yw_w).reshape(2, n_modes)
-            solo.setpts(t2)
-            f2 = solo.execute(w2).reshape(1, n_modes)
-            power = np.empty((1, n_modes))
-            cpu_helpers.process_finufft_outputs(power, f1_fw[:1], f1_fw[1:], f2, norm, kind, True, 1)
-            out[i] = power[0, : int(nf[i])]
+        groups += [order[start:stop][k::workers] for k in range(min(workers, stop - start))]
         start = stop
+
+    def run(group: np.ndarray) -> None:
+        for i, power in zip(group, _power_group([rows[i] for i in group], fmin[group], df[group], nf[group],
+                                                normalization), strict=True):  # fmt: skip
+            out[i] = power
+
+    thread_map(run, groups, workers)
+    return out
+
+
+def _power_group(
+    rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+    fmin: np.ndarray,
+    df: np.ndarray,
+    nf: np.ndarray,
+    normalization: str,
+) -> list[np.ndarray]:
+    """:func:`power_rows` of rows run on one pair of plans sized for the largest grid."""
+    import finufft
+    from nifty_ls import cpu_helpers
+
+    kind = _norm_kind(normalization)
+    psd = normalization == "psd"
+    n_modes = int(nf.max())
+    pair = finufft.Plan(1, (n_modes,), n_trans=2, eps=EPS, dtype="complex128", nthreads=1, upsampfac=1.25)
+    solo = finufft.Plan(1, (n_modes,), n_trans=1, eps=EPS, dtype="complex128", nthreads=1, upsampfac=1.25)
+    out = []
+    for i, (t, y, dy) in enumerate(rows):
+        t = np.ascontiguousarray(t - t.min(), dtype=np.float64)  # the power is shift-invariant; small phases
+        n = t.size
+        y2 = np.ascontiguousarray(y, dtype=np.float64).reshape(1, n)
+        dy2 = np.ones((1, 1)) if dy is None else np.ascontiguousarray(dy, dtype=np.float64).reshape(1, n)
+        t1, t2 = np.empty(n), np.empty(n)
+        yw_w = np.empty((2, n), dtype=np.complex128)
+        w2 = np.empty((1, n), dtype=np.complex128)
+        norm = np.empty(1)
+        cpu_helpers.process_finufft_inputs(
+            t1, t2, yw_w[:1], yw_w[1:], w2, norm, t, y2, dy2,
+            float(fmin[i]), float(df[i]), n_modes, True, True, psd, 1,
+        )  # fmt: skip
+        pair.setpts(t1)
+        f1_fw = pair.execute(yw_w).reshape(2, n_modes)
+        solo.setpts(t2)
+        f2 = solo.execute(w2).reshape(1, n_modes)
+        power = np.empty((1, n_modes))
+        cpu_helpers.process_finufft_outputs(power, f1_fw[:1], f1_fw[1:], f2, norm, kind, True, 1)
+        out.append(power[0, : int(nf[i])])
     return out

@@ -276,6 +276,7 @@ def detrend_biweight(
     n_iter: int = 10,
     ftol: float = 1e-6,
     knot_spacing: float | None = 0.25,
+    workers: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Divide out a time-windowed Tukey biweight location (the robust sliding filter of wotan's default).
 
@@ -309,6 +310,9 @@ def detrend_biweight(
         against the true trend of a sinusoid plus noise, the default 0.25 is as close as evaluating at every
         point (``tests/data/test_preprocess_lightcurve.py``), for ~20× less work on Kepler cadences. ``None``
         evaluates it at every point.
+    workers : int
+        Threads for the window blocks (numpy releases the GIL in them); 1 by default, so that data-loader
+        processes do not oversubscribe the cores.
 
     Returns
     -------
@@ -344,7 +348,7 @@ def detrend_biweight(
         lo, hi = _bw.window_bounds(key, key[knots], win)
         ok = hi - lo >= min_points
         loc = np.full(knots.size, np.nan)
-        loc[ok] = _bw.biweight_location(fv, lo[ok], (hi - lo)[ok], c, n_iter, ftol)
+        loc[ok] = _bw.biweight_location(fv, lo[ok], (hi - lo)[ok], c, n_iter, ftol, workers)
         if knots.size == tv.size:
             trend_packed = loc
         else:
@@ -581,17 +585,66 @@ def _compact(t: np.ndarray, x: np.ndarray, e: np.ndarray, m: np.ndarray) -> tupl
     return np.where(mm, np.nan, take(t)), np.where(mm, np.nan, take(x)), np.where(mm, np.nan, take(e)), mm
 
 
-def _peak_periods(
-    t: np.ndarray, x: np.ndarray, e: np.ndarray, m: np.ndarray, min_period: Any, max_period: Any, oversampling: float
+def peak_period(
+    time: Any,
+    values: Any,
+    err: Any = None,
+    mask: Any = None,
+    min_period: Any = 0.1,
+    max_period: Any = None,
+    oversampling: float = 5.0,
+    workers: int = 1,
 ) -> np.ndarray:
-    """Period (d) of the highest Lomb–Scargle peak of each row on its own :func:`frequency_grid`."""
+    """Period of the highest Lomb–Scargle peak of each light curve, each on its own :func:`frequency_grid`.
+
+    The floating-mean power of :func:`lomb_scargle` (nifty-ls, one pair of finufft plans for all rows).
+
+    Parameters
+    ----------
+    time : array-like, Quantity or Time, (T,) or (N, T), d
+    values : array-like, (T,) or (N, T), flux or mag
+    err : array-like, optional, same unit as ``values``
+    mask : array-like of bool, optional
+        ``True`` on points to leave out.
+    min_period, max_period : float or Quantity, d
+        Period range (bare floats are days); ``max_period`` defaults to each row's baseline.
+    oversampling : float
+        Frequency-grid samples per peak width.
+    workers : int
+        Threads for the periodograms (finufft releases the GIL); 1 by default.
+
+    Returns
+    -------
+    numpy.ndarray, d, (N,) or scalar
+        NaN for light curves with fewer than 3 valid points.
+    """
+    t, x, e, m, single = _prepare(time, values, mask, err=err)
+    period = np.full(x.shape[0], np.nan)
+    use = np.flatnonzero((~m).sum(axis=1) >= 3)
+    if use.size:
+        ee = None if e is None else e[use]
+        period[use] = _peak_periods(t[use], x[use], ee, m[use], min_period, max_period, oversampling, workers)
+    return _out(period, single)
+
+
+def _peak_periods(
+    t: np.ndarray,
+    x: np.ndarray,
+    e: np.ndarray | None,
+    m: np.ndarray,
+    min_period: Any,
+    max_period: Any,
+    oversampling: float,
+    workers: int = 1,
+) -> np.ndarray:
+    """:func:`peak_period` of validated rows (each with at least 3 valid points)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         baseline = np.nanmax(np.where(m, np.nan, t), axis=1) - np.nanmin(np.where(m, np.nan, t), axis=1)
     fmin, df, nf = _grid_params(baseline, min_period, max_period, oversampling)
-    rows = [(t[i, ~m[i]], x[i, ~m[i]], e[i, ~m[i]]) for i in range(t.shape[0])]
+    rows = [(t[i, ~m[i]], x[i, ~m[i]], None if e is None else e[i, ~m[i]]) for i in range(t.shape[0])]
     if _nifty.available():  # shared finufft plans: the same power as _ls_row, without its per-call set-up
-        powers = _nifty.power_rows(rows, fmin, df, nf, "standard")
+        powers = _nifty.power_rows(rows, fmin, df, nf, "standard", workers)
     else:
         grids = [fmin[i] + df[i] * np.arange(nf[i]) for i in range(len(rows))]
         powers = [_ls_row(*r, g, "standard") for r, g in zip(rows, grids, strict=True)]
@@ -608,6 +661,7 @@ def features(
     max_period: Any = None,
     oversampling: float = 5.0,
     period_method: Literal["lomb_scargle", "multiharmonic"] = "lomb_scargle",
+    workers: int = 1,
 ) -> dict[str, np.ndarray]:
     """Variability features of one band, per light curve (call once per band for multiband data).
 
@@ -623,9 +677,11 @@ def features(
     oversampling : float
         Frequency-grid samples per peak width.
     period_method : {'lomb_scargle', 'multiharmonic'}
-        ``'lomb_scargle'``: the highest Lomb–Scargle peak (nifty-ls; ~1 ms for sparse survey light curves).
+        ``'lomb_scargle'``: the highest Lomb–Scargle peak (:func:`peak_period`).
         ``'multiharmonic'``: :func:`best_period` (aliases, halves and doubles judged by a multi-harmonic fit; far
         fewer one-day aliases and half-period eclipsing binaries, at ~0.1-0.5 s per light curve).
+    workers : int
+        Threads for the Lomb–Scargle periodograms (finufft releases the GIL); 1 by default.
 
     Returns
     -------
@@ -676,7 +732,7 @@ def features(
             period[i] = best_period(t[i, k], x[i, k], e[i, k], min_period=min_period, max_period=max_period,
                                     oversampling=oversampling)  # fmt: skip
     elif rows.size:
-        period[rows] = _peak_periods(t[rows], x[rows], e[rows], m[rows], min_period, max_period, oversampling)
+        period[rows] = _peak_periods(t[rows], x[rows], e[rows], m[rows], min_period, max_period, oversampling, workers)
     out = {
         "period": period,
         "amplitude": 0.5 * (p95 - p5),

@@ -30,10 +30,11 @@ class PeriodSearch(NamedTuple):
     candidates : numpy.ndarray, (K,), 1/day
         Refined candidate frequencies (peaks, their ±1/day aliases and their halves and doubles).
     bic : numpy.ndarray, (K,)
-        ``N ln χ² + n_params ln N`` of the multi-harmonic fit at each candidate (the BIC with the error scale
-        free, so underestimated errors or an imperfect shape do not reward extra harmonics); the smallest wins.
+        ``N ln S + n_params ln N`` of the multi-harmonic fit at each candidate, ``S`` its χ² or (``huber``) its
+        Huber loss (the BIC with the error scale free, so underestimated errors or an imperfect shape do not
+        reward extra harmonics); the smallest wins.
     n_params : numpy.ndarray of int, (K,)
-        Parameters of each candidate's model (bands' offsets plus harmonic terms).
+        Parameters of each candidate's best-scoring model (bands' offsets plus harmonic terms).
     """
 
     period: float
@@ -78,13 +79,22 @@ def _chi2(t: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray, nb: int, f
 
 
 def _refine(
-    t: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray, nb: int, f0: float, half: float, terms: tuple
+    t: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray,
+    nb: int,
+    f0: float,
+    half: float,
+    terms: tuple,
+    passes: int = 2,
+    n: int = 7,
 ) -> tuple[float, float]:
-    """Minimise χ²(f) within ``f0 ± half``: two zooming passes of a 7-point grid, then a parabola."""
+    """Minimise χ²(f) within ``f0 ± half``: ``passes`` zooming passes of an ``n``-point grid, then a parabola."""
     lo, hi = f0 - half, f0 + half
     best_f, best_c = f0, np.inf
-    for _ in range(2):
-        grid = np.linspace(lo, hi, 7)
+    for _ in range(passes):
+        grid = np.linspace(lo, hi, n)
         grid = grid[grid > 0]
         c, _ = _chi2(t, y, w, b, nb, grid, terms)
         i = int(np.argmin(c))
@@ -101,6 +111,39 @@ def _refine(
             if c_new[0] < best_c:
                 best_f, best_c = float(f_new), float(c_new[0])
     return best_f, best_c
+
+
+def _robust_bic(
+    t: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray, nb: int, f: float, terms: tuple, c: float
+) -> tuple[float, int]:
+    """``N ln S + n_params ln N`` of a Huber fit at frequency ``f``: ``S = Σ s² ρ_c(r/s)`` over the whitened
+    residuals ``r`` (ρ quadratic within ``c`` scales, linear beyond; ``s`` 1.4826 × their median absolute value),
+    by iteratively reweighted least squares (4 passes, the first unweighted). Points the shape cannot follow
+    (outliers, a Blazhko star's spread near maximum) then count for less than with χ², which they dominate."""
+    a = _design(t, b, nb, np.array([f]), *terms)[0] * np.sqrt(w)[:, None]  # (T, P), whitened
+    yw = y * np.sqrt(w)
+    eye = np.eye(a.shape[1])
+    rw = np.ones_like(yw)
+    for _ in range(4):
+        aw = a * rw[:, None]
+        lhs = aw.T @ a
+        lhs += 1e-10 * np.trace(lhs) / lhs.shape[0] * eye
+        r = yw - a @ np.linalg.solve(lhs, aw.T @ yw)
+        s = 1.4826 * float(np.median(np.abs(r))) + 1e-300
+        z = np.abs(r) / s
+        rw = np.minimum(1.0, c / np.maximum(z, 1e-12))
+    rho = np.where(z < c, 0.5 * z**2, c * z - 0.5 * c * c)
+    return t.size * np.log(max(float(rho.sum()) * s * s, 1e-300)) + a.shape[1] * np.log(t.size), a.shape[1]
+
+
+def _local_peaks(p: np.ndarray, j: int, win: int, n: int) -> list[int]:
+    """Indices of the ``n`` highest local maxima of ``p`` within ``j ± win`` (the highest point if none)."""
+    lo, hi = max(j - win, 1), min(j + win + 1, p.size - 1)
+    seg = p[lo:hi]
+    inner = np.flatnonzero((seg >= p[lo - 1 : hi - 1]) & (seg >= p[lo + 1 : hi + 1]))
+    if inner.size == 0:
+        return [lo + int(np.nanargmax(seg))]
+    return [lo + int(i) for i in inner[np.argsort(seg[inner])[::-1][:n]]]
 
 
 def _combined_power(t: np.ndarray, y: np.ndarray, e: np.ndarray, b: np.ndarray, nb: int, f: np.ndarray) -> np.ndarray:
@@ -145,6 +188,9 @@ def _search_row(
     def n_par(k: int) -> int:
         return nb + 2 * k + 2 * n_band * (nb - 1)
 
+    def enough(k: int) -> bool:  # the BIC needs N >> p: sparse data would fit noise with the extra terms
+        return t.size >= opts["min_points_per_param"] * n_par(k)
+
     power = _combined_power(t, y, e, b, nb, grid)
     df = grid[1] - grid[0]
     w = 1.0 / e**2
@@ -154,45 +200,62 @@ def _search_row(
     aliases = [d for d in opts["aliases"] if abs(np.mean(np.exp(2j * np.pi * d * t))) > opts["alias_min_window"]]
     for i in _peaks(power, opts["n_peaks"]):
         f = float(grid[i])
+        # the peak and the window's aliases (a sidereal day is 1.0027/d), each with its yearly sidelobes: the
+        # n_sidelobes highest peaks within alias_window (a season-long gap puts copies at ±1/yr, ±2/yr, ...)
         seeds.append((f, n_terms))
-        for d in aliases:  # the window's aliases: the strongest peak near f ± d (a sidereal day is 1.0027/d)
-            for fa in (f + d, abs(f - d)):
-                j = int(np.searchsorted(grid, fa))
-                if win < j < grid.size - win:
-                    seeds.append((float(grid[j - win + int(np.nanargmax(power[j - win : j + win + 1]))]), n_terms))
+        for fa in [f] + [x for d in aliases for x in (f + d, abs(f - d))]:
+            j = int(np.searchsorted(grid, fa))
+            if 0 < j < grid.size - 1:
+                seeds += [(float(grid[q]), n_terms) for q in _local_peaks(power, j, win, opts["n_sidelobes"])]
         for h in opts["harmonics"]:  # eclipsing binaries with near-equal minima peak at twice their frequency
             k = max(n_terms, int(np.ceil(n_terms / h)))  # reach the same highest frequency: f/2 nests f
-            if grid[0] <= f * h <= grid[-1] and t.size >= opts["min_points_per_param"] * n_par(k):
+            if grid[0] <= f * h <= grid[-1] and enough(k):
                 seeds.append((f * h, k))
     uniq = {(round(f / (0.5 * df)), k): (f, k) for f, k in seeds}
     y = y.copy()
     for j in range(nb):  # remove each band's weighted mean: keeps the normal equations well scaled
         s = b == j
         y[s] -= np.sum(w[s] * y[s]) / np.sum(w[s])
-    cand, bic, params = [], [], []
+
+    def score(f: float, k: int, chi2: float) -> float:
+        if opts["huber"] is None:
+            return float(t.size * np.log(max(chi2, 1e-300)) + n_par(k) * np.log(t.size))
+        return _robust_bic(t, y, w, b, nb, f, (k, n_band), opts["huber"])[0]
+
+    def judge(f0: float, k: int, half: float) -> tuple[float, float, int]:
+        """Refine ``f0`` (the χ² minimum within ±half) and score it at ``k`` harmonics and, where the points allow,
+        at more up to n_terms_max (each refined again within ±df/2: more harmonics, a narrower minimum)."""
+        f, c = _refine(t, y, w, b, nb, f0, half, (k, n_band))
+        best = (f, score(f, k, c), k)
+        for k2 in range(k + 1, opts["n_terms_max"] + 1):
+            if not enough(k2):
+                break
+            f2, c2 = _refine(t, y, w, b, nb, f, 0.5 * df, (k2, n_band), passes=1, n=5)
+            s2 = score(f2, k2, c2)
+            if s2 < best[1]:
+                best = (f2, s2, k2)
+        return best
+
+    cand, bic, ks = [], [], []
     for f0, k in uniq.values():
-        f, c = _refine(t, y, w, b, nb, f0, 1.5 * df, (k, n_band))
-        p = n_par(k)
+        f, sc, k_used = judge(f0, k, 1.5 * df)
         cand.append(f)
-        bic.append(t.size * np.log(max(c, 1e-300)) + p * np.log(t.size))
-        params.append(p)
+        bic.append(sc)
+        ks.append(k_used)
     best = int(np.argmin(bic))
     # halving test: the winner's model at f is nested in one at f/2 with twice the harmonics; an eclipsing binary's
     # unequal minima (odd harmonics of its true frequency) pay for the extra terms, noise does not
-    f_best, k_best = cand[best], int((params[best] - nb - 2 * n_band * (nb - 1)) // 2)
-    while 2 * k_best <= opts["max_terms"] and f_best / 2 >= grid[0]:
-        k2 = 2 * k_best
-        p = n_par(k2)
-        if t.size < opts["min_points_per_param"] * p:  # the BIC needs N >> p; sparse data would fit noise
-            break
-        f, c = _refine(t, y, w, b, nb, f_best / 2, 0.5 * df, (k2, n_band))
+    f_best, k_best = cand[best], ks[best]
+    while 2 * k_best <= opts["max_terms"] and f_best / 2 >= grid[0] and enough(2 * k_best):
+        f, sc, k_used = judge(f_best / 2, 2 * k_best, 0.5 * df)
         cand.append(f)
-        bic.append(t.size * np.log(max(c, 1e-300)) + p * np.log(t.size))
-        params.append(p)
+        bic.append(sc)
+        ks.append(k_used)
         if bic[-1] >= bic[best]:
             break
-        best, f_best, k_best = len(cand) - 1, f, k2
-    return PeriodSearch(float(1.0 / cand[best]), grid, power, np.array(cand), np.array(bic), np.array(params))
+        best, f_best, k_best = len(cand) - 1, f, k_used
+    params = np.array([n_par(k) for k in ks])
+    return PeriodSearch(float(1.0 / cand[best]), grid, power, np.array(cand), np.array(bic), params)
 
 
 def best_period(
@@ -215,22 +278,31 @@ def best_period(
     max_terms: int = 24,
     min_points_per_param: float = 10.0,
     full_output: bool = False,
+    n_sidelobes: int = 3,
+    n_terms_max: int = 5,
+    huber: float | None = 1.5,
 ) -> Any:
     """Period that survives the aliases: periodogram peaks refined and judged by a multi-harmonic fit.
 
     1. Combined periodogram on :func:`frequency_grid`: per band, the floating-mean Lomb–Scargle power (nifty-ls),
        weighted by that band's χ² about its mean (one band: the ordinary periodogram).
-    2. Candidates: the ``n_peaks`` highest peaks; for each, the highest power within ``alias_window`` of
-       ``f ± d`` for each ``d`` in ``aliases`` (sampling aliases: nightly ground surveys put copies of every peak
-       at ±1/day, or ±1.0027/day for the sidereal day), and ``f × h`` for ``h`` in ``harmonics``.
+    2. Candidates: the ``n_peaks`` highest peaks; for each, and for each ``f ± d`` with ``d`` in ``aliases``
+       (sampling aliases: nightly ground surveys put copies of every peak at ±1/day, or ±1.0027/day for the
+       sidereal day), the ``n_sidelobes`` highest peaks within ``alias_window`` (a seasonal gap puts yearly
+       sidelobes at ±1/yr, ±2/yr, ... around each, and the single-harmonic power often ranks them wrongly); and
+       ``f × h`` for ``h`` in ``harmonics``.
     3. Each candidate is refined by minimising the χ² of a multi-harmonic model (per-band offsets, ``n_terms``
        shared harmonics, ``n_terms_band`` extra harmonics per band beyond the first; weights 1/err²) within ±1.5
-       grid steps. The smallest BIC ``N ln χ² + n_params ln N`` wins (error scale fitted). Lower-frequency
-       candidates ``f × h`` (h < 1) get ``n_terms / h`` harmonics, so that their model contains the one at ``f``:
-       the longer period wins only when the extra harmonics pay for themselves (an eclipsing binary's unequal
+       grid steps, then scored by the BIC ``N ln S + n_params ln N`` (error scale fitted), with ``S`` the χ² or,
+       with ``huber``, the Huber loss of a robust refit (below). Each candidate is also tried with more harmonics,
+       up to ``n_terms_max`` while there are ``min_points_per_param`` points per parameter (refined again within
+       ±½ grid step), and keeps its best score: a sawtooth's sharp rise needs more terms than three, and the
+       true period gains more from them than an alias does. The smallest score wins. Lower-frequency candidates
+       ``f × h`` (h < 1) get ``n_terms / h`` harmonics, so that their model contains the one at ``f``: the
+       longer period wins only when the extra harmonics pay for themselves (an eclipsing binary's unequal
        minima), not by fitting noise.
     4. Halving test: the winner at ``f`` with ``k`` harmonics is compared with ``f/2`` and ``2k`` harmonics (a nested
-       model), repeatedly while the BIC improves, up to ``max_terms`` harmonics.
+       model), repeatedly while the score improves, up to ``max_terms`` harmonics.
 
     A single-harmonic periodogram favours whichever alias the window function boosts; a multi-harmonic model fits
     the true period's non-sinusoidal shape (and its per-band phases) better than any alias, which is the remedy
@@ -257,7 +329,7 @@ def best_period(
     aliases : tuple of float, 1/day
         Alias offsets to try around each peak.
     alias_window : float, 1/day
-        Half-width searched around each alias for its peak.
+        Half-width searched around each peak and alias for its highest ``n_sidelobes`` peaks.
     alias_min_window : float
         An alias offset ``d`` is tried only where the spectral window ``|mean(exp(2πi d t))|`` exceeds this (about
         0.9 at 1/day for nightly ground sampling, ~0 for Kepler/TESS).
@@ -271,6 +343,15 @@ def best_period(
         curve (~60 points in one band) from fitting noise with doubled harmonics.
     full_output : bool
         Return a :class:`PeriodSearch` (or a list of them, one per row) instead of the periods.
+    n_sidelobes : int
+        Peaks tried within ``alias_window`` of each peak and alias (1: only the highest, the behaviour before).
+    n_terms_max : int
+        Most shared harmonics a candidate is tried with (``n_terms`` or less: ``n_terms`` only).
+    huber : float or None, scales
+        Score candidates by a Huber fit (iteratively reweighted least squares; residuals beyond ``huber`` robust
+        standard deviations count linearly, not quadratically); ``None``: by χ². Ground-based light curves have
+        outliers and cycle-to-cycle changes (Blazhko modulation) that a fixed-shape fit cannot follow, and χ²
+        lets a few of those points decide between a period and its alias. 1.5 is Huber's (1964) usual constant.
 
     Returns
     -------
@@ -288,6 +369,10 @@ def best_period(
     if not (int(n_terms) == n_terms >= 1 and int(n_terms_band) == n_terms_band >= 0 and int(n_peaks) == n_peaks >= 1):
         raise StellarValueError(f"need n_terms >= 1, n_terms_band >= 0, n_peaks >= 1; got {n_terms}, {n_terms_band}, "
                                 f"{n_peaks}")  # fmt: skip
+    if not (int(n_sidelobes) == n_sidelobes >= 1 and int(n_terms_max) == n_terms_max):
+        raise StellarValueError(f"need n_sidelobes >= 1 and an integer n_terms_max; got {n_sidelobes}, {n_terms_max}")
+    if huber is not None and not huber > 0:
+        raise StellarValueError(f"huber must be > 0 (scales) or None; got {huber}")
     if not alias_window >= 0:
         raise StellarValueError(f"alias_window must be >= 0 (1/day); got {alias_window}")
     t, y, e, m, single = _prepare(time, values, mask, err=err)
@@ -307,6 +392,7 @@ def best_period(
     opts["alias_min_window"] = float(alias_min_window)
     opts["max_terms"] = int(max_terms)
     opts["min_points_per_param"] = float(min_points_per_param)
+    opts |= {"n_sidelobes": int(n_sidelobes), "n_terms_max": int(n_terms_max), "huber": huber}
     out: list[PeriodSearch | None] = []
     for i in range(y.shape[0]):
         ok = ~m[i]

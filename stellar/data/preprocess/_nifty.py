@@ -109,3 +109,36 @@ def _power_group(
         cpu_helpers.process_finufft_outputs(power, f1_fw[:1], f1_fw[1:], f2, norm, kind, True, 1)
         out.append(power[0, : int(nf[i])])
     return out
+
+
+def exact_power(t: np.ndarray, y: np.ndarray, dy: np.ndarray | None, freq: np.ndarray) -> np.ndarray:
+    """Floating-mean Lomb–Scargle power (standard normalisation) at a few arbitrary frequencies, by direct sums.
+
+    The generalised periodogram of Zechmeister & Kürster (2009), astropy's ``method='cython'``; O(N × F), for
+    checking a handful of candidate frequencies exactly."""
+    w = np.ones(t.size) if dy is None else 1.0 / np.asarray(dy, dtype=float) ** 2
+    w = w / w.sum()
+    t = t - t.min()
+    yc = y - np.dot(w, y)
+    yy = np.dot(w, yc * yc)
+    omega_t = 2 * np.pi * np.outer(freq, t)  # (F, N)
+    s2, c2 = np.sin(2 * omega_t) @ w, np.cos(2 * omega_t) @ w
+    s1, c1 = np.sin(omega_t) @ w, np.cos(omega_t) @ w
+    tau = 0.5 * np.arctan2(s2 - 2 * s1 * c1, c2 - (c1 * c1 - s1 * s1))  # ω τ
+    cos, sin = np.cos(omega_t - tau[:, None]), np.sin(omega_t - tau[:, None])
+    c, s = cos @ w, sin @ w
+    yc_cos, ys_sin = cos @ (w * yc), sin @ (w * yc)
+    cc = (cos * cos) @ w - c * c
+    ss = (sin * sin) @ w - s * s
+    return np.asarray((yc_cos**2 / cc + ys_sin**2 / ss) / yy)
+
+
+def top_peaks(p: np.ndarray, k: int, within: float = 1.0) -> np.ndarray:
+    """Indices of the local maxima of ``p`` (ends included) at least ``within`` × its maximum, at most ``k`` of
+    them, highest first."""
+    left = np.r_[True, p[1:] >= p[:-1]]
+    right = np.r_[p[:-1] >= p[1:], True]
+    peaks = np.flatnonzero(left & right & (p >= within * np.nanmax(p)))
+    if peaks.size > k:
+        peaks = peaks[np.argpartition(p[peaks], -k)[-k:]]
+    return peaks[np.argsort(p[peaks])[::-1]]

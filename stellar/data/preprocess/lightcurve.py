@@ -585,6 +585,14 @@ def _compact(t: np.ndarray, x: np.ndarray, e: np.ndarray, m: np.ndarray) -> tupl
     return np.where(mm, np.nan, take(t)), np.where(mm, np.nan, take(x)), np.where(mm, np.nan, take(e)), mm
 
 
+#: Grid size per point above which :func:`peak_period` searches a coarse grid first (see ``_peak_periods``).
+_SPARSE = 10
+#: Coarse peaks whose neighbourhoods :func:`peak_period` evaluates on the full grid: every one within
+#: _WITHIN of the highest (a peak between coarse points keeps > 75 % of its height there), at most _CANDIDATES.
+_WITHIN = 0.6
+_CANDIDATES = 100
+
+
 def peak_period(
     time: Any,
     values: Any,
@@ -597,7 +605,11 @@ def peak_period(
 ) -> np.ndarray:
     """Period of the highest Lomb–Scargle peak of each light curve, each on its own :func:`frequency_grid`.
 
-    The floating-mean power of :func:`lomb_scargle` (nifty-ls, one pair of finufft plans for all rows).
+    The floating-mean power of :func:`lomb_scargle` (nifty-ls, one pair of finufft plans for all rows). Sparse
+    light curves (more than 10 grid frequencies per point, e.g. ground-based surveys over years) are searched
+    on every ``oversampling // 2``-th frequency first, then the grid frequencies around every coarse peak within
+    60 % of the highest are evaluated exactly: the same grid maximum at about half the cost (tested against
+    astropy on the full grid).
 
     Parameters
     ----------
@@ -637,18 +649,35 @@ def _peak_periods(
     oversampling: float,
     workers: int = 1,
 ) -> np.ndarray:
-    """:func:`peak_period` of validated rows (each with at least 3 valid points)."""
+    """:func:`peak_period` of validated rows (each with at least 3 valid points).
+
+    A sparse light curve (grid more than ``_SPARSE`` times its points: the transforms dominate) is searched on
+    every ``stride``-th grid point first, ``stride = oversampling // 2`` (≥ 2 samples per peak width); then the
+    grid points within one stride of every coarse peak at least ``_WITHIN`` × the highest (at most
+    ``_CANDIDATES`` of them) are evaluated exactly and the highest wins. A peak's highest grid point is at most
+    one fine step (≤ 0.2 of the peak width at oversampling 5) from a coarse point, where it keeps > 75 % of its
+    height, so this is the full grid's highest point unless more than ``_CANDIDATES`` coarse peaks compete."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         baseline = np.nanmax(np.where(m, np.nan, t), axis=1) - np.nanmin(np.where(m, np.nan, t), axis=1)
     fmin, df, nf = _grid_params(baseline, min_period, max_period, oversampling)
     rows = [(t[i, ~m[i]], x[i, ~m[i]], None if e is None else e[i, ~m[i]]) for i in range(t.shape[0])]
-    if _nifty.available():  # shared finufft plans: the same power as _ls_row, without its per-call set-up
-        powers = _nifty.power_rows(rows, fmin, df, nf, "standard", workers)
-    else:
+    if not _nifty.available():
         grids = [fmin[i] + df[i] * np.arange(nf[i]) for i in range(len(rows))]
         powers = [_ls_row(*r, g, "standard") for r, g in zip(rows, grids, strict=True)]
-    best = np.array([np.nanargmax(p) for p in powers])
+        return 1.0 / (fmin + df * np.array([np.nanargmax(p) for p in powers]))
+    n_points = np.array([r[0].size for r in rows])
+    stride = np.where(nf > _SPARSE * n_points, max(1, int(oversampling // 2)), 1)
+    # shared finufft plans: the same power as _ls_row, without its per-call set-up
+    powers = _nifty.power_rows(rows, fmin, df * stride, (nf - 1) // stride + 1, "standard", workers)
+    best = np.empty(len(rows), dtype=np.int64)
+    for i, p in enumerate(powers):
+        if stride[i] == 1:
+            best[i] = np.nanargmax(p)
+            continue
+        near = np.arange(-stride[i], stride[i] + 1)
+        cand = np.unique(np.clip(_nifty.top_peaks(p, _CANDIDATES, _WITHIN)[:, None] * stride[i] + near, 0, nf[i] - 1))
+        best[i] = cand[np.nanargmax(_nifty.exact_power(*rows[i], fmin[i] + df[i] * cand))]
     return 1.0 / (fmin + df * best)
 
 

@@ -16,7 +16,8 @@ multiband times), each star's catalogue period as the truth:
 - ``astropy_multiband``: ``astropy.timeseries.LombScargleMultiband`` (its defaults: one shared and one per-band
   harmonic, ``method='fast'``) on all five bands, highest peak (anchor);
 - ``ours_r`` / ``ours_multiband``: :func:`stellar.data.preprocess.period.best_period` with its default
-  parameters (5 peaks, ±1/day aliases, half and double frequencies, 3-harmonic fit, one extra per-band harmonic).
+  parameters (5 peaks, ±1/day aliases, the 3 highest yearly sidelobes of each, half and double frequencies;
+  3 to 5 shared harmonics and one extra per-band harmonic, judged by the BIC of a Huber fit).
 
 Outcomes: *recovered* when ``|P − P_true| / P_true < 1e-3``; *one-day alias* when instead ``|1/P − 1/P_true|`` is
 within 0.01/day of a whole number of cycles per day (1 or 2); *harmonic* when ``P/P_true`` is within 1e-3 of

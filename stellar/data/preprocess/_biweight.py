@@ -117,17 +117,19 @@ def biweight_location(
 
 
 def interpolate_in_segments(
-    key: np.ndarray, seg: np.ndarray, at: np.ndarray, at_seg: np.ndarray, value: np.ndarray
+    key: np.ndarray, seg: np.ndarray, knots: np.ndarray, value: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Values at the sorted ``key`` from sorted knots ``(at, value)``, within each segment only.
+    """Values at every point from the knots (``knots``: increasing point indices, ``value`` there), per segment.
 
     A cubic through 4 knots of the point's own segment (the two bracketing it and one on each side where the
     segment has them), linear in segments with fewer than 4 knots; NaN where the point is not between two
-    knots of its segment. Returns the values and, per point, the index of the knot at or before it."""
-    nk = at.size
+    knots of its segment. Returns the values and, per point, the index of the knot at or before it (0 before
+    the first)."""
+    nk = knots.size
     out = np.full(key.size, np.nan)
     if nk == 0:
         return out, np.zeros(key.size, dtype=np.intp)
+    at, at_seg = key[knots], seg[knots]
     idx = np.arange(nk)
     first = np.ones(nk, dtype=bool)
     first[1:] = at_seg[1:] != at_seg[:-1]
@@ -137,23 +139,24 @@ def interpolate_in_segments(
     hi = np.minimum.accumulate(np.where(last, idx, nk)[::-1])[::-1]
     # Newton form of the cubic of each interval [k, k + 1]: nodes x0..x3 starting at k - 1, clipped into the
     # segment; segments of 2-3 knots use their straight line (nodes k, k + 1 and zero higher terms)
-    start = np.where(hi - lo >= 3, np.clip(idx - 1, lo, hi - 3), idx)
+    cubic = hi - lo >= 3
+    start = np.where(cubic, np.clip(idx - 1, lo, hi - 3), idx)
     nodes = np.minimum(start[:, None] + np.arange(4)[None, :], nk - 1)
     x, v = at[nodes], value[nodes]
     with np.errstate(all="ignore"):
         d1 = (v[:, 1:] - v[:, :-1]) / (x[:, 1:] - x[:, :-1])
         d2 = (d1[:, 1:] - d1[:, :-1]) / (x[:, 2:] - x[:, :-2])
         d3 = (d2[:, 1] - d2[:, 0]) / (x[:, 3] - x[:, 0])
-    cubic = hi - lo >= 3
-    # per interval: nodes x0..x2, value v0 and the Newton coefficients, gathered once per point below
-    x0, x1, x2, v0 = (np.ascontiguousarray(a) for a in (x[:, 0], x[:, 1], x[:, 2], v[:, 0]))
-    a1, a2, a3 = d1[:, 0].copy(), np.where(cubic, d2[:, 0], 0.0), np.where(cubic, d3, 0.0)
-    j = np.clip(np.searchsorted(at, key, side="right") - 1, 0, nk - 1)
-    hj = hi[j]
-    inside = (at_seg[j] == seg) & (key >= at[j]) & (key <= at[hj])
-    k = np.where(j < hj, j, np.maximum(j - 1, lo[j]))  # a point on a segment's last knot uses the interval before
+    # one row per interval, gathered once per point: x0, x1, x2, v0 and the Newton coefficients
+    table = np.stack([x[:, 0], x[:, 1], x[:, 2], v[:, 0], d1[:, 0], np.where(cubic, d2[:, 0], 0.0),
+                      np.where(cubic, d3, 0.0)], axis=1)  # fmt: skip
+    is_knot = np.zeros(key.size, dtype=bool)
+    is_knot[knots] = True
+    j = np.maximum(np.cumsum(is_knot) - 1, 0)  # the knot at or before each point (points and knots share order)
+    inside = (knots[j] <= np.arange(key.size)) & (at_seg[j] == seg) & (is_knot | (j < hi[j]))
+    c = table[j]
     with np.errstate(all="ignore"):
-        val = v0[k] + (key - x0[k]) * (a1[k] + (key - x1[k]) * (a2[k] + (key - x2[k]) * a3[k]))
-    val = np.where(key == at[j], value[j], val)  # knots (and one-knot segments) keep their own value
+        val = c[:, 3] + (key - c[:, 0]) * (c[:, 4] + (key - c[:, 1]) * (c[:, 5] + (key - c[:, 2]) * c[:, 6]))
+    val = np.where(is_knot, value[j], val)  # knots (and one-knot segments) keep their own value
     out[inside] = val[inside]
     return out, j

@@ -353,7 +353,7 @@ def detrend_biweight(
             trend_packed = loc
         else:
             kept = knots[ok]
-            trend_packed, j = _bw.interpolate_in_segments(key, seg, key[kept], seg[kept], loc[ok])
+            trend_packed, j = _bw.interpolate_in_segments(key, seg, kept, loc[ok])
             # a point's window holds at least the points shared by the windows of the knots around it; count
             # its own window only where that bound is below min_points (sparse stretches, segment ends)
             klo, khi = lo[ok], hi[ok]

@@ -319,8 +319,8 @@ def test_peak_period_coarse_search_finds_the_grid_maximum_of_sparse_curves() -> 
     grid for every row, including noisy ones whose highest peak is an alias."""
     from stellar.data.simulate.lightcurve import LightCurveSimulator
 
-    sim = LightCurveSimulator(cadence="ground", n_points=80, bands=("eros_r",), baseline=900.0, min_fill=0.9)
-    lcs = sim.simulate(30, seed=11)
+    sim = LightCurveSimulator(cadence="ground", n_points=60, bands=("eros_r",), baseline=600.0, min_fill=0.9)
+    lcs = sim.simulate(16, seed=11)
     t, y, e, m = lcs.time, lcs.mag, lcs.mag_err, lcs.mask
     y = y + np.random.default_rng(12).normal(0, 0.15, y.shape)  # make some rows ambiguous
     got = lc.peak_period(t, y, e, m, min_period=0.2, max_period=50)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -14,9 +15,9 @@ R = TypeVar("R")
 
 def thread_map(fn: Callable[[T], R], items: Sequence[T], workers: int = 1) -> list[R]:
     """``[fn(item) for item in items]``, on up to ``workers`` threads (in order; 1 runs inline)."""
-    if not (isinstance(workers, int) and workers >= 1):
+    if not (isinstance(workers, numbers.Integral) and int(workers) >= 1):
         raise StellarValueError(f"workers must be an int >= 1; got {workers!r}")
     if workers == 1 or len(items) <= 1:
         return [fn(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+    with ThreadPoolExecutor(max_workers=min(int(workers), len(items))) as pool:
         return list(pool.map(fn, items))

@@ -341,3 +341,13 @@ def test_detrend_biweight_iterations_converge() -> None:
     _, converged, _ = lc.detrend_biweight(t, f, window=1.0, n_iter=500, ftol=1e-12)
     err = np.abs(trend / converged - 1)
     assert np.median(err) < 1e-7 and np.quantile(err, 0.99) < 1e-5
+
+
+def test_workers_must_be_a_positive_int() -> None:
+    t = np.arange(20.0)
+    for bad in (0, 1.5):
+        with pytest.raises(StellarValueError, match="workers"):
+            lc.detrend_biweight(t, 1 + 0 * t, window=5.0, workers=bad)  # type: ignore[arg-type]
+        with pytest.raises(StellarValueError, match="workers"):
+            lc.peak_period(t, np.sin(t), min_period=0.5, workers=bad)  # type: ignore[arg-type]
+    assert np.isfinite(lc.peak_period(t, np.sin(t), min_period=0.5, workers=np.int64(2)))

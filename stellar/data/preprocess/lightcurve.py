@@ -406,8 +406,8 @@ def frequency_grid(time: Any, min_period: Any = 0.1, max_period: Any = None, ove
     """
     t = _as_time(time)
     baseline = float(np.nanmax(t) - np.nanmin(t)) if np.isfinite(t).any() else 0.0
-    fmin, df, n = _grid_params(np.array([baseline]), min_period, max_period, oversampling)
-    return np.linspace(fmin[0], fmin[0] + df[0] * (n[0] - 1), n[0])
+    fmin, _, n = _grid_params(np.array([baseline]), min_period, max_period, oversampling)
+    return np.linspace(fmin[0], 1.0 / float(to_value(min_period, u.day, "min_period")), n[0])
 
 
 def _grid_params(

@@ -351,3 +351,16 @@ def test_workers_must_be_a_positive_int() -> None:
         with pytest.raises(StellarValueError, match="workers"):
             lc.peak_period(t, np.sin(t), min_period=0.5, workers=bad)  # type: ignore[arg-type]
     assert np.isfinite(lc.peak_period(t, np.sin(t), min_period=0.5, workers=np.int64(2)))
+
+
+def test_peak_period_without_the_shared_plan_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An untested nifty-ls version (or none) falls back to one nifty-ls/astropy call per row: same periods."""
+    from stellar.data.preprocess import _nifty
+
+    rng = np.random.default_rng(13)
+    t = np.sort(rng.uniform(0, 300, (3, 90)), axis=1)
+    y = np.sin(2 * np.pi * t / np.array([[0.7], [3.1], [11.0]])) + rng.normal(0, 0.3, t.shape)
+    fast = lc.peak_period(t, y, None, min_period=0.2, max_period=50)
+    monkeypatch.setattr(_nifty, "_HELPER_VERSIONS", ("0.0.",))
+    assert not _nifty.available()
+    np.testing.assert_allclose(lc.peak_period(t, y, None, min_period=0.2, max_period=50), fast, rtol=1e-12)

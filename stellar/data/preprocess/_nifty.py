@@ -18,18 +18,22 @@ from stellar.utils.threads import thread_map
 
 #: finufft tolerance: nifty-ls's float64 default; the power then matches astropy's to ~1e-9.
 EPS = 1e-9
+#: nifty-ls versions whose ``cpu_helpers`` signatures this module was written and tested against.
+_HELPER_VERSIONS = ("1.1.",)
 #: A group's largest grid is at most this many times its smallest (bounds the work spent on padding).
 _GROUP_RATIO = 1.3
 
 
 def available() -> bool:
-    """Whether nifty-ls (and its finufft backend and compiled helpers) can be imported."""
+    """Whether nifty-ls's finufft backend and compiled helpers can be imported, in a version whose helpers have
+    the signature used here (they are not public API); otherwise callers use ``nifty_ls.lombscargle`` per row."""
     try:
         import finufft  # noqa: F401
+        import nifty_ls
         from nifty_ls import cpu_helpers  # noqa: F401
     except ImportError:
         return False
-    return True
+    return str(getattr(nifty_ls, "__version__", "")).startswith(_HELPER_VERSIONS)
 
 
 def _norm_kind(normalization: str) -> object:

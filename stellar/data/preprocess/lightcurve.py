@@ -315,7 +315,10 @@ def detrend_biweight(
         window smooths the trend on the scale of the window, so 4 knots per window cost nothing in accuracy:
         against the true trend of a sinusoid plus noise, the default 0.25 is as close as evaluating at every
         point (``tests/data/test_preprocess_lightcurve.py``), for ~20× less work on Kepler cadences. ``None``
-        evaluates it at every point.
+        evaluates it at every point. The cost: a variable faster than the window leaves a small ripple at its
+        period in the biweight location, which knots sample coarsely. On 64 simulated Kepler contact binaries
+        (P = 0.2–0.8 d, 2-d window), the multi-harmonic period search then recovered 55 at 0.25 or 0.1 and 58
+        at every point.
     workers : int
         Threads for the window blocks (numpy releases the GIL in them); 1 by default, so that data-loader
         processes do not oversubscribe the cores.

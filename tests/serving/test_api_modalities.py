@@ -41,23 +41,24 @@ def test_lightcurve_api(tmp_path):
 
 
 @pytest.mark.slow
-def test_sed_api_on_a_trained_booster(tmp_path):
+@pytest.mark.parametrize("model", ["sed_xgboost", "sed_ensemble"])
+def test_sed_api_on_a_trained_estimator(tmp_path, model):
     from stellar.pipelines.train import run
+    from tests.pipelines.conftest import MODEL_OVERRIDES
 
     overrides = [
         f"paths.output_dir={tmp_path / 'run'}",
         f"paths.store_dir={tmp_path / 'store'}",
         f"paths.log_dir={tmp_path}",
-        "datamodule=sed",
-        "model=sed_xgboost",
+        f"model={model}",
+        *MODEL_OVERRIDES[model],
         "datamodule.source.n=300",
-        "model.num_boost_round=20",
         "register=true",
         f"registry.root={tmp_path / 'registry'}",
     ]
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
         run(compose("train", overrides=overrides))
-    api = SEDAPI("sed_xgboost", registry_root=str(tmp_path / "registry"), api_path="/predict/sed")
+    api = SEDAPI(model, registry_root=str(tmp_path / "registry"), api_path="/predict/sed")
     api.setup("cpu")
     assert api.load_error is None
     n = len(api.bands)

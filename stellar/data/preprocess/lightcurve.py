@@ -232,13 +232,16 @@ def sigma_clip(flux: Any, mask: Any = None, sigma: float = 5.0, max_iter: int = 
     x = _rows(_plain(flux, "flux"), "flux")
     m0 = _mask_like(mask, x) | ~np.isfinite(x)
     m = m0.copy()
+    todo = np.arange(x.shape[0])  # rows whose mask changed in the last pass: the others are converged
     for _ in range(max_iter):
-        med, s = _robust_loc_scale(x, m)
+        med, s = _robust_loc_scale(x[todo], m[todo])
         with np.errstate(invalid="ignore"):
-            new = m | (np.abs(x - med[:, None]) > sigma * s[:, None])
-        if np.array_equal(new, m):
+            new = m[todo] | (np.abs(x[todo] - med[:, None]) > sigma * s[:, None])
+        changed = (new != m[todo]).any(axis=1)
+        if not changed.any():
             break
-        m = new
+        m[todo] = new
+        todo = todo[changed]
     _log_new(m0, m, f"sigma clip at {sigma} robust sigma")
     return _out(m, np.ndim(flux) == 1)
 

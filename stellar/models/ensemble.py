@@ -12,7 +12,6 @@ checkpoint folder, keeps all of them.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -21,16 +20,10 @@ from typing import Any
 import numpy as np
 
 from stellar.errors import StellarConfigError
-from stellar.models.estimators import META_FILE, read_meta
+from stellar.evaluation.metrics import softmax
+from stellar.models.estimators import log_probs, read_meta, write_meta
 
 log = logging.getLogger(__name__)
-
-_LOGIT_FLOOR = 1e-12
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
 
 
 class EnsembleClassifier:
@@ -121,7 +114,7 @@ class EnsembleClassifier:
             y = np.asarray(val["label"])
             ok = y >= 0
             if ok.any():
-                p = _softmax(self.predict_outputs(val)["logits"].astype(np.float64))[ok]
+                p = softmax(self.predict_outputs(val)["logits"].astype(np.float64))[ok]
                 metrics["val/class_mlogloss"] = float(
                     -np.mean(np.log(np.clip(p[np.arange(ok.sum()), y[ok]], 1e-15, 1)))
                 )
@@ -132,21 +125,19 @@ class EnsembleClassifier:
         """``logits`` (N, C): the log of the members' mean class probability."""
         probs = None
         for model in self.models.values():
-            p = _softmax(np.asarray(model.predict_outputs(arrays)["logits"], dtype=np.float64))
+            p = softmax(np.asarray(model.predict_outputs(arrays)["logits"], dtype=np.float64))
             probs = p if probs is None else probs + p
         if probs is None:  # pragma: no cover - members is never empty
             raise StellarConfigError("the ensemble has no members")
         probs /= len(self.models)
-        return {"logits": np.log(np.clip(probs, _LOGIT_FLOOR, 1.0)).astype(np.float32)}
+        return {"logits": log_probs(probs)}
 
     def save(self, directory: str | Path, prefix: str = "") -> Path:
         """Every member under the prefix ``<prefix><member>.`` and ``<prefix>estimator.json`` in ``directory``."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         files = {key: model.save(d, prefix=f"{prefix}{key}.").name for key, model in self.models.items()}
-        path = d / f"{prefix}{META_FILE}"
-        path.write_text(json.dumps({**self.hparams, "type": type(self).__name__, "files": files}, indent=2))
-        return path
+        return write_meta(d, prefix, {**self.hparams, "type": type(self).__name__, "files": files})
 
     def load(self, path: str | Path) -> EnsembleClassifier:
         """Load what :meth:`save` wrote (``path``: its JSON file or the folder); members must match the config."""

@@ -271,7 +271,7 @@ class XGBoostEstimator:
         out: dict[str, np.ndarray] = {}
         if self.class_names:
             p = self._predict("class", x).reshape(len(x), len(self.class_names))
-            out["logits"] = np.log(np.clip(p, _LOGIT_FLOOR, 1.0)).astype(np.float32)
+            out["logits"] = log_probs(p)
         for t in self.targets:
             mean, logvar = self._to_physical(t, self._predict(t, x).reshape(len(x), 3))
             out[f"{t}_mean"], out[f"{t}_logvar"] = mean.astype(np.float32), logvar.astype(np.float32)
@@ -287,9 +287,7 @@ class XGBoostEstimator:
         for key, booster in self.boosters.items():
             booster.save_model(str(d / files[key]))
         meta = {**self.hparams, "type": type(self).__name__, "best_iteration": self.best_iteration, "files": files}
-        path = d / f"{prefix}{META_FILE}"
-        path.write_text(json.dumps(meta, indent=2))
-        return path
+        return write_meta(d, prefix, meta)
 
     def load(self, path: str | Path) -> XGBoostEstimator:
         """Load the boosters saved by :meth:`save` (``path``: the folder or its ``estimator.json``) into this model.
@@ -310,12 +308,17 @@ class XGBoostEstimator:
             self.boosters[key] = booster
         return self
 
-    @staticmethod
-    def read_hparams(path: str | Path) -> dict[str, Any]:
-        """The saved description (class names, target statistics…) of an estimator folder or its JSON file."""
-        p = Path(path)
-        meta_path = p if p.suffix == ".json" else p / META_FILE
-        return dict(json.loads(meta_path.read_text()))
+
+def log_probs(p: np.ndarray) -> np.ndarray:
+    """``logits`` of the output contract from class probabilities: their log, floored at 1e-12, as float32."""
+    return np.log(np.clip(p, _LOGIT_FLOOR, 1.0)).astype(np.float32)
+
+
+def write_meta(directory: Path, prefix: str, meta: Mapping[str, Any]) -> Path:
+    """Write an estimator's metadata as ``<directory>/<prefix>estimator.json``; returns its path."""
+    path = directory / f"{prefix}{META_FILE}"
+    path.write_text(json.dumps(dict(meta), indent=2))
+    return path
 
 
 def read_meta(path: str | Path) -> tuple[Path, dict[str, Any]]:

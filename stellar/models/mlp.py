@@ -13,7 +13,6 @@ Weights are saved with ``torch.save`` as a plain state dict (``<prefix>mlp.pt``,
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -27,11 +26,9 @@ from torch import nn
 from stellar.errors import StellarConfigError, StellarDataError
 from stellar.models.components.heads import ClassificationHead
 from stellar.models.components.mlp import FeatureMLP
-from stellar.models.estimators import META_FILE, feature_matrix, read_meta
+from stellar.models.estimators import feature_matrix, read_meta, write_meta
 
 log = logging.getLogger(__name__)
-
-_LOGIT_FLOOR = 1e-12
 
 
 class MLPClassifier:
@@ -234,9 +231,7 @@ class MLPClassifier:
         d.mkdir(parents=True, exist_ok=True)
         weights = f"{prefix}mlp.pt"
         torch.save(self.net.state_dict(), d / weights)
-        path = d / f"{prefix}{META_FILE}"
-        path.write_text(json.dumps({**self.hparams, "type": type(self).__name__, "files": {"net": weights}}, indent=2))
-        return path
+        return write_meta(d, prefix, {**self.hparams, "type": type(self).__name__, "files": {"net": weights}})
 
     def load(self, path: str | Path) -> MLPClassifier:
         """Load what :meth:`save` wrote (``path``: its JSON file, or the folder of an unprefixed one)."""

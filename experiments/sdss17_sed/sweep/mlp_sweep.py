@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import f1_score
 from torch import nn
 
 OUT = Path(os.environ.get("OUT", "/tmp/sdss17_sweep"))
@@ -37,13 +38,7 @@ def prep(x: np.ndarray, kind: str) -> np.ndarray:
 
 
 def macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
-    f = []
-    for c in range(3):
-        tp = ((pred == c) & (y == c)).sum()
-        fp = ((pred == c) & (y != c)).sum()
-        fn = ((pred != c) & (y == c)).sum()
-        f.append(2 * tp / max(2 * tp + fp + fn, 1))
-    return float(np.mean(f))
+    return float(f1_score(y, pred, labels=[0, 1, 2], average="macro", zero_division=0))
 
 
 class PLE(nn.Module):

@@ -147,7 +147,8 @@ def server_cpu_s(proc: subprocess.Popen) -> dict[str, float]:
             cmd = " ".join(p.cmdline())
         except psutil.NoSuchProcess:
             continue
-        role = "worker" if "spawn_main" in cmd else "manager/tracker" if "resource_tracker" in cmd else "http"
+        # LitServe's HTTP server(s) and its multiprocessing manager are both forks of serve.py: one share
+        role = "worker" if "spawn_main" in cmd else "resource_tracker" if "resource_tracker" in cmd else "http+manager"
         if p.pid == root.pid:
             role = "main"
         out[role] = out.get(role, 0.0) + t.user + t.system

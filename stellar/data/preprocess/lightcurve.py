@@ -20,7 +20,6 @@ Typical chain for a Kepler/TESS light curve::
 from __future__ import annotations
 
 import logging
-import numbers
 import warnings
 from typing import Any, Literal
 
@@ -31,6 +30,7 @@ from astropy.time import Time
 from stellar.data.preprocess import _biweight as _bw
 from stellar.data.preprocess import _nifty
 from stellar.errors import StellarValueError
+from stellar.utils.threads import check_workers
 from stellar.utils.units import to_value
 
 log = logging.getLogger(__name__)
@@ -101,11 +101,6 @@ def _log_new(old: np.ndarray, new: np.ndarray, why: str) -> None:
     n = int(np.count_nonzero(new & ~old))
     if n:
         log.info("masked %d of %d light-curve points: %s", n, new.size, why)
-
-
-def _check_workers(workers: Any) -> None:
-    if not (isinstance(workers, numbers.Integral) and int(workers) >= 1):
-        raise StellarValueError(f"workers must be an int >= 1; got {workers!r}")
 
 
 def _out(x: np.ndarray, single: bool) -> np.ndarray:
@@ -346,7 +341,7 @@ def detrend_biweight(
         raise StellarValueError(f"knot_spacing must be None or in (0, 1] (fraction of the window); got {knot_spacing}")
     if not c > 0 or min_points < 1 or n_iter < 0:
         raise StellarValueError(f"need c > 0, min_points >= 1, n_iter >= 0; got {c}, {min_points}, {n_iter}")
-    _check_workers(workers)
+    check_workers(workers)
     t, f, _, m0, single = _prepare(time, flux, mask)
     # pack every row's valid points in time order into one array; the kernels work on all rows at once
     order = np.argsort(np.where(m0, np.inf, t), axis=1, kind="stable")
@@ -643,7 +638,7 @@ def peak_period(
     numpy.ndarray, d, (N,) or scalar
         NaN for light curves with fewer than 3 valid points.
     """
-    _check_workers(workers)
+    check_workers(workers)
     t, x, e, m, single = _prepare(time, values, mask, err=err)
     period = np.full(x.shape[0], np.nan)
     use = np.flatnonzero((~m).sum(axis=1) >= 3)
@@ -741,7 +736,7 @@ def features(
 
     if period_method not in ("lomb_scargle", "multiharmonic"):
         raise StellarValueError(f"period_method must be 'lomb_scargle' or 'multiharmonic'; got {period_method!r}")
-    _check_workers(workers)
+    check_workers(workers)
     t, x, e, m, single = _prepare(time, values, mask, err=err)
     if e is None:
         raise StellarValueError("err must be given")

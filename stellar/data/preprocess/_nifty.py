@@ -4,8 +4,9 @@
 grid that set-up (the spreading kernel's Fourier series on the fine grid) costs more than the transforms. Plans
 depend only on the number of frequencies, not on the times or the grid's start and step, so here one pair of
 plans serves every light curve of a group with similar grid sizes: each row is run with the group's largest
-size on its own ``fmin`` and step, and its own first ``nf`` frequencies are kept. The pre- and post-processing
-are nifty-ls's own compiled helpers, so the power is nifty-ls's to rounding.
+size on its own ``fmin`` and step, and its own first ``nf`` frequencies are kept. The post-processing is
+nifty-ls's own compiled helper and the pre-processing its formulas in numpy (faster: see :func:`_inputs`), so the
+power is nifty-ls's to rounding.
 """
 
 from __future__ import annotations
@@ -97,25 +98,42 @@ def _power_group(
     power = np.empty((1, n_modes))
     out = []
     for i, (t, y, dy) in enumerate(rows):
-        t = np.ascontiguousarray(t - t.min(), dtype=np.float64)  # the power is shift-invariant; small phases
-        n = t.size
-        y2 = np.ascontiguousarray(y, dtype=np.float64).reshape(1, n)
-        dy2 = np.ones((1, 1)) if dy is None else np.ascontiguousarray(dy, dtype=np.float64).reshape(1, n)
-        t1, t2 = np.empty(n), np.empty(n)
-        yw_w = np.empty((2, n), dtype=np.complex128)
-        w2 = np.empty((1, n), dtype=np.complex128)
-        norm = np.empty(1)
-        cpu_helpers.process_finufft_inputs(
-            t1, t2, yw_w[:1], yw_w[1:], w2, norm, t, y2, dy2,
-            float(fmin[i]), float(df[i]), n_modes, True, True, psd, 1,
-        )  # fmt: skip
+        t1, yw_w, w2, norm = _inputs(t, y, dy, float(fmin[i]), float(df[i]), n_modes, psd)
         pair.setpts(t1)
         pair.execute(yw_w, out=f1_fw)
-        solo.setpts(t2)
+        solo.setpts(2 * t1)
         solo.execute(w2, out=f2)
         cpu_helpers.process_finufft_outputs(power, f1_fw[:1], f1_fw[1:], f2, norm, kind, True, 1)
         out.append(power[0, : int(nf[i])].copy())
     return out
+
+
+def _inputs(
+    t: np.ndarray, y: np.ndarray, dy: np.ndarray | None, fmin: float, df: float, n_modes: int, psd: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The transforms' inputs for one row, as ``cpu_helpers.process_finufft_inputs`` makes them (floating mean).
+
+    Points ``x = 2π df t`` (``2x`` for the double-frequency sums); weights ``w = dy⁻² / Σ dy⁻²``; strengths
+    ``w (y - ȳ) e^{iφ}`` and ``w e^{iφ}`` for the pair of transforms and ``w e^{2iφ}`` for the other, where
+    ``φ = (n_modes // 2 + fmin / df) x`` moves mode ``-n_modes // 2`` to ``fmin``; ``norm = Σ w (y - ȳ)²`` (``Σ
+    dy⁻²`` for the PSD normalisation). The same formulas as nifty-ls's compiled helper, in a few vectorised
+    passes: its complex exponentials per point cost ~4× these on a 4,000-point light curve."""
+    t = t - t.min()  # the power is shift-invariant; small phases
+    x = (2 * np.pi * df) * t
+    w = np.ones(t.size) if dy is None else 1.0 / np.square(np.asarray(dy, dtype=np.float64))
+    wsum = w.sum()
+    w /= wsum
+    yc = y - np.dot(w, y)
+    norm = np.array([wsum if psd else np.dot(w, yc * yc)])
+    phase = (n_modes // 2 + fmin / df) * x
+    strength = np.empty((3, t.size), dtype=np.complex128)
+    np.cos(phase, out=strength.real[1])
+    np.sin(phase, out=strength.imag[1])  # e^{iφ}
+    np.square(strength[1], out=strength[2])
+    strength[2] *= w  # w e^{2iφ}
+    strength[1] *= w  # w e^{iφ}
+    np.multiply(strength[1], yc, out=strength[0])  # w (y - ȳ) e^{iφ}
+    return np.ascontiguousarray(x), strength[:2], strength[2:], norm
 
 
 def exact_power(t: np.ndarray, y: np.ndarray, dy: np.ndarray | None, freq: np.ndarray) -> np.ndarray:

@@ -351,12 +351,14 @@ def detrend_biweight(
     trend_packed = np.full(tv.size, np.nan)
     if tv.size:
         fv = np.take_along_axis(f, order, axis=1)[packed]
-        key, seg, t_local = _bw.segment_keys(tv, np.repeat(np.arange(f.shape[0]), n_valid), win)
+        row = np.repeat(np.arange(f.shape[0]), n_valid)
+        key, seg, t_local = _bw.segment_keys(tv, row, win)
         knots = _bw.knot_index(seg, t_local, None if knot_spacing is None else knot_spacing * win)
         lo, hi = _bw.window_bounds(key, key[knots], win)
         ok = hi - lo >= min_points
         loc = np.full(knots.size, np.nan)
-        loc[ok] = _bw.biweight_location(fv, lo[ok], (hi - lo)[ok], c, n_iter, ftol, workers)
+        level = _nanmedian_rows(np.where(m0, np.nan, f))[row]  # each row's own reference: batch-independent
+        loc[ok] = _bw.biweight_location(fv, lo[ok], (hi - lo)[ok], c, n_iter, ftol, workers, level)
         if knots.size == tv.size:
             trend_packed = loc
         else:

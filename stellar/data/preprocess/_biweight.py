@@ -69,10 +69,10 @@ def biweight_location(
 
     The values are carried in float32 as offsets from ``ref`` (a reference level per point, constant within
     every window; by default the median of ``y``), which halves the memory traffic: the rounding, ~6e-8 of a
-    flux's level, is far below any photometric noise. Give each light curve its own level (its median), so that
-    its trend does not depend on the other rows of the batch, to the last bit; each block of windows is gathered as rows of one
-    strided view, and the window slots past a window's count hold a huge value, so that they sort last and get
-    weight 0. Blocks of windows run on up to ``workers`` threads.
+    flux's level, is far below any photometric noise. Give each light curve its own level (its mean), so that
+    its trend does not depend on the other rows of the batch, to the last bit. Each block of windows is
+    gathered as rows of one strided view, and the window slots past a window's count hold a huge value, so that
+    they sort last and get weight 0. Blocks of windows run on up to ``workers`` threads.
     """
     loc = np.empty(lo.size)
     if lo.size == 0:

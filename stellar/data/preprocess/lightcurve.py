@@ -20,7 +20,6 @@ Typical chain for a Kepler/TESS light curve::
 from __future__ import annotations
 
 import logging
-import warnings
 from typing import Any, Literal
 
 import astropy.units as u
@@ -357,7 +356,7 @@ def detrend_biweight(
         lo, hi = _bw.window_bounds(key, key[knots], win)
         ok = hi - lo >= min_points
         loc = np.full(knots.size, np.nan)
-        level = _nanmedian_rows(np.where(m0, np.nan, f))[row]  # each row's own reference: batch-independent
+        level = (np.bincount(row, fv, f.shape[0]) / np.maximum(n_valid, 1))[row]  # each row's own mean flux
         loc[ok] = _bw.biweight_location(fv, lo[ok], (hi - lo)[ok], c, n_iter, ftol, workers, level)
         if knots.size == tv.size:
             trend_packed = loc
@@ -645,22 +644,19 @@ def peak_period(
     period = np.full(x.shape[0], np.nan)
     use = np.flatnonzero((~m).sum(axis=1) >= 3)
     if use.size:
-        ee = None if e is None else e[use]
-        period[use] = _peak_periods(t[use], x[use], ee, m[use], min_period, max_period, oversampling, workers)
+        rows = [(t[i, ~m[i]], x[i, ~m[i]], None if e is None else e[i, ~m[i]]) for i in use]
+        period[use] = _peak_periods(rows, min_period, max_period, oversampling, workers)
     return _out(period, single)
 
 
 def _peak_periods(
-    t: np.ndarray,
-    x: np.ndarray,
-    e: np.ndarray | None,
-    m: np.ndarray,
+    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
     min_period: Any,
     max_period: Any,
     oversampling: float,
     workers: int = 1,
 ) -> np.ndarray:
-    """:func:`peak_period` of validated rows (each with at least 3 valid points).
+    """:func:`peak_period` of the valid points ``(t, y, dy)`` of each light curve (each with at least 3).
 
     A sparse light curve (grid more than ``_SPARSE`` times its points: the transforms dominate) is searched on
     every ``stride``-th grid point first, ``stride = oversampling // 2`` (≥ 2 samples per peak width); then the
@@ -668,11 +664,8 @@ def _peak_periods(
     ``_CANDIDATES`` of them) are evaluated exactly and the highest wins. A peak's highest grid point is at most
     one fine step (≤ 0.2 of the peak width at oversampling 5) from a coarse point, where it keeps > 75 % of its
     height, so this is the full grid's highest point unless more than ``_CANDIDATES`` coarse peaks compete."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        baseline = np.nanmax(np.where(m, np.nan, t), axis=1) - np.nanmin(np.where(m, np.nan, t), axis=1)
+    baseline = np.array([np.ptp(r[0]) for r in rows])
     fmin, df, nf = _grid_params(baseline, min_period, max_period, oversampling)
-    rows = [(t[i, ~m[i]], x[i, ~m[i]], None if e is None else e[i, ~m[i]]) for i in range(t.shape[0])]
     if not _nifty.available():
         grids = [fmin[i] + df[i] * np.arange(nf[i]) for i in range(len(rows))]
         powers = [_ls_row(*r, g, "standard") for r, g in zip(rows, grids, strict=True)]
@@ -778,7 +771,9 @@ def features(
             period[i] = best_period(t[i, k], x[i, k], e[i, k], min_period=min_period, max_period=max_period,
                                     oversampling=oversampling)  # fmt: skip
     elif rows.size:
-        period[rows] = _peak_periods(t[rows], x[rows], e[rows], m[rows], min_period, max_period, oversampling, workers)
+        k = n.astype(np.int64)  # after _compact the valid points of a row come first: views, not copies
+        valid = [(t[i, : k[i]], x[i, : k[i]], e[i, : k[i]]) for i in rows]
+        period[rows] = _peak_periods(valid, min_period, max_period, oversampling, workers)
     out = {
         "period": period,
         "amplitude": 0.5 * (p95 - p5),

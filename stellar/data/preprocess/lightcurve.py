@@ -20,6 +20,7 @@ Typical chain for a Kepler/TESS light curve::
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import astropy.units as u
@@ -650,7 +651,7 @@ def peak_period(
 
 
 def _peak_periods(
-    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+    rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
     min_period: Any,
     max_period: Any,
     oversampling: float,

@@ -327,6 +327,38 @@ def test_batched_periodogram_matches_astropy_on_each_row_grid() -> None:
         assert periods[i] == pytest.approx(1 / g[np.argmax(LombScargle(ti, yi).power(g, method="cython"))], rel=1e-9)
 
 
+def test_periodogram_inputs_and_direct_finufft_calls_match_the_library_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The numpy inputs equal nifty-ls's compiled helper's, and the direct C calls of finufft give the power of
+    the public ``Plan.setpts``/``execute`` bit for bit."""
+    from nifty_ls import cpu_helpers
+
+    from stellar.data.preprocess import _nifty
+
+    rng = np.random.default_rng(4)
+    t = np.sort(rng.uniform(0, 82, 3000)) + 5e4
+    y = 1 + 1e-3 * np.sin(2 * np.pi * t / 0.37) + rng.normal(0, 2e-4, t.size)
+    dy = rng.uniform(1e-4, 3e-4, t.size)
+    fmin, df, n_modes = 0.1, 1 / (5 * 82.0), 8000
+    for e, psd in ((dy, False), (None, False), (dy, True)):
+        n = t.size
+        t1, t2, norm = np.empty(n), np.empty(n), np.empty(1)
+        yw_w, w2 = np.empty((2, n), complex), np.empty((1, n), complex)
+        helper_dy = np.ones((1, 1)) if e is None else e.reshape(1, n)
+        cpu_helpers.process_finufft_inputs(t1, t2, yw_w[:1], yw_w[1:], w2, norm, t - t.min(), y.reshape(1, n),
+                                           helper_dy, fmin, df, n_modes, True, True, psd, 1)  # fmt: skip
+        x, strength, strength2, our_norm = _nifty._inputs(t, y, e, fmin, df, n_modes, psd)
+        np.testing.assert_array_equal(x, t1)
+        for ours, theirs in ((strength, yw_w), (strength2, w2), (our_norm, norm)):
+            np.testing.assert_allclose(ours, theirs, rtol=1e-11, atol=1e-11 * np.abs(theirs).max())
+    rows = [(t, y, dy), (t[:500], y[:500], None)]
+    args = (np.array([0.1, 0.2]), np.array([df, 2 * df]), np.array([8000, 3000]))
+    direct = _nifty.power_rows(rows, *args)
+    assert _nifty._c_api() is not None  # the fast path is the one tested above
+    monkeypatch.setattr(_nifty, "_C_API", ())  # finufft's public methods
+    for a, b in zip(direct, _nifty.power_rows(rows, *args), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_peak_period_coarse_search_finds_the_grid_maximum_of_sparse_curves() -> None:
     """Sparse rows go through the coarse-then-exact search: the result is astropy's highest point on the full
     grid for every row, including noisy ones whose highest peak is an alias."""

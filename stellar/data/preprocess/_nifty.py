@@ -11,7 +11,9 @@ power is nifty-ls's to rounding.
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -84,14 +86,12 @@ def _power_group(
     normalization: str,
 ) -> list[np.ndarray]:
     """:func:`power_rows` of rows run on one pair of plans sized for the largest grid."""
-    import finufft
     from nifty_ls import cpu_helpers
 
     kind = _norm_kind(normalization)
     psd = normalization == "psd"
     n_modes = int(nf.max())
-    pair = finufft.Plan(1, (n_modes,), n_trans=2, eps=EPS, dtype="complex128", nthreads=1, upsampfac=1.25)
-    solo = finufft.Plan(1, (n_modes,), n_trans=1, eps=EPS, dtype="complex128", nthreads=1, upsampfac=1.25)
+    pair, solo = _Plan(n_modes, 2), _Plan(n_modes, 1)
     # buffers reused by every row: fresh (page-faulted) ones cost ~10 % of a row's time
     f1_fw = np.empty((2, n_modes), dtype=np.complex128)
     f2 = np.empty((1, n_modes), dtype=np.complex128)
@@ -99,13 +99,64 @@ def _power_group(
     out = []
     for i, (t, y, dy) in enumerate(rows):
         t1, yw_w, w2, norm = _inputs(t, y, dy, float(fmin[i]), float(df[i]), n_modes, psd)
-        pair.setpts(t1)
-        pair.execute(yw_w, out=f1_fw)
-        solo.setpts(2 * t1)
-        solo.execute(w2, out=f2)
+        pair.run(t1, yw_w, f1_fw)
+        solo.run(2 * t1, w2, f2)
         cpu_helpers.process_finufft_outputs(power, f1_fw[:1], f1_fw[1:], f2, norm, kind, True, 1)
         out.append(power[0, : int(nf[i])].copy())
     return out
+
+
+class _Plan:
+    """A 1-D type-1 float64 finufft plan (tolerance :data:`EPS`, one thread) run row after row.
+
+    ``finufft.Plan.setpts`` and ``execute`` check and convert their arguments in Python (~90 µs a row, as much as
+    a 4,000-point transform); where finufft's C library is reachable (finufft 2.x), :meth:`run` calls its
+    ``finufft_setpts`` and ``finufft_execute`` directly on arrays this module made C-contiguous float64/complex128,
+    and through the public methods otherwise."""
+
+    def __init__(self, n_modes: int, n_trans: int) -> None:
+        import finufft
+
+        self.plan = finufft.Plan(1, (n_modes,), n_trans=n_trans, eps=EPS, dtype="complex128", nthreads=1,
+                                 upsampfac=1.25)  # fmt: skip
+        self.c_api = _c_api()
+        self.points: np.ndarray | None = None  # finufft keeps a pointer to the points: keep them alive
+
+    def run(self, x: np.ndarray, strength: np.ndarray, out: np.ndarray) -> None:
+        """Modes of ``strength`` (n_trans, N) at points ``x`` (N,) into ``out`` (n_trans, n_modes)."""
+        handle = getattr(self.plan, "_inner_plan", None)
+        if self.c_api is None or handle is None:
+            self.plan.setpts(x)
+            self.plan.execute(strength, out=out)
+            return
+        setpts, execute = self.c_api
+        self.points = x
+        if setpts(handle, x.size, x.ctypes.data, None, None, 0, None, None, None):
+            raise RuntimeError("finufft_setpts failed")
+        if execute(handle, strength.ctypes.data, out.ctypes.data):
+            raise RuntimeError("finufft_execute failed")
+
+
+def _c_api() -> tuple[Any, Any] | None:
+    """``finufft_setpts`` and ``finufft_execute`` of finufft's C library with plain pointer arguments, or None."""
+    global _C_API
+    if _C_API is None:
+        _C_API = ()
+        try:
+            import finufft
+            from finufft import _finufft
+        except ImportError:
+            return None
+        if str(getattr(finufft, "__version__", "")).startswith("2.") and hasattr(_finufft, "lib"):
+            ptr, ll, lib = ctypes.c_void_p, ctypes.c_longlong, _finufft.lib
+            # prototypes of their own (finufft's function objects keep their checked argtypes)
+            setpts = ctypes.CFUNCTYPE(ctypes.c_int, ptr, ll, ptr, ptr, ptr, ll, ptr, ptr, ptr)(("finufft_setpts", lib))
+            execute = ctypes.CFUNCTYPE(ctypes.c_int, ptr, ptr, ptr)(("finufft_execute", lib))
+            _C_API = (setpts, execute)
+    return _C_API or None
+
+
+_C_API: tuple[Any, ...] | None = None
 
 
 def _inputs(

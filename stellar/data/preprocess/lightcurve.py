@@ -269,6 +269,44 @@ def normalise(flux: Any, flux_err: Any, mask: Any = None) -> tuple[np.ndarray, n
     return _out(x / scale, single), _out(e / scale, single), _out(m, single)
 
 
+class _Packing:
+    """The valid points of every row, in time order, packed row after row into 1-D arrays (``t``: the times).
+
+    Rows already in time order (the usual case) are packed by one boolean gather and unpacked by one boolean
+    assignment; otherwise through a stable argsort of the times."""
+
+    def __init__(self, t: np.ndarray, m: np.ndarray) -> None:
+        self.shape, self.valid = t.shape, ~m
+        self.n = self.valid.sum(axis=1)
+        self.row = np.repeat(np.arange(t.shape[0]), self.n)
+        self.t = t[self.valid]  # the packed times
+        in_order = np.diff(self.t) >= 0
+        in_order[self.row[1:] != self.row[:-1]] = True  # a step into the next row
+        self.order = None if in_order.all() else np.argsort(np.where(m, np.inf, t), axis=1, kind="stable")
+        self.front = np.arange(t.shape[1])[None, :] < self.n[:, None]  # the valid slots after sorting
+        if self.order is not None:
+            self.t = self.pack(t)
+
+    def pack(self, a: np.ndarray) -> np.ndarray:
+        if self.order is None:
+            return a[self.valid]
+        return np.take_along_axis(a, self.order, axis=1)[self.front]
+
+    def unpack(self, packed: np.ndarray, fill: float = np.nan) -> np.ndarray:
+        out = np.full(self.shape, fill, dtype=packed.dtype)
+        if self.order is None:
+            out[self.valid] = packed
+            return out
+        in_front = np.full(self.shape, fill, dtype=packed.dtype)
+        in_front[self.front] = packed
+        np.put_along_axis(out, self.order, in_front, axis=1)
+        return out
+
+    def rows(self, packed: np.ndarray) -> list[np.ndarray]:
+        """Each row's slice (a view) of a packed array."""
+        return np.split(packed, np.cumsum(self.n)[:-1])
+
+
 # ----------------------------------------------------------------------------------------------- detrending
 def detrend_biweight(
     time: Any,
@@ -344,14 +382,11 @@ def detrend_biweight(
     check_workers(workers)
     t, f, _, m0, single = _prepare(time, flux, mask)
     # pack every row's valid points in time order into one array; the kernels work on all rows at once
-    order = np.argsort(np.where(m0, np.inf, t), axis=1, kind="stable")
-    n_valid = (~m0).sum(axis=1)
-    packed = np.arange(f.shape[1])[None, :] < n_valid[:, None]
-    tv = np.take_along_axis(t, order, axis=1)[packed]
+    pack = _Packing(t, m0)
+    n_valid, row, tv = pack.n, pack.row, pack.t
     trend_packed = np.full(tv.size, np.nan)
     if tv.size:
-        fv = np.take_along_axis(f, order, axis=1)[packed]
-        row = np.repeat(np.arange(f.shape[0]), n_valid)
+        fv = pack.pack(f)
         key, seg, t_local = _bw.segment_keys(tv, row, win)
         knots = _bw.knot_index(seg, t_local, None if knot_spacing is None else knot_spacing * win)
         lo, hi = _bw.window_bounds(key, key[knots], win)
@@ -371,10 +406,7 @@ def detrend_biweight(
             check = np.flatnonzero(shared < min_points)
             own = np.subtract(*_bw.window_bounds(key, key[check], win)[::-1])
             trend_packed[check[own < min_points]] = np.nan
-    sorted_trend = np.full(f.shape, np.nan)
-    sorted_trend[packed] = trend_packed
-    trend = np.empty(f.shape)
-    np.put_along_axis(trend, order, sorted_trend, axis=1)
+    trend = pack.unpack(trend_packed)
     m = m0 | ~np.isfinite(trend) | (trend == 0)
     _log_new(m0, m, f"fewer than {min_points} points within the {win} d biweight window")
     with np.errstate(all="ignore"):
@@ -736,13 +768,14 @@ def features(
     t, x, e, m, single = _prepare(time, values, mask, err=err)
     if e is None:
         raise StellarValueError("err must be given")
-    t, x, e, m = _compact(t, x, e, m)
-    n = (~m).sum(axis=1).astype(float)
+    pack = _Packing(t, m)  # each row's valid points in time order (for eta and the periodograms)
+    n = pack.n.astype(float)
     ok = n >= 5
     nn = np.where(ok, n, np.nan)
     with np.errstate(all="ignore"):
-        # masked entries (NaN, at the end of each row after _compact) enter the sums as zeros: plain sums and
-        # products are several times faster than the nan-functions and than ** 3 and ** 4
+        # masked entries enter the sums as zeros: plain sums and products are several times faster than the
+        # nan-functions and than ** 3 and ** 4
+        x = np.where(m, np.nan, x)
         x0 = np.where(m, 0.0, x)
         mean = x0.sum(axis=1) / nn
         d = np.where(m, 0.0, x - mean[:, None])
@@ -756,9 +789,10 @@ def features(
         p5, p95 = (_quantile_sorted(xs, nv, q) for q in (0.05, 0.95))
         med = _median_sorted(xs, nv)
         mad_std = MAD_TO_SIGMA * _nanmedian_rows(np.abs(x - med[:, None]))
-        step = np.diff(x0, axis=1)
-        step[m[:, 1:]] = 0.0  # valid points are contiguous: no step spans a masked one
-        eta = (step * step).sum(axis=1) / (nn - 1) / var
+        tv, xv, ev = pack.t, pack.pack(x), pack.pack(e)
+        step = np.diff(xv)
+        same = pack.row[1:] == pack.row[:-1]  # successive points of one light curve, in time order
+        eta = np.bincount(pack.row[1:][same], step[same] ** 2, x.shape[0]) / (nn - 1) / var
         w = np.where(m, 0.0, 1.0 / e**2)
         wmean = (w * x0).sum(axis=1) / w.sum(axis=1)
         delta = np.where(m, 0.0, np.sqrt(nn / (nn - 1))[:, None] * (x0 - wmean[:, None]) / e)
@@ -766,15 +800,13 @@ def features(
         beyond = (np.abs(x - wmean[:, None]) > std[:, None]).sum(axis=1) / nn
     period = np.full(x.shape[0], np.nan)
     rows = np.flatnonzero(ok)
+    valid = list(zip(pack.rows(tv), pack.rows(xv), pack.rows(ev), strict=True))
     if period_method == "multiharmonic":
         for i in rows:
-            k = ~m[i]
-            period[i] = best_period(t[i, k], x[i, k], e[i, k], min_period=min_period, max_period=max_period,
+            period[i] = best_period(*valid[i], min_period=min_period, max_period=max_period,
                                     oversampling=oversampling)  # fmt: skip
     elif rows.size:
-        k = n.astype(np.int64)  # after _compact the valid points of a row come first: views, not copies
-        valid = [(t[i, : k[i]], x[i, : k[i]], e[i, : k[i]]) for i in rows]
-        period[rows] = _peak_periods(valid, min_period, max_period, oversampling, workers)
+        period[rows] = _peak_periods([valid[i] for i in rows], min_period, max_period, oversampling, workers)
     out = {
         "period": period,
         "amplitude": 0.5 * (p95 - p5),

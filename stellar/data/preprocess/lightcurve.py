@@ -792,7 +792,7 @@ def features(
         tv, xv, ev = pack.t, pack.pack(x), pack.pack(e)
         step = np.diff(xv)
         same = pack.row[1:] == pack.row[:-1]  # successive points of one light curve, in time order
-        eta = np.bincount(pack.row[1:][same], step[same] ** 2, x.shape[0]) / (nn - 1) / var
+        eta = np.bincount(pack.row[1:], np.where(same, step * step, 0.0), x.shape[0]) / (nn - 1) / var
         w = np.where(m, 0.0, 1.0 / e**2)
         wmean = (w * x0).sum(axis=1) / w.sum(axis=1)
         delta = np.where(m, 0.0, np.sqrt(nn / (nn - 1))[:, None] * (x0 - wmean[:, None]) / e)

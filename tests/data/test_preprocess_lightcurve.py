@@ -373,9 +373,36 @@ def test_periodogram_inputs_and_direct_finufft_calls_match_the_library_paths(mon
     args = (np.array([0.1, 0.2]), np.array([df, 2 * df]), np.array([8000, 3000]))
     direct = _nifty.power_rows(rows, *args)
     assert _nifty._c_api() is not None  # the fast path is the one tested above
-    monkeypatch.setattr(_nifty, "_C_API", ())  # finufft's public methods
+    monkeypatch.setattr(_nifty, "_C_API", {})  # finufft's public methods
     for a, b in zip(direct, _nifty.power_rows(rows, *args), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_single_precision_search_finds_the_double_precision_grid_maximum() -> None:
+    """Dense light curves are searched with single-precision transforms: the power stays within its stated
+    error bound, and every period equals the double-precision grid maximum, near-ties and flat spectra too."""
+    from stellar.data.preprocess import _nifty
+    from stellar.data.simulate.lightcurve import LightCurveSimulator
+
+    classes = ("rr_lyrae_ab", "rr_lyrae_c", "delta_scuti", "eclipsing_contact", "eclipsing_detached", "rotational",
+               "non_variable", "flare")  # fmt: skip
+    lcs = LightCurveSimulator(cadence="kepler", n_points=3000, bands=("kepler",), classes=classes).simulate(21, seed=3)
+    rows = [(lcs.time[i, ~lcs.mask[i]], lcs.flux[i, ~lcs.mask[i]], lcs.flux_err[i, ~lcs.mask[i]]) for i in range(21)]
+    fmin, df, nf = lc._grid_params(np.array([np.ptp(r[0]) for r in rows]), 0.05, 10.0, 5.0)
+    double = _nifty.power_rows(rows, fmin, df, nf)
+    single = _nifty.power_rows(rows, fmin, df, nf, single=True)
+    for p64, p32, n in zip(double, single, nf, strict=True):
+        assert np.max(np.abs(p32 - p64)) <= _nifty.single_error(n) * p64.max()
+    expected = 1 / (fmin + df * np.array([np.argmax(p) for p in double]))
+    np.testing.assert_array_equal(lc._peak_periods(rows, 0.05, 10.0, 5.0), expected)
+    # a near-tie in the single-precision power goes to direct sums; a flat one to double-precision transforms
+    row, p64 = rows[0], double[0]
+    top = int(np.argmax(p64))
+    other = int(np.argmax(np.where(np.abs(np.arange(p64.size) - top) > 50, p64, 0)))
+    tied = p64.copy()
+    tied[other] = tied[top] * (1 + 1e-4)  # higher in single precision, within its error
+    assert lc._best_of_single(row, tied, fmin[0], df[0]) == top
+    assert lc._best_of_single(row, np.ones_like(p64), fmin[0], df[0]) == top
 
 
 def test_peak_period_coarse_search_finds_the_grid_maximum_of_sparse_curves() -> None:

@@ -120,9 +120,7 @@ def _power_group(
     power = np.empty((1, n_modes))
     out = []
     for i, (t, y, dy) in enumerate(rows):
-        t1, yw_w, w2, norm = _inputs(t, y, dy, float(fmin[i]), float(df[i]), n_modes, psd)
-        if single:
-            t1, yw_w, w2 = t1.astype(np.float32), yw_w.astype(cplx), w2.astype(cplx)
+        t1, yw_w, w2, norm = _inputs(t, y, dy, float(fmin[i]), float(df[i]), n_modes, psd, single)
         pair.run(t1, yw_w, f1_fw)
         solo.run(2 * t1, w2, f2)
         if single:  # the power from float32 sums loses too much in its differences: compute it in double
@@ -208,7 +206,14 @@ def single_error(nf: np.ndarray | int) -> np.ndarray:
 
 
 def _inputs(
-    t: np.ndarray, y: np.ndarray, dy: np.ndarray | None, fmin: float, df: float, n_modes: int, psd: bool
+    t: np.ndarray,
+    y: np.ndarray,
+    dy: np.ndarray | None,
+    fmin: float,
+    df: float,
+    n_modes: int,
+    psd: bool,
+    single: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The transforms' inputs for one row, as ``cpu_helpers.process_finufft_inputs`` makes them (floating mean).
 
@@ -216,7 +221,9 @@ def _inputs(
     ``w (y - ȳ) e^{iφ}`` and ``w e^{iφ}`` for the pair of transforms and ``w e^{2iφ}`` for the other, where
     ``φ = (n_modes // 2 + fmin / df) x`` moves mode ``-n_modes // 2`` to ``fmin``; ``norm = Σ w (y - ȳ)²`` (``Σ
     dy⁻²`` for the PSD normalisation). The same formulas as nifty-ls's compiled helper, in a few vectorised
-    passes: its complex exponentials per point cost ~4× these on a 4,000-point light curve."""
+    passes: its complex exponentials per point cost ~4× these on a 4,000-point light curve. With ``single`` the
+    points and strengths are float32/complex64 for single-precision plans: φ is reduced to [-π, π] in double
+    and its cosine and sine taken in float32 (SIMD, ~4× faster; error ~1e-7)."""
     t = t - t.min()  # the power is shift-invariant; small phases
     x = (2 * np.pi * df) * t
     w = np.ones(t.size) if dy is None else 1.0 / np.square(np.asarray(dy, dtype=np.float64))
@@ -225,7 +232,11 @@ def _inputs(
     yc = y - np.dot(w, y)
     norm = np.array([wsum if psd else np.dot(w, yc * yc)])
     phase = (n_modes // 2 + fmin / df) * x
-    strength = np.empty((3, t.size), dtype=np.complex128)
+    if single:
+        turns = np.round(phase * (0.5 / np.pi))
+        phase = (phase - (2 * np.pi) * turns).astype(np.float32)
+        x, w, yc = x.astype(np.float32), w.astype(np.float32), yc.astype(np.float32)
+    strength = np.empty((3, t.size), dtype=np.complex64 if single else np.complex128)
     np.cos(phase, out=strength.real[1])
     np.sin(phase, out=strength.imag[1])  # e^{iφ}
     np.square(strength[1], out=strength[2])

@@ -14,9 +14,9 @@ period is scored against the injected one in the same run:
 - EROS-like: sparse ground sampling, one band, ~120 points over 7 seasons, RRab, RRc, Cepheids, semi-detached and
   contact binaries. Survey magnitudes carry no instrumental trend: no detrending on either side.
 
-Paths, each timed over the whole set (fast ones: best of ``--repeats`` calls), in ``--rounds`` interleaved rounds
-(median kept; each ratio is taken within a round, so a slow spell of the shared machine hits both sides), with
-BLAS on one thread (``--blas-threads``):
+Paths, each timed over the whole set (best of ``--repeats`` calls, fewer past ``--budget`` seconds, the same rule
+for ours and the anchors), in ``--rounds`` interleaved rounds (median kept; each ratio is taken within a round, so
+a slow spell of the shared machine hits both sides), with BLAS on one thread (``--blas-threads``):
 
 - ours: ``normalise`` → ``detrend_biweight`` (Kepler) → ``sigma_clip`` → ``features`` (nine features, period by
   nifty-ls Lomb–Scargle), batched over all light curves, on one thread and with ``workers=2`` (two threads for
@@ -61,10 +61,11 @@ SETS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-def _timed(fn: Callable[[], Any], repeats: int, warm: bool, budget_s: float = 60.0) -> tuple[float, float, Any]:
-    """Best wall and CPU (this process) times of up to ``repeats`` calls (after one warm-up call unless ``warm``),
-    and the result. The best of a few calls (timeit's convention) is the figure least moved by other work on
-    the machine."""
+def _timed(fn: Callable[[], Any], repeats: int, warm: bool, budget_s: float) -> tuple[float, float, Any]:
+    """Best wall and CPU (this process) times of up to ``repeats`` calls, fewer once they have taken ``budget_s``
+    (at least one; after one warm-up call unless ``warm``), and the result. Every path, ours and the anchors,
+    is timed the same way; the best of a few calls (timeit's convention) is the figure least moved by other work
+    on the machine."""
     out = None if warm else fn()
     times: list[float] = []
     cpu: list[float] = []
@@ -162,8 +163,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         entry: dict[str, Any] = {"n": n, "median_points": float(np.median((~data["mask"]).sum(axis=1)))}
         for r in range(args.rounds):  # rounds interleave the paths, so that a slow spell hits every path
             for key, fn in paths.items():
-                slow = key in ("lightkurve", "ls_astropy", "ours_multiharmonic")
-                secs, cpu, period = _timed(fn, 1 if slow else args.repeats, warm=r > 0)
+                secs, cpu, period = _timed(fn, args.repeats, warm=r > 0, budget_s=args.budget)
                 rel = np.abs(period / data["period"] - 1)
                 e = entry.setdefault(key, {"wall_ms": [], "cpu_ms": [], "recovered": float(np.mean(rel < 1e-3)),
                                            "recovered_1pct": float(np.mean(rel < 1e-2))})  # fmt: skip
@@ -220,7 +220,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-kepler", type=int, default=None, help="Kepler-like light curves (default 20)")
     parser.add_argument("--n-eros", type=int, default=None, help="EROS-like light curves (default 100)")
     parser.add_argument("--quick", action="store_true", help="10 Kepler-like and 50 EROS-like light curves")
-    parser.add_argument("--repeats", type=int, default=3, help="calls per fast path per round (best kept)")
+    parser.add_argument("--repeats", type=int, default=10, help="calls per path per round (best kept)")
+    parser.add_argument("--budget", type=float, default=5.0, help="seconds per path per round: fewer calls after")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over all paths (median kept)")
     parser.add_argument("--blas-threads", type=int, default=1,
                         help="BLAS threads for every path (default 1: lightkurve's and astropy's second BLAS thread "

@@ -391,8 +391,9 @@ def test_single_precision_search_finds_the_double_precision_grid_maximum() -> No
     fmin, df, nf = lc._grid_params(np.array([np.ptp(r[0]) for r in rows]), 0.05, 10.0, 5.0)
     double = _nifty.power_rows(rows, fmin, df, nf)
     single = _nifty.power_rows(rows, fmin, df, nf, single=True)
-    for p64, p32, n in zip(double, single, nf, strict=True):
-        assert np.max(np.abs(p32 - p64)) <= _nifty.single_error(n) * p64.max()
+    for (t, _, _), p64, p32, f0, step, n in zip(rows, double, single, fmin, df, nf, strict=True):
+        assert _nifty.single_is_safe(t, f0, f0 + step * (n - 1))
+        assert np.max(np.abs(p32 - p64)) <= _nifty.single_error(n)
     expected = 1 / (fmin + df * np.array([np.argmax(p) for p in double]))
     np.testing.assert_array_equal(lc._peak_periods(rows, 0.05, 10.0, 5.0), expected)
     # a near-tie in the single-precision power goes to direct sums; a flat one to double-precision transforms
@@ -400,9 +401,12 @@ def test_single_precision_search_finds_the_double_precision_grid_maximum() -> No
     top = int(np.argmax(p64))
     other = int(np.argmax(np.where(np.abs(np.arange(p64.size) - top) > 50, p64, 0)))
     tied = p64.copy()
-    tied[other] = tied[top] * (1 + 1e-4)  # higher in single precision, within its error
+    tied[other] = tied[top] + 1e-4  # higher in single precision, within its error
     assert lc._best_of_single(row, tied, fmin[0], df[0]) == top
     assert lc._best_of_single(row, np.ones_like(p64), fmin[0], df[0]) == top
+    # ill-conditioned grids (a 30-min cadence searched up to its sampling rate) stay in double precision
+    assert not _nifty.single_is_safe(row[0], 0.5, 48.0)
+    assert not _nifty.single_is_safe(row[0], 1 / np.ptp(row[0]), 10.0)
 
 
 def test_peak_period_coarse_search_finds_the_grid_maximum_of_sparse_curves() -> None:

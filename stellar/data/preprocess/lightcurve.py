@@ -698,9 +698,10 @@ def _peak_periods(
     one fine step (≤ 0.2 of the peak width at oversampling 5) from a coarse point, where it keeps > 75 % of its
     height, so this is the full grid's highest point unless more than ``_CANDIDATES`` coarse peaks compete.
 
-    A dense light curve is searched on its full grid with single-precision transforms (about twice as fast),
-    and the grid points within their error bound of the highest are settled in double precision
-    (:func:`_best_of_single`): the same grid maximum as the double-precision power."""
+    A dense light curve on a well-conditioned grid (``_nifty.single_is_safe``) is searched on its full grid with
+    single-precision transforms (about twice as fast), and the grid points within their error bound of the
+    highest are settled in double precision (:func:`_best_of_single`): the same grid maximum as the
+    double-precision power."""
     baseline = np.array([np.ptp(r[0]) for r in rows])
     fmin, df, nf = _grid_params(baseline, min_period, max_period, oversampling)
     if not _nifty.available():
@@ -710,12 +711,14 @@ def _peak_periods(
         )
     n_points = np.array([r[0].size for r in rows])
     stride = np.where(nf > _SPARSE * n_points, max(1, int(oversampling // 2)), 1)
-    dense = np.flatnonzero(stride == 1)
-    sparse = np.flatnonzero(stride > 1)
+    fmax = fmin + df * (nf - 1)
+    fast = np.array([s == 1 and _nifty.single_is_safe(r[0], f0, f1)
+                     for r, s, f0, f1 in zip(rows, stride, fmin, fmax, strict=True)], dtype=bool)  # fmt: skip
     # shared finufft plans: the same power as _ls_row, without its per-call set-up; the dense rows' search runs
-    # in single precision and every grid point that may be the highest is checked in double below
+    # in single precision where its error bound holds, and every grid point that may be the highest is checked
+    # in double below
     powers: list[np.ndarray] = [np.empty(0)] * len(rows)
-    for idx, single in ((dense, True), (sparse, False)):
+    for idx, single in ((np.flatnonzero(fast), True), (np.flatnonzero(~fast), False)):
         if idx.size:
             got = _nifty.power_rows([rows[int(i)] for i in idx], fmin[idx], df[idx] * stride[idx],
                                     (nf[idx] - 1) // stride[idx] + 1, "standard", workers, single)  # fmt: skip
@@ -723,8 +726,11 @@ def _peak_periods(
                 powers[i] = p
     best = np.empty(len(rows), dtype=np.int64)
     for i, p in enumerate(powers):
-        if stride[i] == 1:
+        if fast[i]:
             best[i] = _best_of_single(rows[i], p, fmin[i], df[i])
+            continue
+        if stride[i] == 1:
+            best[i] = np.nanargmax(p)
             continue
         near = np.arange(-stride[i], stride[i] + 1)
         cand = np.unique(np.clip(_nifty.top_peaks(p, _CANDIDATES, _WITHIN)[:, None] * stride[i] + near, 0, nf[i] - 1))
@@ -745,7 +751,7 @@ def _best_of_single(row: tuple[np.ndarray, np.ndarray, np.ndarray | None], p: np
     candidate; one candidate is the answer, a few are compared by direct sums in double precision. So the
     index is that of the double-precision power's maximum."""
     top = np.nanmax(p) if np.isfinite(p).any() else np.nan
-    cand = np.flatnonzero(p >= top * (1 - 2 * _nifty.single_error(p.size))) if np.isfinite(top) else np.empty(0)
+    cand = np.flatnonzero(p >= top - 2 * _nifty.single_error(p.size)) if np.isfinite(top) else np.empty(0)
     if cand.size == 1:
         return int(cand[0])
     if 1 < cand.size <= _SINGLE_CHECKS:

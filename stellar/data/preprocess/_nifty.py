@@ -13,7 +13,6 @@ a stated error bound (:func:`single_error`) within which the caller settles the 
 from __future__ import annotations
 
 import ctypes
-import functools
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -112,7 +111,7 @@ def _power_group(
     kind = _norm_kind(normalization)
     psd = normalization == "psd"
     n_modes = -(-int(nf.max()) // _MODE_STEP) * _MODE_STEP  # rounded up: batches of similar grids share plans
-    pair, solo = _plans(n_modes, threading.get_ident(), single)
+    pair, solo = plans = _PLANS.take(n_modes, single)
     cplx = np.complex64 if single else np.complex128
     # buffers reused by every row: fresh (page-faulted) ones cost ~10 % of a row's time
     f1_fw = np.empty((2, n_modes), dtype=cplx)
@@ -131,6 +130,7 @@ def _power_group(
             np.copyto(f2_64, f2)
         cpu_helpers.process_finufft_outputs(power, f1_fw64[:1], f1_fw64[1:], f2_64, norm, kind, True, 1)
         out.append(power[0, : int(nf[i])].copy())
+    _PLANS.give(n_modes, single, plans)  # not on an error: a plan that failed is not reused
     return out
 
 
@@ -167,13 +167,33 @@ class _Plan:
             raise RuntimeError("finufft_execute failed")
 
 
-@functools.lru_cache(maxsize=16)
-def _plans(n_modes: int, thread: int, single: bool = False) -> tuple[_Plan, _Plan]:
-    """The pair of plans for ``n_modes`` modes of one thread (a plan runs one transform at a time), kept for the
-    next call: making them (the spreading kernel's Fourier series, the FFT plan) costs ~1.5 ms at 8,600 modes,
-    as much as a light curve's transforms."""
-    del thread  # part of the cache key only
-    return _Plan(n_modes, 2, single), _Plan(n_modes, 1, single)
+class _PlanPool:
+    """Pairs of plans kept for the next call, per size and precision: making a pair (the spreading kernel's
+    Fourier series, the FFT plan) costs ~1.5 ms at 8,600 modes, as much as a light curve's transforms. A plan
+    runs one transform at a time, so each caller (thread) takes a pair out and puts it back; at most
+    ``max_sizes`` sizes are kept, the least recently used dropped first."""
+
+    def __init__(self, max_sizes: int = 16) -> None:
+        self.max_sizes = max_sizes
+        self.free: dict[tuple[int, bool], list[tuple[_Plan, _Plan]]] = {}
+        self.lock = threading.Lock()
+
+    def take(self, n_modes: int, single: bool) -> tuple[_Plan, _Plan]:
+        with self.lock:
+            pairs = self.free.pop((n_modes, single), [])  # re-inserted last on return: most recently used
+            pair = pairs.pop() if pairs else None
+            if pairs:
+                self.free[(n_modes, single)] = pairs
+        return pair or (_Plan(n_modes, 2, single), _Plan(n_modes, 1, single))
+
+    def give(self, n_modes: int, single: bool, pair: tuple[_Plan, _Plan]) -> None:
+        with self.lock:
+            self.free[(n_modes, single)] = [*self.free.pop((n_modes, single), []), pair]
+            while len(self.free) > self.max_sizes:
+                del self.free[next(iter(self.free))]
+
+
+_PLANS = _PlanPool()
 
 
 def _c_api(single: bool = False) -> tuple[Any, Any] | None:

@@ -19,9 +19,10 @@ each until it has made ``--repeats`` calls or spent ``--budget`` seconds, and it
 for ours and the anchors, over the same stretch of time); the median over rounds is reported, and each ratio is
 taken within a round. BLAS runs on one thread (``--blas-threads``):
 
-- ours: ``normalise`` → ``detrend_biweight`` (Kepler) → ``sigma_clip`` → ``features`` (nine features, period by
-  nifty-ls Lomb–Scargle), batched over all light curves, on one thread and with ``workers=2`` (two threads for
-  the biweight blocks and the periodograms); and with ``period_method='multiharmonic'``.
+- ours: ``detrend_biweight`` (Kepler; errors divided by the same trend) → ``sigma_clip`` → ``features`` (nine
+  features, period by nifty-ls Lomb–Scargle), batched over all light curves, on one thread and with
+  ``workers=2`` (two threads for the biweight blocks and the periodograms); and with
+  ``period_method='multiharmonic'``.
 - lightkurve: per light curve ``LightCurve`` → ``flatten(window_length=101)`` (Kepler) → ``to_periodogram(
   method='lombscargle', minimum_period, maximum_period, oversample_factor=5)`` → ``period_at_max_power``.
 - periodogram only, same input and grids (each light curve's ``frequency_grid``): our ``peak_period`` (nifty-ls,
@@ -104,9 +105,9 @@ def make_set(name: str, n: int, seed: int) -> dict[str, Any]:
 
 def ours(data: dict[str, Any], cfg: dict[str, Any], method: str, workers: int = 1) -> np.ndarray:
     t, x, e, m = data["time"], data["values"], data["err"], data["mask"]
-    if cfg["detrend"]:
-        x, e, m = pl.normalise(x, e, m)
-        x, _, m = pl.detrend_biweight(t, x, m, window=WINDOW_CADENCES * KEPLER_CADENCE_D, workers=workers)
+    if cfg["detrend"]:  # relative flux, and its errors by the same trend
+        x, trend, m = pl.detrend_biweight(t, x, m, window=WINDOW_CADENCES * KEPLER_CADENCE_D, workers=workers)
+        e = e / trend
     m = pl.sigma_clip(x, m, sigma=5.0)
     kw = {"min_period": cfg["min_period"], "max_period": cfg["max_period"], "oversampling": 5.0}
     feats = pl.features(t, x, e, m, period_method=method, workers=workers, **kw)  # type: ignore[arg-type]
@@ -154,9 +155,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         data = make_set(name, n, args.seed)
         flat = data
         if cfg["detrend"]:  # the periodograms alone run on the same detrended input
-            x, e, m = pl.normalise(data["values"], data["err"], data["mask"])
-            x, _, m = pl.detrend_biweight(data["time"], x, m, window=WINDOW_CADENCES * KEPLER_CADENCE_D)
-            flat = data | {"values": x, "err": e, "mask": m}
+            x, trend, m = pl.detrend_biweight(data["time"], data["values"], data["mask"],
+                                              window=WINDOW_CADENCES * KEPLER_CADENCE_D)  # fmt: skip
+            flat = data | {"values": x, "err": data["err"] / trend, "mask": m}
         paths: dict[str, Callable[[], np.ndarray]] = {
             "ours": partial(ours, data, cfg, "lomb_scargle"),
             "ours_2threads": partial(ours, data, cfg, "lomb_scargle", 2),
@@ -216,7 +217,8 @@ def report(result: dict[str, Any]) -> str:
         lines.append(f"{'':<12}({e['n']} light curves, median {e['median_points']:.0f} valid points)")
     rounds = len(next(iter(result["sets"].values()))["ours"]["wall_ms"])
     lines.append(f"times: median over {rounds} rounds of each round's best call (paths called in turn); "
-                 "ratio = anchor time / our time within a round (median, range over rounds); wall, and CPU = this process's CPU time; "
+                 "ratio = anchor time / our time within a round (median, range over rounds); "
+                 "wall, and CPU = this process's CPU time; "
                  f"BLAS threads: {result['blas_threads']}; recovered: |P - P_true| / P_true < 1e-3")  # fmt: skip
     return "\n".join(lines)
 

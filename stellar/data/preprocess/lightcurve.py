@@ -11,10 +11,11 @@ Typical chain for a Kepler/TESS light curve::
 
     time, flux, err, quality = from_lightkurve(lc)
     mask = quality_mask(quality, mission="kepler") | ~np.isfinite(flux)
-    flux, err, mask = normalise(flux, err, mask)
-    flat, trend, mask = detrend_biweight(time, flux, mask, window=0.75)
+    flat, trend, mask = detrend_biweight(time, flux, mask, window=0.75)  # relative flux
     mask = sigma_clip(flat, mask, sigma=5.0)
-    feats = features(time, flat, err, mask)
+    feats = features(time, flat, err / trend, mask)  # errors relative to the same trend
+
+(``normalise`` gives relative flux without detrending.)
 """
 
 from __future__ import annotations

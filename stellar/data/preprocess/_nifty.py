@@ -287,10 +287,12 @@ def exact_power(t: np.ndarray, y: np.ndarray, dy: np.ndarray | None, freq: np.nd
     yc = y - np.dot(w, y)
     yy = np.dot(w, yc * yc)
     omega_t = 2 * np.pi * np.outer(freq, t)  # (F, N)
-    s2, c2 = np.sin(2 * omega_t) @ w, np.cos(2 * omega_t) @ w
-    s1, c1 = np.sin(omega_t) @ w, np.cos(omega_t) @ w
+    cos_wt, sin_wt = np.cos(omega_t), np.sin(omega_t)  # the only trigonometric passes: the rest by identities
+    s2, c2 = (2 * sin_wt * cos_wt) @ w, (cos_wt * cos_wt - sin_wt * sin_wt) @ w
+    s1, c1 = sin_wt @ w, cos_wt @ w
     tau = 0.5 * np.arctan2(s2 - 2 * s1 * c1, c2 - (c1 * c1 - s1 * s1))  # ω τ
-    cos, sin = np.cos(omega_t - tau[:, None]), np.sin(omega_t - tau[:, None])
+    ct, st = np.cos(tau)[:, None], np.sin(tau)[:, None]
+    cos, sin = cos_wt * ct + sin_wt * st, sin_wt * ct - cos_wt * st  # cos(ωt - ωτ), sin(ωt - ωτ)
     c, s = cos @ w, sin @ w
     yc_cos, ys_sin = cos @ (w * yc), sin @ (w * yc)
     cc = (cos * cos) @ w - c * c

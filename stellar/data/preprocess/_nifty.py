@@ -271,9 +271,11 @@ def _inputs(
 
 
 def single_is_safe(t: np.ndarray, fmin: float, fmax: float) -> bool:
-    """Whether :data:`SINGLE_ERROR` holds for times ``t`` (sorted, d) on a grid from ``fmin`` to ``fmax`` (1/d): at
-    least 2 cycles over the baseline at ``fmin``, and ``fmax`` at most 0.45 of the median sampling rate."""
-    return bool(t.size > 1 and fmin * np.ptp(t) >= 2.0 and fmax * np.median(np.diff(t)) <= 0.45)
+    """Whether :data:`SINGLE_ERROR` holds for times ``t`` (d) on a grid from ``fmin`` to ``fmax`` (1/d): at least
+    2 cycles over the baseline at ``fmin``, and ``fmax`` at most 0.45 of the mean sampling rate (baseline / (N - 1)
+    is at least a regular cadence's step, whatever the gaps, so this keeps clear of its sampling rate)."""
+    span = float(np.ptp(t)) if t.size > 1 else 0.0
+    return bool(span > 0 and fmin * span >= 2.0 and fmax * span / (t.size - 1) <= 0.45)
 
 
 def exact_power(t: np.ndarray, y: np.ndarray, dy: np.ndarray | None, freq: np.ndarray) -> np.ndarray:

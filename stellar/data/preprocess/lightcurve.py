@@ -751,7 +751,7 @@ def _best_of_single(row: tuple[np.ndarray, np.ndarray, np.ndarray | None], p: np
     Every grid point whose power may be the highest, within twice the error bound of the highest, is a
     candidate; one candidate is the answer, a few are compared by direct sums in double precision. So the
     index is that of the double-precision power's maximum."""
-    top = np.nanmax(p) if np.isfinite(p).any() else np.nan
+    top = p.max()  # NaN if any power is NaN: then the double-precision power decides
     cand = np.flatnonzero(p >= top - 2 * _nifty.single_error(p.size)) if np.isfinite(top) else np.empty(0)
     if cand.size == 1:
         return int(cand[0])

@@ -229,6 +229,19 @@ def single_error(nf: np.ndarray | int) -> np.ndarray:
     return SINGLE_ERROR * (_GROUP_RATIO * np.asarray(nf, dtype=float) + _MODE_STEP) * 2.0**-24
 
 
+def _weighted(
+    t: np.ndarray, y: np.ndarray, dy: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, float]:
+    """What every floating-mean periodogram of a row starts from: times since the first (the power is
+    shift-invariant, and the phases stay small), weights ``w = dy⁻² / Σ dy⁻²`` (equal without ``dy``), ``Σ dy⁻²``,
+    the values less their weighted mean, and their weighted variance ``Σ w (y - ȳ)²``."""
+    w = np.ones(t.size) if dy is None else 1.0 / np.square(np.asarray(dy, dtype=np.float64))
+    wsum = float(w.sum())
+    w /= wsum
+    yc = y - np.dot(w, y)
+    return t - t.min(), w, wsum, yc, float(np.dot(w, yc * yc))
+
+
 def _inputs(
     t: np.ndarray,
     y: np.ndarray,
@@ -248,13 +261,9 @@ def _inputs(
     passes: its complex exponentials per point cost ~4× these on a 4,000-point light curve. With ``single`` the
     points and strengths are float32/complex64 for single-precision plans: φ is reduced to [-π, π] in double
     and its cosine and sine taken in float32 (SIMD, ~4× faster; error ~1e-7)."""
-    t = t - t.min()  # the power is shift-invariant; small phases
+    t, w, wsum, yc, yy = _weighted(t, y, dy)
     x = (2 * np.pi * df) * t
-    w = np.ones(t.size) if dy is None else 1.0 / np.square(np.asarray(dy, dtype=np.float64))
-    wsum = w.sum()
-    w /= wsum
-    yc = y - np.dot(w, y)
-    norm = np.array([wsum if psd else np.dot(w, yc * yc)])
+    norm = np.array([wsum if psd else yy])
     phase = (n_modes // 2 + fmin / df) * x
     if single:
         turns = np.round(phase * (0.5 / np.pi))
@@ -283,11 +292,7 @@ def exact_power(t: np.ndarray, y: np.ndarray, dy: np.ndarray | None, freq: np.nd
 
     The generalised periodogram of Zechmeister & Kürster (2009), astropy's ``method='cython'``; O(N × F), for
     checking a handful of candidate frequencies exactly."""
-    w = np.ones(t.size) if dy is None else 1.0 / np.asarray(dy, dtype=float) ** 2
-    w = w / w.sum()
-    t = t - t.min()
-    yc = y - np.dot(w, y)
-    yy = np.dot(w, yc * yc)
+    t, w, _, yc, yy = _weighted(t, y, dy)
     omega_t = 2 * np.pi * np.outer(freq, t)  # (F, N)
     cos_wt, sin_wt = np.cos(omega_t), np.sin(omega_t)  # the only trigonometric passes: the rest by identities
     s2, c2 = (2 * sin_wt * cos_wt) @ w, (cos_wt * cos_wt - sin_wt * sin_wt) @ w

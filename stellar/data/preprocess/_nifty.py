@@ -73,10 +73,10 @@ def power_rows(
 
     Rows need at least one point; times in days need not be sorted. Returns one float64 array per row. With
     ``single`` the transforms run in single precision (inputs and outputs are computed in double), about twice
-    as fast, and each power is then off by up to ``SINGLE_ERROR × n_modes × 2⁻²⁴`` of the row's highest power
-    (:func:`single_error`): enough to find the candidates for the highest peak, which the caller then checks
-    in double precision. With ``workers`` > 1 each thread runs its share of every group on its own plans
-    (finufft releases the GIL)."""
+    as fast, and on a well-conditioned grid (:func:`single_is_safe`) each power is then off by up to
+    ``SINGLE_ERROR × n_modes × 2⁻²⁴`` (:func:`single_error`, in standard-normalised power): enough to find the
+    candidates for the highest peak, which the caller then checks in double precision. With ``workers`` > 1 each
+    thread runs its share of every group on its own plans (finufft releases the GIL)."""
     out: list[np.ndarray] = [np.empty(0)] * len(rows)
     order = np.argsort(nf, kind="stable")
     groups: list[np.ndarray] = []

@@ -298,9 +298,13 @@ class _Packing:
         if self.order is None:
             out[self.valid] = packed
             return out
-        in_front = np.full(self.shape, fill, dtype=packed.dtype)
-        in_front[self.front] = packed
-        np.put_along_axis(out, self.order, in_front, axis=1)
+        np.put_along_axis(out, self.order, self.front_rows(packed, fill), axis=1)
+        return out
+
+    def front_rows(self, packed: np.ndarray, fill: float = np.nan) -> np.ndarray:
+        """A packed array back in ``(N, T)``, each row's valid points first in time order, ``fill`` after."""
+        out = np.full(self.shape, fill, dtype=packed.dtype)
+        out[self.front] = packed
         return out
 
     def rows(self, packed: np.ndarray) -> list[np.ndarray]:
@@ -617,17 +621,6 @@ def phase_fold(time: Any, period: Any, t0: Any = 0.0) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------- features
-def _compact(t: np.ndarray, x: np.ndarray, e: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Sort each row by time with masked points last; masked entries become NaN."""
-    order = np.argsort(np.where(m, np.inf, t), axis=1, kind="stable")
-
-    def take(a: np.ndarray) -> np.ndarray:
-        return np.take_along_axis(a, order, axis=1)
-
-    mm = take(m)
-    return np.where(mm, np.nan, take(t)), np.where(mm, np.nan, take(x)), np.where(mm, np.nan, take(e)), mm
-
-
 #: Grid size per point above which :func:`peak_period` searches a coarse grid first (see ``_peak_periods``).
 _SPARSE = 10
 #: Coarse peaks whose neighbourhoods :func:`peak_period` evaluates on the full grid: every one within
@@ -887,8 +880,10 @@ def to_fixed_length(time: Any, flux: Any, mask: Any, n: int, flux_err: Any = Non
     if not (isinstance(n, int | np.integer) and n > 0):
         raise StellarValueError(f"n must be a positive int; got {n!r}")
     t, x, e, m, single = _prepare(time, flux, mask, err=flux_err)
-    t, x, ee, m = _compact(t, x, np.zeros_like(x) if e is None else e, m)
-    n_trunc = int(np.count_nonzero((~m).sum(axis=1) > n))
+    pack = _Packing(t, m)
+    t, x, ee = (pack.front_rows(pack.pack(a)) for a in (t, x, np.zeros_like(x) if e is None else e))
+    m = ~pack.front
+    n_trunc = int(np.count_nonzero(pack.n > n))
     if n_trunc:
         log.info("to_fixed_length: truncated %d of %d light curves to %d points", n_trunc, m.shape[0], n)
     pad = max(0, n - m.shape[1])

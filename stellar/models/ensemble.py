@@ -21,7 +21,7 @@ import numpy as np
 
 from stellar.errors import StellarConfigError
 from stellar.evaluation.metrics import softmax
-from stellar.models.estimators import log_probs, read_meta, write_meta
+from stellar.models.estimators import classifier_hparams, log_probs, read_meta, write_meta
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +89,7 @@ class EnsembleClassifier:
     @property
     def hparams(self) -> dict[str, Any]:
         """The plain-data description of the model (saved in ``estimator.json``)."""
-        return {
-            "name": self.name,
-            "class_names": list(self.class_names),
-            "targets": [],
-            "target_stats": {},
-            "inputs": list(self.inputs),
-            "members": list(self.models),
-        }
+        return classifier_hparams(self.name, self.class_names, self.inputs, members=list(self.models))
 
     def fit(self, train: Mapping[str, np.ndarray], val: Mapping[str, np.ndarray] | None = None) -> dict[str, float]:
         """Fit every member in turn; returns each member's metrics under ``<part>/<member>.<metric>`` and the

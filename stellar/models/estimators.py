@@ -314,6 +314,12 @@ def log_probs(p: np.ndarray) -> np.ndarray:
     return np.log(np.clip(p, _LOGIT_FLOOR, 1.0)).astype(np.float32)
 
 
+def classifier_hparams(name: str, class_names: Sequence[str], inputs: Sequence[str], **extra: Any) -> dict[str, Any]:
+    """``hparams`` of a classifier estimator: the keys the pipeline reads (no regression targets), then ``extra``."""
+    return {"name": name, "class_names": list(class_names), "targets": [], "target_stats": {},
+            "inputs": list(inputs), **extra}  # fmt: skip
+
+
 def write_meta(directory: Path, prefix: str, meta: Mapping[str, Any]) -> Path:
     """Write an estimator's metadata as ``<directory>/<prefix>estimator.json``; returns its path."""
     path = directory / f"{prefix}{META_FILE}"

@@ -26,7 +26,7 @@ from torch import nn
 from stellar.errors import StellarConfigError, StellarDataError
 from stellar.models.components.heads import ClassificationHead
 from stellar.models.components.mlp import FeatureMLP
-from stellar.models.estimators import feature_matrix, read_meta, write_meta
+from stellar.models.estimators import classifier_hparams, feature_matrix, read_meta, write_meta
 
 log = logging.getLogger(__name__)
 
@@ -100,18 +100,9 @@ class MLPClassifier:
     @property
     def hparams(self) -> dict[str, Any]:
         """The plain-data description of the model (saved in ``estimator.json``)."""
-        return {
-            "name": self.name,
-            "class_names": list(self.class_names),
-            "targets": [],
-            "target_stats": {},
-            "inputs": list(self.inputs),
-            "n_features": self.n_features,
-            "hidden": list(self.hidden),
-            "out_dim": self.out_dim,
-            "head_hidden": self.head_hidden,
-            "best_epoch": self.best_epoch,
-        }
+        return classifier_hparams(self.name, self.class_names, self.inputs, n_features=self.n_features,
+                                  hidden=list(self.hidden), out_dim=self.out_dim, head_hidden=self.head_hidden,
+                                  best_epoch=self.best_epoch)  # fmt: skip
 
     def _build(self, n_features: int) -> nn.Module:
         net = nn.Sequential(

@@ -105,17 +105,15 @@ def biweight_location(
         act = np.flatnonzero(mad > 0)
         inv[act] = 1.0 / (c * mad[act])
         tol = (ftol * np.abs(level + med)).astype(np.float32)
-        first = True  # the shift starts at 0: the first pass reads the deviations as they are
         with np.errstate(over="ignore"):  # (PAD / scale)² overflows to inf: weight 0, as intended
-            for _ in range(n_iter):
+            for it in range(n_iter):
                 if act.size == 0:
                     break
                 every = act.size == n.size  # skip the gathers while no window has converged
                 sa = shift if every else shift[act]
                 d = dev if every else dev[act]
-                if not first:
+                if it:  # the shift starts at 0: the first pass reads the deviations as they are
                     d = d - sa[:, None]
-                first = False
                 wt = d * (inv if every else inv[act])[:, None]
                 np.square(wt, out=wt)
                 np.subtract(np.float32(1.0), wt, out=wt)

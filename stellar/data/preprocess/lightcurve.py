@@ -495,6 +495,14 @@ def _ls_row(t: np.ndarray, y: np.ndarray, e: np.ndarray | None, f: np.ndarray, n
     return np.asarray(LombScargle(t, y, e, normalization=normalization).power(f, method=method), dtype=float)
 
 
+def _valid_rows(
+    t: np.ndarray, y: np.ndarray, e: np.ndarray | None, m: np.ndarray
+) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]]:
+    """The rows with at least 3 valid points, and their valid ``(t, y, dy)`` (``dy`` None without errors)."""
+    use = np.flatnonzero((~m).sum(axis=1) >= 3)
+    return use, [(t[i, ~m[i]], y[i, ~m[i]], None if e is None else e[i, ~m[i]]) for i in use]
+
+
 def lomb_scargle(
     time: Any, flux: Any, flux_err: Any = None, frequency: Any = None, mask: Any = None, normalization: str = "standard"
 ) -> np.ndarray:
@@ -526,8 +534,7 @@ def lomb_scargle(
     f = _as_freq(frequency)
     t, y, e, m, single = _prepare(time, flux, mask, err=flux_err)
     power = np.full((y.shape[0], f.size), np.nan)
-    use = np.flatnonzero((~m).sum(axis=1) >= 3)
-    rows = [(t[i, ~m[i]], y[i, ~m[i]], None if e is None else e[i, ~m[i]]) for i in use]
+    use, rows = _valid_rows(t, y, e, m)
     if rows and _uniform(f) and _nifty.available():  # one pair of finufft plans for all rows
         same = np.ones(len(rows))
         df = (f[-1] - f[0]) / (f.size - 1)
@@ -669,9 +676,8 @@ def peak_period(
     check_workers(workers)
     t, x, e, m, single = _prepare(time, values, mask, err=err)
     period = np.full(x.shape[0], np.nan)
-    use = np.flatnonzero((~m).sum(axis=1) >= 3)
+    use, rows = _valid_rows(t, x, e, m)
     if use.size:
-        rows = [(t[i, ~m[i]], x[i, ~m[i]], None if e is None else e[i, ~m[i]]) for i in use]
         period[use] = _peak_periods(rows, min_period, max_period, oversampling, workers)
     return _out(period, single)
 

@@ -15,3 +15,7 @@ class StellarDataError(StellarError):
 
 class StellarConfigError(StellarError):
     """A configuration combination is invalid."""
+
+
+class CorruptPayloadError(StellarDataError):
+    """A downloaded (or cached) body that fails validation: a bad FITS, a short read, an unparsable table."""

@@ -18,7 +18,8 @@ from typing import Any, ClassVar, Literal, TypeVar, overload
 
 import numpy as np
 from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax, softmax
+from scipy.special import log_softmax
+from scipy.special import softmax as _scipy_softmax
 from sklearn.isotonic import IsotonicRegression
 
 from stellar.errors import StellarConfigError, StellarValueError
@@ -343,7 +344,7 @@ class NoCalibration(BaseProbCalibrator):
 
     def _transform(self, scores: np.ndarray) -> np.ndarray:
         if self.input_kind == "logits":
-            return softmax(scores, axis=1)
+            return _scipy_softmax(scores, axis=1)
         return scores / scores.sum(axis=1, keepdims=True)
 
     def _state(self) -> dict[str, Any]:
@@ -413,7 +414,7 @@ class TemperatureScaler(BaseProbCalibrator):
         log.info("temperature scaling: T = %.4f (NLL %.4f → %.4f on %d rows)", np.exp(log_t), nll(0.0), res.fun, len(y))
 
     def _transform(self, scores: np.ndarray) -> np.ndarray:
-        return softmax(scores / self.temperature, axis=1)
+        return _scipy_softmax(scores / self.temperature, axis=1)
 
     def _state(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "log_t_bounds": list(self.log_t_bounds)}
@@ -520,3 +521,17 @@ class IsotonicCalibrator(BaseProbCalibrator):
             raise StellarValueError(f"payload['thresholds'] must hold {expected} maps, found {len(maps)}")
         obj.thresholds_ = maps
         return obj
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, stable for large logits."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def calibrated_probs(calibrator: BaseProbCalibrator | None, logits: np.ndarray) -> np.ndarray:
+    """Probabilities after the calibrator (plain softmax without one); it is fed logits or probabilities as it asks."""
+    if calibrator is None:
+        return softmax(logits)
+    return calibrator.transform(logits if calibrator.input_kind == "logits" else softmax(logits))

@@ -15,13 +15,6 @@ from sklearn import metrics as skm
 from stellar.evaluation.calibration import brier_score, expected_calibration_error
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, stable for large logits."""
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def classification_report(
     probs_before: np.ndarray,
     probs_after: np.ndarray,

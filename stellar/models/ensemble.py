@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from stellar.errors import StellarConfigError
-from stellar.evaluation.metrics import softmax
+from stellar.evaluation.calibration import softmax
 from stellar.models.estimators import classifier_hparams, log_probs, read_meta, write_meta
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ import torch
 
 from stellar.data.datamodules import StellarDataModule
 from stellar.errors import StellarConfigError
-from stellar.evaluation.calibration import BaseProbCalibrator
-from stellar.evaluation.metrics import classification_report, regression_report, softmax
+from stellar.evaluation.calibration import BaseProbCalibrator, calibrated_probs, softmax
+from stellar.evaluation.metrics import classification_report, regression_report
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +64,6 @@ def load_weights(model: L.LightningModule | Any, path: Path) -> None:
 def labels_of(outputs: Mapping[str, np.ndarray], dm: StellarDataModule) -> np.ndarray:
     """Class index (-1 where unknown) of the rows of ``outputs``."""
     return dm.meta["label"].to_numpy()[outputs["index"]]
-
-
-def calibrated_probs(calibrator: BaseProbCalibrator | None, logits: np.ndarray) -> np.ndarray:
-    """Probabilities after the calibrator (plain softmax without one); it is fed logits or probabilities as it asks."""
-    if calibrator is None:
-        return softmax(logits)
-    return calibrator.transform(logits if calibrator.input_kind == "logits" else softmax(logits))
 
 
 def fit_calibrator(

@@ -22,11 +22,10 @@ from torch.utils.tensorboard import SummaryWriter
 
 from stellar.data.datamodules import StellarDataModule
 from stellar.errors import StellarConfigError, StellarDataError
-from stellar.evaluation.metrics import softmax
+from stellar.evaluation.calibration import calibrated_probs, softmax
 from stellar.evaluation.report import confusion_figure, regression_figure, reliability_figure, write_report
 from stellar.models.estimators import META_FILE as ESTIMATOR_META
 from stellar.pipelines.common import (
-    calibrated_probs,
     checkpoint_hparams,
     flat_scalars,
     labels_of,

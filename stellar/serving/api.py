@@ -100,7 +100,7 @@ class StellarAPI(ls.LitAPI):
         """
         import torch
 
-        from stellar.pipelines.common import calibrated_probs  # imported here, not on the first request
+        from stellar.evaluation.calibration import calibrated_probs  # imported here, not on the first request
 
         self._calibrated_probs = calibrated_probs
         if self.num_threads:

@@ -25,7 +25,8 @@ from typing import Any
 import requests
 
 from stellar.data.ingest.cache import RawCache
-from stellar.errors import StellarDataError, StellarValueError
+from stellar.data.ingest.validate import validate_body
+from stellar.errors import CorruptPayloadError, StellarDataError, StellarValueError
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,6 @@ class FetchError(StellarDataError):
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
-
-
-class CorruptPayloadError(StellarDataError):
-    """A downloaded (or cached) body that fails validation: a bad FITS, a short read, an unparsable table."""
 
 
 @dataclass(frozen=True)
@@ -169,8 +166,6 @@ class Fetcher:
         sleep: Callable[[float], None] = time.sleep,
         user_agent: str = "stellar-ingest/0.1",
     ):
-        from stellar.data.ingest.validate import validate_body
-
         self.cache = cache
         self.policy = policy
         self.validate = validate or validate_body

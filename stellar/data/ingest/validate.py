@@ -6,7 +6,7 @@ import io
 import json
 import warnings
 
-from stellar.data.ingest.policy import CorruptPayloadError
+from stellar.errors import CorruptPayloadError
 
 _FITS_BLOCK = 2880
 

@@ -16,10 +16,12 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import litserve as ls
+from fastapi.exceptions import RequestValidationError
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from stellar.errors import StellarConfigError
+from stellar.serving.validation import validation_error_response
 
 log = logging.getLogger(__name__)
 
@@ -115,14 +117,15 @@ def build_apis(cfg: DictConfig) -> list[ls.LitAPI]:
 
 
 def build_server(cfg: DictConfig) -> ls.LitServer:
-    """A LitServer with every configured endpoint, the payload limit and the optional API key."""
+    """A LitServer with every configured endpoint, the payload limit, the optional API key, and 422 answers that
+    are strict JSON (no ``NaN``/``Infinity`` echoed from the body)."""
     middlewares: list[Any] = [(BodyLimitMiddleware, {"max_bytes": int(float(cfg.max_body_mb) * 2**20)})]
     key_env = cfg.get("api_key_env")
     key = os.environ.get(str(key_env)) if key_env else None
     if key:
         middlewares.append((APIKeyMiddleware, {"key": key}))
         log.info("API key required on /predict (from $%s)", key_env)
-    return ls.LitServer(
+    server = ls.LitServer(
         build_apis(cfg),
         accelerator=str(cfg.get("accelerator", "cpu")),
         devices=cfg.get("devices", 1),
@@ -131,6 +134,8 @@ def build_server(cfg: DictConfig) -> ls.LitServer:
         middlewares=middlewares,
         fast_queue=bool(cfg.get("fast_queue", False)),
     )
+    server.app.add_exception_handler(RequestValidationError, validation_error_response)  # 422s as strict JSON
+    return server
 
 
 def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:

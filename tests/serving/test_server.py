@@ -18,6 +18,22 @@ from tests.serving.helpers import wait_ready
 
 SPECTRAL = "/predict/spectral"
 LIGHTCURVE = "/predict/lightcurve"
+SED = "/predict/sed"
+
+
+def _raw(body: bytes) -> dict[str, Any]:
+    """Request kwargs of a JSON body written by hand (NaN/Infinity literals, as Python's and JavaScript's JSON
+    writers emit them); without the content type the server would not parse it as JSON at all."""
+    return {"content": body, "headers": {"Content-Type": "application/json"}}
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def strict_json(text: str) -> Any:
+    """``text`` parsed as strict JSON: the NaN/Infinity/-Infinity tokens raise."""
+    return json.loads(text, parse_constant=_refuse_constant)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +83,7 @@ def _ok_spectrum(n: int = 5) -> list[list[float]]:
 
 # (id, endpoint, request kwargs, expected status or None for "some 4xx")
 CORPUS: list[tuple[str, str, dict[str, Any], int | None]] = [
-    ("malformed_json", SPECTRAL, {"content": b'{"spectra": [[1, 2, 3]'}, 422),
+    ("malformed_json", SPECTRAL, _raw(b'{"spectra": [[1, 2, 3]'), 422),
     ("empty_body", SPECTRAL, {"content": b""}, 422),
     ("json_array", SPECTRAL, {"json": [1, 2, 3]}, 422),
     ("json_string", SPECTRAL, {"json": "hello"}, 422),
@@ -84,11 +100,11 @@ CORPUS: list[tuple[str, str, dict[str, Any], int | None]] = [
     ("objects_in_row", SPECTRAL, {"json": {"spectra": [[{"a": 1}, 2]]}}, 422),
     ("too_deep", SPECTRAL, {"json": {"spectra": [[[1, 2]]]}}, 422),
     ("ragged", SPECTRAL, {"json": {"spectra": [[1, 2, 3], [1, 2]]}}, 422),
-    ("nan_only", SPECTRAL, {"content": b'{"spectra": [[NaN, NaN, NaN]]}'}, 422),
-    ("inf_only", SPECTRAL, {"content": b'{"spectra": [[Infinity, -Infinity, Infinity]]}'}, 422),
-    ("overflow_only", SPECTRAL, {"content": b'{"spectra": [[1e999, 1e999]]}'}, 422),
-    ("huge_integer", SPECTRAL, {"content": b'{"spectra": [[1' + b"0" * 400 + b", 2]]}"}, 422),
-    ("one_finite", SPECTRAL, {"content": b'{"spectra": [[1.0, NaN, NaN]]}'}, 422),
+    ("nan_only", SPECTRAL, _raw(b'{"spectra": [[NaN, NaN, NaN]]}'), 422),
+    ("inf_only", SPECTRAL, _raw(b'{"spectra": [[Infinity, -Infinity, Infinity]]}'), 422),
+    ("overflow_only", SPECTRAL, _raw(b'{"spectra": [[1e999, 1e999]]}'), 422),
+    ("huge_integer", SPECTRAL, _raw(b'{"spectra": [[1' + b"0" * 400 + b", 2]]}"), 422),
+    ("one_finite", SPECTRAL, _raw(b'{"spectra": [[1.0, NaN, NaN]]}'), 422),
     ("unknown_model", SPECTRAL, {"json": {"spectra": _ok_spectrum(), "model": "nope"}}, 404),
     ("model_path_traversal", SPECTRAL, {"json": {"spectra": _ok_spectrum(), "model": "../../etc/passwd"}}, 422),
     ("model_not_string", SPECTRAL, {"json": {"spectra": _ok_spectrum(), "model": 3}}, 422),
@@ -96,7 +112,7 @@ CORPUS: list[tuple[str, str, dict[str, Any], int | None]] = [
     ("wave_length_mismatch", SPECTRAL, {"json": {"spectra": _ok_spectrum(), "wavelengths": [4000, 5000]}}, 422),
     ("wave_decreasing", SPECTRAL, {"json": {"spectra": [[1, 2, 3]], "wavelengths": [5000, 4000, 3000]}}, 422),
     ("wave_negative", SPECTRAL, {"json": {"spectra": [[1, 2, 3]], "wavelengths": [-1, 4000, 5000]}}, 422),
-    ("wave_nan", SPECTRAL, {"content": b'{"spectra": [[1, 2, 3]], "wavelengths": [4000, NaN, 5000]}'}, 422),
+    ("wave_nan", SPECTRAL, _raw(b'{"spectra": [[1, 2, 3]], "wavelengths": [4000, NaN, 5000]}'), 422),
     ("wave_off_grid", SPECTRAL, {"json": {"spectra": [[1, 2, 3]], "wavelengths": [10, 20, 30]}}, 422),
     ("wave_rows_mismatch", SPECTRAL, {"json": {"spectra": [[1, 2, 3]], "wavelengths": [[4000, 4500, 5000]] * 2}}, 422),
     ("errors_shape", SPECTRAL, {"json": {"spectra": [[1, 2, 3]], "errors": [[0.1, 0.1]]}}, 422),
@@ -116,7 +132,7 @@ CORPUS: list[tuple[str, str, dict[str, Any], int | None]] = [
     ("lc_times_unsorted", LIGHTCURVE, {"json": {"lightcurves": [[1, 2, 3]], "times": [0, 2, 1]}}, 422),
     ("lc_bands_shape", LIGHTCURVE, {"json": {"lightcurves": [[1, 2, 3]], "bands": [["g", "r"]]}}, 422),
     ("lc_unit_unknown", LIGHTCURVE, {"json": {"lightcurves": [[1, 2, 3]], "unit": "jansky"}}, 422),
-    ("lc_nan_only", LIGHTCURVE, {"content": b'{"lightcurves": [[NaN, NaN, NaN, NaN]]}'}, 422),
+    ("lc_nan_only", LIGHTCURVE, _raw(b'{"lightcurves": [[NaN, NaN, NaN, NaN]]}'), 422),
     ("lc_model_not_registered", LIGHTCURVE, {"json": {"lightcurves": [[1, 1.01, 0.99, 1.02]]}}, 404),
     ("get_not_post", SPECTRAL, {"method": "GET"}, 405),
     ("unknown_route", "/predict/gamma_rays", {"json": {"spectra": [[1, 2]]}}, 404),
@@ -135,10 +151,47 @@ def test_bad_input_gets_a_4xx_that_names_the_problem(client, path, kwargs, statu
     assert 400 <= r.status_code < 500, (r.status_code, r.text)
     if status is not None:
         assert r.status_code == status, r.text
-    detail = r.json()["detail"]
+    detail = strict_json(r.text)["detail"]
     assert detail  # FastAPI's 422 lists each error with its location; ours is a sentence
     if r.status_code == 422 and isinstance(detail, list):
         assert all("loc" in d and "msg" in d for d in detail)
+
+
+# (id, endpoint, JSON body with NaN/Infinity literals, what the 422 must name)
+NON_FINITE: list[tuple[str, str, bytes, str]] = [
+    ("spectral_nan", SPECTRAL, b'{"spectra": [[NaN, NaN, NaN, NaN, NaN]]}', "spectra[0] has 0 finite values"),
+    ("spectral_inf", SPECTRAL, b'{"spectra": [[Infinity, Infinity, Infinity]]}', "spectra[0] has 0 finite values"),
+    ("spectral_neg_inf", SPECTRAL, b'{"spectra": [[-Infinity, -Infinity]]}', "spectra[0] has 0 finite values"),
+    ("spectral_mixed", SPECTRAL, b'{"spectra": [[1.0, 2.0], [NaN, -Infinity]]}', "spectra[1] has 0 finite values"),
+    ("spectral_wave_inf", SPECTRAL, b'{"spectra": [[1, 2, 3]], "wavelengths": [4000, Infinity, 5000]}', "finite"),
+    ("spectral_redshift_nan", SPECTRAL, b'{"spectra": [[1, 2, 3]], "redshift": [NaN]}', "redshift must be finite"),
+    ("spectral_extra_nan", SPECTRAL, b'{"spectra": [[1, 2, 3]], "foo": NaN}', "Extra inputs are not permitted"),
+    ("lightcurve_nan", LIGHTCURVE, b'{"lightcurves": [[NaN, NaN, NaN, NaN, NaN]]}', "lightcurves[0] has 0 finite"),
+    ("lightcurve_inf", LIGHTCURVE, b'{"lightcurves": [[Infinity, Infinity, Infinity]]}', "lightcurves[0] has 0"),
+    ("lightcurve_neg_inf", LIGHTCURVE, b'{"lightcurves": [[-Infinity, 1.0, -Infinity]]}', "lightcurves[0] has 1"),
+    ("lightcurve_times_nan", LIGHTCURVE, b'{"lightcurves": [[1, 2, 3]], "times": [0, NaN, 2]}', "finite"),
+    ("sed_nan", SED, b'{"magnitudes": [[NaN, NaN, NaN, NaN, NaN]]}', "magnitudes[0] has 0 finite values"),
+    ("sed_inf", SED, b'{"magnitudes": [[Infinity, Infinity]]}', "magnitudes[0] has 0 finite values"),
+    ("sed_neg_inf", SED, b'{"magnitudes": [[-Infinity]], "parallax": [NaN, 1]}', "magnitudes[0] has 0 finite"),
+    ("sed_errors_inf", SED, b'{"magnitudes": [[15, 14]], "errors": [[Infinity]]}', "errors[0] has 1 values"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "names"), [c[1:] for c in NON_FINITE], ids=[c[0] for c in NON_FINITE])
+def test_nan_and_infinity_literals_get_a_422_in_strict_json(client, path, body, names):
+    r = client.post(path, **_raw(body))
+    assert r.status_code == 422, (r.status_code, r.text)
+    detail = strict_json(r.text)["detail"]  # raises on a NaN/Infinity token: the body is strict JSON
+    assert any(names in d["msg"] for d in detail), detail
+    assert "NaN" in r.text or "Infinity" in r.text  # the echoed input spells them as strings
+
+
+def test_strict_json_spells_non_finite_numbers_as_strings():
+    from stellar.serving.validation import strict_json as sanitise
+
+    out = sanitise({"a": [float("nan"), (float("inf"), -float("inf"))], "b": 1.5, "c": "NaN", "d": None})
+    assert out == {"a": ["NaN", ["Infinity", "-Infinity"]], "b": 1.5, "c": "NaN", "d": None}
+    assert strict_json(json.dumps(out)) == out
 
 
 def test_server_still_answers_after_the_corpus(client):

@@ -1,8 +1,10 @@
 """XGBoost models for SEDs, with the predict contract of the neural models (see :mod:`stellar.models.estimators`).
 
 :class:`SEDClassifier` and :class:`SEDRegressor` are the generic :class:`~stellar.models.estimators.XGBoostEstimator`
-with the SED defaults (``inputs = ["features"]``: magnitudes, colours and any extra columns of an SED datamodule)
-and a check that each has what it needs: class names for the classifier, targets for the regressor.
+with the SED defaults (``inputs = ["features"]``: the feature table of
+:class:`~stellar.data.preprocess.sed_inputs.SEDPreprocessing`, i.e. magnitudes, colours, errors, absolute magnitude
+and extra columns, made by the SED datamodule in training and by ``/predict/sed`` in serving) and a check that each
+has what it needs: class names for the classifier, targets for the regressor.
 """
 
 from __future__ import annotations

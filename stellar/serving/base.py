@@ -24,7 +24,7 @@ import numpy as np
 from fastapi.responses import JSONResponse
 
 from stellar.errors import StellarError
-from stellar.registry import DEFAULT_ROOT, LATEST, ModelRegistry
+from stellar.registry import DEFAULT_ROOT, LATEST, ModelRegistry, ModelVersion
 from stellar.serving.schemas import PredictionResponse
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class StellarAPI(ls.LitAPI):
             version = ModelRegistry(self.registry_root).get(self.model_name, self.ref)
             self.net = version.load_model()
             self.calibrator = version.calibrator()
-            self.prep = version.preprocessing()
+            self.prep = self.load_preprocessing(version)
             self.check_preprocessing(self.prep)
         except StellarError as err:
             self.load_error = f"model {self.model_name!r} ({self.ref}) is not available at {self.api_path}: {err}"
@@ -123,6 +123,10 @@ class StellarAPI(ls.LitAPI):
         if hasattr(self.net, "to"):
             self.net = self.net.to(device)
         log.info("%s serves %s at %s", type(self).__name__, version.tag, self.api_path)
+
+    def load_preprocessing(self, version: ModelVersion) -> Any:
+        """The training preprocessing of ``version`` (``None`` if it stores none)."""
+        return version.preprocessing()
 
     def check_preprocessing(self, prep: Any) -> None:
         """Refuse a model whose stored preprocessing this endpoint cannot apply."""

@@ -1,39 +1,25 @@
-"""``/predict/sed``: photometry through the training datamodule's feature table."""
+"""``/predict/sed``: photometry through the training ``SEDPreprocessing``."""
 
 # no ``from __future__ import annotations``: LitServe reads the request class of decode_request from its annotation
 
-import logging
+import dataclasses
 from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
 
-from stellar.errors import StellarError, StellarValueError
-from stellar.registry import ModelRegistry
+from stellar.data.preprocess.sed_inputs import SEDPreprocessing
+from stellar.errors import StellarValueError
 from stellar.serving.base import Failure, Job, StellarAPI
 from stellar.serving.schemas import SEDRequest
 
-log = logging.getLogger(__name__)
-
-
-class _Photometry:
-    """The read view of a stored SED dataset that ``SEDDataModule.load_arrays`` needs, over request arrays."""
-
-    name = "request"
-
-    def __init__(self, bands: list[str], mag: np.ndarray, err: np.ndarray):
-        self.attrs = {"bands": bands}
-        self._arrays = {"mag": mag, "mag_err": err}
-
-    def load(self, name: str) -> np.ndarray:
-        return self._arrays[name]
-
 
 class SEDAPI(StellarAPI):
-    """``/predict/sed``: photometry through the training datamodule's own feature table
-    (``SEDDataModule.load_arrays``: dereddening, colours, absolute magnitude, metadata features), rebuilt from the
-    registry version's config; columns are put in the model's band order (bands it lacks: 422, bands a request
-    lacks: NaN, as missing photometry in training).
+    """``/predict/sed``: photometry through the registry version's
+    :class:`~stellar.data.preprocess.sed_inputs.SEDPreprocessing` (dereddening, colours, absolute magnitude,
+    metadata features: the very object the datamodule used); columns are put in the model's band order (bands it
+    lacks: 422, bands a request lacks: NaN, as missing photometry in training). Metadata features that a request
+    cannot carry or leaves out are NaN.
     """
 
     modality = "sed"
@@ -42,22 +28,25 @@ class SEDAPI(StellarAPI):
         super().setup(device)
         if self.load_error:
             return
-        from hydra.utils import instantiate
-
-        try:
-            version = ModelRegistry(self.registry_root).get(self.model_name, self.version_number)
-            self.bands = [str(b) for b in version.manifest.get("bands") or []]
-            self.feature_names = [str(f) for f in version.manifest.get("feature_names") or []]
-            if not self.bands or not self.feature_names:
-                raise StellarValueError(f"{version.tag} stores no bands/feature_names: register it again")
-            dm_cfg = version.training_config().datamodule
-            self.dm = instantiate(dm_cfg, source=None, store_root="memory://stellar-serving", split=None)
-        except StellarError as err:
-            self.load_error = f"model {self.model_name!r} cannot serve SEDs: {err}"
-            log.error("%s", self.load_error)
+        self.bands = list(self.prep.bands)
+        self.feature_names = self.prep.feature_names()
 
     def check_preprocessing(self, prep: Any) -> None:
-        """SED features are built by the datamodule itself (no separate preprocessing object)."""
+        if not isinstance(prep, SEDPreprocessing) or not prep.bands:
+            raise StellarValueError(f"model {self.model_name!r} stores no SED preprocessing (with bands)")
+
+    def load_preprocessing(self, version: Any) -> Any:
+        """The stored preprocessing (for a version registered before SEDs stored one: the same object rebuilt from
+        its training config and its manifest's bands); its features must be those the model was fitted on."""
+        prep = version.preprocessing()
+        fitted = [str(f) for f in version.manifest.get("feature_names") or []]
+        if prep is None:
+            dm_cfg = version.training_config().get("datamodule") or {}
+            keys = {f.name: dm_cfg[f.name] for f in dataclasses.fields(SEDPreprocessing) if f.name in dm_cfg}
+            prep = SEDPreprocessing(**{**keys, "bands": version.manifest.get("bands") or None})
+        if isinstance(prep, SEDPreprocessing) and prep.bands and fitted and prep.feature_names() != fitted:
+            raise StellarValueError(f"{version.tag}: features {prep.feature_names()} differ from the fitted {fitted}")
+        return prep
 
     def decode_request(self, request: SEDRequest) -> Job | Failure:
         return self._decode(request)
@@ -97,17 +86,11 @@ class SEDAPI(StellarAPI):
         return tuple(sorted(row["meta"]))
 
     def preprocess(self, rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-        import pandas as pd
-
-        meta = pd.DataFrame([r["meta"] for r in rows], index=range(len(rows)))
-        for col in ("parallax", *getattr(self.dm, "extra_features", [])):
-            if col not in meta.columns:
-                meta[col] = np.nan
-        ds = _Photometry(self.bands, np.stack([r["mag"] for r in rows]), np.stack([r["err"] for r in rows]))
-        arrays = self.dm.load_arrays(ds, meta)
-        if list(self.dm.feature_names) != self.feature_names:
-            raise StellarValueError(f"features {self.dm.feature_names} differ from the model's {self.feature_names}")
-        return arrays
+        n = len(rows)
+        meta = {k: np.asarray([r["meta"][k] for r in rows], dtype=np.float64) for k in rows[0]["meta"]}
+        for col in self.prep.required_columns():  # what a request cannot carry or left out: missing, as in training
+            meta.setdefault(col, np.full(n, np.nan))
+        return dict(self.prep(np.stack([r["mag"] for r in rows]), np.stack([r["err"] for r in rows]), meta))
 
     def valid_fraction(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return np.isfinite(inputs["features"]).mean(axis=1)

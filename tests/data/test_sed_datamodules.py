@@ -94,3 +94,83 @@ def test_missing_files_and_bands_are_reported(tmp_path):
         HipparcosSource(str(tmp_path)).build()
     with pytest.raises(StellarConfigError, match="bands"):
         _dm(SDSS17Source(str(SED / "sdss17")), tmp_path, targets=[], bands=["gaia_g"])
+
+
+# sha256[:16] of the float32 ``features`` that SEDDataModule.load_arrays computed itself, before SEDPreprocessing
+# took the computation over (commit d387506): the features must stay bit-identical
+FEATURES_BEFORE = {
+    "sdss17": "170e64cf57eec575",
+    "hipparcos": "1cdec041fefae05c",
+    "simulated": "40682711b2c273c1",
+}
+FEATURE_CASES = {
+    "sdss17": (
+        lambda: SDSS17Source(str(SED / "sdss17")),
+        {"class_names": ["STAR", "GALAXY", "QSO"], "class_key": "class", "targets": [], "all_colours": True,
+         "use_errors": True, "deredden": False, "extra_features": ["redshift"]},
+    ),
+    "hipparcos": (
+        lambda: HipparcosSource(str(SED / "hipparcos")),
+        {"class_names": ["dwarf", "giant"], "class_key": "lum_class", "targets": [], "abs_mag_band": "johnson_v",
+         "extra_features": ["parallax", "parallax_err"]},
+    ),
+    "simulated": (  # dereddened with the stored E(B-V)
+        lambda: SimulatedSEDSource(n=60, seed=2),
+        {"targets": ["teff", "logg"], "use_errors": True, "abs_mag_band": "gaia_g",
+         "extra_features": ["parallax", "parallax_err"]},
+    ),
+}  # fmt: skip
+
+
+def _all_rows(source, tmp_path, **kwargs) -> tuple[SEDDataModule, dict[str, np.ndarray]]:
+    dm = SEDDataModule(source, str(tmp_path / "store"), **kwargs)
+    dm.prepare_data()
+    ds = dm.store.open(dm.dataset_name)
+    return dm, dm.load_arrays(ds, ds.meta.copy())
+
+
+@pytest.mark.parametrize("case", sorted(FEATURE_CASES))
+def test_features_are_bit_identical_to_those_before_sed_preprocessing(tmp_path, case):
+    import hashlib
+
+    make_source, kwargs = FEATURE_CASES[case]
+    dm, arrays = _all_rows(make_source(), tmp_path, **kwargs)
+    feats = arrays["features"]
+    assert feats.dtype == np.float32 and feats.shape[1] == len(dm.feature_names)
+    assert hashlib.sha256(np.ascontiguousarray(feats).tobytes()).hexdigest()[:16] == FEATURES_BEFORE[case]
+
+
+def test_the_datamodule_keeps_one_sed_preprocessing_with_the_datasets_bands(tmp_path):
+    from stellar.data.preprocess.sed_inputs import SEDPreprocessing
+
+    dm, arrays = _all_rows(SimulatedSEDSource(n=20, seed=1), tmp_path, abs_mag_band="gaia_g", extra_features=["ebv"])
+    prep = dm.preprocessing
+    assert isinstance(prep, SEDPreprocessing) and prep.bands == tuple(dm.stored_bands) and len(prep.bands) == 13
+    assert prep.feature_names() == dm.feature_names and dm.feature_names[-2:] == ["absmag_gaia_g", "ebv"]
+    assert SEDPreprocessing.from_dict(prep.to_dict()) == prep  # what the registry stores and the server rebuilds
+    ds = dm.store.open(dm.dataset_name)
+    again = prep(ds.load("mag"), ds.load("mag_err"), {c: ds.meta[c].to_numpy() for c in ("ebv", "parallax")})
+    np.testing.assert_array_equal(again["features"], arrays["features"])
+    as_object = SEDDataModule(SimulatedSEDSource(n=20, seed=1), str(tmp_path / "store"), preprocessing=prep)
+    assert as_object.preprocessing == prep and as_object.feature_names == dm.feature_names
+    with pytest.raises(StellarConfigError, match="not both"):
+        SEDDataModule(SimulatedSEDSource(n=20, seed=1), str(tmp_path / "store"), preprocessing=prep, use_errors=True)
+
+
+def test_sed_preprocessing_refuses_what_it_cannot_compute():
+    from stellar.data.preprocess.sed_inputs import SEDPreprocessing
+    from stellar.errors import StellarValueError
+
+    with pytest.raises(StellarConfigError, match="no bands yet"):
+        SEDPreprocessing().feature_names()
+    prep = SEDPreprocessing(bands=["sdss_g", "sdss_r"], abs_mag_band="sdss_r", deredden=False)
+    with pytest.raises(StellarConfigError, match="parallax"):
+        prep([[15.0, 14.0]], None, {})
+    with pytest.raises(StellarValueError, match=r"\(N, 2\)"):
+        prep([[15.0, 14.0, 13.0]], None, {"parallax": [1.0]})
+    with pytest.raises(StellarConfigError, match="are not in dataset 'x'"):
+        SEDPreprocessing(bands=["gaia_g"]).for_bands(["sdss_g"], where="dataset 'x'")
+    with pytest.raises(StellarValueError, match="unknown SEDPreprocessing keys"):
+        SEDPreprocessing.from_dict({"bandz": ["sdss_g"]})
+    out = prep([[15.0, 14.0]], None, {"parallax": [10.0]})  # 10 mas: 100 pc, M = m - 5
+    assert out["features"].tolist() == [[15.0, 14.0, 1.0, 9.0]]

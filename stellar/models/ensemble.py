@@ -15,18 +15,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
 from stellar.errors import StellarConfigError
 from stellar.evaluation.calibration import softmax
-from stellar.models.estimators import classifier_hparams, log_probs, read_meta, write_meta
+from stellar.models.estimators import PIPELINE_KEYS, Estimator, log_probs, read_meta, write_meta
 
 log = logging.getLogger(__name__)
 
 
-class EnsembleClassifier:
+class EnsembleClassifier(Estimator):
     """Mean class probabilities of several fitted estimators.
 
     Parameters
@@ -47,7 +48,9 @@ class EnsembleClassifier:
         Ignored: the ensemble predicts classes only.
     """
 
+    hparam_keys = (*PIPELINE_KEYS, "members")
     targets: tuple[str, ...] = ()
+    target_stats: Mapping[str, Sequence[float]] = MappingProxyType({})  # classes only
 
     def __init__(
         self,
@@ -87,9 +90,9 @@ class EnsembleClassifier:
         self.history: dict[str, dict[str, dict[str, list[float]]]] = {}
 
     @property
-    def hparams(self) -> dict[str, Any]:
-        """The plain-data description of the model (saved in ``estimator.json``)."""
-        return classifier_hparams(self.name, self.class_names, self.inputs, members=list(self.models))
+    def members(self) -> list[str]:
+        """The fitted copies, ``<kind>_<i>``, in fitting order."""
+        return list(self.models)
 
     def fit(self, train: Mapping[str, np.ndarray], val: Mapping[str, np.ndarray] | None = None) -> dict[str, float]:
         """Fit every member in turn; returns each member's metrics under ``<part>/<member>.<metric>`` and the

@@ -22,7 +22,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import xgboost as xgb
@@ -52,7 +52,44 @@ def feature_matrix(arrays: Mapping[str, np.ndarray], inputs: Sequence[str]) -> n
     return np.where(np.isfinite(x), x, np.nan).astype(np.float32)
 
 
-class XGBoostEstimator:
+#: ``hparams`` keys the pipeline reads from every estimator (``estimator.json``, ``checkpoint_hparams``)
+PIPELINE_KEYS: tuple[str, ...] = ("name", "class_names", "targets", "target_stats", "inputs")
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy of an attribute: sequences become lists and mappings dicts, recursively."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+class Estimator:
+    """The one source of an estimator's ``hparams``: the attributes named by ``hparam_keys``, in that order.
+
+    Every subclass declares ``hparam_keys``; declaring the class fails if a key the pipeline reads
+    (:data:`PIPELINE_KEYS`) is missing or a key is named twice, so no estimator can forget or duplicate one.
+    """
+
+    hparam_keys: ClassVar[tuple[str, ...]] = PIPELINE_KEYS
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        keys = cls.hparam_keys
+        missing = [k for k in PIPELINE_KEYS if k not in keys]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if missing or twice:
+            raise TypeError(f"{cls.__name__}.hparam_keys lacks {missing} / names {twice} twice; got {list(keys)}")
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        """The plain-data description of the model (what a Lightning checkpoint keeps as hyper-parameters), saved
+        in ``estimator.json``."""
+        return {k: _plain(getattr(self, k)) for k in self.hparam_keys}
+
+
+class XGBoostEstimator(Estimator):
     """One classification booster (``multi:softprob``) and/or one multi-quantile booster per regression target.
 
     Parameters
@@ -86,6 +123,9 @@ class XGBoostEstimator:
     seed : int
         XGBoost's random seed.
     """
+
+    hparam_keys = ("name", "class_names", "targets", "log_targets", "target_stats", "inputs", "quantiles",
+                   "interval_scale")  # fmt: skip
 
     def __init__(
         self,
@@ -129,21 +169,6 @@ class XGBoostEstimator:
         self.best_iteration: dict[str, int] = {}
         #: per booster, per data part, per metric: the value at every round (for TensorBoard)
         self.history: dict[str, dict[str, dict[str, list[float]]]] = {}
-
-    # ---- what the pipeline reads ---------------------------------------------------------------------------
-    @property
-    def hparams(self) -> dict[str, Any]:
-        """The plain-data description of the model (what a Lightning checkpoint keeps as hyper-parameters)."""
-        return {
-            "name": self.name,
-            "class_names": list(self.class_names),
-            "targets": list(self.targets),
-            "log_targets": list(self.log_targets),
-            "target_stats": {t: list(v) for t, v in self.target_stats.items()},
-            "inputs": list(self.inputs),
-            "quantiles": list(self.quantiles),
-            "interval_scale": dict(self.interval_scale),
-        }
 
     # ---- target transforms (the same as StellarModule's) ---------------------------------------------------
     def _to_learned(self, t: str, value: np.ndarray) -> np.ndarray:
@@ -312,12 +337,6 @@ class XGBoostEstimator:
 def log_probs(p: np.ndarray) -> np.ndarray:
     """``logits`` of the output contract from class probabilities: their log, floored at 1e-12, as float32."""
     return np.log(np.clip(p, _LOGIT_FLOOR, 1.0)).astype(np.float32)
-
-
-def classifier_hparams(name: str, class_names: Sequence[str], inputs: Sequence[str], **extra: Any) -> dict[str, Any]:
-    """``hparams`` of a classifier estimator: the keys the pipeline reads (no regression targets), then ``extra``."""
-    return {"name": name, "class_names": list(class_names), "targets": [], "target_stats": {},
-            "inputs": list(inputs), **extra}  # fmt: skip
 
 
 def write_meta(directory: Path, prefix: str, meta: Mapping[str, Any]) -> Path:

@@ -17,7 +17,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -26,12 +26,12 @@ from torch import nn
 from stellar.errors import StellarConfigError, StellarDataError
 from stellar.models.components.heads import ClassificationHead
 from stellar.models.components.mlp import FeatureMLP
-from stellar.models.estimators import classifier_hparams, feature_matrix, read_meta, write_meta
+from stellar.models.estimators import PIPELINE_KEYS, Estimator, feature_matrix, read_meta, write_meta
 
 log = logging.getLogger(__name__)
 
 
-class MLPClassifier:
+class MLPClassifier(Estimator):
     """Class probabilities from a feature matrix (NaN = missing) with a FeatureMLP and a class head.
 
     Parameters
@@ -55,7 +55,9 @@ class MLPClassifier:
         Ignored (the pipeline passes it to every model; this one has no regression targets).
     """
 
+    hparam_keys = (*PIPELINE_KEYS, "n_features", "hidden", "out_dim", "head_hidden", "best_epoch")
     targets: tuple[str, ...] = ()
+    target_stats: Mapping[str, Sequence[float]] = MappingProxyType({})  # no regression targets
 
     def __init__(
         self,
@@ -96,13 +98,6 @@ class MLPClassifier:
         self.net: nn.Module | None = None
         #: per epoch, the training loss and the validation loss and accuracy (for TensorBoard)
         self.history: dict[str, dict[str, dict[str, list[float]]]] = {}
-
-    @property
-    def hparams(self) -> dict[str, Any]:
-        """The plain-data description of the model (saved in ``estimator.json``)."""
-        return classifier_hparams(self.name, self.class_names, self.inputs, n_features=self.n_features,
-                                  hidden=list(self.hidden), out_dim=self.out_dim, head_hidden=self.head_hidden,
-                                  best_epoch=self.best_epoch)  # fmt: skip
 
     def _build(self, n_features: int) -> nn.Module:
         net = nn.Sequential(

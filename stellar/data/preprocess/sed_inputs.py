@@ -76,18 +76,11 @@ class SEDPreprocessing:
 
     # ---- serialisation -----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """Plain parameters: ``SEDPreprocessing(**d)`` (what the registry's ``instantiate`` does) rebuilds it."""
         d = dataclasses.asdict(self)
         d["bands"] = None if self.bands is None else list(self.bands)
         d["extra_features"] = list(self.extra_features)
         return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SEDPreprocessing:
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - fields)
-        if unknown:
-            raise StellarValueError(f"unknown SEDPreprocessing keys {unknown}; allowed {sorted(fields)}")
-        return cls(**d)
 
     # ---- what it reads and makes -------------------------------------------------------------------------
     def for_bands(self, stored: Sequence[str], where: str = "the data") -> SEDPreprocessing:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import socket
@@ -65,6 +66,15 @@ def _mk_classes() -> list[str]:
     from stellar.data.labels import MK_CLASSES
 
     return list(MK_CLASSES)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def strict_json(text: str) -> Any:
+    """``text`` parsed as strict JSON: the NaN/Infinity/-Infinity tokens raise."""
+    return json.loads(text, parse_constant=_refuse_constant)
 
 
 def wait_ready(client: Any, timeout: float = 180.0) -> None:

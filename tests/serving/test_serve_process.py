@@ -8,7 +8,7 @@ import subprocess
 import httpx
 import pytest
 
-from tests.serving.helpers import group_members, serve_py
+from tests.serving.helpers import group_members, serve_py, strict_json
 
 
 @pytest.mark.slow
@@ -21,6 +21,10 @@ def test_serve_py_process(spectral_version, registry_root, tmp_path):
         assert httpx.post(f"{url}/predict/spectral", json=body, timeout=30).status_code == 401
         r = httpx.post(f"{url}/predict/spectral", json=body, headers={"X-API-Key": "k3y"}, timeout=30)
         assert r.status_code == 200 and r.json()["predictions"][0]["predicted_class"]
+        nan = b'{"spectra": [[NaN, NaN, NaN, NaN, NaN]]}'  # as json.dumps writes float("nan")
+        headers = {"X-API-Key": "k3y", "Content-Type": "application/json"}
+        r = httpx.post(f"{url}/predict/spectral", content=nan, headers=headers, timeout=30)
+        assert r.status_code == 422 and "finite" in strict_json(r.text)["detail"][0]["msg"]
         listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout
         assert f"127.0.0.1:{port}" in listening and f"0.0.0.0:{port}" not in listening
     assert group_members(proc.pid) == []

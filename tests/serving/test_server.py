@@ -14,7 +14,7 @@ from litserve.utils import wrap_litserve_start
 
 from stellar.serving.server import build_server
 from tests.conftest import REPO
-from tests.serving.helpers import wait_ready
+from tests.serving.helpers import strict_json, wait_ready
 
 SPECTRAL = "/predict/spectral"
 LIGHTCURVE = "/predict/lightcurve"
@@ -25,15 +25,6 @@ def _raw(body: bytes) -> dict[str, Any]:
     """Request kwargs of a JSON body written by hand (NaN/Infinity literals, as Python's and JavaScript's JSON
     writers emit them); without the content type the server would not parse it as JSON at all."""
     return {"content": body, "headers": {"Content-Type": "application/json"}}
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def strict_json(text: str) -> Any:
-    """``text`` parsed as strict JSON: the NaN/Infinity/-Infinity tokens raise."""
-    return json.loads(text, parse_constant=_refuse_constant)
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,14 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import litserve as ls
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from hydra import compose, initialize_config_dir
 from litserve.utils import wrap_litserve_start
 
+from stellar.pipelines.serve import run
 from stellar.serving.server import build_server
 from tests.conftest import REPO
 from tests.serving.helpers import wait_ready
@@ -156,3 +158,25 @@ def test_requests_are_batched(client, batch_log):
     assert [a.status_code for a in answers] == [200] * 16 + [422]
     sizes = [int(s) for s in batch_log.read_text().split()]
     assert sum(sizes) == 17 and max(sizes) > 1, sizes  # fewer predict calls than requests: they were batched
+
+
+def test_run_starts_the_configured_server(spectral_version, registry_root, monkeypatch):
+    """``python serve.py``'s ``run(cfg)``: the configured endpoints, started at the configured address."""
+    started: list[dict[str, Any]] = []
+    monkeypatch.setattr(ls.LitServer, "run", lambda self, **kw: started.append(kw))  # blocks for real
+    overrides = [
+        f"registry.root={registry_root}",
+        f"endpoints.spectral.model={spectral_version.name}",
+        "endpoints.lightcurve=null",
+        "endpoints.sed=null",
+        "port=8123",
+        "api_servers=2",
+    ]
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = compose("serve", overrides=overrides)
+    metrics, objects = run(cfg)
+    assert metrics == {"routes": [SPECTRAL]}
+    assert isinstance(objects["server"], ls.LitServer)
+    assert started == [
+        {"host": "127.0.0.1", "port": 8123, "num_api_servers": 2, "generate_client_file": False, "log_level": "info"}
+    ]

@@ -16,35 +16,18 @@ import os
 import re
 import uuid
 from pathlib import Path
-from typing import Any
 
 import fsspec
 
 from stellar.errors import StellarValueError
+from stellar.utils.names import is_valid_name, validate_name
 
 DEFAULT_ROOT = "registry"
 MANIFEST = "manifest.json"
 CARD = "MODEL_CARD.md"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 _VERSION_RE = re.compile(r"^v?([0-9]{1,9})$")
 #: reserved reference meaning "the highest version"
 LATEST = "latest"
-
-
-def validate_name(value: Any, what: str = "name") -> str:
-    """A model or alias name: letters, digits, ``_-.``, starting with a letter or digit, no ``..``.
-
-    Examples
-    --------
-    >>> validate_name("spectral_cnn")
-    'spectral_cnn'
-    """
-    if not isinstance(value, str) or not _NAME_RE.match(value) or ".." in value:
-        raise StellarValueError(
-            f"{what} {value!r} is not allowed: use up to 128 letters, digits, '_', '-', '.' "
-            "starting with a letter or digit (no path separators or '..')"
-        )
-    return value
 
 
 class RegistryStore:
@@ -80,7 +63,7 @@ class RegistryStore:
     @staticmethod
     def _validate_rel(rel: str) -> str:
         parts = str(rel).split("/")
-        if not parts or any(not _NAME_RE.match(p) or ".." in p for p in parts) or rel in (MANIFEST, CARD):
+        if not parts or any(not is_valid_name(p) for p in parts) or rel in (MANIFEST, CARD):
             raise StellarValueError(f"file name {rel!r} in a version is not allowed (relative, no '..', not reserved)")
         return str(rel)
 

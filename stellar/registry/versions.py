@@ -23,7 +23,8 @@ from stellar import __version__
 from stellar.errors import StellarDataError, StellarValueError
 from stellar.registry.cards import default_card
 from stellar.registry.model_version import ModelVersion
-from stellar.registry.store import _NAME_RE, _VERSION_RE, CARD, LATEST, MANIFEST, RegistryStore, validate_name
+from stellar.registry.store import _VERSION_RE, CARD, LATEST, MANIFEST, RegistryStore, validate_name
+from stellar.utils.names import is_valid_name
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class ModelRegistry(RegistryStore):
         if not self.fs.exists(self._path):
             return []
         names = [Path(p).name for p in self.fs.ls(self._path, detail=False)]
-        return sorted(n for n in names if _NAME_RE.match(n) and self.versions(n))
+        return sorted(n for n in names if is_valid_name(n) and self.versions(n))
 
     def versions(self, name: str) -> list[int]:
         """Complete versions of ``name``, ascending (partial leftovers of a crash are ignored)."""
@@ -78,7 +79,7 @@ class ModelRegistry(RegistryStore):
         out = {}
         for p in self.fs.ls(adir, detail=False):
             stem = Path(p).name
-            if stem.endswith(".json") and _NAME_RE.match(stem[:-5]):
+            if stem.endswith(".json") and is_valid_name(stem[:-5]):
                 out[stem[:-5]] = self._read_alias(name, stem[:-5])
         return dict(sorted(out.items()))
 

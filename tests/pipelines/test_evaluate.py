@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from stellar.errors import StellarDataError
 from stellar.pipelines import evaluate, train
@@ -58,7 +59,9 @@ def test_evaluate_rebuilds_the_run_and_writes_every_report_file(make_cfg, tmp_pa
     summary = json.loads((trained_run / "metrics.json").read_text())["test_summary"]
     assert on_disk["classification"]["accuracy"] == pytest.approx(summary["classification"]["accuracy"])
     assert on_disk["regression"]["logg"]["mae"] == pytest.approx(summary["regression"]["logg"]["mae"], rel=1e-5)
-    figures = {"confusion_matrix", "reliability", "regression_teff", "regression_logg", "regression_feh"}
+    figures = {"confusion_matrix", "reliability", "roc", "precision_recall"} | {
+        f"regression_{t}" for t in ("teff", "logg", "feh")
+    }
     assert {p.stem for p in out.glob("*.png")} == figures
     html = (out / "report.html").read_text()
     images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,([^"]+)"', html)
@@ -66,6 +69,29 @@ def test_evaluate_rebuilds_the_run_and_writes_every_report_file(make_cfg, tmp_pa
     for _, b64 in images:  # every inlined figure decodes as a real image
         assert Image.open(io.BytesIO(base64.b64decode(b64))).size[0] > 200
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    assert set(events.Tags()["images"]) == {f"eval/{name}" for name in figures}
+
+
+def test_roc_and_pr_legends_show_the_reported_areas(make_cfg, tmp_path, trained_run, monkeypatch):
+    legends: dict[str, list[str]] = {}
+    write = evaluate.write_report
+
+    def spy(out_dir, report, figures):  # read the legends before write_report closes the figures
+        for name in ("roc", "precision_recall"):
+            legends[name] = [t.get_text() for t in figures[name].axes[0].get_legend().get_texts()]
+        return write(out_dir, report, figures)
+
+    monkeypatch.setattr(evaluate, "write_report", spy)
+    evaluate.run(_eval_cfg(make_cfg, tmp_path, trained_run))
+    cls = json.loads((tmp_path / "eval" / "report.json").read_text())["classification"]
+    assert len(cls["class_names"]) > 2  # one curve per class
+    for name, key, tag in (("roc", "roc_auc_ovr", "AUC"), ("precision_recall", "pr_auc_ovr", "PR-AUC")):
+        shown = {m[1]: m[2] for t in legends[name] if (m := re.fullmatch(rf"(\S+) \({tag} ([\d.]+)\)", t))}
+        assert shown == {c: f"{v:.3f}" for c, v in cls[key].items()}
+        absent = set(cls["class_names"]) - set(cls[key])  # classes without positives in the test part
+        assert {t.split(":")[0] for t in legends[name] if t.endswith("no curve")} == absent
 
 
 def test_scores_every_object_of_another_folder(make_cfg, tmp_path, miles_dir):

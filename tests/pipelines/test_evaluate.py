@@ -113,36 +113,65 @@ def test_bad_run_dir(make_cfg, tmp_path):
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# appended to a copy of report.html: once the page (images included) has loaded, write what each <img> decoded to
+IMAGE_PROBE = """<img alt="broken_control" src="data:image/png;base64,AAAA"/><script>
+window.addEventListener("load", () => {
+  const seen = Array.from(document.images).map((i) => {
+    const box = i.getBoundingClientRect();
+    const natural = [i.naturalWidth, i.naturalHeight];
+    return {alt: i.alt, complete: i.complete, natural: natural, shown: [box.width, box.height]};
+  });
+  const out = document.createElement("pre");
+  out.id = "probe";
+  out.textContent = JSON.stringify(seen);
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def _chromium(tmp_path: Path, *args: str) -> str:
+    import subprocess
+
+    assert CHROMIUM is not None
+    cmd = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False).stdout
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)")
 def test_report_html_renders_headless(make_cfg, tmp_path, trained_run):
-    import subprocess
+    import html as html_lib
 
     import numpy as np
 
     evaluate.run(_eval_cfg(make_cfg, tmp_path, trained_run))
+    report = tmp_path / "eval" / "report.html"
     shot = tmp_path / "shot.png"
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-    ]
-    cmd = [
-        CHROMIUM,
-        *flags,
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--window-size=1200,4000",
-        f"--screenshot={shot}",
-        (tmp_path / "eval" / "report.html").as_uri(),
-    ]
-    subprocess.run(cmd, capture_output=True, timeout=120, check=False)
+    _chromium(tmp_path, "--window-size=1200,4000", f"--screenshot={shot}", report.as_uri())
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     # the figures are drawn: far below the tables the page is not blank
     lower = pixels[1500:3800]
     assert lower.std() > 20 and (lower < 128).mean() > 0.01
+
+    # every figure, ROC and precision-recall included, is in the page and decodes to a drawn image
+    probe = tmp_path / "probe.html"
+    probe.write_text(report.read_text().replace("</body>", IMAGE_PROBE + "</body>"))
+    dom = _chromium(tmp_path, "--virtual-time-budget=10000", "--dump-dom", probe.as_uri())
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
+    assert found, f"the probe did not run; Chromium printed {dom[:500]!r}"
+    seen = {img["alt"]: img for img in json.loads(html_lib.unescape(found[1]))}
+    assert set(seen) >= {"confusion_matrix", "reliability", "roc", "precision_recall", "broken_control"}
+    assert seen.pop("broken_control")["natural"] == [0, 0]  # the probe tells a broken image from a drawn one
+    for name, img in seen.items():
+        assert img["complete"], name
+        assert img["natural"][0] > 200 and img["natural"][1] > 200, (name, img)
+        assert img["shown"][0] > 0 and img["shown"][1] > 0, (name, img)

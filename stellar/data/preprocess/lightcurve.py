@@ -26,86 +26,36 @@ from typing import Any, Literal
 
 import astropy.units as u
 import numpy as np
-from astropy.time import Time
 
 from stellar.data.preprocess import _biweight as _bw
 from stellar.data.preprocess import _nifty
+from stellar.data.preprocess._lc_rows import as_freq, as_time, log_new, mask_like, plain, prepare, rows, squeeze
+from stellar.data.preprocess._periodogram import frequency_grid, grid_params, ls_row, top_peaks, uniform
 from stellar.errors import StellarValueError
 from stellar.utils.threads import check_workers
 from stellar.utils.units import to_value
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "MAD_TO_SIGMA",
+    "detrend_biweight",
+    "features",
+    "frequency_grid",
+    "from_lightkurve",
+    "lomb_scargle",
+    "multiband_lomb_scargle",
+    "normalise",
+    "peak_period",
+    "phase_fold",
+    "quality_mask",
+    "sigma_clip",
+    "to_fixed_length",
+]
+_grid_params = grid_params  # the tests reach it here
+
 #: Normal-consistent scale of the median absolute deviation.
 MAD_TO_SIGMA = 1.482602218505602
-_FloatArray = np.ndarray
-
-
-# ----------------------------------------------------------------------------------------------- validation
-def _as_time(x: Any, name: str = "time") -> np.ndarray:
-    """Days as float; an astropy ``Time`` becomes MJD, a ``Quantity`` is converted, a bare float is days."""
-    if isinstance(x, Time):
-        return np.asarray(x.mjd, dtype=float)
-    return to_value(x, u.day, name)
-
-
-def _as_freq(x: Any, name: str = "frequency") -> np.ndarray:
-    f = to_value(x, 1 / u.day, name)
-    if f.ndim != 1 or f.size == 0 or not np.all(np.isfinite(f)) or np.any(f <= 0):
-        raise StellarValueError(f"{name} must be a non-empty 1-D array of finite, positive frequencies (1/day)")
-    return f
-
-
-def _plain(x: Any, name: str) -> np.ndarray:
-    if isinstance(x, u.Quantity):
-        return to_value(x, x.unit, name)
-    return to_value(x, u.dimensionless_unscaled, name)
-
-
-def _rows(x: np.ndarray, name: str) -> np.ndarray:
-    if x.ndim == 1:
-        return x[None, :]
-    if x.ndim != 2:
-        raise StellarValueError(f"{name} must be 1-D (T,) or 2-D (N, T); got shape {x.shape}")
-    return x
-
-
-def _prepare(
-    time: Any, values: Any, mask: Any, *, vname: str = "flux", err: Any = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, bool]:
-    """Broadcast inputs to (N, T); add non-finite points to the mask (counted, logged). Returns copies."""
-    v = _rows(_plain(values, vname), vname)
-    single = np.ndim(values) == 1
-    t = np.broadcast_to(_rows(_as_time(time), "time"), v.shape).astype(float)
-    m = _mask_like(mask, v)
-    e = None if err is None else np.broadcast_to(_rows(_plain(err, "flux_err"), "flux_err"), v.shape).astype(float)
-    bad = ~np.isfinite(v) | ~np.isfinite(t)
-    if e is not None:
-        bad |= ~np.isfinite(e) | (e <= 0)
-    _log_new(m, m | bad, "non-finite time/value or non-positive error")
-    return t, v.astype(float), e, m | bad, single
-
-
-def _mask_like(mask: Any, v: np.ndarray) -> np.ndarray:
-    if mask is None:
-        return np.zeros(v.shape, dtype=bool)
-    m = np.asarray(mask)
-    if m.dtype != bool:
-        raise StellarValueError(f"mask must be boolean (True = bad point); got dtype {m.dtype}")
-    try:
-        return np.broadcast_to(_rows(m, "mask"), v.shape).copy()
-    except ValueError as err:
-        raise StellarValueError(f"mask has shape {m.shape}; expected {v.shape}") from err
-
-
-def _log_new(old: np.ndarray, new: np.ndarray, why: str) -> None:
-    n = int(np.count_nonzero(new & ~old))
-    if n:
-        log.info("masked %d of %d light-curve points: %s", n, new.size, why)
-
-
-def _out(x: np.ndarray, single: bool) -> np.ndarray:
-    return x[0] if single else x
 
 
 # ----------------------------------------------------------------------------------------------- boundary
@@ -225,8 +175,8 @@ def sigma_clip(flux: Any, mask: Any = None, sigma: float = 5.0, max_iter: int = 
     """
     if not sigma > 0 or max_iter < 1:
         raise StellarValueError(f"sigma must be > 0 and max_iter >= 1; got sigma={sigma}, max_iter={max_iter}")
-    x = _rows(_plain(flux, "flux"), "flux")
-    m0 = _mask_like(mask, x) | ~np.isfinite(x)
+    x = rows(plain(flux, "flux"), "flux")
+    m0 = mask_like(mask, x) | ~np.isfinite(x)
     m = m0.copy()
     todo = np.arange(x.shape[0])  # rows whose mask changed in the last pass: the others are converged
     for _ in range(max_iter):
@@ -238,8 +188,8 @@ def sigma_clip(flux: Any, mask: Any = None, sigma: float = 5.0, max_iter: int = 
             break
         m[todo] = new
         todo = todo[changed]
-    _log_new(m0, m, f"sigma clip at {sigma} robust sigma")
-    return _out(m, np.ndim(flux) == 1)
+    log_new(m0, m, f"sigma clip at {sigma} robust sigma")
+    return squeeze(m, np.ndim(flux) == 1)
 
 
 def normalise(flux: Any, flux_err: Any, mask: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -257,17 +207,17 @@ def normalise(flux: Any, flux_err: Any, mask: Any = None) -> tuple[np.ndarray, n
     mask : numpy.ndarray of bool
         Input mask plus non-finite points; whole rows whose median is not finite and positive are masked.
     """
-    x = _rows(_plain(flux, "flux"), "flux")
-    e = np.broadcast_to(_rows(_plain(flux_err, "flux_err"), "flux_err"), x.shape)
-    m0 = _mask_like(mask, x)
+    x = rows(plain(flux, "flux"), "flux")
+    e = np.broadcast_to(rows(plain(flux_err, "flux_err"), "flux_err"), x.shape)
+    m0 = mask_like(mask, x)
     m = m0 | ~np.isfinite(x) | ~np.isfinite(e)
     med, _ = _robust_loc_scale(x, m)
     bad_row = ~(np.isfinite(med) & (med > 0))
     m = m | bad_row[:, None]
     scale = np.where(bad_row, 1.0, med)[:, None]
-    _log_new(m0, m, "non-finite flux/error or a row median that is not positive")
+    log_new(m0, m, "non-finite flux/error or a row median that is not positive")
     single = np.ndim(flux) == 1
-    return _out(x / scale, single), _out(e / scale, single), _out(m, single)
+    return squeeze(x / scale, single), squeeze(e / scale, single), squeeze(m, single)
 
 
 class _Packing:
@@ -385,7 +335,7 @@ def detrend_biweight(
     if not c > 0 or min_points < 1 or n_iter < 0:
         raise StellarValueError(f"need c > 0, min_points >= 1, n_iter >= 0; got {c}, {min_points}, {n_iter}")
     check_workers(workers)
-    t, f, _, m0, single = _prepare(time, flux, mask)
+    t, f, _, m0, single = prepare(time, flux, mask)
     # pack every row's valid points in time order into one array; the kernels work on all rows at once
     pack = _Packing(t, m0)
     n_valid, row, tv = pack.n, pack.row, pack.t
@@ -413,88 +363,14 @@ def detrend_biweight(
             trend_packed[check[own < min_points]] = np.nan
     trend = pack.unpack(trend_packed)
     m = m0 | ~np.isfinite(trend) | (trend == 0)
-    _log_new(m0, m, f"fewer than {min_points} points within the {win} d biweight window")
+    log_new(m0, m, f"fewer than {min_points} points within the {win} d biweight window")
     with np.errstate(all="ignore"):
         flat = np.where(m, np.nan, f / trend)
     trend = np.where(m, np.nan, trend)
-    return _out(flat, single), _out(trend, single), _out(m, single)
+    return squeeze(flat, single), squeeze(trend, single), squeeze(m, single)
 
 
 # ----------------------------------------------------------------------------------------------- periodograms
-def frequency_grid(time: Any, min_period: Any = 0.1, max_period: Any = None, oversampling: float = 5.0) -> np.ndarray:
-    """Uniform frequency grid, 1/day, for periodograms of light curves sampled at ``time``.
-
-    Parameters
-    ----------
-    time : array-like, Quantity or Time, d
-        Sample times (masked points may be NaN); the baseline ``T`` sets the step ``1 / (oversampling T)``.
-    min_period, max_period : float or Quantity, d
-        Period range (bare floats are days); ``max_period`` defaults to the baseline.
-    oversampling : float
-        Samples per peak width ``1/T``.
-
-    Returns
-    -------
-    numpy.ndarray, 1/day
-        Increasing, uniformly spaced frequencies from ``1/max_period`` to ``1/min_period``.
-
-    Examples
-    --------
-    >>> f = frequency_grid(np.linspace(0, 100, 50), min_period=1.0, max_period=10.0, oversampling=5)
-    >>> round(float(f[0]), 3), round(float(f[-1]), 3), len(f)
-    (0.1, 1.0, 451)
-    """
-    t = _as_time(time)
-    baseline = float(np.nanmax(t) - np.nanmin(t)) if np.isfinite(t).any() else 0.0
-    fmin, _, n = _grid_params(np.array([baseline]), min_period, max_period, oversampling)
-    return np.linspace(fmin[0], 1.0 / float(to_value(min_period, u.day, "min_period")), n[0])
-
-
-def _grid_params(
-    baseline: np.ndarray, min_period: Any, max_period: Any, oversampling: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Start (1/d), step (1/d) and size of :func:`frequency_grid` for each baseline (d), validated."""
-    if not np.all(baseline > 0):
-        raise StellarValueError("time must span a positive baseline (d)")
-    pmin = float(to_value(min_period, u.day, "min_period"))
-    fixed = None if max_period is None else float(to_value(max_period, u.day, "max_period"))
-    pmax = baseline if fixed is None else np.full(baseline.shape, fixed)
-    if not (pmin > 0 and np.all(pmin < pmax)) or not oversampling > 0:
-        bad = float(np.min(pmax))
-        raise StellarValueError(
-            f"need 0 < min_period < max_period (d) and oversampling > 0; got {pmin}, {bad}, {oversampling}"
-        )
-    fmin, fmax = 1.0 / pmax, 1.0 / pmin
-    n = np.maximum(np.ceil((fmax - fmin) * oversampling * baseline).astype(np.int64) + 1, 2)
-    return fmin, (fmax - fmin) / (n - 1), n
-
-
-def _uniform(f: np.ndarray) -> bool:
-    if f.size < 2:
-        return False
-    d = np.diff(f)
-    return bool(np.all(d > 0) and np.allclose(d, d.mean(), rtol=1e-9, atol=0))
-
-
-def _ls_row(t: np.ndarray, y: np.ndarray, e: np.ndarray | None, f: np.ndarray, normalization: str) -> np.ndarray:
-    if _uniform(f):
-        try:
-            import nifty_ls
-        except ImportError:  # optional fast path; astropy's Press & Rybicki "fast" method is the fallback
-            nifty_ls = None
-        if nifty_ls is not None:
-            order = np.argsort(t, kind="stable")
-            res = nifty_ls.lombscargle(
-                t[order], y[order], None if e is None else e[order],
-                fmin=float(f[0]), fmax=float(f[-1]), Nf=f.size, normalization=normalization, nthreads=1,
-            )  # fmt: skip  # one thread: light curves are the parallel axis (finufft threads cost more here)
-            return np.asarray(res.power, dtype=float)
-    from astropy.timeseries import LombScargle
-
-    method = "fast" if _uniform(f) else "cython"
-    return np.asarray(LombScargle(t, y, e, normalization=normalization).power(f, method=method), dtype=float)
-
-
 def _valid_rows(
     t: np.ndarray, y: np.ndarray, e: np.ndarray | None, m: np.ndarray
 ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]]:
@@ -531,18 +407,18 @@ def lomb_scargle(
         raise StellarValueError("frequency must be given (1/day); build one with frequency_grid()")
     if normalization not in ("standard", "model", "log", "psd"):
         raise StellarValueError(f"normalization must be standard, model, log or psd; got {normalization!r}")
-    f = _as_freq(frequency)
-    t, y, e, m, single = _prepare(time, flux, mask, err=flux_err)
+    f = as_freq(frequency)
+    t, y, e, m, single = prepare(time, flux, mask, err=flux_err)
     power = np.full((y.shape[0], f.size), np.nan)
     use, rows = _valid_rows(t, y, e, m)
-    if rows and _uniform(f) and _nifty.available():  # one pair of finufft plans for all rows
+    if rows and uniform(f) and _nifty.available():  # one pair of finufft plans for all rows
         same = np.ones(len(rows))
         df = (f[-1] - f[0]) / (f.size - 1)
         power[use] = _nifty.power_rows(rows, f[0] * same, df * same, f.size * same.astype(np.int64), normalization)
     else:
         for i, row in zip(use, rows, strict=True):
-            power[i] = _ls_row(*row, f, normalization)
-    return _out(power, single)
+            power[i] = ls_row(*row, f, normalization)
+    return squeeze(power, single)
 
 
 def multiband_lomb_scargle(
@@ -584,10 +460,10 @@ def multiband_lomb_scargle(
     """
     from astropy.timeseries import LombScargleMultiband
 
-    f = _as_freq(frequency)
+    f = as_freq(frequency)
     if np.ndim(flux) != 1:
         raise StellarValueError(f"flux must be 1-D (T,) for the multiband periodogram; got shape {np.shape(flux)}")
-    t, y, e, m, _ = _prepare(time, flux, mask, err=flux_err)
+    t, y, e, m, _ = prepare(time, flux, mask, err=flux_err)
     b = np.asarray(band)
     if b.shape != (y.shape[1],):
         raise StellarValueError(f"band must have shape ({y.shape[1]},); got {b.shape}")
@@ -617,11 +493,11 @@ def phase_fold(time: Any, period: Any, t0: Any = 0.0) -> np.ndarray:
     numpy.ndarray, cycles
         Same shape as ``time``.
     """
-    t = _as_time(time)
+    t = as_time(time)
     p = np.asarray(to_value(period, u.day, "period"))
     if not (np.all(np.isfinite(p)) and np.all(p > 0)):
         raise StellarValueError("period must be finite and > 0 (d)")
-    z = _as_time(t0, "t0")
+    z = as_time(t0, "t0")
     if t.ndim == 2:
         p, z = (p[:, None] if p.ndim else p), (z[:, None] if z.ndim else z)
     return np.mod(t - z, p) / p
@@ -674,12 +550,12 @@ def peak_period(
         NaN for light curves with fewer than 3 valid points.
     """
     check_workers(workers)
-    t, x, e, m, single = _prepare(time, values, mask, err=err)
+    t, x, e, m, single = prepare(time, values, mask, err=err)
     period = np.full(x.shape[0], np.nan)
     use, rows = _valid_rows(t, x, e, m)
     if use.size:
         period[use] = _peak_periods(rows, min_period, max_period, oversampling, workers)
-    return _out(period, single)
+    return squeeze(period, single)
 
 
 def _peak_periods(
@@ -703,11 +579,11 @@ def _peak_periods(
     highest are settled in double precision (:func:`_best_of_single`): the same grid maximum as the
     double-precision power."""
     baseline = np.array([np.ptp(r[0]) for r in rows])
-    fmin, df, nf = _grid_params(baseline, min_period, max_period, oversampling)
+    fmin, df, nf = grid_params(baseline, min_period, max_period, oversampling)
     if not _nifty.available():
         grids = [fmin[i] + df[i] * np.arange(nf[i]) for i in range(len(rows))]
         return 1.0 / (
-            fmin + df * np.array([np.nanargmax(_ls_row(*r, g, "standard")) for r, g in zip(rows, grids, strict=True)])
+            fmin + df * np.array([np.nanargmax(ls_row(*r, g, "standard")) for r, g in zip(rows, grids, strict=True)])
         )
     n_points = np.array([r[0].size for r in rows])
     stride = np.where(nf > _SPARSE * n_points, max(1, int(oversampling // 2)), 1)
@@ -733,7 +609,7 @@ def _peak_periods(
             best[i] = np.nanargmax(p)
             continue
         near = np.arange(-stride[i], stride[i] + 1)
-        cand = np.unique(np.clip(_nifty.top_peaks(p, _CANDIDATES, _WITHIN)[:, None] * stride[i] + near, 0, nf[i] - 1))
+        cand = np.unique(np.clip(top_peaks(p, _CANDIDATES, _WITHIN)[:, None] * stride[i] + near, 0, nf[i] - 1))
         best[i] = cand[np.nanargmax(_nifty.exact_power(*rows[i], fmin[i] + df[i] * cand))]
     return 1.0 / (fmin + df * best)
 
@@ -807,7 +683,7 @@ def features(
     if period_method not in ("lomb_scargle", "multiharmonic"):
         raise StellarValueError(f"period_method must be 'lomb_scargle' or 'multiharmonic'; got {period_method!r}")
     check_workers(workers)
-    t, x, e, m, single = _prepare(time, values, mask, err=err)
+    t, x, e, m, single = prepare(time, values, mask, err=err)
     if e is None:
         raise StellarValueError("err must be given")
     pack = _Packing(t, m)  # each row's valid points in time order (for eta and the periodograms)
@@ -861,7 +737,7 @@ def features(
     }
     out = {k: np.where(ok, v, np.nan) for k, v in out.items()}
     out["n_points"] = n.astype(np.int64)
-    return {k: _out(v, single) for k, v in out.items()}
+    return {k: squeeze(v, single) for k, v in out.items()}
 
 
 def to_fixed_length(time: Any, flux: Any, mask: Any, n: int, flux_err: Any = None) -> tuple[np.ndarray, ...]:
@@ -885,7 +761,7 @@ def to_fixed_length(time: Any, flux: Any, mask: Any, n: int, flux_err: Any = Non
     """
     if not (isinstance(n, int | np.integer) and n > 0):
         raise StellarValueError(f"n must be a positive int; got {n!r}")
-    t, x, e, m, single = _prepare(time, flux, mask, err=flux_err)
+    t, x, e, m, single = prepare(time, flux, mask, err=flux_err)
     pack = _Packing(t, m)
     t, x, ee = (pack.front_rows(pack.pack(a)) for a in (t, x, np.zeros_like(x) if e is None else e))
     m = ~pack.front
@@ -900,4 +776,4 @@ def to_fixed_length(time: Any, flux: Any, mask: Any, n: int, flux_err: Any = Non
     mo = fit(m, True)
     res = [np.where(mo, 0.0, fit(a, 0.0)) for a in (t, x, ee)]
     out = (res[0], res[1]) + ((res[2],) if e is not None else ()) + (mo,)
-    return tuple(_out(a, single) for a in out)
+    return tuple(squeeze(a, single) for a in out)

@@ -130,13 +130,18 @@ def top_peaks(
     [4]
     """
     hi = p.size if hi is None else hi
-    edge = -np.inf if ends else np.nan  # a missing neighbour: below every value, or a comparison that fails
-    near = p[max(lo - 1, 0) : min(hi + 1, p.size)]
-    near = np.concatenate(([edge] if lo == 0 else [], near, [edge] if hi == p.size else []))
-    seg = near[1:-1]
-    peaks = lo + np.flatnonzero((seg >= near[:-2]) & (seg >= near[2:]))
+    i0, i1 = max(lo, 1), min(hi, p.size - 1)  # the points with two neighbours
+    mid = p[i0:i1]
+    keep = (mid >= p[i0 - 1 : i1 - 1]) & (mid >= p[i0 + 1 : i1 + 1])
+    low = -np.inf if within is None else within * np.nanmax(p)
     if within is not None:
-        peaks = peaks[p[peaks] >= within * np.nanmax(p)]
+        keep &= mid >= low
+    peaks = i0 + np.flatnonzero(keep)
+    if ends:  # p's first and last points, against their one neighbour
+        first = lo == 0 < hi and (p.size == 1 or p[0] >= p[1]) and p[0] >= low
+        last = hi == p.size and p.size - 1 >= max(lo, 1) and p[-1] >= p[-2] and p[-1] >= low
+        if first or last:
+            peaks = np.concatenate([[0] if first else [], peaks, [p.size - 1] if last else []]).astype(np.intp)
     if peaks.size == 0:
         return np.array([lo + int(np.nanargmax(p[lo:hi]))])
     return peaks[np.argsort(p[peaks])[::-1][:k]]

@@ -28,13 +28,13 @@ class Option:
 
     name: str
     path: str
-    description: str
+    description: list[str]
     package: str | None
     defaults: list[Any]
     rows: list[tuple[str, Any, str]] = field(default_factory=list)
 
 
-def _comments(text: str) -> tuple[str, dict[str, str]]:
+def _comments(text: str) -> tuple[list[str], dict[str, str]]:
     """The file's leading comment, and the comment above or beside each key (by dotted path)."""
     header: list[str] = []
     pending: list[str] = []
@@ -73,10 +73,7 @@ def _comments(text: str) -> tuple[str, dict[str, str]]:
         if note:
             notes[dotted] = note
         pending = []
-    if not seen_key:
-        # a file that is only a header: its comment describes it
-        return " ".join(header), notes
-    return " ".join(header), notes
+    return header, notes
 
 
 def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -126,15 +123,41 @@ def _text(text: str) -> str:
     HTML (``<survey>``) or emphasis are escaped; pipes everywhere (table cells)."""
     parts = text.split("`")
     for i in range(0, len(parts), 2):  # even parts are outside code spans
-        parts[i] = re.sub(r"([\\\[\]<>*_])", r"\\\1", parts[i])
+        parts[i] = re.sub(r"([\\\[\]*_])", r"\\\1", parts[i]).replace("<", "&lt;")
     return "`".join(parts).replace("|", "\\|")
 
 
+def _description(header: list[str]) -> list[str]:
+    """A file's leading comment: command lines (``python …``) as a code block, the rest as one paragraph."""
+    prose = [line for line in header if line and not line.startswith("python ")]
+    commands = [line for line in header if line.startswith("python ")]
+    lines = [_text(" ".join(prose)), ""] if prose else []
+    if commands:
+        lines += ["```bash", *commands, "```", ""]
+    return lines
+
+
+def _chosen_by(conf: Path, group: str) -> list[str]:
+    """Defaults-list entries of other config files that pick an option of a nested group (``source@source: …``)."""
+    leaf = group.rsplit("/", 1)[-1]
+    found = []
+    for path in sorted(conf.rglob("*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        for entry in data.get("defaults", []) if isinstance(data, dict) else []:
+            if isinstance(entry, dict):
+                for key, value in entry.items():
+                    name = str(key).removeprefix("override ").split("@", 1)[0].strip("/")
+                    if name in (leaf, group):
+                        shown = "null" if value is None else value
+                        found.append(f"`conf/{path.relative_to(conf).as_posix()}` (`{key}: {shown}`)")
+    return found
+
+
 def _defaults(defaults: list[Any]) -> str:
-    parts = []
+    parts: list[str] = []
     for entry in defaults:
         if isinstance(entry, dict):
-            parts.extend(f"`{k}: {v}`" for k, v in entry.items())
+            parts.extend(f"`{k}: {'null' if v is None else v}`" for k, v in entry.items())
         else:
             parts.append(f"`{entry}`")
     return ", ".join(parts)
@@ -161,16 +184,25 @@ def render(conf: Path) -> str:
         name = group.relative_to(conf).as_posix()
         options = [read_option(p, conf) for p in sorted(group.glob("*.yaml"))]
         lines += [f"## `{name}`", "", "Options: " + ", ".join(f"`{o.name}`" for o in options) + ".", ""]
+        chosen = _chosen_by(conf, name)
+        if "/" in name:
+            lines += [
+                "A nested group: a parent config picks its option in its defaults list, and its keys then live under "
+                "the parent's key of that name (`python train.py datamodule.source.n=2000`).",
+                "",
+            ]
+        if chosen:
+            lines += ["Picked in the defaults lists of: " + ", ".join(chosen) + ".", ""]
         for option in options:
             lines += _option_block(option, level=3, group=name)
     return "\n".join(lines) + "\n"
 
 
 def _option_block(option: Option, level: int, group: str | None = None) -> list[str]:
-    title = f"{group}={option.name}" if group else option.path
+    # what one types on the command line for a top-level group; the file's place for a nested one
+    title = option.path if group is None else f"{group}{': ' if '/' in group else '='}{option.name}"
     lines = [f"{'#' * level} `{title}`", ""]
-    if option.description:
-        lines += [_text(option.description), ""]
+    lines += _description(option.description)
     facts = [f"File: `conf/{option.path}`."]
     if option.package:
         facts.append(f"Package: `{option.package}`.")

@@ -76,16 +76,19 @@ class SkySplit(GroupSplit):
 
     Parameters
     ----------
+    nside : int
+        HEALPix resolution, a power of 2 (16 gives blocks of about 3.7 deg, 3072 on the sky).
+    ra_col, dec_col : str
+        Columns of right ascension and declination, in degrees.
+
+    Other Parameters
+    ----------------
     fractions : sequence of float
         Train/val/test shares of rows (cut at unit boundaries, so met closely only with many blocks).
     seed : int
         Seed of the block order.
     label_col : str, optional
         Class column for the audit.
-    nside : int
-        HEALPix resolution, a power of 2 (16 gives blocks of about 3.7 deg, 3072 on the sky).
-    ra_col, dec_col : str
-        Columns of right ascension and declination, in degrees.
     group_key : str
         Object column kept whole across blocks.
 
@@ -156,14 +159,17 @@ class TimeSplit(GroupSplit):
 
     Parameters
     ----------
+    time_col : str
+        Column of observation times; any numeric scale where larger is later (e.g. MJD, in days).
+
+    Other Parameters
+    ----------------
     fractions : sequence of float
         Train/val/test shares of rows, in time order.
     seed : int
         Seed of the tie-break between groups first seen at the same time.
     label_col : str, optional
         Class column for the audit.
-    time_col : str
-        Column of observation times; any numeric scale where larger is later (e.g. MJD, in days).
     group_key : str
         Column whose rows stay together.
     """

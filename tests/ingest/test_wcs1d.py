@@ -3,7 +3,9 @@ the WCS arithmetic done by hand, log-linear files written here, the failure mode
 
 from __future__ import annotations
 
+import io
 import logging
+from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +13,16 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
+from hydra import compose, initialize_config_dir
 
 from stellar.data.ingest.formats import parse_file
+from stellar.data.ingest.pipeline import run
 from stellar.data.ingest.records import store_records
 from stellar.data.ingest.wcs1d import wavelength
-from stellar.data.preprocess.spectra import air_to_vacuum
+from stellar.data.preprocess.spectra import SpectrumPreprocessing, air_to_vacuum
 from stellar.data.store import DatasetStore
 from stellar.errors import StellarConfigError, StellarDataError
+from stellar.store import main as store_main
 
 REPO = Path(__file__).resolve().parents[2]
 MILES_FITS = REPO / "tests" / "data" / "miles_fits"
@@ -206,3 +211,44 @@ def test_truncated_file_and_bad_config(tmp_path: Path) -> None:
 def test_other_fits_stay_unsupported(data: np.ndarray, cards: dict[str, Any], tmp_path: Path) -> None:
     with pytest.raises(StellarDataError, match="unsupported: FITS"):
         parse_file(_write(tmp_path / "other.fits", data, cards))
+
+
+def _cfg(*overrides: str):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(config_name="ingest", overrides=list(overrides))
+
+
+@pytest.mark.parametrize("medium", ["air", "vacuum"])
+def test_cli_ingests_the_folder_into_the_store(medium: str, tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    cfg = _cfg(
+        f"input_dir={MILES_FITS}",
+        f"store={store_dir}",
+        f"cache_dir={tmp_path / 'cache'}",
+        "progress=false",
+        f"wcs1d_medium={medium}",
+    )
+    with redirect_stdout(io.StringIO()):
+        metrics, objects = run(cfg)
+    assert (metrics["n_done"], metrics["n_failed"]) == (3, 0)
+    (name,) = metrics["datasets"]
+    assert name.startswith("miles_spectra-")
+    out = io.StringIO()
+    with redirect_stdout(out):
+        store_main([str(store_dir)])
+    assert "modality=spectra  rows=3  surveys={'miles': 3}" in out.getvalue()
+    assert "field loglam" in out.getvalue() and "[dex(Angstrom)]" in out.getvalue()
+    ds = objects["store"].open(name)
+    assert ds.meta["medium"].tolist() == [medium] * 3 and not ds.load("mask").any()
+    loglam, flux = ds.load("loglam"), ds.load("flux")
+    for i, path in enumerate(sorted(MILES_FITS.iterdir())):
+        wave, raw = _real(path)
+        vac = air_to_vacuum(wave) if medium == "air" else wave
+        np.testing.assert_allclose(loglam[i], np.log10(vac), rtol=1e-15)
+        np.testing.assert_array_equal(flux[i], raw.astype(np.float32))
+    if medium == "air":  # what the store holds preprocesses like the MILES arrays with air=True
+        ours = SpectrumPreprocessing()(10.0**loglam, flux)
+        wave, _ = _real()
+        theirs = SpectrumPreprocessing(air=True)(wave, flux)
+        np.testing.assert_allclose(ours["flux"], theirs["flux"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(ours["mask"], theirs["mask"])

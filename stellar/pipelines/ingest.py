@@ -52,7 +52,9 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     manifest = Manifest(cfg.manifest or cache_dir / "manifests" / f"{cfg.survey or 'files'}.jsonl")
     report: IngestReport
     if cfg.input_dir is not None:
-        report = ingest_files(cfg.input_dir, store=store, manifest=manifest, progress=cfg.progress)
+        report = ingest_files(
+            cfg.input_dir, store=store, manifest=manifest, progress=cfg.progress, wcs1d_medium=cfg.wcs1d_medium
+        )
     else:
         if cfg.survey not in cfg.surveys:
             raise StellarConfigError(f"survey={cfg.survey!r} is not one of {list(cfg.surveys)}")

@@ -16,12 +16,12 @@ from astropy.utils.exceptions import AstropyUserWarning
 from hydra import compose, initialize_config_dir
 
 from stellar.data.ingest.formats import parse_file
-from stellar.data.ingest.pipeline import run
 from stellar.data.ingest.records import store_records
 from stellar.data.ingest.wcs1d import wavelength
 from stellar.data.preprocess.spectra import SpectrumPreprocessing, air_to_vacuum
 from stellar.data.store import DatasetStore
 from stellar.errors import StellarConfigError, StellarDataError
+from stellar.pipelines.ingest import run
 from stellar.store import main as store_main
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ Endpoints: ``POST /predict/spectral``, ``/predict/lightcurve`` and ``/predict/se
 import hydra
 from omegaconf import DictConfig
 
-from stellar.serving.server import run
+from stellar.pipelines.serve import run
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="serve")

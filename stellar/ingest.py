@@ -5,11 +5,11 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from stellar.pipelines.ingest import run
+
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="ingest")
 def main(cfg: DictConfig) -> None:
-    from stellar.data.ingest.pipeline import run
-
     run(cfg)
 
 

@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import uuid
 from collections.abc import Mapping
@@ -35,11 +34,11 @@ import zarr
 
 from stellar import __version__
 from stellar.errors import StellarDataError, StellarValueError
+from stellar.utils.names import validate_name
 
 log = logging.getLogger(__name__)
 
 REQUIRED_META = ("object_id", "survey", "ra", "dec")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
 def content_hash(arrays: Mapping[str, np.ndarray], meta: pd.DataFrame, grid: Mapping[str, np.ndarray]) -> str:
@@ -52,14 +51,6 @@ def content_hash(arrays: Mapping[str, np.ndarray], meta: pd.DataFrame, grid: Map
             h.update(a.tobytes())
     h.update(meta.to_csv(index=False).encode())
     return h.hexdigest()
-
-
-def _validate_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
-        raise StellarValueError(
-            f"dataset name {name!r} is not allowed: use letters, digits, '_', '-', '.' (no path separators or '..')"
-        )
-    return name
 
 
 def _child(group: zarr.Group, name: str, kind: type) -> Any:
@@ -155,7 +146,7 @@ class DatasetStore:
 
     def exists(self, name: str) -> bool:
         """True when a complete dataset of this name is stored."""
-        _validate_name(name)
+        validate_name(name, "dataset name")
         try:
             g = zarr.open_group(self._url(name), mode="r")
         except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
@@ -212,7 +203,7 @@ class DatasetStore:
         chunk_rows : int
             Rows per chunk along the first axis.
         """
-        _validate_name(name)
+        validate_name(name, "dataset name")
         grid = dict(grid or {})
         missing = [c for c in REQUIRED_META if c not in meta.columns]
         if missing:

@@ -6,13 +6,91 @@ scored the same way.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sklearn import metrics as skm
 
 from stellar.evaluation.calibration import brier_score, expected_calibration_error
+
+log = logging.getLogger(__name__)
+
+
+def _one_sided(pos: np.ndarray) -> str | None:
+    """Why one-vs-rest curves and areas of a class are undefined on these rows (None when they are defined)."""
+    if not pos.any():
+        return "no positives"
+    if pos.all():
+        return "no negatives"
+    return None
+
+
+def _ovr_areas(pos: np.ndarray, score: np.ndarray) -> tuple[float, float]:
+    """ROC-AUC and average precision (the PR-AUC) of one class against the rest."""
+    return float(skm.roc_auc_score(pos, score)), float(skm.average_precision_score(pos, score))
+
+
+@dataclass(frozen=True)
+class OneVsRest:
+    """ROC and precision-recall curves of one class against the rest, with their areas.
+
+    ``roc_auc`` and ``average_precision`` are the values :func:`classification_report` gives the class under
+    ``roc_auc_ovr`` and ``pr_auc_ovr``.
+    """
+
+    name: str
+    fpr: np.ndarray
+    tpr: np.ndarray
+    precision: np.ndarray
+    recall: np.ndarray
+    roc_auc: float
+    average_precision: float
+
+
+def one_vs_rest_curves(
+    probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str]
+) -> tuple[list[OneVsRest], dict[str, str]]:
+    """One-vs-rest ROC and precision-recall curves of each class, over the rows with a known label.
+
+    With two classes only the second (the positive class) is returned: the first's ROC curve is its mirror image
+    and has the same area. A class without positives (absent from these rows) or without negatives has no curve;
+    it is logged and returned in ``skipped``.
+
+    Parameters
+    ----------
+    probs : numpy.ndarray, shape (N, C)
+        Class probabilities (those the report scores, i.e. after calibration).
+    labels : numpy.ndarray of int, shape (N,)
+        True class indices; rows with label < 0 (unknown) are left out.
+    class_names : sequence of str
+        Name of each of the C classes.
+
+    Returns
+    -------
+    curves : list of OneVsRest
+        One per class with a curve, in class order.
+    skipped : dict of str to str
+        Class name → why it has no curve (``"no positives"`` or ``"no negatives"``).
+    """
+    ok = labels >= 0
+    y, p = labels[ok], probs[ok]
+    classes = [1] if len(class_names) == 2 else range(len(class_names))
+    curves: list[OneVsRest] = []
+    skipped: dict[str, str] = {}
+    for c in classes:
+        name, pos = class_names[c], y == c
+        why = _one_sided(pos)
+        if why is not None:
+            skipped[name] = why
+            log.warning("class %r has %s among the %d scored rows: no ROC or PR curve", name, why, len(y))
+            continue
+        fpr, tpr, _ = skm.roc_curve(pos, p[:, c])
+        precision, recall, _ = skm.precision_recall_curve(pos, p[:, c])
+        curves.append(OneVsRest(name, fpr, tpr, precision, recall, *_ovr_areas(pos, p[:, c])))
+    return curves, skipped
 
 
 def classification_report(
@@ -43,9 +121,8 @@ def classification_report(
             "support": int(support[c]),
         }
         pos = y == c
-        if 0 < pos.sum() < len(y):  # AUCs need both classes present
-            roc[name] = float(skm.roc_auc_score(pos, pa[:, c]))
-            pr[name] = float(skm.average_precision_score(pos, pa[:, c]))
+        if _one_sided(pos) is None:  # AUCs need both positives and negatives
+            roc[name], pr[name] = _ovr_areas(pos, pa[:, c])
     return {
         "n": int(ok.sum()),
         "class_names": list(class_names),

@@ -21,6 +21,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from stellar.evaluation.calibration import expected_calibration_error, reliability_curve
+from stellar.evaluation.metrics import OneVsRest
 
 
 # ---- figures ---------------------------------------------------------------------------------------------
@@ -60,6 +61,44 @@ def reliability_figure(
     axh.set_yscale("log")
     fig.tight_layout()
     return fig
+
+
+def _class_colors(n: int) -> list[Any]:
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _ovr_axes(title: str, xlabel: str, ylabel: str) -> tuple[Figure, Any]:
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel, xlim=(0, 1), ylim=(0, 1.01))
+    return fig, ax
+
+
+def _ovr_legend(fig: Figure, ax: Any, skipped: Mapping[str, str] | None, loc: str) -> Figure:
+    """The legend, with a line (no curve) for each class without one saying why."""
+    for name, why in (skipped or {}).items():
+        ax.plot([], [], " ", label=f"{name}: {why}, no curve")
+    ax.legend(fontsize=8, loc=loc)
+    fig.tight_layout()
+    return fig
+
+
+def roc_figure(curves: Sequence[OneVsRest], skipped: Mapping[str, str] | None = None) -> Figure:
+    """One-vs-rest ROC curves, each class's ROC-AUC in the legend; classes without a curve are listed there too."""
+    fig, ax = _ovr_axes("ROC, one vs rest", "false positive rate", "true positive rate")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="chance")
+    for c, color in zip(curves, _class_colors(len(curves)), strict=True):
+        ax.plot(c.fpr, c.tpr, color=color, lw=1.2, label=f"{c.name} (AUC {c.roc_auc:.3f})")
+    return _ovr_legend(fig, ax, skipped, "lower right")
+
+
+def pr_figure(curves: Sequence[OneVsRest], skipped: Mapping[str, str] | None = None) -> Figure:
+    """One-vs-rest precision-recall curves, each class's PR-AUC (average precision) in the legend."""
+    fig, ax = _ovr_axes("Precision-recall, one vs rest", "recall", "precision")
+    for c, color in zip(curves, _class_colors(len(curves)), strict=True):
+        label = f"{c.name} (PR-AUC {c.average_precision:.3f})"
+        ax.step(c.recall, c.precision, where="post", color=color, lw=1.2, label=label)
+    return _ovr_legend(fig, ax, skipped, "best")
 
 
 def regression_figure(name: str, truth: np.ndarray, mean: np.ndarray, logvar: np.ndarray, unit: str = "") -> Figure:

@@ -3,8 +3,9 @@
 The run folder's ``config.yaml`` (as composed, interpolations intact) rebuilds the datamodule and the model, with
 this evaluation's paths and any ``datamodule.*`` overrides; the best checkpoint is loaded with
 ``weights_only=True`` (an estimator run's boosters from ``checkpoints/estimator.json``); the run's calibrator is
-applied. Writes ``report.json``, PNG figures, ``report.html``
-and TensorBoard events in this evaluation's own run folder.
+applied. Writes ``report.json``, PNG figures (confusion matrix, reliability diagram, one-vs-rest ROC and
+precision-recall curves of a classifier; predicted vs true per regression target), ``report.html`` and TensorBoard
+events in this evaluation's own run folder.
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ from torch.utils.tensorboard import SummaryWriter
 from stellar.data.datamodules import StellarDataModule
 from stellar.errors import StellarConfigError, StellarDataError
 from stellar.evaluation.calibration import calibrated_probs, softmax
-from stellar.evaluation.report import confusion_figure, regression_figure, reliability_figure, write_report
+from stellar.evaluation.metrics import one_vs_rest_curves
+from stellar.evaluation.report import (
+    confusion_figure,
+    pr_figure,
+    regression_figure,
+    reliability_figure,
+    roc_figure,
+    write_report,
+)
 from stellar.models.estimators import META_FILE as ESTIMATOR_META
 from stellar.pipelines.common import (
     checkpoint_hparams,
@@ -128,6 +137,9 @@ def _figures(
         figs["confusion_matrix"] = confusion_figure(cls["confusion_matrix"], cls["class_names"])
         before, after = softmax(outputs["logits"]), calibrated_probs(calibrator, outputs["logits"])
         figs["reliability"] = reliability_figure(before, after, labels, n_bins=n_bins)
+        curves, skipped = one_vs_rest_curves(after, labels, cls["class_names"])
+        figs["roc"] = roc_figure(curves, skipped)
+        figs["precision_recall"] = pr_figure(curves, skipped)
     for t in report.get("regression", {}):
         truth = dm.meta[t].to_numpy(dtype=float)[outputs["index"]]
         figs[f"regression_{t}"] = regression_figure(

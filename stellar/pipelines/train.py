@@ -118,7 +118,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         lg.save()
 
     if cfg.get("register"):  # a registry version of the best model (stellar.registry; registry.root= sets where)
-        from stellar.registry import register_run
+        from stellar.registry.runs import register_run
 
         objs = {"model": model, "datamodule": dm, "calibrator": calibrator}
         metrics["registered"] = register_run(cfg, output_dir, objs, metrics).tag

@@ -1,9 +1,9 @@
 """One LitServe server for every configured endpoint, with a payload limit and an optional API key.
 
-:func:`build_server` turns ``conf/serve.yaml`` into a :class:`litserve.LitServer`; ``serve.py`` runs it. The two
-ASGI middlewares answer before any parsing: 413 for a body larger than ``max_body_mb`` (by its
-``Content-Length`` or, when streamed, as soon as it grows past the limit) and 401 for a ``/predict`` request
-without the right ``X-API-Key`` when the environment variable named by ``api_key_env`` is set.
+:func:`build_server` turns ``conf/serve.yaml`` into a :class:`litserve.LitServer`; ``serve.py`` runs it through
+``stellar.pipelines.serve.run``. The two ASGI middlewares answer before any parsing: 413 for a body larger than
+``max_body_mb`` (by its ``Content-Length`` or, when streamed, as soon as it grows past the limit) and 401 for a
+``/predict`` request without the right ``X-API-Key`` when the environment variable named by ``api_key_env`` is set.
 """
 
 from __future__ import annotations
@@ -136,18 +136,3 @@ def build_server(cfg: DictConfig) -> ls.LitServer:
     )
     server.app.add_exception_handler(RequestValidationError, validation_error_response)  # 422s as strict JSON
     return server
-
-
-def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Start the server and block until it stops (``python serve.py``)."""
-    server = build_server(cfg)
-    routes = [api.api_path for api in server.litapi_connector]
-    log.info("serving %s on http://%s:%s (OpenAPI at /docs, /openapi.json)", routes, cfg.host, cfg.port)
-    server.run(
-        host=str(cfg.host),
-        port=int(cfg.port),
-        num_api_servers=int(cfg.get("api_servers", 1)),
-        generate_client_file=False,
-        log_level=str(cfg.log_level),
-    )
-    return {"routes": routes}, {"server": server}

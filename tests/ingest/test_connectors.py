@@ -15,7 +15,6 @@ from hydra import compose, initialize_config_dir
 from stellar.data.ingest.gaia import GaiaConnector
 from stellar.data.ingest.lightcurves import MASTLightCurveConnector
 from stellar.data.ingest.manifest import Manifest
-from stellar.data.ingest.pipeline import run
 from stellar.data.ingest.policy import FetchPolicy
 from stellar.data.ingest.replay import FaultPlan, ReplayServer
 from stellar.data.ingest.runner import ingest
@@ -23,6 +22,7 @@ from stellar.data.ingest.sdss import SDSSConnector
 from stellar.data.ingest.simbad import SimbadConnector
 from stellar.data.store import DatasetStore
 from stellar.errors import StellarConfigError, StellarValueError
+from stellar.pipelines.ingest import run
 from stellar.store import main as store_main
 from tests.ingest.conftest import RAW, SPEC_SMALL
 

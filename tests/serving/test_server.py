@@ -6,12 +6,15 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import litserve as ls
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from hydra import compose, initialize_config_dir
 from litserve.utils import wrap_litserve_start
+from omegaconf import DictConfig
 
+from stellar.pipelines.serve import run
 from stellar.serving.server import build_server
 from tests.conftest import REPO
 from tests.serving.helpers import strict_json, wait_ready
@@ -27,6 +30,14 @@ def _raw(body: bytes) -> dict[str, Any]:
     return {"content": body, "headers": {"Content-Type": "application/json"}}
 
 
+def _serve_cfg(registry_root: Any, model: str, *overrides: str) -> DictConfig:
+    """``conf/serve.yaml`` with its spectral endpoint on ``model`` of the registry at ``registry_root``."""
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        return compose(
+            "serve", overrides=[f"registry.root={registry_root}", f"endpoints.spectral.model={model}", *overrides]
+        )
+
+
 @pytest.fixture(scope="module")
 def batch_log(tmp_path_factory) -> Any:
     return tmp_path_factory.mktemp("batches") / "sizes.txt"
@@ -36,17 +47,15 @@ def batch_log(tmp_path_factory) -> Any:
 def client(spectral_version, registry_root, batch_log) -> Any:
     mp = pytest.MonkeyPatch()
     mp.setenv("STELLAR_TEST_BATCH_LOG", str(batch_log))  # inherited by the inference workers
-    overrides = [
-        f"registry.root={registry_root}",
-        f"endpoints.spectral.model={spectral_version.name}",
+    cfg = _serve_cfg(
+        registry_root,
+        spectral_version.name,
         "endpoints.spectral._target_=tests.serving.helpers.RecordingSpectralAPI",
         "endpoints.lightcurve.model=not_registered",
         "max_batch_size=8",
         "batch_timeout=0.2",
         "max_body_mb=1",
-    ]
-    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
-        cfg = compose("serve", overrides=overrides)
+    )
     server = build_server(cfg)
     with wrap_litserve_start(server) as srv, TestClient(srv.app) as c:
         wait_ready(c)
@@ -200,3 +209,23 @@ def test_requests_are_batched(client, batch_log):
     assert [a.status_code for a in answers] == [200] * 16 + [422]
     sizes = [int(s) for s in batch_log.read_text().split()]
     assert sum(sizes) == 17 and max(sizes) > 1, sizes  # fewer predict calls than requests: they were batched
+
+
+def test_run_starts_the_configured_server(spectral_version, registry_root, monkeypatch):
+    """``python serve.py``'s ``run(cfg)``: the configured endpoints, started at the configured address."""
+    started: list[dict[str, Any]] = []
+    monkeypatch.setattr(ls.LitServer, "run", lambda self, **kw: started.append(kw))  # blocks for real
+    cfg = _serve_cfg(
+        registry_root,
+        spectral_version.name,
+        "endpoints.lightcurve=null",
+        "endpoints.sed=null",
+        "port=8123",
+        "api_servers=2",
+    )
+    metrics, objects = run(cfg)
+    assert metrics == {"routes": [SPECTRAL]}
+    assert isinstance(objects["server"], ls.LitServer)
+    assert started == [
+        {"host": "127.0.0.1", "port": 8123, "num_api_servers": 2, "generate_client_file": False, "log_level": "info"}
+    ]

@@ -10,12 +10,12 @@ class LightCurveDataModule(StellarDataModule):
     """Batch fields ``time``, ``flux`` (relative mag), ``flux_err``, ``band``, ``mask`` (B, n), ``period`` (B,)
     and ``features`` (B, F), as made by :class:`LightCurvePreprocessing`.
 
+    Takes the parameters of :class:`StellarDataModule`; for this modality:
+
     Parameters
     ----------
     preprocessing : LightCurvePreprocessing
         Bands, packed length and feature settings; the same object the server applies to requests.
-    **kwargs
-        See :class:`StellarDataModule`.
     """
 
     fields = ("time", "flux", "flux_err", "band", "mask", "period", "features")

@@ -11,12 +11,12 @@ from stellar.data.preprocess.spectra import SpectrumPreprocessing
 class SpectraDataModule(StellarDataModule):
     """Spectra on a shared log-wavelength grid: batch fields ``flux``, ``ivar``, ``mask`` (B, L).
 
+    Takes the parameters of :class:`StellarDataModule`; for this modality:
+
     Parameters
     ----------
     preprocessing : SpectrumPreprocessing
         Resampling grid and continuum normalisation; the same object the server applies to requests.
-    **kwargs
-        See :class:`StellarDataModule`.
     """
 
     fields = ("flux", "ivar", "mask")

@@ -11,5 +11,6 @@
 - :mod:`~stellar.data.ingest.formats` — files a user already has (``input_dir=``)
 - :mod:`~stellar.data.ingest.records` — parsed objects and how they become datasets
 - :mod:`~stellar.data.ingest.replay` — a local replay server with fault injection (tests, benchmarks)
-- :mod:`~stellar.data.ingest.pipeline` — ``run(cfg)`` behind ``python -m stellar.ingest``
+
+``python -m stellar.ingest`` builds these from ``conf/ingest.yaml`` in :func:`stellar.pipelines.ingest.run`.
 """

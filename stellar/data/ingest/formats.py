@@ -3,7 +3,8 @@
 Recognised: SDSS spec files (both layouts), LAMOST spectra (``.fits`` or ``.fits.gz``), Kepler/K2/TESS light
 curves, Gaia TAP answers (VOTable, ECSV, archive JSON) and XP datalink zips, SIMBAD answers (TAP VOTable or the
 script interface), SkyServer cross-id CSV, CDS XMatch CSV against 2MASS, MAST TIC JSON, EROS-2 ``.time`` light
-curves and MACHO ``lc_*.tar.bz2`` archives. Anything else raises ``StellarDataError('unsupported: …')``.
+curves, MACHO ``lc_*.tar.bz2`` archives and one-dimensional FITS spectra with a linear or log-linear WCS (stellar
+libraries, IRAF; :mod:`~stellar.data.ingest.wcs1d`). Anything else raises ``StellarDataError('unsupported: …')``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 from astropy.io import fits
 
-from stellar.data.ingest import gaia, simbad
+from stellar.data.ingest import gaia, simbad, wcs1d
 from stellar.data.ingest.lightcurves import parse_lc
 from stellar.data.ingest.records import Record
 from stellar.data.ingest.sdss import SPECTRA_UNITS, parse_skyserver_csv, parse_spec
@@ -58,16 +59,20 @@ def parse_lamost(body: bytes, source: str) -> Record:
     )
 
 
-def parse_fits(body: bytes, source: str) -> list[Record]:
+def parse_fits(body: bytes, source: str, *, wcs1d_medium: str = "air") -> list[Record]:
+    """A FITS file by its HDUs and primary header; ``wcs1d_medium`` see :func:`parse_file`."""
     with fits.open(io.BytesIO(body), memmap=False) as h:
         names = [hdu.name for hdu in h]
         telescope = str(h[0].header.get("TELESCOP", "")).upper()
+        wcs_spectrum = wcs1d.claims(h[0].header)
     if "LIGHTCURVE" in names:
         return [parse_lc(body, source)]
     if telescope.startswith("LAMOST"):
         return [parse_lamost(body, source)]
     if telescope.startswith("SDSS") or "COADD" in names:
         return [parse_spec(body, source)]
+    if wcs_spectrum:
+        return [wcs1d.parse_wcs1d(body, source, wcs1d_medium)]
     raise StellarDataError(f"unsupported: FITS with HDUs {names} and TELESCOP {telescope!r}")
 
 
@@ -235,8 +240,15 @@ def parse_macho_tar(body: bytes, source: str) -> Record:
     return _mag_lc("macho", f"macho-{star}", bands, {"ra": ra, "dec": dec}, source, None)
 
 
-def parse_file(path: str | Path) -> list[Record]:
+def parse_file(path: str | Path, *, wcs1d_medium: str = "air") -> list[Record]:
     """Records of one local file, recognised by content and name.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+    wcs1d_medium : {"air", "vacuum"}
+        Wavelength medium of a 1-D WCS FITS spectrum whose header does not say (:mod:`~stellar.data.ingest.wcs1d`).
 
     Raises
     ------
@@ -251,7 +263,7 @@ def parse_file(path: str | Path) -> list[Record]:
         body = gzip.decompress(body)
         name = name.removesuffix(".gz")
     if body.startswith(b"SIMPLE  ="):
-        return parse_fits(body, source)
+        return parse_fits(body, source, wcs1d_medium=wcs1d_medium)
     if name.endswith((".tar.bz2", ".tar.gz", ".tgz", ".tar")):
         return [parse_macho_tar(body, source)]
     if name.endswith(".zip"):

@@ -142,13 +142,18 @@ def ingest(
 
 
 def ingest_files(
-    input_dir: str | Path, *, store: DatasetStore | None, manifest: Manifest, progress: bool = True
+    input_dir: str | Path,
+    *,
+    store: DatasetStore | None,
+    manifest: Manifest,
+    progress: bool = True,
+    wcs1d_medium: str = "air",
 ) -> IngestReport:
     """Ingest every file under ``input_dir`` that a user downloaded already (no network).
 
     Each file is a target named by its path relative to ``input_dir``; formats are recognised by content and
-    name (see :mod:`stellar.data.ingest.formats`). A file no parser understands is listed as failed with the
-    reason ``unsupported: …``.
+    name (see :mod:`stellar.data.ingest.formats`, which ``wcs1d_medium`` is passed to). A file no parser
+    understands is listed as failed with the reason ``unsupported: …``.
     """
     from stellar.data.ingest.formats import parse_file
 
@@ -161,7 +166,7 @@ def ingest_files(
     for path in tqdm(files, desc="ingest files", unit="file", disable=not progress):
         rel = str(path.relative_to(root))
         try:
-            recs = parse_file(path)
+            recs = parse_file(path, wcs1d_medium=wcs1d_medium)
         except Exception as err:  # listed with its reason; the other files go on
             failed[rel] = f"{type(err).__name__}: {err}"
             manifest.append([rel], "failed", failed[rel])

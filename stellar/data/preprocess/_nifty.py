@@ -305,14 +305,3 @@ def exact_power(t: np.ndarray, y: np.ndarray, dy: np.ndarray | None, freq: np.nd
     cc = (cos * cos) @ w - c * c
     ss = (sin * sin) @ w - s * s
     return np.asarray((yc_cos**2 / cc + ys_sin**2 / ss) / yy)
-
-
-def top_peaks(p: np.ndarray, k: int, within: float = 1.0) -> np.ndarray:
-    """Indices of the local maxima of ``p`` (ends included) at least ``within`` × its maximum, at most ``k`` of
-    them, highest first."""
-    left = np.r_[True, p[1:] >= p[:-1]]
-    right = np.r_[p[:-1] >= p[1:], True]
-    peaks = np.flatnonzero(left & right & (p >= within * np.nanmax(p)))
-    if peaks.size > k:
-        peaks = peaks[np.argpartition(p[peaks], -k)[-k:]]
-    return peaks[np.argsort(p[peaks])[::-1]]

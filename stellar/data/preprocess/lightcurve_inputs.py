@@ -25,7 +25,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from stellar.data.preprocess.lightcurve import _as_time, features, sigma_clip
+from stellar.data.preprocess._lc_rows import as_time, rows
+from stellar.data.preprocess.lightcurve import features, sigma_clip
 from stellar.errors import StellarValueError
 
 log = logging.getLogger(__name__)
@@ -43,15 +44,6 @@ BAND_FEATURES: tuple[str, ...] = (
     "n_points",
 )
 _MAG_PER_LN = 2.5 / np.log(10.0)
-
-
-def _rows(x: Any, name: str, dtype: Any = float) -> np.ndarray:
-    a = np.asarray(x, dtype=dtype)
-    if a.ndim == 1:
-        a = a[None, :]
-    if a.ndim != 2 or a.shape[1] == 0:
-        raise StellarValueError(f"{name} must be (T,) or (N, T) with T > 0; got shape {np.shape(x)}")
-    return a
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,13 +127,19 @@ class LightCurvePreprocessing:
             ``time``, ``flux``, ``flux_err`` (float32, (N, n)), ``band`` (int64), ``mask`` (bool), ``period``
             (float32, (N,)) and ``features`` (float32, (N, F)).
         """
-        x = _rows(values, "values")
-        t = np.broadcast_to(_rows(_as_time(time), "time"), x.shape).astype(float)
-        m = np.zeros(x.shape, bool) if mask is None else np.broadcast_to(_rows(mask, "mask", bool), x.shape).copy()
-        b = np.zeros(x.shape, np.int64) if band is None else np.broadcast_to(_rows(band, "band", np.int64), x.shape)
+        x = rows(values, "values", float, allow_empty=False)
+        t = np.broadcast_to(rows(as_time(time), "time", float, allow_empty=False), x.shape).astype(float)
+        if mask is None:
+            m = np.zeros(x.shape, bool)
+        else:
+            m = np.broadcast_to(rows(mask, "mask", bool, allow_empty=False), x.shape).copy()
+        if band is None:
+            b = np.zeros(x.shape, np.int64)
+        else:
+            b = np.broadcast_to(rows(band, "band", np.int64, allow_empty=False), x.shape)
         if ((b < 0) | (b >= len(self.bands)))[~m].any():
             raise StellarValueError(f"band indices must lie in 0..{len(self.bands) - 1} for bands {self.bands}")
-        e = None if err is None else np.broadcast_to(_rows(err, "err"), x.shape).astype(float)
+        e = None if err is None else np.broadcast_to(rows(err, "err", float, allow_empty=False), x.shape).astype(float)
         bad = ~np.isfinite(x) | ~np.isfinite(t)
         if e is not None:
             bad |= ~np.isfinite(e) | (e <= 0)

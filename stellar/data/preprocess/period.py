@@ -11,7 +11,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from stellar.data.preprocess.lightcurve import _ls_row, _out, _prepare, _uniform, frequency_grid
+from stellar.data.preprocess._lc_rows import prepare, squeeze
+from stellar.data.preprocess._periodogram import frequency_grid, ls_row, top_peaks, uniform
 from stellar.errors import StellarValueError
 
 
@@ -138,12 +139,7 @@ def _robust_bic(
 
 def _local_peaks(p: np.ndarray, j: int, win: int, n: int) -> list[int]:
     """Indices of the ``n`` highest local maxima of ``p`` within ``j ± win`` (the highest point if none)."""
-    lo, hi = max(j - win, 1), min(j + win + 1, p.size - 1)
-    seg = p[lo:hi]
-    inner = np.flatnonzero((seg >= p[lo - 1 : hi - 1]) & (seg >= p[lo + 1 : hi + 1]))
-    if inner.size == 0:
-        return [lo + int(np.nanargmax(seg))]
-    return [lo + int(i) for i in inner[np.argsort(seg[inner])[::-1][:n]]]
+    return top_peaks(p, n, ends=False, lo=max(j - win, 1), hi=min(j + win + 1, p.size - 1)).tolist()
 
 
 def _combined_power(t: np.ndarray, y: np.ndarray, e: np.ndarray, b: np.ndarray, nb: int, f: np.ndarray) -> np.ndarray:
@@ -163,21 +159,13 @@ def _combined_power(t: np.ndarray, y: np.ndarray, e: np.ndarray, b: np.ndarray, 
         import nifty_ls
     except ImportError:
         nifty_ls = None
-    if nifty_ls is not None and _uniform(f):
+    if nifty_ls is not None and uniform(f):
         # one thread: light curves are the parallel axis, and finufft's threads cost more than they save here
         res = nifty_ls.lombscargle(t[order], yy, ee, fmin=float(f[0]), fmax=float(f[-1]), Nf=f.size, nthreads=1)
         power = np.asarray(res.power, dtype=float).reshape(len(use), f.size)
     else:
-        power = np.stack([_ls_row(t[s], y[s], e[s], f, "standard") for s in sel])
+        power = np.stack([ls_row(t[s], y[s], e[s], f, "standard") for s in sel])
     return np.asarray((chi0[:, None] * power).sum(axis=0) / chi0.sum())
-
-
-def _peaks(p: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` highest local maxima of ``p``."""
-    inner = np.flatnonzero((p[1:-1] >= p[:-2]) & (p[1:-1] >= p[2:])) + 1
-    if inner.size == 0:
-        return np.array([int(np.nanargmax(p))])
-    return inner[np.argsort(p[inner])[::-1][:k]]
 
 
 def _search_row(
@@ -198,7 +186,7 @@ def _search_row(
     win = max(int(np.ceil(opts["alias_window"] / df)), 1)
     # only offsets at which the sampling window has power make aliases (a nightly survey, not Kepler or TESS)
     aliases = [d for d in opts["aliases"] if abs(np.mean(np.exp(2j * np.pi * d * t))) > opts["alias_min_window"]]
-    for i in _peaks(power, opts["n_peaks"]):
+    for i in top_peaks(power, opts["n_peaks"], ends=False):
         f = float(grid[i])
         # the peak and the window's aliases (a sidereal day is 1.0027/d), each with its yearly sidelobes: the
         # n_sidelobes highest peaks within alias_window (a season-long gap puts copies at ±1/yr, ±2/yr, ...)
@@ -375,7 +363,7 @@ def best_period(
         raise StellarValueError(f"huber must be > 0 (scales) or None; got {huber}")
     if not alias_window >= 0:
         raise StellarValueError(f"alias_window must be >= 0 (1/day); got {alias_window}")
-    t, y, e, m, single = _prepare(time, values, mask, err=err)
+    t, y, e, m, single = prepare(time, values, mask, err=err)
     e = np.ones_like(y) if e is None else e
     if band is None:
         bidx = np.zeros(y.shape, dtype=int)
@@ -405,4 +393,4 @@ def best_period(
     if full_output:
         return out[0] if single else out
     periods = np.array([np.nan if r is None else r.period for r in out])
-    return _out(periods, single)
+    return squeeze(periods, single)

@@ -1,4 +1,8 @@
-"""``run(cfg)`` of ``python -m stellar.ingest``: a survey's targets, or a folder of downloaded files, into the store."""
+"""``run(cfg)`` behind ``python -m stellar.ingest``: a survey's targets, or a folder of downloaded files, into a store.
+
+The connectors, the fetch policy, the raw cache and the loop they share live in :mod:`stellar.data.ingest`; this
+module builds them from ``conf/ingest.yaml`` and runs them. Tests call :func:`run` with a composed config.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +26,22 @@ log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Ingest per ``cfg`` (see ``conf/ingest.yaml``); returns (report as a dict, {"report", "store"})."""
+    """Ingest per ``cfg`` (see ``conf/ingest.yaml``); returns (report as a dict, {"report", "store"}).
+
+    Parameters
+    ----------
+    cfg : DictConfig
+        The composed ``conf/ingest.yaml``: exactly one of ``survey`` (with ``targets``) or ``input_dir``, and
+        ``store``, ``cache_dir``, ``manifest``, ``policy``, ``offline``…
+
+    Returns
+    -------
+    metrics : dict
+        :meth:`IngestReport.as_dict` plus ``manifest`` (the path of the done/failed manifest).
+    objects : dict
+        ``report`` (the :class:`~stellar.data.ingest.runner.IngestReport`) and ``store`` (the
+        :class:`~stellar.data.store.DatasetStore` written to).
+    """
     if (cfg.survey is None) == (cfg.input_dir is None):
         raise StellarConfigError(
             f"give exactly one of survey=<{'|'.join(cfg.surveys)}> (with targets=<csv>) or input_dir=<folder>; "
@@ -33,7 +52,9 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     manifest = Manifest(cfg.manifest or cache_dir / "manifests" / f"{cfg.survey or 'files'}.jsonl")
     report: IngestReport
     if cfg.input_dir is not None:
-        report = ingest_files(cfg.input_dir, store=store, manifest=manifest, progress=cfg.progress)
+        report = ingest_files(
+            cfg.input_dir, store=store, manifest=manifest, progress=cfg.progress, wcs1d_medium=cfg.wcs1d_medium
+        )
     else:
         if cfg.survey not in cfg.surveys:
             raise StellarConfigError(f"survey={cfg.survey!r} is not one of {list(cfg.surveys)}")

@@ -1,0 +1,45 @@
+"""Probability calibration: maps from model scores to calibrated class probabilities, and calibration metrics.
+
+Every calibrator follows one contract (:class:`BaseProbCalibrator`): ``fit(scores, y_true)`` on held-out data,
+``transform(scores)`` → probabilities of shape (N, C) whose rows sum to 1, and a JSON round trip
+(``to_dict()`` / ``BaseProbCalibrator.from_dict(payload)``) so the fitted map travels with a registry version.
+``input_kind`` says whether a calibrator reads raw ``"logits"`` or softmaxed ``"probs"``, so a pipeline knows
+what to feed it. Labels must be known here (integers in ``[0, C)``); drop unlabelled rows (label < 0) first.
+
+- :mod:`~stellar.evaluation.calibration.scores` — :func:`validate_scores` (the one validation helper), :func:`softmax`
+- :mod:`~stellar.evaluation.calibration.diagnostics` — reliability curve, ECE, Brier score, NLL
+- :mod:`~stellar.evaluation.calibration.base` — :class:`BaseProbCalibrator` (registry, persistence),
+  :func:`calibrated_probs`
+- :mod:`~stellar.evaluation.calibration.calibrators` — :class:`NoCalibration`, :class:`TemperatureScaler`,
+  :class:`IsotonicCalibrator`
+
+This package imports nothing from ``stellar.evaluation.metrics`` (which builds its report on these functions), nor
+from pipelines or serving (which both apply calibrators through :func:`calibrated_probs`).
+"""
+
+from stellar.evaluation.calibration.base import BaseProbCalibrator, calibrated_probs
+from stellar.evaluation.calibration.calibrators import IsotonicCalibrator, NoCalibration, TemperatureScaler
+from stellar.evaluation.calibration.diagnostics import (
+    brier_score,
+    expected_calibration_error,
+    negative_log_likelihood,
+    reliability_curve,
+)
+from stellar.evaluation.calibration.scores import INPUT_KINDS, PROB_SUM_TOL, InputKind, softmax, validate_scores
+
+__all__ = [
+    "INPUT_KINDS",
+    "PROB_SUM_TOL",
+    "BaseProbCalibrator",
+    "InputKind",
+    "IsotonicCalibrator",
+    "NoCalibration",
+    "TemperatureScaler",
+    "brier_score",
+    "calibrated_probs",
+    "expected_calibration_error",
+    "negative_log_likelihood",
+    "reliability_curve",
+    "softmax",
+    "validate_scores",
+]

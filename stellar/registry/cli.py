@@ -22,19 +22,26 @@ from stellar.registry.versions import ModelRegistry
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m stellar.registry", description="List and manage registered models.")
-    p.add_argument("--root", default=None, help="registry root (path or fsspec URL); or registry.root=…")
+    # --root before or after the command (`--root R list` and `list --root R`); SUPPRESS keeps a subcommand's
+    # missing --root from overwriting the one given before it
+    root_opt = argparse.ArgumentParser(add_help=False)
+    root_opt.add_argument(
+        "--root", default=argparse.SUPPRESS, help="registry root (path or fsspec URL); or registry.root=…"
+    )
+    p = argparse.ArgumentParser(
+        prog="python -m stellar.registry", description="List and manage registered models.", parents=[root_opt]
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("list", help="models with their versions and aliases")
-    s = sub.add_parser("versions", help="versions of one model")
+    sub.add_parser("list", help="models with their versions and aliases", parents=[root_opt])
+    s = sub.add_parser("versions", help="versions of one model", parents=[root_opt])
     s.add_argument("name")
-    s = sub.add_parser("card", help="the model card of one version")
+    s = sub.add_parser("card", help="the model card of one version", parents=[root_opt])
     s.add_argument("name")
     s.add_argument("ref", nargs="?", default=LATEST, help="version (3, v3), alias or 'latest'")
-    s = sub.add_parser("show", help="the manifest of one version (JSON)")
+    s = sub.add_parser("show", help="the manifest of one version (JSON)", parents=[root_opt])
     s.add_argument("name")
     s.add_argument("ref", nargs="?", default=LATEST)
-    s = sub.add_parser("alias", help="point an alias at a version")
+    s = sub.add_parser("alias", help="point an alias at a version", parents=[root_opt])
     s.add_argument("name")
     s.add_argument("alias")
     s.add_argument("ref", help="version (3, v3), another alias or 'latest'")
@@ -46,7 +53,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         else:
             rest.append(a)
     ns = p.parse_args(rest)
-    ns.root = ns.root or root or os.environ.get("STELLAR_REGISTRY") or DEFAULT_ROOT
+    ns.root = getattr(ns, "root", None) or root or os.environ.get("STELLAR_REGISTRY") or DEFAULT_ROOT
     return ns
 
 

@@ -177,3 +177,8 @@ def test_cli(tmp_path, capsys, monkeypatch):
     assert "unknown model 'nope'" in capsys.readouterr().err
     monkeypatch.setenv("STELLAR_REGISTRY", str(tmp_path / "r"))
     assert main(["list"]) == 0 and "production→v1" in capsys.readouterr().out
+    # --root after the command, as a new user types it; it wins over the environment
+    monkeypatch.setenv("STELLAR_REGISTRY", str(tmp_path / "empty"))
+    assert main(["list", "--root", str(tmp_path / "r")]) == 0 and "production→v1" in capsys.readouterr().out
+    assert main(["versions", "m", "--root", str(tmp_path / "r")]) == 0 and "v2\t" in capsys.readouterr().out
+    assert main(["list"]) == 0 and "no models" in capsys.readouterr().out

@@ -42,7 +42,7 @@ from stellar.data.preprocess.lightcurve import frequency_grid, phase_fold
 from stellar.data.preprocess.period import best_period
 
 HERE = Path(__file__).resolve().parent
-METHODS = ("astropy_r", "astropy_multiband", "ours_r", "ours_multiband")
+METHODS = ("astropy_r", "astropy_multiband", "ours_r", "ours_multiband", "ours_r_rrlyrae", "ours_multiband_rrlyrae")
 
 
 def classify(period: np.ndarray, true: np.ndarray, tol: float = 1e-3, alias_tol: float = 0.01) -> np.ndarray:
@@ -68,6 +68,8 @@ def run_star(d: pd.DataFrame, args: argparse.Namespace, methods: list[str]) -> d
     jobs = {
         "ours_r": lambda: best_period(t[r], y[r], e[r], **kw),
         "ours_multiband": lambda: best_period(t, y, e, band=band, **kw),
+        "ours_r_rrlyrae": lambda: best_period(t[r], y[r], e[r], prior="rr_lyrae", **kw),
+        "ours_multiband_rrlyrae": lambda: best_period(t, y, e, band=band, prior="rr_lyrae", **kw),
     }
     jobs["astropy_r"] = lambda: 1 / grid[np.argmax(LombScargle(t[r], y[r], e[r]).power(grid, method="fast"))]
     jobs["astropy_multiband"] = lambda: (
@@ -92,8 +94,13 @@ def figure(df: pd.DataFrame, data_dir: Path, path: Path, args: argparse.Namespac
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 2, figsize=(13, 9.5))
+    ours = next((m for m in ("ours_multiband_rrlyrae", "ours_multiband") if f"{m}_outcome" in df), None)
+    if ours is None:
+        plt.close(fig)
+        return
+    anchor = next((m for m in ("astropy_multiband", "ours_multiband") if f"{m}_outcome" in df and m != ours), ours)
     truth = np.linspace(0.2, 1.0, 400)
-    for ax, name in zip(axes[0], ("astropy_multiband", "ours_multiband"), strict=True):
+    for ax, name in zip(axes[0], (anchor, ours), strict=True):
         if name not in df:
             ax.set_visible(False)
             continue
@@ -109,22 +116,23 @@ def figure(df: pd.DataFrame, data_dir: Path, path: Path, args: argparse.Namespac
         ax.set(xlabel="catalogue period (d)", ylabel="recovered period (d)", yscale="log", ylim=(0.09, 11))
         ax.set_title(f"{name}  (dotted: ±1, ±2 /day aliases; dashed: ×½, ×2)", fontsize=10)
         ax.legend(loc="upper left", fontsize=8)
-    missed = df.get("astropy_multiband_outcome", pd.Series("", index=df.index)) != "recovered"
-    pick = df[missed & (df.ours_multiband_outcome == "recovered")]
+    missed = df[f"{anchor}_outcome"] != "recovered"
+    pick = df[missed & (df[f"{ours}_outcome"] == "recovered")]
     row = (pick if len(pick) else df).iloc[0]
     d = pd.read_csv(data_dir / "light-curves" / f"{int(row.Num)}.csv")
     d = d[d["magerr"] < 9]  # 41 points in 13 stars are 100 ± 99.999 sentinels (zero weight in every fit)
     search = best_period(d["time"], d["mag"], d["magerr"], band=d["band"].to_numpy(), min_period=args.min_period,
-                         max_period=args.max_period, oversampling=args.oversampling, full_output=True)  # fmt: skip
+                         max_period=args.max_period, oversampling=args.oversampling, full_output=True,
+                         prior="rr_lyrae" if ours.endswith("_rrlyrae") else None)  # fmt: skip
     ax = axes[1, 0]
     for b in "ugriz":
         s = d["band"].to_numpy() == b
         ax.scatter(phase_fold(d["time"].to_numpy()[s], search.period), d["mag"].to_numpy()[s], s=6, label=b)
     ax.invert_yaxis()
-    other = row.get("astropy_multiband", np.nan)
+    other = row.get(anchor, np.nan)
     ax.set(xlabel="phase", ylabel="mag")
     ax.set_title(f"star {int(row.Num)} folded at our {search.period:.6f} d (catalogue {row.Per:.6f} d, "
-                 f"astropy multiband {other:.4f} d)", fontsize=9)  # fmt: skip
+                 f"{anchor} {other:.4f} d)", fontsize=9)  # fmt: skip
     ax.legend(fontsize=8, markerscale=2)
     ax = axes[1, 1]
     ax.plot(search.frequency, search.power, lw=0.4, color="k")

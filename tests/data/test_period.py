@@ -127,3 +127,70 @@ def test_local_peaks_and_more_harmonics_for_a_sawtooth() -> None:
     search = ps.best_period(t, y, np.full(t.size, 0.01), min_period=0.1, max_period=10, full_output=True)
     assert search.period == pytest.approx(0.55, rel=1e-5)
     assert search.n_params[np.argmin(search.bic)] >= 1 + 2 * 5  # n_terms_max = 5, or 6 from a peak at 2f halved
+
+
+def _sawtooth_rrab(t: np.ndarray, period: float, amp: float = 0.8) -> np.ndarray:
+    """An RRab-like light curve in mag: a slow fade and a fast rise (harmonics k with amplitude 0.5^(k-1))."""
+    phase = 2 * np.pi * t / period
+    return amp * sum(0.5 ** (k - 1) * (-1) ** (k + 1) * np.sin(k * phase) for k in range(1, 7)) / 2.2
+
+
+def test_shape_of_the_fit_knows_r21_and_amplitude() -> None:
+    t = np.sort(np.random.default_rng(4).uniform(0, 50, 300))
+    y = 0.4 * np.sin(2 * np.pi * t / 0.6) + 0.2 * np.cos(4 * np.pi * t / 0.6)  # A2/A1 = 0.5
+    shape = ps._shape(t, y, np.ones(t.size), np.zeros(t.size, dtype=int), 1, 1 / 0.6, (3, 0))
+    assert shape["r21"] == pytest.approx(0.5, abs=1e-6)
+    grid = np.linspace(0, 0.6, 4000)
+    ptp = np.ptp(0.4 * np.sin(2 * np.pi * grid / 0.6) + 0.2 * np.cos(4 * np.pi * grid / 0.6))
+    assert shape["amplitude"] == pytest.approx(ptp, rel=1e-3)
+
+
+def test_rr_lyrae_prior_values() -> None:
+    prior = ps.PERIOD_PRIORS["rr_lyrae"]
+    saw, sine = {"r21": 0.45, "amplitude": 1.0}, {"r21": 0.1, "amplitude": 0.4}
+    assert prior(0.15, sine) == np.inf and prior(1.2, saw) == np.inf  # outside 0.2-1.0 d
+    assert prior(0.6, saw) == 0 and prior(0.3, sine) == 0  # RRab and RRc where they belong
+    assert prior(0.33, saw) == pytest.approx(2 * np.log(20)) and prior(0.6, sine) == pytest.approx(2 * np.log(20))
+
+
+def test_rr_lyrae_prior_breaks_a_planted_one_day_alias_trap() -> None:
+    # one visit a night at the same sidereal time: f and f + k/d fit exactly alike (a perfect one-day alias trap);
+    # a saw-tooth (RRab) at 0.6 d has aliases at 1.5 d (outside RR Lyrae periods) and 0.375, 0.272, ... d (too short
+    # for an RRab). Here the generic search lands on the +2/d alias, 0.272 d. (With other draws of the nights its
+    # candidates can miss the truth altogether, prior or not: every k/d alias is exactly as good.)
+    rng = np.random.default_rng(7)
+    nights = np.sort(rng.choice(np.arange(700), 150, replace=False)).astype(float)
+    t = nights / 1.00273791 + 0.3  # sidereal days: the same hour angle every night
+    true = 0.6
+    y = _sawtooth_rrab(t, true) + rng.normal(0, 0.02, t.size)
+    e = np.full(t.size, 0.02)
+    kw = {"min_period": 0.1, "max_period": 10}
+    plain = ps.best_period(t, y, e, full_output=True, **kw)
+    cycles = (1 / plain.period - 1 / true) / 1.00273791  # cycles per sidereal day between the found and true frequency
+    assert round(cycles) != 0 and abs(cycles - round(cycles)) < 1e-3  # the generic search lands on an alias
+    with_prior = ps.best_period(t, y, e, full_output=True, prior="rr_lyrae", **kw)
+    assert with_prior.period == pytest.approx(true, rel=1e-4)
+    # a tie broken by the prior, not a better fit: the truth scores as the alias did (the truth pays no penalty)
+    assert np.min(with_prior.bic) == pytest.approx(np.min(plain.bic), abs=1.0)
+    assert np.isinf(with_prior.bic).any()  # candidates outside 0.2-1.0 d were excluded
+
+
+def test_rr_lyrae_prior_leaves_clean_cases_alone_and_validates() -> None:
+    d = pd.read_csv(SESAR)  # the real Stripe 82 fixture star, found without the prior
+    kw = {"band": d["band"].to_numpy(), "min_period": 0.1, "max_period": 10}
+    assert float(ps.best_period(d["time"], d["mag"], d["magerr"], prior="rr_lyrae", **kw)) == pytest.approx(
+        SESAR_PERIOD, rel=1e-4
+    )
+    rng = np.random.default_rng(5)
+    t = np.sort(rng.uniform(0, 60, 400))  # dense random sampling: no alias to fear
+    y = _sawtooth_rrab(t, 0.55) + rng.normal(0, 0.02, t.size)
+    e = np.full(t.size, 0.02)
+    plain = float(ps.best_period(t, y, e, min_period=0.1, max_period=10))
+    assert plain == pytest.approx(0.55, rel=1e-4)
+    assert float(ps.best_period(t, y, e, min_period=0.1, max_period=10, prior="rr_lyrae")) == plain
+    # a callable prior that excludes everything: no period rather than an excluded one
+    assert np.isnan(ps.best_period(t, y, e, min_period=0.1, max_period=10, prior=lambda p, s: np.inf))
+    with pytest.raises(StellarValueError, match="prior"):
+        ps.best_period(t, y, e, prior="cepheid")
+    with pytest.raises(StellarValueError, match="prior"):
+        ps.best_period(t, y, e, prior=3.0)

@@ -61,11 +61,14 @@ class CannonEstimator(Estimator):
         of its training stars, which are less noisy than at test time).
     mk_c : float
         Inverse L2 strength of the classifier (scikit-learn's ``C``).
+    chi2_scale : bool
+        Scale each star's label covariance by its reduced χ² where that exceeds 1: real spectra that the quadratic
+        model does not fit to within their noise get wider intervals than the bare curvature gives.
     seed : int
         Seed of the candidate choice and the cross-fitting folds.
     """
 
-    hparam_keys = (*PIPELINE_KEYS, "log_targets", "order", "use_ivar", "n_pixels")
+    hparam_keys = (*PIPELINE_KEYS, "log_targets", "order", "use_ivar", "chi2_scale", "n_pixels")
 
     def __init__(
         self,
@@ -81,6 +84,7 @@ class CannonEstimator(Estimator):
         n_candidates: int = 64,
         cv_folds: int = 5,
         mk_c: float = 1.0,
+        chi2_scale: bool = True,
         seed: int = 0,
     ):
         self.name = str(name)
@@ -103,7 +107,7 @@ class CannonEstimator(Estimator):
         self.order = int(order)
         self.use_ivar = None if use_ivar is None else bool(use_ivar)
         self.n_starts, self.n_candidates, self.cv_folds = int(n_starts), int(n_candidates), int(cv_folds)
-        self.mk_c, self.seed = float(mk_c), int(seed)
+        self.mk_c, self.chi2_scale, self.seed = float(mk_c), bool(chi2_scale), int(seed)
         self.n_pixels: int | None = None
         self.fit_: CannonFit | None = None
         self.candidates = np.zeros((0, len(self.targets)))
@@ -157,7 +161,7 @@ class CannonEstimator(Estimator):
         return train_pixels(x, *spectra, order=self.order)
 
     def _infer(self, fit: CannonFit, spectra: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, ...]:
-        labels, cov, _ = infer_labels(fit, *spectra, self.candidates, self.bounds, self.n_starts)
+        labels, cov, _ = infer_labels(fit, *spectra, self.candidates, self.bounds, self.n_starts, self.chi2_scale)
         sd = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
         return labels, sd
 
@@ -282,6 +286,7 @@ class CannonEstimator(Estimator):
         self.target_stats = {t: tuple(float(v) for v in s) for t, s in meta["target_stats"].items()}
         self.log_targets, self.order = list(meta["log_targets"]), int(meta["order"])
         self.use_ivar, self.n_pixels = meta["use_ivar"], meta["n_pixels"]
+        self.chi2_scale = bool(meta["chi2_scale"])
         with np.load(meta_path.parent / meta["files"]["cannon"], allow_pickle=False) as z:
             self.fit_ = CannonFit(theta=z["theta"], s2=z["s2"], order=self.order)
             self.candidates, self.bounds = z["candidates"], (z["bound_lo"], z["bound_hi"])

@@ -158,6 +158,7 @@ def infer_labels(
     candidates: np.ndarray,
     bounds: tuple[np.ndarray, np.ndarray],
     n_starts: int = 3,
+    chi2_scale: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The test step: labels of every star by non-linear least squares, and their covariance from the curvature.
 
@@ -174,6 +175,9 @@ def infer_labels(
         Lower and upper bound of each label (the quadratic model is not trusted far outside its training set).
     n_starts : int
         Optimisations per star.
+    chi2_scale : bool
+        Multiply each star's covariance by its reduced χ² where that exceeds 1 (as ``curve_fit`` without
+        ``absolute_sigma``): a star the model cannot fit to within its noise gets wider intervals.
 
     Returns
     -------
@@ -216,4 +220,6 @@ def infer_labels(
         labels[i], chi2[i] = best.x, 2.0 * best.cost
         jj = jac(best.x)
         cov[i] = np.linalg.pinv(jj.T @ jj)
+        if chi2_scale:
+            cov[i] *= max(1.0, chi2[i] / (use.sum() - n_lab))
     return labels, cov, chi2

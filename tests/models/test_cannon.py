@@ -142,3 +142,20 @@ def test_bad_input_and_config_are_refused_with_the_argument_named(fitted):
     for bad in ({"order": 3}, {"cv_folds": 1}, {"inputs": []}, {"targets": []}, {"mk_c": 0.0}):
         with pytest.raises(StellarConfigError):
             CannonEstimator(**bad)  # type: ignore[arg-type]
+
+
+def test_chi2_scale_widens_the_intervals_of_spectra_the_model_does_not_fit(fitted):
+    model, theta, s = fitted
+    arrays, _ = _stars(20, 10, theta, s)
+    rng = np.random.default_rng(11)
+    noisy = {**arrays, "flux": arrays["flux"] + rng.normal(size=arrays["flux"].shape).astype(np.float32) * 0.08}
+    try:
+        model.chi2_scale = False
+        bare, bare_clean = model.predict_outputs(noisy), model.predict_outputs(arrays)
+    finally:
+        model.chi2_scale = True
+    scaled, scaled_clean = model.predict_outputs(noisy), model.predict_outputs(arrays)
+    # extra noise 0.08 on top of ~0.025: reduced χ² ≈ 10, so σ grows by ~3; well-fitted spectra keep theirs
+    ratio = np.exp(0.5 * (scaled["logg_logvar"] - bare["logg_logvar"]))
+    assert np.all(ratio > 2.0) and np.all(ratio < 5.0)
+    assert np.allclose(scaled_clean["logg_logvar"], bare_clean["logg_logvar"], atol=0.25)

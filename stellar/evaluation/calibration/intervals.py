@@ -114,8 +114,9 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
     if n == 0:
         raise StellarValueError("scores must hold at least one value")
     rank = math.ceil((n + 1) * check_level(level) - 1e-12)
-    if rank > n:
-        log.warning("conformal level %.4f needs at least %d scores, found %d: using the largest", level, rank, n)
+    if rank > n:  # ⌈(n + 1) q⌉ ≤ n needs n ≥ q / (1 - q)
+        need = math.ceil(level / (1.0 - level) - 1e-9)
+        log.warning("conformal level %.4f needs at least %d scores, found %d: using the largest", level, need, n)
         rank = n
     return float(s[rank - 1])
 

@@ -69,18 +69,17 @@ class BaseProbCalibrator(TypeRegistered, ABC):
     @classmethod
     def from_dict(cls, payload: Mapping[str, Any]) -> BaseProbCalibrator:
         """Rebuild a calibrator from :meth:`to_dict` output (e.g. after ``json.loads``), as the right subclass."""
-        sub = cls._registered_class(payload)
-        name = payload["type"]
-        try:
-            obj = sub._from_state(payload)
-            n_classes = payload.get("n_classes")
-            obj.n_classes_ = None if n_classes is None else int(n_classes)
-        except StellarValueError:
-            raise
-        except (KeyError, TypeError, ValueError) as err:
-            raise StellarValueError(f"payload for calibrator type {name!r} is malformed: {err!r}") from err
+        obj: BaseProbCalibrator = cls._rebuild(payload, "calibrator")
         if obj.requires_fit and not obj.is_fitted:
+            name = payload["type"]
             raise StellarValueError(f"payload for calibrator type {name!r} must include 'n_classes' (a fitted state)")
+        return obj
+
+    @classmethod
+    def _from_payload(cls, payload: Mapping[str, Any]) -> BaseProbCalibrator:
+        obj = cls._from_state(payload)
+        n_classes = payload.get("n_classes")
+        obj.n_classes_ = None if n_classes is None else int(n_classes)
         return obj
 
     @abstractmethod

@@ -237,22 +237,21 @@ class BaseIntervalCalibrator(TypeRegistered, ABC):
     @classmethod
     def from_dict(cls, payload: Mapping[str, Any]) -> BaseIntervalCalibrator:
         """Rebuild an interval calibrator from :meth:`to_dict` output, as the right subclass."""
-        sub = cls._registered_class(payload)
-        name = payload["type"]
-        try:
-            obj = sub._from_state(payload)
-            obj.log_targets = [str(t) for t in payload.get("log_targets", [])]
-            targets = payload.get("targets")
-            if targets is not None:
-                obj.params_ = {str(t): obj._check_state(str(t), dict(s)) for t, s in dict(targets).items()}
-        except StellarValueError:
-            raise
-        except (KeyError, TypeError, ValueError) as err:
-            raise StellarValueError(f"payload for interval calibrator type {name!r} is malformed: {err!r}") from err
+        obj: BaseIntervalCalibrator = cls._rebuild(payload, "interval calibrator")
         if obj.requires_fit and not obj.is_fitted:
+            name = payload["type"]
             raise StellarValueError(
                 f"payload for interval calibrator type {name!r} must include 'targets' (a fitted state)"
             )
+        return obj
+
+    @classmethod
+    def _from_payload(cls, payload: Mapping[str, Any]) -> BaseIntervalCalibrator:
+        obj = cls._from_state(payload)
+        obj.log_targets = [str(t) for t in payload.get("log_targets", [])]
+        targets = payload.get("targets")
+        if targets is not None:
+            obj.params_ = {str(t): obj._check_state(str(t), dict(s)) for t, s in dict(targets).items()}
         return obj
 
     def _settings(self) -> dict[str, Any]:

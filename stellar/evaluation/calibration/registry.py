@@ -48,3 +48,20 @@ class TypeRegistered:
         if not issubclass(sub, cls):
             raise StellarValueError(f"payload['type'] {name!r} builds a {sub.__name__}, not a {cls.__name__}")
         return sub
+
+    @classmethod
+    def _rebuild(cls, payload: Any, what: str) -> Any:
+        """The registered subclass's ``_from_payload(payload)``; a missing or mistyped key becomes a
+        :class:`StellarValueError` saying the payload of ``what`` (e.g. ``"calibrator"``) is malformed."""
+        sub = cls._registered_class(payload)
+        try:
+            return sub._from_payload(payload)
+        except StellarValueError:
+            raise
+        except (KeyError, TypeError, ValueError) as err:
+            raise StellarValueError(f"payload for {what} type {payload['type']!r} is malformed: {err!r}") from err
+
+    @classmethod
+    def _from_payload(cls, payload: Mapping[str, Any]) -> Any:
+        """Build an instance from a ``to_dict`` payload (each family's root implements it)."""
+        raise NotImplementedError

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from stellar.evaluation.calibration import brier_score, expected_calibration_error
+from stellar.evaluation.calibration import brier_score, expected_calibration_error, gaussian_factor
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +143,20 @@ def classification_report(
     }
 
 
-def regression_report(mean: np.ndarray, logvar: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """MAE, RMSE, R², median absolute error and the fraction of truths inside the predicted 68% and 95% intervals."""
+def regression_report(
+    mean: np.ndarray, logvar: np.ndarray, truth: np.ndarray, factors: tuple[float, float] | None = None
+) -> dict[str, float]:
+    """MAE, RMSE, R², median absolute error and the fraction of truths inside the 68% and 95% intervals.
+
+    ``coverage_68`` and ``coverage_95`` are those of the model's own Gaussian intervals, ``mean ± σ`` and
+    ``mean ± 1.96σ`` (before interval calibration); ``coverage_68_after`` and ``coverage_95_after`` those of
+    ``mean ± k σ`` with ``factors = (k68, k95)`` from an interval calibrator
+    (:meth:`~stellar.evaluation.calibration.BaseIntervalCalibrator.factor`), equal to the former without one.
+    """
     ok = np.isfinite(truth)
     t, m, sd = truth[ok], mean[ok], np.exp(0.5 * logvar[ok])
     err = m - t
+    k68, k95 = factors if factors is not None else (1.0, gaussian_factor(0.95))
     return {
         "n": int(ok.sum()),
         "mae": float(np.mean(np.abs(err))),
@@ -155,5 +164,7 @@ def regression_report(mean: np.ndarray, logvar: np.ndarray, truth: np.ndarray) -
         "r2": float(skm.r2_score(t, m)) if len(t) > 1 else float("nan"),
         "median_ae": float(np.median(np.abs(err))),
         "coverage_68": float(np.mean(np.abs(err) <= sd)),
-        "coverage_95": float(np.mean(np.abs(err) <= 1.959964 * sd)),
+        "coverage_95": float(np.mean(np.abs(err) <= gaussian_factor(0.95) * sd)),
+        "coverage_68_after": float(np.mean(np.abs(err) <= k68 * sd)),
+        "coverage_95_after": float(np.mean(np.abs(err) <= k95 * sd)),
     }

@@ -14,12 +14,20 @@ import torch
 
 from stellar.data.datamodules import StellarDataModule
 from stellar.errors import StellarConfigError
-from stellar.evaluation.calibration import BaseProbCalibrator, calibrated_probs, softmax
+from stellar.evaluation.calibration import (
+    REPORT_LEVELS,
+    BaseIntervalCalibrator,
+    BaseProbCalibrator,
+    calibrated_probs,
+    softmax,
+)
 from stellar.evaluation.metrics import classification_report, regression_report
 
 log = logging.getLogger(__name__)
 
 CALIBRATOR_FILE = "calibrator.json"
+#: the regression interval calibrator of a run (``BaseIntervalCalibrator.to_dict()``), beside ``calibrator.json``
+INTERVAL_CALIBRATOR_FILE = "interval_calibrator.json"
 
 
 def predict(
@@ -81,10 +89,13 @@ def fit_calibrator(
     return calibrator
 
 
-def save_calibrator(calibrator: BaseProbCalibrator | None, run_dir: Path) -> Path | None:
+def save_calibrator(
+    calibrator: BaseProbCalibrator | BaseIntervalCalibrator | None, run_dir: Path, name: str = CALIBRATOR_FILE
+) -> Path | None:
+    """Write ``calibrator.to_dict()`` as ``run_dir/name`` (nothing without a calibrator)."""
     if calibrator is None:
         return None
-    path = run_dir / CALIBRATOR_FILE
+    path = run_dir / name
     path.write_text(json.dumps(calibrator.to_dict(), indent=2))
     return path
 
@@ -92,6 +103,32 @@ def save_calibrator(calibrator: BaseProbCalibrator | None, run_dir: Path) -> Pat
 def load_calibrator(run_dir: Path) -> BaseProbCalibrator | None:
     path = run_dir / CALIBRATOR_FILE
     return BaseProbCalibrator.from_dict(json.loads(path.read_text())) if path.is_file() else None
+
+
+def load_interval_calibrator(run_dir: Path) -> BaseIntervalCalibrator | None:
+    """The run's interval calibrator, or ``None`` (runs from before interval calibration have no file)."""
+    path = run_dir / INTERVAL_CALIBRATOR_FILE
+    return BaseIntervalCalibrator.from_dict(json.loads(path.read_text())) if path.is_file() else None
+
+
+def truths_of(outputs: Mapping[str, np.ndarray], dm: StellarDataModule, targets: list[str]) -> dict[str, np.ndarray]:
+    """True values (physical units, NaN where unknown) of each target for the rows of ``outputs``."""
+    return {t: dm.meta[t].to_numpy(dtype=float)[outputs["index"]] for t in targets}
+
+
+def fit_interval_calibrator(
+    calibrator: BaseIntervalCalibrator | None, outputs: Mapping[str, np.ndarray], dm: StellarDataModule, model: Any
+) -> BaseIntervalCalibrator | None:
+    """Fit on the validation rows with a known truth, in the model's learned space (its ``log_targets``);
+    ``None`` when there is no calibrator, no regression target or too few truths."""
+    targets = list(getattr(model, "targets", ()) or ())
+    if calibrator is None or not targets or not outputs:
+        return None
+    truths = {t: v for t, v in truths_of(outputs, dm, targets).items() if np.isfinite(v).sum() >= 2}
+    if not truths:
+        log.warning("interval calibrator not fitted: no target has 2 or more validation truths")
+        return None
+    return calibrator.fit(outputs, truths, log_targets=getattr(model, "log_targets", ()) or ())
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -121,10 +158,11 @@ def score_outputs(
     class_names: list[str],
     targets: list[str],
     calibrator: BaseProbCalibrator | None,
+    interval_calibrator: BaseIntervalCalibrator | None = None,
 ) -> dict[str, Any]:
-    """``{"classification": …, "regression": {target: …}}`` of outputs against the stored truths of their rows."""
+    """``{"classification": …, "regression": {target: …}}`` of outputs against the stored truths of their rows;
+    regression coverage is reported before and after ``interval_calibrator``."""
     report: dict[str, Any] = {}
-    idx = outputs["index"]
     if "logits" in outputs:
         labels = labels_of(outputs, dm)
         if (labels >= 0).any():
@@ -132,10 +170,13 @@ def score_outputs(
             after = calibrated_probs(calibrator, outputs["logits"])
             report["classification"] = classification_report(before, after, labels, class_names)
     regression = {}
-    for t in targets:
-        truth = dm.meta[t].to_numpy(dtype=float)[idx]
+    for t, truth in truths_of(outputs, dm, targets).items():
         if np.isfinite(truth).any():
-            regression[t] = regression_report(outputs[f"{t}_mean"], outputs[f"{t}_logvar"], truth)
+            factors = None
+            if interval_calibrator is not None:
+                k68, k95 = (interval_calibrator.factor(t, level) for level in REPORT_LEVELS)
+                factors = (k68, k95)
+            regression[t] = regression_report(outputs[f"{t}_mean"], outputs[f"{t}_logvar"], truth, factors)
     if regression:
         report["regression"] = regression
     return report

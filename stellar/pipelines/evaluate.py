@@ -2,10 +2,11 @@
 
 The run folder's ``config.yaml`` (as composed, interpolations intact) rebuilds the datamodule and the model, with
 this evaluation's paths and any ``datamodule.*`` overrides; the best checkpoint is loaded with
-``weights_only=True`` (an estimator run's boosters from ``checkpoints/estimator.json``); the run's calibrator is
-applied. Writes ``report.json``, PNG figures (confusion matrix, reliability diagram, one-vs-rest ROC and
-precision-recall curves of a classifier; predicted vs true per regression target), ``report.html`` and TensorBoard
-events in this evaluation's own run folder.
+``weights_only=True`` (an estimator run's boosters from ``checkpoints/estimator.json``); the run's calibrator and
+interval calibrator (``interval_calibrator.json``; runs without one are scored with the model's own σ) are applied.
+Writes ``report.json``, PNG figures (confusion matrix, reliability diagram, one-vs-rest ROC and precision-recall
+curves of a classifier; predicted vs true per regression target, with calibrated error bars), ``report.html`` and
+TensorBoard events in this evaluation's own run folder.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from stellar.data.datamodules import StellarDataModule
 from stellar.errors import StellarConfigError, StellarDataError
-from stellar.evaluation.calibration import calibrated_probs, softmax
+from stellar.evaluation.calibration import calibrated_outputs, calibrated_probs, softmax
 from stellar.evaluation.metrics import one_vs_rest_curves
 from stellar.evaluation.report import (
     confusion_figure,
@@ -39,9 +40,11 @@ from stellar.pipelines.common import (
     flat_scalars,
     labels_of,
     load_calibrator,
+    load_interval_calibrator,
     load_weights,
     predict,
     score_outputs,
+    truths_of,
 )
 
 log = logging.getLogger(__name__)
@@ -104,12 +107,13 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     model = instantiate(train_cfg.model, class_names=class_names, target_stats=hp.get("target_stats"))
     load_weights(model, ckpt_path)
     calibrator = load_calibrator(run_dir)
+    interval_calibrator = load_interval_calibrator(run_dir)
 
     trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, logger=False, enable_checkpointing=False)
     outputs = predict(trainer, model, dm, "test")
     if not outputs:
         raise StellarDataError(f"nothing to score: the test part of {dm.dataset_name} is empty")
-    report = score_outputs(outputs, dm, class_names, list(model.targets), calibrator)
+    report = score_outputs(outputs, dm, class_names, list(model.targets), calibrator, interval_calibrator)
     report["meta"] = {
         "model": hp.get("name", ""),
         "run_dir": str(run_dir),
@@ -117,9 +121,10 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "dataset": dm.dataset_name,
         "split": OmegaConf.to_container(train_cfg.split, resolve=True) if train_cfg.get("split") else "none",
         "calibrator": type(calibrator).__name__ if calibrator is not None else None,
+        "interval_calibrator": type(interval_calibrator).__name__ if interval_calibrator is not None else None,
         "n_scored": len(outputs["index"]),
     }
-    figures = _figures(report, outputs, dm, calibrator, int(cfg.n_bins))
+    figures = _figures(report, outputs, dm, calibrator, interval_calibrator, int(cfg.n_bins))
     out_dir = Path(cfg.paths.output_dir)
     paths = write_report(out_dir, report, figures)
     _to_tensorboard(out_dir / "tensorboard", report, paths)
@@ -128,7 +133,12 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _figures(
-    report: dict[str, Any], outputs: dict[str, np.ndarray], dm: StellarDataModule, calibrator: Any, n_bins: int
+    report: dict[str, Any],
+    outputs: dict[str, np.ndarray],
+    dm: StellarDataModule,
+    calibrator: Any,
+    interval_calibrator: Any,
+    n_bins: int,
 ) -> dict[str, Any]:
     figs: dict[str, Any] = {}
     cls = report.get("classification")
@@ -140,10 +150,10 @@ def _figures(
         curves, skipped = one_vs_rest_curves(after, labels, cls["class_names"])
         figs["roc"] = roc_figure(curves, skipped)
         figs["precision_recall"] = pr_figure(curves, skipped)
-    for t in report.get("regression", {}):
-        truth = dm.meta[t].to_numpy(dtype=float)[outputs["index"]]
+    calibrated = calibrated_outputs(interval_calibrator, outputs)  # error bars: the calibrated 1-sigma
+    for t, truth in truths_of(outputs, dm, list(report.get("regression", {}))).items():
         figs[f"regression_{t}"] = regression_figure(
-            t, truth, outputs[f"{t}_mean"], outputs[f"{t}_logvar"], UNITS.get(t, "")
+            t, truth, calibrated[f"{t}_mean"], calibrated[f"{t}_logvar"], UNITS.get(t, "")
         )
     return figs
 

@@ -23,7 +23,9 @@ from omegaconf import DictConfig, OmegaConf
 from stellar.data.datamodules import StellarDataModule
 from stellar.errors import StellarConfigError
 from stellar.pipelines.common import (
+    INTERVAL_CALIBRATOR_FILE,
     fit_calibrator,
+    fit_interval_calibrator,
     flat_scalars,
     flatten,
     labels_of,
@@ -62,14 +64,16 @@ def _pretrain(cfg: DictConfig, model: L.LightningModule, split: Any, output_dir:
 
 
 def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train the configured model, calibrate it on the validation part and score the test part.
+    """Train the configured model, calibrate its probabilities and intervals on the validation part and score the
+    test part.
 
     The model is a LightningModule (fitted by the configured Trainer) or an estimator (anything else with
     ``fit(train, val)``, ``predict_outputs(arrays)`` and ``save(folder)``, e.g. an XGBoost model), fitted on the
     datamodule's numpy arrays. Both are calibrated, scored, logged and saved the same way.
 
     Returns ``(metrics, objects)``; the run folder gets ``config.yaml`` (as composed, for evaluate.py),
-    ``config_resolved.yaml``, ``split_audit.json``, ``checkpoints/``, ``calibrator.json`` and ``metrics.json``.
+    ``config_resolved.yaml``, ``split_audit.json``, ``checkpoints/``, ``calibrator.json`` (class probabilities),
+    ``interval_calibrator.json`` (regression intervals) and ``metrics.json``.
     """
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True)
@@ -98,18 +102,26 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     else:
         step = _fit_estimator(cfg, model, dm, output_dir, loggers, hparams, metrics)
 
-    # calibration: fitted on the validation part only, never on test
-    calibrator = None
-    if cfg.get("calibrator") and model.class_names and len(dm.part("val")):
+    # calibration of class probabilities and of regression intervals: fitted on the validation part only, never on test
+    calibrator = interval_calibrator = None
+    want_probs = bool(cfg.get("calibrator") and model.class_names)
+    want_intervals = bool(cfg.get("interval_calibrator") and model.targets)
+    if (want_probs or want_intervals) and len(dm.part("val")):
         val_out = predict(trainer, model, dm, "val")
-        calibrator = fit_calibrator(instantiate(cfg.calibrator), val_out, labels_of(val_out, dm))
-        metrics["calibrator"] = str(save_calibrator(calibrator, output_dir))
+        if want_probs:
+            calibrator = fit_calibrator(instantiate(cfg.calibrator), val_out, labels_of(val_out, dm))
+            metrics["calibrator"] = str(save_calibrator(calibrator, output_dir))
+        if want_intervals:
+            interval_calibrator = fit_interval_calibrator(instantiate(cfg.interval_calibrator), val_out, dm, model)
+            path = save_calibrator(interval_calibrator, output_dir, INTERVAL_CALIBRATOR_FILE)
+            metrics["interval_calibrator"] = str(path)
 
     if cfg.get("test") and len(dm.part("test")):
         if trainer is not None:
             trainer.test(model, datamodule=dm, verbose=False)
             metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
-        summary = score_outputs(predict(trainer, model, dm, "test"), dm, model.class_names, model.targets, calibrator)
+        test_out = predict(trainer, model, dm, "test")
+        summary = score_outputs(test_out, dm, model.class_names, model.targets, calibrator, interval_calibrator)
         metrics["test_summary"] = summary
         for lg in loggers:
             lg.log_metrics(flat_scalars(summary, "test/"), step=step)
@@ -120,10 +132,11 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if cfg.get("register"):  # a registry version of the best model (stellar.registry; registry.root= sets where)
         from stellar.registry.runs import register_run
 
-        objs = {"model": model, "datamodule": dm, "calibrator": calibrator}
+        objs = {"model": model, "datamodule": dm, "calibrator": calibrator, "interval_calibrator": interval_calibrator}
         metrics["registered"] = register_run(cfg, output_dir, objs, metrics).tag
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-    return metrics, {"model": model, "datamodule": dm, "trainer": trainer, "calibrator": calibrator, "cfg": cfg}
+    objects = {"model": model, "datamodule": dm, "trainer": trainer, "calibrator": calibrator, "cfg": cfg}
+    return metrics, {**objects, "interval_calibrator": interval_calibrator}
 
 
 def _fit_lightning(

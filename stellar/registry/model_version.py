@@ -3,8 +3,10 @@
 A version folder holds ``manifest.json`` (name, version, class names, targets, inputs, preprocessing,
 fingerprint, files), ``checkpoints/<file>`` (the run's best checkpoint or booster file(s)), ``config.yaml`` and
 ``config_resolved.yaml`` (the training config as composed and resolved: the server rebuilds the model from the
-latter), ``calibrator.json`` (``BaseProbCalibrator.to_dict()``, absent when the run had none), ``metrics.json`` and
-``MODEL_CARD.md``. Only ``stellar.*`` (and ``torch.*``) ``_target_``s in those files are ever instantiated.
+latter), ``calibrator.json`` (``BaseProbCalibrator.to_dict()``, absent when the run had none),
+``interval_calibrator.json`` (``BaseIntervalCalibrator.to_dict()``, absent in versions from before interval
+calibration or without regression targets), ``metrics.json`` and ``MODEL_CARD.md``. Only ``stellar.*`` (and
+``torch.*``) ``_target_``s in those files are ever instantiated.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from stellar.registry.store import CARD, MANIFEST, RegistryStore
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-    from stellar.evaluation.calibration import BaseProbCalibrator
+    from stellar.evaluation.calibration import BaseIntervalCalibrator, BaseProbCalibrator
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,14 @@ class ModelVersion:
         if "calibrator.json" not in self.files:
             return None
         return BaseProbCalibrator.from_dict(json.loads(self.read_text("calibrator.json")))
+
+    def interval_calibrator(self) -> BaseIntervalCalibrator | None:
+        """The regression interval calibrator fitted on the validation part, or ``None`` (then the model's own σ)."""
+        from stellar.evaluation.calibration import BaseIntervalCalibrator
+
+        if "interval_calibrator.json" not in self.files:
+            return None
+        return BaseIntervalCalibrator.from_dict(json.loads(self.read_text("interval_calibrator.json")))
 
     def preprocessing(self) -> Any:
         """The training preprocessing object, rebuilt from its stored parameters (``None`` if none stored)."""

@@ -46,9 +46,10 @@ def register_run(
         The run's config; ``cfg.registry.root`` is the registry, ``cfg.model.name`` the model name and
         ``cfg.registry.aliases`` the aliases to point at the new version.
     run_dir : path
-        The run folder (``checkpoints/``, ``config.yaml``, ``config_resolved.yaml``, ``calibrator.json``…).
+        The run folder (``checkpoints/``, ``config.yaml``, ``config_resolved.yaml``, ``calibrator.json``,
+        ``interval_calibrator.json``…).
     objects : mapping
-        ``model``, ``datamodule`` and ``calibrator`` of the run.
+        ``model``, ``datamodule``, ``calibrator`` and ``interval_calibrator`` of the run.
     metrics : mapping, optional
         The run's metrics (default: its ``metrics.json``); ``best_checkpoint`` names the artifact. A ``.ckpt`` is
         stored alone; any other file (an estimator's JSON) is stored with every file of its folder (boosters).
@@ -76,11 +77,17 @@ def register_run(
     if not files:
         raise StellarDataError(f"run {run} has no checkpoint to register (checkpoints/ is empty)")
     files["metrics.json"] = json.dumps(dict(metrics), indent=2, default=float).encode()
-    for rel in ("config.yaml", "config_resolved.yaml", "calibrator.json", "split_audit.json"):
+    for rel in (
+        "config.yaml",
+        "config_resolved.yaml",
+        "calibrator.json",
+        "interval_calibrator.json",
+        "split_audit.json",
+    ):
         if (run / rel).is_file():
             files[rel] = run / rel
     model, dm = objects.get("model"), objects.get("datamodule")
-    calibrator = objects.get("calibrator")
+    calibrator, interval_calibrator = objects.get("calibrator"), objects.get("interval_calibrator")
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True) if cfg.get("model") else {}
     manifest = {
         "modality": _modality(cfg),
@@ -94,6 +101,7 @@ def register_run(
         "feature_names": list(getattr(dm, "feature_names", None) or []),
         "data_fingerprint": fingerprint(dm),
         "calibrator": type(calibrator).__name__ if calibrator is not None else None,
+        "interval_calibrator": type(interval_calibrator).__name__ if interval_calibrator is not None else None,
         "test_summary": metrics.get("test_summary"),
         "run_dir": str(run.resolve()),
         "tags": list(cfg.get("tags") or []),

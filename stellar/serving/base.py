@@ -94,7 +94,7 @@ class StellarAPI(ls.LitAPI):
 
     # ---- setup -------------------------------------------------------------------------------------------
     def setup(self, device: str = "cpu") -> None:
-        """Load the model, its calibrator and its preprocessing from the registry.
+        """Load the model, its calibrators (class probabilities, regression intervals) and its preprocessing.
 
         A model that is not registered (yet) does not stop the server: this endpoint answers 404 saying so.
         """
@@ -103,6 +103,7 @@ class StellarAPI(ls.LitAPI):
         from stellar.evaluation.calibration import calibrated_probs  # imported here, not on the first request
 
         self._calibrated_probs = calibrated_probs
+        self.interval_calibrator: Any = None
         if self.num_threads:
             torch.set_num_threads(int(self.num_threads))
         self.device = device
@@ -110,6 +111,7 @@ class StellarAPI(ls.LitAPI):
             version = ModelRegistry(self.registry_root).get(self.model_name, self.ref)
             self.net = version.load_model()
             self.calibrator = version.calibrator()
+            self.interval_calibrator = version.interval_calibrator()  # None for versions without one
             self.prep = self.load_preprocessing(version)
             self.check_preprocessing(self.prep)
         except StellarError as err:
@@ -259,6 +261,10 @@ class StellarAPI(ls.LitAPI):
             probs = np.full(out["logits"].shape, np.nan)
             if (~bad).any():
                 probs[~bad] = self._calibrated_probs(self.calibrator, out["logits"][~bad])
+        intervals: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        if self.interval_calibrator is not None:  # the calibrated 95% interval, then the calibrated 1-sigma std
+            intervals = {t: self.interval_calibrator.interval(out, t, 0.95) for t in self.targets}
+            out = self.interval_calibrator.transform(out)
         preds = []
         for k in range(n):
             p: dict[str, Any] = {"valid_fraction": float(valid[k]), "probabilities": {}, "targets": {}}
@@ -272,6 +278,9 @@ class StellarAPI(ls.LitAPI):
                 logvar = float(out[f"{t}_logvar"][k])
                 std = math.exp(0.5 * logvar) if math.isfinite(logvar) and logvar < 1400 else None
                 p["targets"][t] = {"mean": _finite(out[f"{t}_mean"][k]), "std": std}
+                if t in intervals:
+                    lo, hi = _finite(intervals[t][0][k]), _finite(intervals[t][1][k])
+                    p["targets"][t]["interval_95"] = None if lo is None or hi is None else (lo, hi)
             preds.append(p)
         return preds
 
@@ -284,6 +293,7 @@ class StellarAPI(ls.LitAPI):
             "version": self.version_number,
             "modality": self.modality,
             "calibrated": self.calibrator is not None,
+            "intervals_calibrated": self.interval_calibrator is not None,
             "predictions": preds,
             "assumed": job.assumed,
         }

@@ -212,10 +212,18 @@ class SEDRequest(_Request):
 
 
 class TargetEstimate(BaseModel):
-    """A regression target: mean and standard deviation (physical units: K for teff, dex for logg/[Fe/H]…)."""
+    """A regression target: mean and standard deviation (physical units: K for teff, dex for logg/[Fe/H]…).
+
+    With an interval calibrator (``intervals_calibrated``), ``mean ± std`` is the calibrated 68% interval and
+    ``interval_95`` the calibrated 95% one (not always ``mean ± 1.96 std``: conformal intervals follow the error
+    distribution's tails).
+    """
 
     mean: float | None
     std: float | None
+    interval_95: tuple[float, float] | None = Field(
+        None, description="Calibrated 95% interval [low, high], physical units; null without an interval calibrator."
+    )
 
 
 class Prediction(BaseModel):
@@ -234,6 +242,9 @@ class PredictionResponse(BaseModel):
     version: int
     modality: str
     calibrated: bool = Field(..., description="Whether a calibrator fitted on validation data was applied.")
+    intervals_calibrated: bool = Field(
+        False, description="Whether the regression std and interval_95 come from an interval calibrator."
+    )
     predictions: list[Prediction]
     assumed: list[str] = Field(default_factory=list, description="What was assumed about the input, if anything.")
 

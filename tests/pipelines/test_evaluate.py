@@ -30,7 +30,16 @@ CLASSIFICATION_KEYS = {
     "brier_before",
     "brier_after",
 }
-REGRESSION_KEYS = {"mae", "rmse", "r2", "median_ae", "coverage_68", "coverage_95"}
+REGRESSION_KEYS = {
+    "mae",
+    "rmse",
+    "r2",
+    "median_ae",
+    "coverage_68",
+    "coverage_95",
+    "coverage_68_after",
+    "coverage_95_after",
+}
 
 
 @pytest.fixture

@@ -12,6 +12,11 @@ what to feed it. Labels must be known here (integers in ``[0, C)``); drop unlabe
   :func:`calibrated_probs`
 - :mod:`~stellar.evaluation.calibration.calibrators` — :class:`NoCalibration`, :class:`TemperatureScaler`,
   :class:`IsotonicCalibrator`
+- :mod:`~stellar.evaluation.calibration.intervals` — regression intervals: :class:`BaseIntervalCalibrator`
+  (the same registry and JSON round trip), :class:`NoIntervalCalibration`, :class:`VarianceScaler`,
+  :class:`ConformalIntervals`, fitted on normalised residuals of ``<t>_mean``/``<t>_logvar``
+- :mod:`~stellar.evaluation.calibration.registry` — :class:`TypeRegistered`, the ``type_name`` registry both
+  families share
 
 This package imports nothing from ``stellar.evaluation.metrics`` (which builds its report on these functions), nor
 from pipelines or serving (which both apply calibrators through :func:`calibrated_probs`).
@@ -25,20 +30,42 @@ from stellar.evaluation.calibration.diagnostics import (
     negative_log_likelihood,
     reliability_curve,
 )
+from stellar.evaluation.calibration.intervals import (
+    ONE_SIGMA,
+    REPORT_LEVELS,
+    BaseIntervalCalibrator,
+    ConformalIntervals,
+    NoIntervalCalibration,
+    VarianceScaler,
+    calibrated_outputs,
+    conformal_quantile,
+    gaussian_factor,
+    normalised_residuals,
+)
 from stellar.evaluation.calibration.scores import INPUT_KINDS, PROB_SUM_TOL, InputKind, softmax, validate_scores
 
 __all__ = [
     "INPUT_KINDS",
+    "ONE_SIGMA",
     "PROB_SUM_TOL",
+    "REPORT_LEVELS",
+    "BaseIntervalCalibrator",
     "BaseProbCalibrator",
+    "ConformalIntervals",
     "InputKind",
     "IsotonicCalibrator",
     "NoCalibration",
+    "NoIntervalCalibration",
     "TemperatureScaler",
+    "VarianceScaler",
     "brier_score",
+    "calibrated_outputs",
     "calibrated_probs",
+    "conformal_quantile",
     "expected_calibration_error",
+    "gaussian_factor",
     "negative_log_likelihood",
+    "normalised_residuals",
     "reliability_curve",
     "softmax",
     "validate_scores",

@@ -12,13 +12,14 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from stellar.errors import StellarConfigError, StellarValueError
+from stellar.errors import StellarValueError
+from stellar.evaluation.calibration.registry import TypeRegistered
 from stellar.evaluation.calibration.scores import InputKind, softmax, validate_scores
 
 _C = TypeVar("_C", bound="BaseProbCalibrator")
 
 
-class BaseProbCalibrator(ABC):
+class BaseProbCalibrator(TypeRegistered, ABC):
     """Contract of every calibrator: fit on held-out scores, transform to probabilities, JSON round trip.
 
     Subclasses set ``type_name`` (the ``"type"`` key of :meth:`to_dict`) and are registered automatically, so
@@ -26,30 +27,13 @@ class BaseProbCalibrator(ABC):
     ``_from_state``; validation, the fitted check and the class-count check live here.
     """
 
-    type_name: ClassVar[str]
-    _registry: ClassVar[dict[str, type[BaseProbCalibrator]]] = {}
+    _registry: ClassVar[dict[str, type[Any]]] = {}
     input_kind: InputKind
     #: whether ``transform`` needs ``fit`` first (the identity calibrator does not)
     requires_fit: ClassVar[bool] = True
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        name = cls.__dict__.get("type_name")
-        if name is None:
-            return  # an intermediate class without a type of its own is not registered
-        known = BaseProbCalibrator._registry.get(name)
-        # the same class defined again (a module reload) may replace itself; a different class may not
-        if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
-            raise StellarConfigError(f"calibrator type {name!r} is already registered by {known.__qualname__}")
-        BaseProbCalibrator._registry[name] = cls
-
     def __init__(self) -> None:
         self.n_classes_: int | None = None
-
-    @classmethod
-    def registered_types(cls) -> list[str]:
-        """Names accepted in the ``"type"`` key of :meth:`from_dict`."""
-        return sorted(BaseProbCalibrator._registry)
 
     @property
     def is_fitted(self) -> bool:
@@ -85,24 +69,17 @@ class BaseProbCalibrator(ABC):
     @classmethod
     def from_dict(cls, payload: Mapping[str, Any]) -> BaseProbCalibrator:
         """Rebuild a calibrator from :meth:`to_dict` output (e.g. after ``json.loads``), as the right subclass."""
-        if not isinstance(payload, Mapping):
-            raise StellarValueError(f"payload must be a mapping produced by to_dict(), found {type(payload).__name__}")
-        name = payload.get("type")
-        sub = BaseProbCalibrator._registry.get(name) if isinstance(name, str) else None
-        if sub is None:
-            raise StellarValueError(f"payload['type'] must be one of {cls.registered_types()}, found {name!r}")
-        if not issubclass(sub, cls):
-            raise StellarValueError(f"payload['type'] {name!r} builds a {sub.__name__}, not a {cls.__name__}")
-        try:
-            obj = sub._from_state(payload)
-            n_classes = payload.get("n_classes")
-            obj.n_classes_ = None if n_classes is None else int(n_classes)
-        except StellarValueError:
-            raise
-        except (KeyError, TypeError, ValueError) as err:
-            raise StellarValueError(f"payload for calibrator type {name!r} is malformed: {err!r}") from err
+        obj: BaseProbCalibrator = cls._rebuild(payload, "calibrator")
         if obj.requires_fit and not obj.is_fitted:
+            name = payload["type"]
             raise StellarValueError(f"payload for calibrator type {name!r} must include 'n_classes' (a fitted state)")
+        return obj
+
+    @classmethod
+    def _from_payload(cls, payload: Mapping[str, Any]) -> BaseProbCalibrator:
+        obj = cls._from_state(payload)
+        n_classes = payload.get("n_classes")
+        obj.n_classes_ = None if n_classes is None else int(n_classes)
         return obj
 
     @abstractmethod

@@ -79,5 +79,4 @@ class SpectralAPI(StellarAPI):
         flux = np.stack([r["flux"] for r in rows])
         ivar = None if rows[0]["ivar"] is None else np.stack([r["ivar"] for r in rows])
         z = None if rows[0]["redshift"] is None else np.asarray([r["redshift"] for r in rows])
-        out = prep(wave, flux, ivar, None, redshift=z)
-        return {"flux": out["flux"], "ivar": out["ivar"], "mask": out["mask"]}
+        return prep(wave, flux, ivar, None, redshift=z)  # with ``continuum`` when the model was trained on it

@@ -32,7 +32,8 @@ def test_train_registers_its_best_model(tmp_path):
     assert reg.aliases("spectral_cnn") == {"staging": 1}
     mv = reg.get("spectral_cnn", "staging")
     dm = objects["datamodule"]
-    assert mv.class_names == list(dm.class_names) and mv.manifest["inputs"] == ["flux", "mask"]
+    # the simulator is flux-calibrated (a Planck continuum), so its config keeps the continuum channel
+    assert mv.class_names == list(dm.class_names) and mv.manifest["inputs"] == ["flux", "mask", "continuum"]
     assert mv.manifest["modality"] == "spectra"
     assert mv.preprocessing() == dm.preprocessing
     fp = mv.manifest["data_fingerprint"]
@@ -43,7 +44,7 @@ def test_train_registers_its_best_model(tmp_path):
     batch = dm.part("test")[list(range(4))]
     trained = objects["model"].eval()
     with torch.no_grad():
-        a = model(batch["flux"], batch["mask"])["logits"].numpy()
-        b = trained(batch["flux"], batch["mask"])["logits"].numpy()
+        a = model(*(batch[k] for k in model.inputs))["logits"].numpy()
+        b = trained(batch["flux"], batch["mask"], batch["continuum"])["logits"].numpy()
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert "spectral_cnn v1" in mv.card and "accuracy" in mv.card

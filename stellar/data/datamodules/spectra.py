@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from stellar.data.datamodules.base import StellarDataModule
 from stellar.data.preprocess.spectra import SpectrumPreprocessing
+from stellar.data.store import Dataset as StoredDataset
 
 
 class SpectraDataModule(StellarDataModule):
-    """Spectra on a shared log-wavelength grid: batch fields ``flux``, ``ivar``, ``mask`` (B, L).
+    """Spectra on a shared log-wavelength grid: batch fields ``flux``, ``ivar``, ``mask`` (B, L), and
+    ``continuum`` (B, L) when the preprocessing keeps the continuum's shape (``continuum_channel``).
 
     Takes the parameters of :class:`StellarDataModule`; for this modality:
 
@@ -23,6 +26,12 @@ class SpectraDataModule(StellarDataModule):
 
     def default_preprocessing(self) -> SpectrumPreprocessing:
         return SpectrumPreprocessing()
+
+    def load_arrays(self, ds: StoredDataset, meta: pd.DataFrame) -> dict[str, np.ndarray]:
+        arrays = super().load_arrays(ds, meta)
+        if getattr(self.preprocessing, "continuum_channel", False):
+            arrays["continuum"] = ds.load("continuum")
+        return arrays
 
     @property
     def log_wave(self) -> np.ndarray:

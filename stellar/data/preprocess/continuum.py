@@ -152,6 +152,28 @@ def check_fit_args(degree: int, n_iter: int, clip_low: float, clip_high: float) 
         raise StellarValueError(f"clip_low and clip_high must be > 0; got {clip_low} and {clip_high}")
 
 
+def log_shape(continuum: np.ndarray, bad: np.ndarray, fitted: np.ndarray) -> np.ndarray:
+    """The continuum's shape: ``ln(continuum / median continuum)`` per row, where the data constrain the fit.
+
+    The median is over each row's good pixels. Beyond the first and last good pixel the fit is an extrapolation,
+    so the value there is held at the edge one. Rows that were not fitted, or have no good pixel, are 0 (a flat
+    continuum).
+    """
+    good = ~bad & fitted[:, None]
+    m = continuum.shape[1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ln_c = np.log(np.where(good, continuum, np.nan))
+    any_good = good.any(axis=1)
+    first = np.where(any_good, good.argmax(axis=1), 0)
+    last = np.where(any_good, m - 1 - good[:, ::-1].argmax(axis=1), 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        med = np.nanmedian(np.where(any_good[:, None], ln_c, 0.0), axis=1)
+        shape = np.log(np.where(fitted[:, None], continuum, 1.0)) - med[:, None]
+    j = np.clip(np.arange(m)[None, :], first[:, None], last[:, None])
+    shape = np.take_along_axis(shape, j, axis=1)
+    return np.where(any_good[:, None] & np.isfinite(shape), shape, 0.0)
+
+
 def normalised(
     flux: np.ndarray, ivar: np.ndarray | None, bad: np.ndarray, continuum: np.ndarray, fitted: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:

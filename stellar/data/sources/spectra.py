@@ -18,14 +18,16 @@ from stellar.errors import StellarDataError
 
 log = logging.getLogger(__name__)
 
-SPECTRA_UNITS = {"flux": "", "ivar": "", "mask": "", "log_wave": "dex(Angstrom)"}
+#: ``continuum`` (when the preprocessing keeps it) is ln of the continuum over its median: dimensionless
+SPECTRA_UNITS = {"flux": "", "ivar": "", "mask": "", "continuum": "", "log_wave": "dex(Angstrom)"}
 
 
 def _spectra_write_kwargs(
     processed: dict[str, np.ndarray], meta: pd.DataFrame, preprocessing: SpectrumPreprocessing, provenance: dict
 ) -> dict[str, Any]:
+    fields = ("flux", "ivar", "mask", "continuum")
     return {
-        "arrays": {"flux": processed["flux"], "ivar": processed["ivar"], "mask": processed["mask"]},
+        "arrays": {k: processed[k] for k in fields if k in processed},
         "meta": meta,
         "modality": "spectra",
         "grid": {"log_wave": np.asarray(preprocessing.grid)},

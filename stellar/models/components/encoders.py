@@ -1,4 +1,9 @@
-"""Spectrum encoders: plain ``nn.Module``s mapping (flux, mask) of shape (B, L) to features (B, out_dim)."""
+"""Spectrum encoders: plain ``nn.Module``s mapping (flux, mask) of shape (B, L) to features (B, out_dim).
+
+With ``continuum_channel=True`` they also take ``continuum`` (B, L), the log shape of the fitted continuum that
+:class:`~stellar.data.preprocess.spectra.SpectrumPreprocessing` keeps for flux-calibrated spectra, as a third
+input channel: per pixel, so that the convolutions and patches see line depth and continuum slope together.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,29 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from stellar.errors import StellarConfigError
 
-def _masked_input(flux: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Two channels: continuum-normalised flux with bad pixels set to the continuum (1), and a good-pixel flag."""
+
+def _masked_input(flux: torch.Tensor, mask: torch.Tensor, continuum: torch.Tensor | None = None) -> torch.Tensor:
+    """Channels: continuum-normalised flux with bad pixels set to the continuum (1), a good-pixel flag, and the
+    continuum's log shape when given (smooth and defined on bad pixels too, so kept as is)."""
     good = (~mask).to(flux.dtype)
-    return torch.stack([flux * good + (1.0 - good), good], dim=1)
+    channels = [flux * good + (1.0 - good), good]
+    if continuum is not None:
+        channels.append(continuum.to(flux.dtype))
+    return torch.stack(channels, dim=1)
+
+
+def _spectral_inputs(continuum_channel: bool) -> tuple[str, ...]:
+    return ("flux", "mask", "continuum") if continuum_channel else ("flux", "mask")
+
+
+def _check_continuum(inputs: tuple[str, ...], continuum: torch.Tensor | None) -> None:
+    if ("continuum" in inputs) != (continuum is not None):
+        raise StellarConfigError(
+            f"this encoder was built with continuum_channel={'continuum' in inputs}, but was "
+            f"{'given' if continuum is not None else 'not given'} a continuum"
+        )
 
 
 def pre_norm_transformer(
@@ -38,10 +61,9 @@ class SpectralCNN(nn.Module):
         Dropout before the output projection.
     out_dim : int
         Size of the feature vector.
+    continuum_channel : bool
+        Also take the batch field ``continuum`` as an input channel.
     """
-
-    #: batch fields passed to ``forward``, in order
-    inputs = ("flux", "mask")
 
     def __init__(
         self,
@@ -49,10 +71,13 @@ class SpectralCNN(nn.Module):
         kernel_size: int = 5,
         dropout: float = 0.1,
         out_dim: int = 128,
+        continuum_channel: bool = False,
     ):
         super().__init__()
+        #: batch fields passed to ``forward``, in order
+        self.inputs = _spectral_inputs(continuum_channel)
         layers: list[nn.Module] = []
-        c_in = 2
+        c_in = len(self.inputs)  # flux, good-pixel flag[, continuum]
         for c in channels:
             layers += [
                 nn.Conv1d(c_in, c, kernel_size, stride=2, padding=kernel_size // 2),
@@ -64,8 +89,9 @@ class SpectralCNN(nn.Module):
         self.project = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * c_in, out_dim), nn.GELU())
         self.out_dim = out_dim
 
-    def forward(self, flux: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = self.features(_masked_input(flux, mask))
+    def forward(self, flux: torch.Tensor, mask: torch.Tensor, continuum: torch.Tensor | None = None) -> torch.Tensor:
+        _check_continuum(self.inputs, continuum)
+        h = self.features(_masked_input(flux, mask, continuum))
         pooled = torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=-1)
         return self.project(pooled)
 
@@ -85,10 +111,9 @@ class SpectralTransformer(nn.Module):
         Dropout inside the encoder layers.
     out_dim : int
         Size of the feature vector.
+    continuum_channel : bool
+        Also take the batch field ``continuum`` as an input channel.
     """
-
-    #: batch fields passed to ``forward``, in order
-    inputs = ("flux", "mask")
 
     def __init__(
         self,
@@ -99,10 +124,13 @@ class SpectralTransformer(nn.Module):
         dim_feedforward: int = 128,
         dropout: float = 0.1,
         out_dim: int = 128,
+        continuum_channel: bool = False,
     ):
         super().__init__()
+        #: batch fields passed to ``forward``, in order
+        self.inputs = _spectral_inputs(continuum_channel)
         self.patch_size = patch_size
-        self.embed = nn.Conv1d(2, d_model, kernel_size=patch_size, stride=patch_size)
+        self.embed = nn.Conv1d(len(self.inputs), d_model, kernel_size=patch_size, stride=patch_size)
         self.cls = nn.Parameter(torch.zeros(1, 1, d_model))
         self.encoder = pre_norm_transformer(d_model, n_heads, n_layers, dim_feedforward, dropout)
         self.norm = nn.LayerNorm(d_model)
@@ -120,10 +148,11 @@ class SpectralTransformer(nn.Module):
         pe[:, 1::2] = torch.cos(pos * div)
         return pe
 
-    def forward(self, flux: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, flux: torch.Tensor, mask: torch.Tensor, continuum: torch.Tensor | None = None) -> torch.Tensor:
         b, length = flux.shape
         pad = (-length) % self.patch_size
-        x = _masked_input(flux, mask)
+        _check_continuum(self.inputs, continuum)
+        x = _masked_input(flux, mask, continuum)
         if pad:
             x = nn.functional.pad(x, (0, pad))  # padded pixels carry good-flag 0, i.e. masked
         tokens = self.embed(x).transpose(1, 2)  # (B, P, D)

@@ -10,7 +10,7 @@ from typing import Any
 import astropy.units as u
 import numpy as np
 
-from stellar.data.preprocess.continuum import chebyshev_x, check_fit_args, fit_continuum, normalised
+from stellar.data.preprocess.continuum import chebyshev_x, check_fit_args, fit_continuum, log_shape, normalised
 from stellar.data.preprocess.spectra._inputs import _lazy, _Rows, _variance
 from stellar.data.preprocess.spectra._resample import _bin_edges, _resample_block
 from stellar.data.preprocess.spectra._wave import _AA, _doppler_factor, air_to_vacuum, log_wavelength_grid
@@ -116,6 +116,7 @@ def preprocess_spectra(
     clip_low: float = 2.0,
     clip_high: float = 3.0,
     chunk_size: int = 256,
+    continuum_channel: bool = False,
 ) -> dict[str, np.ndarray]:
     """The one spectrum preprocessing path: vacuum, rest frame, log-λ grid, continuum, clean.
 
@@ -123,6 +124,13 @@ def preprocess_spectra(
     (:func:`to_rest_frame`); flux-conserving resampling onto ``grid`` (:func:`resample_flux_conserving`);
     optional continuum normalisation (:func:`continuum_normalise`); cleaning. Rows are processed
     ``chunk_size`` at a time, all rows of a chunk at once.
+
+    Normalising removes the continuum's shape, which in a flux-calibrated spectrum (MILES, or the simulator's
+    Planck continuum) carries temperature; ``continuum_channel`` keeps it beside the normalised flux, as
+    ``continuum = ln(C / median C)`` of the fitted continuum ``C`` on the same grid: the median is over the good
+    pixels, the value is held at the edge beyond the first and last good pixel (where the fit would only
+    extrapolate), and it is 0 on rows with no fitted continuum. ``flux · exp(continuum)`` is then the spectrum
+    divided by the median of its continuum.
 
     Cleaning makes every number finite, as models need: a pixel is masked when the resampling masked it,
     or its flux or ivar is not finite after normalisation (and on rows that could not be normalised); masked
@@ -154,12 +162,15 @@ def preprocess_spectra(
         Continuum fit settings, see :func:`continuum_normalise`.
     chunk_size : int
         Rows processed at a time (bounds memory).
+    continuum_channel : bool
+        Also return the continuum's shape (needs ``normalise``).
 
     Returns
     -------
     dict
         ``flux`` (N, K) float32, ``ivar`` (N, K) float32, ``mask`` (N, K) bool (True = bad), with K the grid
-        length; a 1-D input gives N = 1.
+        length, and with ``continuum_channel`` ``continuum`` (N, K) float32, natural log (dimensionless); a 1-D
+        input gives N = 1.
 
     Examples
     --------
@@ -172,6 +183,8 @@ def preprocess_spectra(
     check_fit_args(degree, n_iter, clip_low, clip_high)
     if chunk_size < 1:
         raise StellarValueError(f"chunk_size must be >= 1; got {chunk_size}")
+    if continuum_channel and not normalise:
+        raise StellarValueError("continuum_channel=True needs normalise=True (the channel is the fitted continuum)")
     wave, flux = _lazy(wave, "wave", _AA), np.atleast_2d(_lazy(flux, "flux"))
     if wave.ndim == 2 and wave.shape[0] == 1 and flux.shape[0] == 1:
         wave = wave[0]
@@ -191,6 +204,7 @@ def preprocess_spectra(
     out_f = np.empty((n, log_grid.size), dtype=np.float32)
     out_iv = np.empty_like(out_f)
     out_m = np.empty(out_f.shape, dtype=bool)
+    out_c = np.zeros_like(out_f) if continuum_channel else None
     n_unfitted = 0
     for sl, w, f, iv, bad in rows.chunks(chunk_size):
         if air:
@@ -202,6 +216,8 @@ def preprocess_spectra(
             cont, fitted = fit_continuum(x, rf, riv, rm, degree, n_iter, clip_low, clip_high)
             n_unfitted += int((~fitted & ~rm.all(axis=1)).sum())
             rf, riv, rm = normalised(rf, riv, rm, cont, fitted)
+            if out_c is not None:
+                out_c[sl] = log_shape(cont, rm, fitted)
         with np.errstate(over="ignore", invalid="ignore"):
             f32 = rf.astype(np.float32)
             iv32 = (~rm).astype(np.float32) if riv is None else riv.astype(np.float32)
@@ -220,7 +236,11 @@ def preprocess_spectra(
         n_empty,
         n_unfitted,
     )
-    return {"flux": out_f, "ivar": out_iv, "mask": out_m}
+    out = {"flux": out_f, "ivar": out_iv, "mask": out_m}
+    if out_c is not None:
+        # a pixel masked only after the fit (non-finite once normalised) keeps the smooth continuum value
+        out["continuum"] = out_c
+    return out
 
 
 @dataclass(frozen=True)
@@ -250,12 +270,17 @@ class SpectrumPreprocessing:
     clip_low: float = 2.0
     clip_high: float = 3.0
     chunk_size: int = 256
+    #: Whether to return the continuum's shape as the ``continuum`` field (for flux-calibrated spectra, whose
+    #: continuum slope carries temperature). Off when absent from a stored dict, as models from before it were.
+    continuum_channel: bool = False
 
     def __post_init__(self) -> None:
         log_wavelength_grid(self.wave_min, self.wave_max, self.dloglam)  # validates the grid parameters
         check_fit_args(self.degree, self.n_iter, self.clip_low, self.clip_high)
         if self.chunk_size < 1:
             raise StellarValueError(f"chunk_size must be >= 1; got {self.chunk_size}")
+        if self.continuum_channel and not self.normalise:
+            raise StellarValueError("continuum_channel=True needs normalise=True (the channel is the fitted continuum)")
 
     @property
     def grid(self) -> np.ndarray:
@@ -281,6 +306,7 @@ class SpectrumPreprocessing:
             clip_low=self.clip_low,
             clip_high=self.clip_high,
             chunk_size=self.chunk_size,
+            continuum_channel=self.continuum_channel,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -117,16 +117,20 @@ class EnsembleClassifier(Estimator):
                 metrics["val/acc"] = float(np.mean(p.argmax(1) == y[ok]))
         return metrics
 
+    def member_probs(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each member's class probabilities (N, C) on ``arrays``, by member name (a subclass may calibrate them)."""
+        return {
+            key: softmax(np.asarray(model.predict_outputs(arrays)["logits"], dtype=np.float64))
+            for key, model in self.models.items()
+        }
+
+    def combine(self, probs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The ensemble's class probabilities from :meth:`member_probs`: their mean."""
+        return np.mean(np.stack(list(probs.values())), axis=0)
+
     def predict_outputs(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """``logits`` (N, C): the log of the members' mean class probability."""
-        probs = None
-        for model in self.models.values():
-            p = softmax(np.asarray(model.predict_outputs(arrays)["logits"], dtype=np.float64))
-            probs = p if probs is None else probs + p
-        if probs is None:  # pragma: no cover - members is never empty
-            raise StellarConfigError("the ensemble has no members")
-        probs /= len(self.models)
-        return {"logits": log_probs(probs)}
+        """``logits`` (N, C): the log of :meth:`combine` of the members' class probabilities (their mean)."""
+        return {"logits": log_probs(self.combine(self.member_probs(arrays)))}
 
     def save(self, directory: str | Path, prefix: str = "") -> Path:
         """Every member under the prefix ``<prefix><member>.`` and ``<prefix>estimator.json`` in ``directory``."""

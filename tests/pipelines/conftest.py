@@ -64,6 +64,11 @@ MODEL_OVERRIDES = {
     "lightcurve_transformer": ["datamodule=lightcurve"],
     "lightcurve_multitask": ["datamodule=lightcurve"],
     "lightcurve_xgboost": ["datamodule=lightcurve", *FAST_XGB],
+    "lightcurve_combined": [
+        "datamodule=lightcurve",
+        "model.members.xgb.n_jobs=1",
+        "model.members.xgb.num_boost_round=15",
+    ],
 }
 
 

@@ -14,7 +14,8 @@ in exactly one test fold). From that one fit, on the same test stars:
 - ``mean``: the mean of the two calibrated members, then the pipeline's temperature scaling (what
   ``train.py experiment=eros_lightcurves model=lightcurve_combined`` scores);
 - ``stacked``: a :class:`~stellar.models.combine.StackedPool` fitted on the validation part's calibrated member
-  probabilities, then temperature scaling on the validation part.
+  probabilities, then temperature scaling on the validation part (what ``model.stack=true``, the default of
+  ``experiment=eros_lightcurves``, does inside the run).
 
 ECE is after calibration (15 bins). Per-fold rows go to ``<out>/fold_<k>.json``; the summary (mean ± std over the
 folds present) to ``<out>/summary.json`` and ``<out>/summary.md``; the run folders to ``--runs``.
@@ -47,6 +48,7 @@ def fold_config(data_dir: str, fold: int, runs: Path, extra: list[str]) -> Any:
     overrides = [
         "experiment=eros_lightcurves",
         "model=lightcurve_combined",
+        "model.stack=false",  # the run scores the mean; the stack is fitted below on the same members
         f"datamodule.data_dir={data_dir}",
         "split=group_kfold",
         "~split.group_key",

@@ -1,5 +1,5 @@
 """``model=lightcurve_combined`` through ``run(cfg)`` on the small EROS set: trained, scored again by evaluate.py
-from its folder, registered and rebuilt from the registry with the same probabilities."""
+from its folder, registered, rebuilt from the registry with the same probabilities, and served."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import pytest
 from stellar.models.combine import CalibratedEnsemble
 from stellar.pipelines import evaluate, train
 from stellar.registry import ModelRegistry
+from stellar.serving.api import LightCurveAPI
+from stellar.serving.schemas import LightCurveRequest, PredictionResponse
 from tests.conftest import DATA
 
 EROS = f"datamodule.data_dir={DATA / 'lightcurves' / 'eros_subset'}"
@@ -46,3 +48,15 @@ def test_combined_model_trains_evaluates_and_registers(make_cfg, tmp_path, stack
     np.testing.assert_allclose(
         rebuilt.predict_outputs(test)["logits"], model.predict_outputs(test)["logits"], rtol=1e-5, atol=1e-6
     )
+
+    api = LightCurveAPI(mv.name, registry_root=str(reg_root), api_path="/predict/lightcurve")
+    api.setup("cpu")
+    t = np.linspace(0.0, 300.0, 40)
+    request = LightCurveRequest(
+        lightcurves=[list(17.0 + 0.3 * np.sin(2 * np.pi * t / 0.6))], times=[list(t)], bands=[["b", "r"] * 20],
+        errors=[[0.02] * 40], unit="mag",
+    )  # fmt: skip
+    out = api.encode_response(api.predict(api.decode_request(request)))
+    (pred,) = PredictionResponse.model_validate(out).model_dump()["predictions"]
+    assert list(pred["probabilities"]) == list(dm.class_names)
+    assert sum(pred["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)

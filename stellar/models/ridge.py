@@ -7,7 +7,10 @@ which keeps the continuum slope that carries temperature). Each column is standa
 statistics (missing values become the column mean).
 
 Regression: one ridge per target in the learned space of the other models (log10 for ``log_targets``), its
-penalty chosen among ``alphas`` by efficient leave-one-out on the training part. A ridge has no per-star
+penalty chosen among ``alphas`` by efficient leave-one-out on the training part. With ``kernel_gammas`` the ridge
+is a kernel ridge with the Gaussian (RBF) kernel ``exp(-γ |x - x'|² / F)`` over the F standardised columns, γ and the
+penalty chosen together by exact leave-one-out (one eigendecomposition of the training kernel per γ); it follows
+the non-linear run of the spectra from O to M stars that one linear map cannot. A ridge has no per-star
 uncertainty, so each target's σ is the root-mean-square residual on the validation part (leave-one-out residuals
 without one), in learned space, turned into ``<t>_logvar`` in physical units by the delta method; the pipeline's
 interval calibrator then scales it. Classification: a multinomial logistic regression, its ``C`` chosen among
@@ -118,6 +121,8 @@ class RidgeEstimator(Estimator):
         What the model reads (default: :class:`FluxOverMedian`).
     alphas : sequence of float
         Candidate ridge penalties (on standardised columns), chosen per target by leave-one-out on train.
+    kernel_gammas : sequence of float
+        Candidate widths γ of an RBF kernel (in units of 1 / number of columns); empty for the linear ridge.
     mk_cs : sequence of float
         Candidate inverse L2 strengths of the logistic regression, chosen on the validation part (the first
         without one).
@@ -125,7 +130,7 @@ class RidgeEstimator(Estimator):
         Unused by the solvers (both deterministic); kept so that ensembles can hand every member a seed.
     """
 
-    hparam_keys = (*PIPELINE_KEYS, "log_targets", "n_features", "alpha", "mk_c", "sigma")
+    hparam_keys = (*PIPELINE_KEYS, "log_targets", "n_features", "alpha", "gamma", "mk_c", "sigma")
 
     def __init__(
         self,
@@ -136,6 +141,7 @@ class RidgeEstimator(Estimator):
         target_stats: Mapping[str, Sequence[float]] | None = None,
         representation: Representation | None = None,
         alphas: Sequence[float] = DEFAULT_ALPHAS,
+        kernel_gammas: Sequence[float] = (),
         mk_cs: Sequence[float] = (1e-3, 1e-2, 1e-1),
         seed: int = 0,
     ):
@@ -152,12 +158,17 @@ class RidgeEstimator(Estimator):
         self.inputs = list(self.representation.inputs)
         self.alphas = [float(a) for a in alphas]
         self.mk_cs = [float(c) for c in mk_cs]
+        self.kernel_gammas = [float(g) for g in kernel_gammas]
+        if any(g <= 0 for g in self.kernel_gammas):
+            raise StellarConfigError(f"kernel_gammas must be positive; got {list(kernel_gammas)}")
         if not self.alphas or min(self.alphas) <= 0 or not self.mk_cs or min(self.mk_cs) <= 0:
             raise StellarConfigError(f"alphas and mk_cs must be non-empty and positive; got {alphas}, {mk_cs}")
         self.seed = int(seed)
         self.n_features: int | None = None
         #: per target: the chosen penalty and the residual σ in learned space
         self.alpha: dict[str, float] = {}
+        #: per target: the chosen RBF width (kernel ridge only)
+        self.gamma: dict[str, float] = {}
         self.sigma: dict[str, float] = {}
         self.mk_c: float | None = None
         self.arrays_: dict[str, np.ndarray] = {}
@@ -192,7 +203,7 @@ class RidgeEstimator(Estimator):
         """
         from sklearn.linear_model import RidgeCV
 
-        self.n_features, self.arrays_ = None, {}
+        self.n_features, self.arrays_, self.gamma = None, {}, {}
         raw = np.asarray(self.representation(train), dtype=np.float64)
         if raw.ndim != 2 or len(raw) < 3:
             raise StellarDataError(f"the training part must give (N >= 3, F) features; got shape {raw.shape}")
@@ -211,11 +222,14 @@ class RidgeEstimator(Estimator):
             ok = np.isfinite(y)
             if ok.sum() < 3:
                 raise StellarDataError(f"target {t!r} has {int(ok.sum())} known values in the training part")
-            ridge = RidgeCV(alphas=self.alphas, store_cv_results=True).fit(x[ok], y[ok])
-            self.alpha[t] = float(ridge.alpha_)
-            self.arrays_[f"coef_{t}"] = np.asarray(ridge.coef_, dtype=np.float64)
-            self.arrays_[f"intercept_{t}"] = np.asarray(float(ridge.intercept_))
-            resid = y[ok] - ridge.cv_results_[:, self.alphas.index(self.alpha[t])]  # leave-one-out
+            if self.kernel_gammas:
+                resid = self._fit_kernel(t, x, y, ok)
+            else:
+                ridge = RidgeCV(alphas=self.alphas, store_cv_results=True).fit(x[ok], y[ok])
+                self.alpha[t] = float(ridge.alpha_)
+                self.arrays_[f"coef_{t}"] = np.asarray(ridge.coef_, dtype=np.float64)
+                self.arrays_[f"intercept_{t}"] = np.asarray(float(ridge.intercept_))
+                resid = y[ok] - ridge.cv_results_[:, self.alphas.index(self.alpha[t])]  # leave-one-out
             if xv is not None and val is not None:
                 yv = self._learned(t, val)
                 okv = np.isfinite(yv)
@@ -230,7 +244,47 @@ class RidgeEstimator(Estimator):
         return metrics
 
     def _linear(self, t: str, x: np.ndarray) -> np.ndarray:
+        """The prediction of target ``t`` (learned space) on standardised features."""
+        if t in self.gamma:
+            k = self._kernel(x, self.arrays_["train_x"].astype(np.float64), self.gamma[t])
+            return k @ self.arrays_[f"dual_{t}"] + float(self.arrays_[f"intercept_{t}"])
         return x @ self.arrays_[f"coef_{t}"] + float(self.arrays_[f"intercept_{t}"])
+
+    def _kernel(self, a: np.ndarray, b: np.ndarray, gamma: float) -> np.ndarray:
+        d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+        return np.exp(-gamma * np.maximum(d2, 0.0) / a.shape[1])
+
+    def _fit_kernel(self, t: str, x: np.ndarray, y: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        """Kernel ridge of ``t`` on the rows ``ok``: (γ, α) by exact leave-one-out; returns the LOO residuals.
+
+        With K = V diag(λ) Vᵀ, the hat matrix is H = V diag(λ / (λ + α)) Vᵀ and the leave-one-out residual of row
+        i is (y_i - ŷ_i) / (1 - H_ii), for every α from one eigendecomposition.
+        """
+        if "train_x" not in self.arrays_:  # every training row; a target's unknown rows get a zero dual weight
+            self.arrays_["train_x"] = x.astype(np.float32)
+        xs, target = self.arrays_["train_x"].astype(np.float64)[ok], y[ok]
+        center = float(target.mean())
+        best: tuple[float, float, float, np.ndarray] | None = None
+        for g in self.kernel_gammas:
+            lam, vec = np.linalg.eigh(self._kernel(xs, xs, g))
+            lam = np.maximum(lam, 0.0)
+            proj = vec.T @ (target - center)
+            for a in self.alphas:
+                shrink = lam / (lam + a)
+                fitted = vec @ (shrink * proj)
+                h = np.einsum("ij,j,ij->i", vec, shrink, vec)
+                loo = (target - center - fitted) / np.maximum(1.0 - h, 1e-12)
+                score = float(np.mean(loo**2))
+                if best is None or score < best[0]:
+                    best = (score, g, a, loo)
+        assert best is not None  # kernel_gammas and alphas are non-empty
+        _, g, a, loo = best
+        k = self._kernel(xs, xs, g)
+        dual = np.zeros(len(ok))
+        dual[ok] = np.linalg.solve(k + a * np.eye(len(k)), target - center)
+        self.gamma[t], self.alpha[t] = float(g), float(a)
+        self.arrays_[f"dual_{t}"], self.arrays_[f"intercept_{t}"] = dual, np.asarray(center)
+        return loo
 
     def _fit_classifier(
         self, x: np.ndarray, y: np.ndarray, xv: np.ndarray | None, val: Mapping[str, np.ndarray] | None
@@ -316,6 +370,7 @@ class RidgeEstimator(Estimator):
         self.target_stats = {t: tuple(float(v) for v in s) for t, s in meta["target_stats"].items()}
         self.log_targets, self.n_features = list(meta["log_targets"]), meta["n_features"]
         self.alpha = {t: float(v) for t, v in meta["alpha"].items()}
+        self.gamma = {t: float(v) for t, v in meta.get("gamma", {}).items()}
         self.sigma = {t: float(v) for t, v in meta["sigma"].items()}
         self.mk_c = meta["mk_c"]
         with np.load(meta_path.parent / meta["files"]["ridge"], allow_pickle=False) as z:

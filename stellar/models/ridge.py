@@ -24,7 +24,6 @@ Everything is saved as ``<prefix>ridge.npz`` (plain arrays, loaded with ``allow_
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,11 +32,18 @@ from typing import Protocol
 import numpy as np
 
 from stellar.errors import StellarConfigError, StellarDataError
-from stellar.models.estimators import PIPELINE_KEYS, Estimator, feature_matrix, log_probs, read_meta, write_meta
+from stellar.models.estimators import (
+    PIPELINE_KEYS,
+    Estimator,
+    feature_matrix,
+    log_probs,
+    physical_outputs,
+    read_meta,
+    write_meta,
+)
 
 log = logging.getLogger(__name__)
 
-_LN10 = math.log(10.0)
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-2, 4, 13))
 
 
@@ -340,13 +346,8 @@ class RidgeEstimator(Estimator):
         if self.class_names:
             out["logits"] = log_probs(self._class_probs(x))
         for t in self.targets:
-            y, sigma = self._linear(t, x), np.full(len(x), self.sigma[t])
-            if t in self.log_targets:
-                value = 10.0**y
-                logvar = 2.0 * np.log(sigma * value * _LN10)  # delta method, as the other models
-            else:
-                value, logvar = y, 2.0 * np.log(sigma)
-            out[f"{t}_mean"], out[f"{t}_logvar"] = value.astype(np.float32), logvar.astype(np.float32)
+            sigma = np.full(len(x), self.sigma[t])
+            out[f"{t}_mean"], out[f"{t}_logvar"] = physical_outputs(self._linear(t, x), sigma, t in self.log_targets)
         return out
 
     # ---- persistence ----------------------------------------------------------------------------------------

@@ -241,7 +241,13 @@ def main() -> None:
     ap.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--neural-seeds", type=int, default=2, help="finished neural runs to wait for per fold")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "five_fold.json"))
+    ap.add_argument("--table-only", action="store_true", help="print the table of --out without running anything")
     args = ap.parse_args()
+    if args.table_only:
+        saved = json.loads(Path(args.out).read_text())
+        print(f"folds {saved['folds']}")
+        print_table(saved["rows"])
+        return
     tmp = Path(tempfile.mkdtemp())
     rows: dict[str, list[dict[str, float]]] = {}
     for fold in args.folds:

@@ -16,7 +16,6 @@ Everything is saved as ``<prefix>cannon.npz`` (plain arrays, loaded with ``allow
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -24,11 +23,9 @@ import numpy as np
 
 from stellar.errors import StellarConfigError, StellarDataError
 from stellar.models.cannon_fit import CannonFit, infer_labels, label_vector, n_terms, pixel_weights, train_pixels
-from stellar.models.estimators import PIPELINE_KEYS, Estimator, log_probs, read_meta, write_meta
+from stellar.models.estimators import PIPELINE_KEYS, Estimator, log_probs, physical_outputs, read_meta, write_meta
 
 log = logging.getLogger(__name__)
-
-_LN10 = math.log(10.0)
 
 
 class CannonEstimator(Estimator):
@@ -253,13 +250,7 @@ class CannonEstimator(Estimator):
         for i, t in enumerate(self.targets):
             mean, std = self.target_stats[t]
             y, sigma = mean + std * labels[:, i], std * sd[:, i]
-            with np.errstate(over="ignore", divide="ignore"):
-                if t in self.log_targets:
-                    value = 10.0**y
-                    logvar = 2.0 * np.log(sigma * value * _LN10)  # delta method, as the other models
-                else:
-                    value, logvar = y, 2.0 * np.log(sigma)
-            out[f"{t}_mean"], out[f"{t}_logvar"] = value.astype(np.float32), logvar.astype(np.float32)
+            out[f"{t}_mean"], out[f"{t}_logvar"] = physical_outputs(y, sigma, t in self.log_targets)
         return out
 
     # ---- persistence ---------------------------------------------------------------------------------------

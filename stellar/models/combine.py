@@ -149,13 +149,14 @@ class CalibratedEnsemble(EnsembleClassifier):
         self.member_calibrator = member_calibrator
         self.stack = bool(stack)
         self.stack_l2 = float(stack_l2)
-        self.member_calibrators: dict[str, BaseProbCalibrator] = {}
+        #: per member: the probability calibrator fitted on the validation part (``member_calibrator``)
+        self.prob_calibrators: dict[str, BaseProbCalibrator] = {}
         self.stacked: StackedPool | None = None
 
     @property
     def calibrators(self) -> dict[str, dict[str, Any]]:
         """The fitted member calibrators as ``to_dict()`` payloads, by member."""
-        return {k: c.to_dict() for k, c in self.member_calibrators.items()}
+        return {k: c.to_dict() for k, c in self.prob_calibrators.items()}
 
     @property
     def pool(self) -> dict[str, Any] | None:
@@ -164,7 +165,7 @@ class CalibratedEnsemble(EnsembleClassifier):
 
     def fit(self, train: Mapping[str, np.ndarray], val: Mapping[str, np.ndarray] | None = None) -> dict[str, float]:
         """Fit the members (:meth:`EnsembleClassifier.fit`), then their calibrators and the pool on ``val``."""
-        self.member_calibrators, self.stacked = {}, None
+        self.prob_calibrators, self.stacked = {}, None
         metrics = super().fit(train, val)  # val/acc, val/class_mlogloss: the raw mean
         y = np.asarray(val["label"]) if val is not None and len(val.get("label", ())) else np.empty(0, np.int64)
         ok = y >= 0
@@ -177,8 +178,8 @@ class CalibratedEnsemble(EnsembleClassifier):
             for key, p in raw.items():
                 cal = self.member_calibrator()
                 cal.fit(np.log(np.clip(p[ok], _FLOOR, 1.0)) if cal.input_kind == "logits" else p[ok], y[ok])
-                self.member_calibrators[key] = cal
-        calibrated = self.member_probs(val)
+                self.prob_calibrators[key] = cal
+        calibrated = self.adjust_probs(raw)
         if self.stack:
             self.stacked = StackedPool(self.stack_l2).fit([p[ok] for p in calibrated.values()], y[ok])
         for key, p in calibrated.items():
@@ -188,12 +189,11 @@ class CalibratedEnsemble(EnsembleClassifier):
         metrics["val/combined_acc"] = float(np.mean(p.argmax(1) == y[ok]))
         return metrics
 
-    def member_probs(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Each member's probabilities after its calibrator (raw before calibrators are fitted)."""
-        raw = super().member_probs(arrays)
+    def adjust_probs(self, probs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each member's probabilities after its calibrator (as they are before calibrators are fitted)."""
         out = {}
-        for key, p in raw.items():
-            cal = self.member_calibrators.get(key)
+        for key, p in probs.items():
+            cal = self.prob_calibrators.get(key)
             if cal is None:
                 out[key] = p
             else:
@@ -210,7 +210,7 @@ class CalibratedEnsemble(EnsembleClassifier):
         """Load the members (:meth:`EnsembleClassifier.load`), their calibrators and the pool."""
         super().load(path)
         _, meta = read_meta(path)
-        self.member_calibrators = {k: BaseProbCalibrator.from_dict(v) for k, v in meta.get("calibrators", {}).items()}
+        self.prob_calibrators = {k: BaseProbCalibrator.from_dict(v) for k, v in meta.get("calibrators", {}).items()}
         self.stacked = StackedPool.from_dict(meta["pool"]) if meta.get("pool") else None
         if self.stack != bool(meta.get("stack", False)):
             raise StellarConfigError(f"saved stack={meta.get('stack')} differs from this config's stack={self.stack}")

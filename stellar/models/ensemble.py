@@ -1,9 +1,17 @@
-"""An ensemble of classifier estimators: the mean of their class probabilities, with the model-output contract.
+"""An ensemble of estimators: the mean of their class probabilities and a Gaussian mixture of their regression outputs,
+with the model-output contract.
 
-Members are estimator factories (Hydra ``_partial_: true`` configs, e.g. ``sed_xgboost`` and an MLP), each fitted
-``copies`` times with seeds ``seed, seed + 1, …`` on the same training part (early stopping and checkpoint choice on
-the same validation part). ``predict_outputs`` returns ``logits`` = log of the members' mean probability, so the
-pipeline calibrates, scores, saves and serves an ensemble like any single estimator.
+Members are estimator factories (Hydra ``_partial_: true`` configs, e.g. ``sed_xgboost`` and an MLP, or
+``spectral_ridge`` on two representations), each fitted ``copies`` times with seeds ``seed, seed + 1, …`` on the same
+training part (early stopping and checkpoint choice on the same validation part). ``predict_outputs`` returns
+``logits`` = log of the mean probability of the members with a class head, and, for each regression target, the
+moments of the equal-weight mixture of the members that predict it: mean of the means, variance = mean of the
+variances + variance of the means (physical units). So the pipeline calibrates, scores, saves and serves an
+ensemble like any single estimator.
+
+With ``calibrate_members`` each member is first calibrated on the validation part (temperature scaling of its
+logits, variance scaling of its σ), so that an overconfident member does not dominate the average; those
+calibrators are saved (``to_dict()`` JSON) in the ensemble's ``estimator.json``.
 
 Every member saves into the same flat folder under its own prefix (``xgb_0.class.ubj``, ``xgb_0.estimator.json``,
 ``mlp_0.mlp.pt``…) beside the ensemble's ``estimator.json``, so that the registry, which stores the files of a
@@ -15,42 +23,72 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
 from stellar.errors import StellarConfigError
-from stellar.evaluation.calibration import softmax
+from stellar.evaluation.calibration import (
+    BaseIntervalCalibrator,
+    BaseProbCalibrator,
+    TemperatureScaler,
+    VarianceScaler,
+    calibrated_probs,
+    softmax,
+)
 from stellar.models.estimators import PIPELINE_KEYS, Estimator, log_probs, read_meta, write_meta
 
 log = logging.getLogger(__name__)
 
 
-class EnsembleClassifier(Estimator):
-    """Mean class probabilities of several fitted estimators.
+def gaussian_mixture(means: Sequence[np.ndarray], logvars: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and log-variance of the equal-weight mixture of Gaussians ``N(means[i], exp(logvars[i]))``.
+
+    Parameters
+    ----------
+    means, logvars : sequence of numpy.ndarray
+        One (N,) array per member, in the target's units (e.g. K) and their square's log.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        The mean of the means, and the log of (mean of the variances + population variance of the means).
+    """
+    if not means or len(means) != len(logvars):
+        raise StellarConfigError(
+            f"means and logvars must be equally long and non-empty; got {len(means)}, {len(logvars)}"
+        )
+    mu = np.stack([np.asarray(m, dtype=np.float64) for m in means])
+    var = np.exp(np.stack([np.asarray(v, dtype=np.float64) for v in logvars]))
+    return mu.mean(axis=0), np.log(var.mean(axis=0) + mu.var(axis=0))
+
+
+class Ensemble(Estimator):
+    """Mean class probabilities and the Gaussian mixture of the regression outputs of several fitted estimators.
 
     Parameters
     ----------
     members : mapping of str to callable
-        Member kinds by name; each is called as ``factory(class_names=..., seed=..., name=...)`` and must return an
-        estimator (``fit``, ``predict_outputs`` with ``logits``, ``save(folder, prefix)``, ``load(json_path)``).
+        Member kinds by name; each is called as ``factory(class_names=..., seed=..., name=..., target_stats=...)``
+        and must return an estimator (``fit``, ``predict_outputs``, ``save(folder, prefix)``, ``load(json_path)``)
+        with a class head (``logits``), regression targets (``<t>_mean``/``<t>_logvar``) or both.
     copies : mapping of str to int, optional
         How many copies of each kind to fit (default 1 each), with seeds ``seed + i``; copy ``i`` of kind ``k``
         is named ``k_i``.
     name : str
         Model name.
-    class_names : sequence of str
+    class_names : sequence of str, optional
         The classes (the datamodule's), handed to every member.
     seed : int
         Seed of the first copy of each kind.
-    target_stats : mapping, optional
-        Ignored: the ensemble predicts classes only.
+    target_stats : mapping of str to (mean, std), optional
+        Learned-space statistics of the targets (the datamodule's), handed to every member.
+    calibrate_members : bool
+        Calibrate each member on the validation part before averaging (temperature scaling of its logits,
+        variance scaling of its σ in its learned space).
     """
 
-    hparam_keys = (*PIPELINE_KEYS, "members")
-    targets: tuple[str, ...] = ()
-    target_stats: Mapping[str, Sequence[float]] = MappingProxyType({})  # classes only
+    hparam_keys = (*PIPELINE_KEYS, "log_targets", "members")
 
     def __init__(
         self,
@@ -60,10 +98,8 @@ class EnsembleClassifier(Estimator):
         class_names: Sequence[str] | None = None,
         seed: int = 0,
         target_stats: Mapping[str, Sequence[float]] | None = None,
+        calibrate_members: bool = False,
     ):
-        self.class_names = [str(c) for c in class_names or []]
-        if len(self.class_names) < 2:
-            raise StellarConfigError(f"EnsembleClassifier needs at least 2 class_names; got {self.class_names}")
         if not members:
             raise StellarConfigError("members must name at least one estimator config")
         copies = dict(copies or {})
@@ -71,6 +107,9 @@ class EnsembleClassifier(Estimator):
         if unknown:
             raise StellarConfigError(f"copies names {unknown}, which are not members ({sorted(members)})")
         self.name, self.seed = str(name), int(seed)
+        self.calibrate_members = bool(calibrate_members)
+        given = [str(c) for c in class_names or []]
+        stats = {t: tuple(float(v) for v in s) for t, s in (target_stats or {}).items()}
         self.models: dict[str, Any] = {}
         for kind, factory in members.items():
             if not callable(factory):
@@ -80,12 +119,28 @@ class EnsembleClassifier(Estimator):
                 raise StellarConfigError(f"copies[{kind!r}] must be at least 1; got {n}")
             for i in range(n):
                 key = f"{kind}_{i}"
-                self.models[key] = factory(class_names=self.class_names, seed=self.seed + i, name=f"{self.name}.{key}")
-        inputs = {tuple(getattr(m, "inputs", ())) for m in self.models.values()}
+                self.models[key] = factory(
+                    class_names=given, seed=self.seed + i, name=f"{self.name}.{key}", target_stats=stats
+                )
+        models = list(self.models.values())
+        #: the classes, when at least one member has a class head
+        self.class_names = given if any(getattr(m, "class_names", None) for m in models) else []
+        #: every member's regression targets (the union, in first-seen order) and its log10 targets
+        self.targets = list(dict.fromkeys(t for m in models for t in getattr(m, "targets", ())))
+        self.log_targets = [t for t in dict.fromkeys(t for m in models for t in getattr(m, "log_targets", ()))
+                            if t in self.targets]  # fmt: skip
+        if not self.class_names and not self.targets:
+            raise StellarConfigError(
+                f"the ensemble needs class_names (got {given}) with a class-head member, or members with targets"
+            )
+        self.target_stats = {t: stats.get(t, (0.0, 1.0)) for t in self.targets}
+        inputs = {tuple(getattr(m, "inputs", ())) for m in models}
         #: the data fields every member reads (the union, in first-seen order)
-        self.inputs = list(dict.fromkeys(k for m in self.models.values() for k in getattr(m, "inputs", ())))
+        self.inputs = list(dict.fromkeys(k for m in models for k in getattr(m, "inputs", ())))
         if len(inputs) > 1:
             log.info("ensemble members read different inputs: %s", sorted(inputs))
+        #: per member: its probability and interval calibrators (``calibrate_members``), ``None`` where not fitted
+        self.member_calibrators: dict[str, dict[str, BaseProbCalibrator | BaseIntervalCalibrator | None]] = {}
         #: per member and booster/head, per data part, per metric: the value at every round or epoch
         self.history: dict[str, dict[str, dict[str, list[float]]]] = {}
 
@@ -95,51 +150,113 @@ class EnsembleClassifier(Estimator):
         return list(self.models)
 
     def fit(self, train: Mapping[str, np.ndarray], val: Mapping[str, np.ndarray] | None = None) -> dict[str, float]:
-        """Fit every member in turn; returns each member's metrics under ``<part>/<member>.<metric>`` and the
-        ensemble's validation log loss and accuracy (``val/class_mlogloss``, ``val/acc``) when ``val`` has labels."""
+        """Fit every member in turn (then its calibrators on ``val`` with ``calibrate_members``); returns each
+        member's metrics under ``<part>/<member>.<metric>`` and, on ``val``, the ensemble's log loss and accuracy
+        (``val/class_mlogloss``, ``val/acc``) and each target's MAE (``val/<t>_mae``)."""
         metrics: dict[str, float] = {}
-        self.history = {}
+        self.history, self.member_calibrators = {}, {}
         for n, (key, model) in enumerate(self.models.items(), start=1):
             for k, v in model.fit(train, val).items():
                 part, _, metric = k.partition("/")
                 metrics[f"{part}/{key}.{metric}"] = float(v)
             for sub, parts in getattr(model, "history", {}).items():
                 self.history[f"{key}.{sub}"] = parts
+            if self.calibrate_members and val is not None and len(val.get("label", ())):
+                self.member_calibrators[key] = self._calibrate(model, val)
             log.info("ensemble member %s fitted (%d of %d)", key, n, len(self.models))
         if val is not None and len(val.get("label", ())):
+            out = self.predict_outputs(val)
             y = np.asarray(val["label"])
             ok = y >= 0
-            if ok.any():
-                p = softmax(self.predict_outputs(val)["logits"].astype(np.float64))[ok]
+            if "logits" in out and ok.any():
+                p = softmax(out["logits"].astype(np.float64))[ok]
                 metrics["val/class_mlogloss"] = float(
                     -np.mean(np.log(np.clip(p[np.arange(ok.sum()), y[ok]], 1e-15, 1)))
                 )
                 metrics["val/acc"] = float(np.mean(p.argmax(1) == y[ok]))
+            for t in self.targets:
+                truth = np.asarray(val[t], dtype=np.float64)
+                if np.isfinite(truth).any():
+                    metrics[f"val/{t}_mae"] = float(np.nanmean(np.abs(out[f"{t}_mean"] - truth)))
         return metrics
 
+    @staticmethod
+    def _calibrate(
+        model: Any, val: Mapping[str, np.ndarray]
+    ) -> dict[str, BaseProbCalibrator | BaseIntervalCalibrator | None]:
+        """A member's temperature (on its labelled validation rows) and σ scale (on its validation truths)."""
+        out = model.predict_outputs(val)
+        cals: dict[str, BaseProbCalibrator | BaseIntervalCalibrator | None] = {"probs": None, "intervals": None}
+        y = np.asarray(val["label"])
+        if "logits" in out and (y >= 0).sum() >= 2:
+            cals["probs"] = TemperatureScaler().fit(out["logits"][y >= 0], y[y >= 0])
+        truths = {t: np.asarray(val[t], dtype=np.float64) for t in getattr(model, "targets", ())}
+        truths = {t: v for t, v in truths.items() if np.isfinite(v).sum() >= 2}
+        if truths:
+            cals["intervals"] = VarianceScaler().fit(out, truths, log_targets=getattr(model, "log_targets", ()))
+        return cals
+
+    def _member_outputs(self, key: str, arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, Any], np.ndarray | None]:
+        """A member's outputs (σ calibrated where it has an interval calibrator) and class probabilities."""
+        out = self.models[key].predict_outputs(arrays)
+        cals = self.member_calibrators.get(key, {})
+        intervals = cals.get("intervals")
+        if isinstance(intervals, BaseIntervalCalibrator):
+            out = intervals.transform(out)
+        probs = cals.get("probs")
+        p = None
+        if "logits" in out:
+            logits = np.asarray(out["logits"], dtype=np.float64)
+            p = calibrated_probs(probs, logits) if isinstance(probs, BaseProbCalibrator) else softmax(logits)
+        return out, p
+
     def member_probs(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Each member's class probabilities (N, C) on ``arrays``, by member name (a subclass may calibrate them)."""
-        return {
-            key: softmax(np.asarray(model.predict_outputs(arrays)["logits"], dtype=np.float64))
-            for key, model in self.models.items()
-        }
+        """Class probabilities (N, C) of each member with a class head, after its own calibrator, by member."""
+        probs = {key: self._member_outputs(key, arrays)[1] for key in self.models}
+        return {key: p for key, p in probs.items() if p is not None}
+
+    def adjust_probs(self, probs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Hook: the members' probabilities as :meth:`combine` takes them (as they are here; a subclass may
+        recalibrate them)."""
+        return dict(probs)
 
     def combine(self, probs: Mapping[str, np.ndarray]) -> np.ndarray:
-        """The ensemble's class probabilities from :meth:`member_probs`: their mean."""
+        """The ensemble's class probabilities from the members': their mean (a subclass may stack them)."""
         return np.mean(np.stack(list(probs.values())), axis=0)
 
     def predict_outputs(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """``logits`` (N, C): the log of :meth:`combine` of the members' class probabilities (their mean)."""
-        return {"logits": log_probs(self.combine(self.member_probs(arrays)))}
+        """``logits`` (N, C): the log of :meth:`combine` of the class probabilities of the members with a class
+        head; for each target, ``<t>_mean``/``<t>_logvar`` of the mixture of the members that predict it."""
+        probs: dict[str, np.ndarray] = {}
+        means: dict[str, list[np.ndarray]] = {t: [] for t in self.targets}
+        logvars: dict[str, list[np.ndarray]] = {t: [] for t in self.targets}
+        for key in self.models:
+            out, p = self._member_outputs(key, arrays)
+            if p is not None:
+                probs[key] = p
+            for t in self.targets:
+                if f"{t}_mean" in out:
+                    means[t].append(out[f"{t}_mean"])
+                    logvars[t].append(out[f"{t}_logvar"])
+        result: dict[str, np.ndarray] = {}
+        if self.class_names:
+            result["logits"] = log_probs(self.combine(self.adjust_probs(probs)))
+        for t in self.targets:
+            mean, logvar = gaussian_mixture(means[t], logvars[t])
+            result[f"{t}_mean"], result[f"{t}_logvar"] = mean.astype(np.float32), logvar.astype(np.float32)
+        return result
 
     def save(self, directory: str | Path, prefix: str = "") -> Path:
         """Every member under the prefix ``<prefix><member>.`` and ``<prefix>estimator.json`` in ``directory``."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         files = {key: model.save(d, prefix=f"{prefix}{key}.").name for key, model in self.models.items()}
-        return write_meta(d, prefix, {**self.hparams, "type": type(self).__name__, "files": files})
+        cals = {key: {kind: None if c is None else c.to_dict() for kind, c in cs.items()}
+                for key, cs in self.member_calibrators.items()}  # fmt: skip
+        meta = {**self.hparams, "type": type(self).__name__, "files": files, "member_calibrators": cals}
+        return write_meta(d, prefix, meta)
 
-    def load(self, path: str | Path) -> EnsembleClassifier:
+    def load(self, path: str | Path) -> Ensemble:
         """Load what :meth:`save` wrote (``path``: its JSON file or the folder); members must match the config."""
         meta_path, meta = read_meta(path)
         if list(meta.get("class_names", [])) != self.class_names:
@@ -150,4 +267,14 @@ class EnsembleClassifier(Estimator):
             )
         for key, model in self.models.items():
             model.load(meta_path.parent / meta["files"][key])
+        self.member_calibrators = {}
+        for key, cs in meta.get("member_calibrators", {}).items():
+            self.member_calibrators[key] = {
+                "probs": None if cs.get("probs") is None else BaseProbCalibrator.from_dict(cs["probs"]),
+                "intervals": None if cs.get("intervals") is None else BaseIntervalCalibrator.from_dict(cs["intervals"]),
+            }
         return self
+
+
+#: the name of :class:`Ensemble` before it took regression members; configs and runs saved with it still load
+EnsembleClassifier = Ensemble

@@ -334,6 +334,18 @@ class XGBoostEstimator(Estimator):
         return self
 
 
+def physical_outputs(y: np.ndarray, sigma: np.ndarray, log10: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``<t>_mean`` and ``<t>_logvar`` (float32, physical units) of a prediction ``y`` ± ``sigma`` in learned space:
+    ``10**y`` and the delta method's σ · value · ln 10 for a log10 target, ``y`` and σ otherwise."""
+    with np.errstate(over="ignore", divide="ignore"):
+        if log10:
+            value = 10.0**y
+            logvar = 2.0 * np.log(sigma * value * math.log(10.0))
+        else:
+            value, logvar = y, 2.0 * np.log(sigma)
+    return np.asarray(value, dtype=np.float32), np.asarray(logvar, dtype=np.float32)
+
+
 def log_probs(p: np.ndarray) -> np.ndarray:
     """``logits`` of the output contract from class probabilities: their log, floored at 1e-12, as float32."""
     return np.log(np.clip(p, _LOGIT_FLOOR, 1.0)).astype(np.float32)

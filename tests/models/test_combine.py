@@ -4,7 +4,7 @@ answers on synthetic probabilities, save/load round trips, refusal of bad input.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,15 @@ class Fixed:
 
     inputs = ("features",)
 
-    def __init__(self, class_names: list[str], seed: int = 0, name: str = "fixed", scale: float = 1.0, col: int = 0):
+    def __init__(
+        self,
+        class_names: list[str],
+        seed: int = 0,
+        name: str = "fixed",
+        scale: float = 1.0,
+        col: int = 0,
+        target_stats: Mapping[str, Sequence[float]] | None = None,
+    ):
         self.class_names, self.scale, self.col = class_names, scale, col
 
     def fit(self, train: Mapping[str, np.ndarray], val: Mapping[str, np.ndarray] | None = None) -> dict[str, float]:
@@ -77,7 +85,7 @@ def test_each_member_is_temperature_scaled_before_the_mean():
     members = {"sharp": partial(Fixed, scale=4.0), "timid": partial(Fixed, scale=0.5)}
     model = CalibratedEnsemble(members, class_names=CLASSES, member_calibrator=TemperatureScaler)
     metrics = model.fit(data, data)
-    temps = {k: c.temperature for k, c in model.member_calibrators.items()}
+    temps = {k: c.temperature for k, c in model.prob_calibrators.items()}
     assert temps["sharp_0"] == pytest.approx(4.0, rel=0.1) and temps["timid_0"] == pytest.approx(0.5, rel=0.1)
     # after calibration both members are ~softmax(z), so is their mean
     got = np.exp(model.predict_outputs(data)["logits"].astype(np.float64))

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from stellar.errors import StellarConfigError, StellarDataError
-from stellar.models.ensemble import EnsembleClassifier
+from stellar.models.ensemble import Ensemble, EnsembleClassifier, gaussian_mixture
 from stellar.models.mlp import MLPClassifier
+from stellar.models.ridge import Fields, RidgeEstimator
 from stellar.models.sed import SEDClassifier
 from tests.models.test_estimators import FAST, _part
 
@@ -104,4 +105,49 @@ def test_ensemble_refuses_bad_configuration():
     with pytest.raises(StellarConfigError, match="_partial_"):
         EnsembleClassifier({"xgb": SEDClassifier(class_names=CLASSES)}, class_names=CLASSES)  # type: ignore[dict-item]
     with pytest.raises(StellarConfigError, match="class_names"):
-        EnsembleClassifier(_members(), class_names=[])
+        EnsembleClassifier(_members(), class_names=[])  # classifier members without classes: nothing to predict
+
+
+def test_gaussian_mixture_has_the_moments_of_the_mixture():
+    mean, logvar = gaussian_mixture([np.array([1.0, 0.0]), np.array([3.0, 0.0])], [np.log([1.0, 4.0])] * 2)
+    # members N(1, 1) and N(3, 1): mean 2, variance 1 + 1 (spread of the means); N(0, 4) twice: N(0, 4)
+    assert np.allclose(mean, [2.0, 0.0]) and np.allclose(np.exp(logvar), [2.0, 4.0])
+    with pytest.raises(StellarConfigError, match="equally long"):
+        gaussian_mixture([np.zeros(2)], [])
+
+
+def test_ensemble_of_regressors_mixes_calibrated_members_and_round_trips(tmp_path):
+    from tests.models.test_ridge import CLASSES as RCLASSES
+    from tests.models.test_ridge import _part as ridge_part
+
+    rep = Fields(["flux"])
+    members = {"flux": partial(RidgeEstimator, targets=["teff", "logg"], representation=rep),
+               "strong": partial(RidgeEstimator, targets=["logg"], representation=rep, alphas=[1e4])}  # fmt: skip
+    train, val, test = ridge_part(600, 1), ridge_part(300, 2), ridge_part(300, 3)
+    model = Ensemble(members, class_names=RCLASSES, calibrate_members=True, target_stats={"teff": (3.8, 0.1)})
+    assert model.targets == ["teff", "logg"] and model.log_targets == ["teff"] and model.inputs == ["flux"]
+    metrics = model.fit(train, val)
+    assert {"val/acc", "val/teff_mae", "val/logg_mae", "train/flux_0.teff_alpha"} <= set(metrics)
+    out = model.predict_outputs(test)
+    a = model.models["flux_0"].predict_outputs(test)
+    b = model.models["strong_0"].predict_outputs(test)
+    # teff comes from one member: its mean, its σ scaled by its validation calibrator (~1: σ is a validation RMS)
+    assert np.allclose(out["teff_mean"], a["teff_mean"], rtol=1e-6)
+    k = model.member_calibrators["flux_0"]["intervals"].factor("teff")
+    assert 0.8 < k < 1.25 and np.allclose(out["teff_logvar"], a["teff_logvar"] + 2 * np.log(k), atol=1e-4)
+    # logg: the mixture of both; the over-regularised member's bias widens the mixture beyond either σ
+    assert np.allclose(out["logg_mean"], (a["logg_mean"] + b["logg_mean"]) / 2, atol=1e-5)
+    ka, kb = (model.member_calibrators[m]["intervals"].factor("logg") for m in ("flux_0", "strong_0"))
+    var = (ka**2 * np.exp(a["logg_logvar"]) + kb**2 * np.exp(b["logg_logvar"])) / 2 + np.var(
+        [a["logg_mean"], b["logg_mean"]], axis=0
+    )
+    assert np.allclose(np.exp(out["logg_logvar"]), var, rtol=1e-4)
+    assert np.mean(np.abs(out["logg_mean"] - test["logg"]) <= np.exp(0.5 * out["logg_logvar"])) > 0.6
+    assert np.mean(out["logits"].argmax(1) == test["label"]) > 0.8
+
+    path = model.save(tmp_path)
+    saved = json.loads(path.read_text())
+    assert saved["member_calibrators"]["flux_0"]["probs"]["type"] == "temperature"
+    loaded = Ensemble(members, class_names=RCLASSES, calibrate_members=True).load(path)
+    again = loaded.predict_outputs(test)
+    assert all(np.array_equal(again[k], out[k]) for k in out)

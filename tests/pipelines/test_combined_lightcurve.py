@@ -30,7 +30,7 @@ def test_combined_model_trains_evaluates_and_registers(make_cfg, tmp_path, stack
     metrics, objs = train.run(cfg)
     model, dm = objs["model"], objs["datamodule"]
     assert isinstance(model, CalibratedEnsemble) and model.members == ["transformer_0", "xgb_0"]
-    assert set(model.member_calibrators) == {"transformer_0", "xgb_0"} and (model.stacked is not None) == stack
+    assert set(model.prob_calibrators) == {"transformer_0", "xgb_0"} and (model.stacked is not None) == stack
     run_dir = Path(cfg.paths.output_dir)
     saved = json.loads((run_dir / "checkpoints" / "estimator.json").read_text())
     assert saved["type"] == "CalibratedEnsemble" and set(saved["files"]) == {"transformer_0", "xgb_0"}

@@ -12,7 +12,7 @@ from tests.pipelines.conftest import MILES
 @pytest.mark.parametrize("channel", [True, False])
 def test_miles_run_with_and_without_the_continuum_channel(make_cfg, channel):
     overrides = [] if channel else ["datamodule.preprocessing.continuum_channel=false"]
-    cfg = make_cfg("experiment=miles_spectra", MILES, "debug=limit", *overrides, tiny=False)
+    cfg = make_cfg("experiment=miles_spectra", "model=spectral_multitask", MILES, "debug=limit", *overrides, tiny=False)
     assert cfg.datamodule.preprocessing.continuum_channel is channel  # on by default for flux-calibrated MILES
     metrics, objs = run(cfg)
     model, dm = objs["model"], objs["datamodule"]

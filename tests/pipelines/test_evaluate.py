@@ -104,7 +104,14 @@ def test_roc_and_pr_legends_show_the_reported_areas(make_cfg, tmp_path, trained_
 
 
 def test_scores_every_object_of_another_folder(make_cfg, tmp_path, miles_dir):
-    cfg = make_cfg("experiment=miles_spectra", MILES, "debug=limit", "calibrator=temperature", tiny=False)
+    cfg = make_cfg(
+        "experiment=miles_spectra",
+        "model=spectral_multitask",
+        MILES,
+        "debug=limit",
+        "calibrator=temperature",
+        tiny=False,
+    )
     train.run(cfg)
     other = tmp_path / "other_folder"
     shutil.copytree(miles_dir, other)

@@ -1,0 +1,301 @@
+"""Every MILES method on the same 5 grouped folds: one table (mean ± std over folds) of all the columns of issue 15.
+
+Folds: ``split=group_kfold split.fold=K split.base.seed=7`` (fold K is test, K+1 validation, the other three
+train: 468 / 156 / 156 stars; every star is once in a test fold), the continuum channel on, as in the README's
+other sections. Rows:
+
+- ``ridge normalised`` / ``ridge flux/median``: the issue's baselines as ``ridge_continuum.py`` fits them: RidgeCV
+  (alpha by leave-one-out) on standardised pixels, fitted on train + val (a ridge needs no validation part); MK by a
+  logistic regression whose C is chosen on val among 1e-3, 1e-2, 1e-1, then refitted on train + val. No intervals;
+  ECE of the raw probabilities (no part is left to calibrate them on).
+- ``CNN 4-px binned``: a small 1D CNN (3 conv blocks, global average pooling, an MK head and three regression
+  outputs, MSE on standardised log10 Teff, logg, [Fe/H]) on the continuum-normalised flux binned by 4 pixels,
+  trained on train with the epoch of lowest validation loss kept; seeds 0, 1, 2, each scored, the mean of the
+  three per fold. No intervals; ECE after temperature scaling on val.
+- ``spectral_cannon``, ``spectral_ridge``, ``spectral_kernel_ridge``: ``train.run`` exactly as ``python train.py
+  experiment=miles_spectra model=<m> ...`` (MK ECE after the run's temperature scaling, coverage after its
+  conformal interval calibrator, both fitted on val).
+- ``miles_spectra (neural)``: the runs of ``python train.py -m experiment=miles_spectra ... seed=7,8`` read from
+  ``--neural-dir`` (their ``metrics.json``), the mean of the two seeds per fold.
+- ``ensemble``: the two neural seeds and ``spectral_kernel_ridge`` combined as :class:`stellar.models.ensemble.Ensemble`
+  does with ``calibrate_members`` (each member temperature- and variance-scaled on val; mean probability; Gaussian
+  mixture of the regression outputs), then temperature scaling and conformal intervals on val, as the pipeline does.
+
+Coverage columns: the fraction of test truths inside the calibrated 68% and 95% intervals, averaged over Teff, logg
+and [Fe/H]. Nothing here is tuned on a test fold. Run from the repository root::
+
+    PYTHONPATH=. python experiments/miles_spectra/five_fold.py --data-dir ../shared/data/miles \\
+        --neural-dir outputs/five_fold/neural
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from stellar.evaluation.calibration import (
+    ConformalIntervals,
+    TemperatureScaler,
+    VarianceScaler,
+    calibrated_probs,
+    expected_calibration_error,
+)
+from stellar.models.ensemble import gaussian_mixture
+from stellar.models.ridge import FluxOverMedian
+from stellar.pipelines.common import checkpoint_hparams, load_weights, predict, score_outputs
+from stellar.pipelines.evaluate import best_checkpoint
+from stellar.pipelines.train import run
+
+REPO = Path(__file__).resolve().parents[2]
+TARGETS = ("teff", "logg", "feh")
+COLUMNS = ["logg_mae", "teff_median_ae", "teff_mae", "feh_mae", "mk_accuracy", "mk_ece", "coverage_68", "coverage_95"]
+ESTIMATORS = ["spectral_cannon", "spectral_ridge", "spectral_kernel_ridge"]
+BASE = ["experiment=miles_spectra", "split=group_kfold", "split.base.seed=7",
+        "datamodule.preprocessing.continuum_channel=true"]  # fmt: skip
+
+
+def _cfg(overrides: list[str]) -> Any:
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        return compose("train", overrides=overrides)
+
+
+def _row(summary: dict[str, Any]) -> dict[str, float]:
+    """The table's columns from a pipeline test summary."""
+    reg, cls = summary["regression"], summary["classification"]
+    return {"logg_mae": reg["logg"]["mae"], "teff_median_ae": reg["teff"]["median_ae"], "teff_mae": reg["teff"]["mae"],
+            "feh_mae": reg["feh"]["mae"], "mk_accuracy": cls["accuracy"], "mk_ece": cls["ece_after"],
+            "coverage_68": float(np.mean([reg[t]["coverage_68_after"] for t in TARGETS])),
+            "coverage_95": float(np.mean([reg[t]["coverage_95_after"] for t in TARGETS]))}  # fmt: skip
+
+
+def _plain_row(pred: dict[str, np.ndarray], probs: np.ndarray, test: dict[str, np.ndarray]) -> dict[str, float]:
+    """Columns for a model without intervals: point errors, accuracy and ECE of ``probs``."""
+    out: dict[str, float] = {}
+    for t in TARGETS:
+        ok = np.isfinite(test[t])
+        err = np.abs(pred[t][ok] - test[t][ok])
+        out[f"{t}_mae"] = float(err.mean())
+        if t == "teff":
+            out["teff_median_ae"] = float(np.median(err))
+    lab = test["label"] >= 0
+    out["mk_accuracy"] = float(np.mean(probs[lab].argmax(1) == test["label"][lab]))
+    out["mk_ece"] = float(expected_calibration_error(probs[lab], test["label"][lab]))
+    return out
+
+
+# ---- the issue's linear baselines (as ridge_continuum.py) ----------------------------------------------------------
+def ridge_baseline(parts: dict[str, dict[str, np.ndarray]], kind: str, n_classes: int) -> dict[str, float]:
+    rep = FluxOverMedian() if kind == "flux/median" else (lambda a: a["flux"])
+    fit = {k: np.concatenate([parts["train"][k], parts["val"][k]]) for k in parts["train"]}
+    scaler = StandardScaler().fit(np.nan_to_num(rep(fit)))
+    x = {p: np.nan_to_num(scaler.transform(np.nan_to_num(rep(a)))) for p, a in {**parts, "fit": fit}.items()}
+    pred = {}
+    for t in TARGETS:
+        y = np.log10(fit[t]) if t == "teff" else fit[t].astype(float)
+        ok = np.isfinite(y)
+        p = RidgeCV(alphas=np.logspace(-2, 4, 13)).fit(x["fit"][ok], y[ok]).predict(x["test"])
+        pred[t] = 10.0**p if t == "teff" else p
+    ltr, lva = parts["train"]["label"], parts["val"]["label"]
+    accs = {c: float(np.mean(LogisticRegression(C=c, max_iter=2000).fit(x["train"][ltr >= 0], ltr[ltr >= 0])
+                             .predict(x["val"][lva >= 0]) == lva[lva >= 0])) for c in (1e-3, 1e-2, 1e-1)}  # fmt: skip
+    lab = fit["label"] >= 0
+    clf = LogisticRegression(C=max(accs, key=accs.__getitem__), max_iter=2000).fit(x["fit"][lab], fit["label"][lab])
+    probs = np.zeros((len(x["test"]), n_classes))
+    probs[:, clf.classes_] = clf.predict_proba(x["test"])
+    return _plain_row(pred, probs, parts["test"])
+
+
+# ---- a small 1D CNN on 4-px-binned normalised spectra ------------------------------------------------------------
+class SmallCNN(nn.Module):
+    def __init__(self, n_classes: int):
+        super().__init__()
+        blocks: list[nn.Module] = []
+        for c_in, c_out in ((1, 16), (16, 32), (32, 64)):
+            blocks += [nn.Conv1d(c_in, c_out, 7, padding=3), nn.BatchNorm1d(c_out), nn.ReLU(), nn.MaxPool1d(2)]
+        self.body = nn.Sequential(*blocks, nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Dropout(0.2))
+        self.cls, self.reg = nn.Linear(64, n_classes), nn.Linear(64, len(TARGETS))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(x[:, None])
+        return self.cls(h), self.reg(h)
+
+
+def cnn_baseline(parts: dict[str, dict[str, np.ndarray]], n_classes: int, seed: int, epochs: int = 60) -> dict:
+    def binned(a: dict[str, np.ndarray]) -> torch.Tensor:
+        f = a["flux"][:, : a["flux"].shape[1] // 4 * 4]
+        return torch.from_numpy(f.reshape(len(f), -1, 4).mean(-1) - 1.0).float()
+
+    def learned(a: dict[str, np.ndarray]) -> np.ndarray:
+        return np.stack([np.log10(a[t]) if t == "teff" else a[t] for t in TARGETS], 1).astype(float)
+
+    ytr = learned(parts["train"])
+    mu, sd = np.nanmean(ytr, 0), np.nanstd(ytr, 0)
+    data = {p: (binned(a), torch.from_numpy(a["label"]).long(), torch.from_numpy((learned(a) - mu) / sd).float())
+            for p, a in parts.items()}  # fmt: skip
+    torch.manual_seed(seed)
+    net = SmallCNN(n_classes)
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+
+    def loss_of(x: torch.Tensor, y: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        logits, reg = net(x)
+        ok = torch.isfinite(r)
+        return nn.functional.cross_entropy(logits[y >= 0], y[y >= 0]) + ((reg - torch.nan_to_num(r))[ok] ** 2).mean()
+
+    best, state = np.inf, None
+    xtr, ltr, rtr = data["train"]
+    for _ in range(epochs):
+        net.train()
+        for idx in torch.randperm(len(xtr)).split(32):
+            opt.zero_grad()
+            loss_of(xtr[idx], ltr[idx], rtr[idx]).backward()
+            opt.step()
+        net.eval()
+        with torch.no_grad():
+            v = float(loss_of(*data["val"]))
+        if v < best:
+            best, state = v, {k: t.clone() for k, t in net.state_dict().items()}
+    net.load_state_dict(state)
+    with torch.no_grad():
+        lv, _ = net(data["val"][0])
+        lt, rt = net(data["test"][0])
+    yv = parts["val"]["label"]
+    temp = TemperatureScaler().fit(lv.numpy()[yv >= 0], yv[yv >= 0])
+    r = rt.numpy() * sd + mu
+    pred = {t: 10.0 ** r[:, i] if t == "teff" else r[:, i] for i, t in enumerate(TARGETS)}
+    return _plain_row(pred, calibrated_probs(temp, lt.numpy()), parts["test"])
+
+
+# ---- the neural runs, and the ensemble of neural seeds with the kernel ridge -------------------------------------
+def neural_outputs(run_dir: Path, dm: Any) -> dict[str, dict[str, np.ndarray]]:
+    """Validation and test outputs of a finished neural run, from its best checkpoint."""
+    import lightning as L
+
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    ckpt = best_checkpoint(run_dir)
+    model = instantiate(cfg.model, class_names=dm.class_names, target_stats=checkpoint_hparams(ckpt)["target_stats"])
+    load_weights(model, ckpt)
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False)  # fmt: skip
+    return {p: predict(trainer, model, dm, p) for p in ("val", "test")}
+
+
+def ensemble_row(members: list[dict[str, dict[str, np.ndarray]]], dm: Any) -> dict[str, float]:
+    """Members calibrated on val, averaged (probabilities) and mixed (regression), then calibrated as the pipeline."""
+    val_lab = dm.meta["label"].to_numpy()[members[0]["val"]["index"]]
+    truths = {t: dm.meta[t].to_numpy(dtype=float)[members[0]["val"]["index"]] for t in TARGETS}
+    combined: dict[str, dict[str, np.ndarray]] = {}
+    cals = []
+    for m in members:
+        ok = val_lab >= 0
+        cals.append((TemperatureScaler().fit(m["val"]["logits"][ok], val_lab[ok]),
+                     VarianceScaler().fit(m["val"], truths, log_targets=["teff"])))  # fmt: skip
+    for part in ("val", "test"):
+        outs = [iv.transform(m[part]) for m, (_, iv) in zip(members, cals, strict=True)]
+        probs = np.mean([calibrated_probs(tp, o["logits"]) for o, (tp, _) in zip(outs, cals, strict=True)], axis=0)
+        res: dict[str, np.ndarray] = {"logits": np.log(np.clip(probs, 1e-12, 1)), "index": outs[0]["index"]}
+        for t in TARGETS:
+            res[f"{t}_mean"], res[f"{t}_logvar"] = gaussian_mixture([o[f"{t}_mean"] for o in outs],
+                                                                    [o[f"{t}_logvar"] for o in outs])  # fmt: skip
+        combined[part] = res
+    ok = val_lab >= 0
+    temp = TemperatureScaler().fit(combined["val"]["logits"][ok], val_lab[ok])
+    intervals = ConformalIntervals().fit(combined["val"], truths, log_targets=["teff"])
+    model = SimpleNamespace(targets=list(TARGETS), log_targets=["teff"])
+    return _row(score_outputs(combined["test"], dm, dm.class_names, model.targets, temp, intervals))
+
+
+def neural_runs(multirun: Path, fold: int, n: int, wait_s: float = 1800.0) -> list[Path]:
+    """The finished neural runs of ``fold`` in a multirun folder, waiting (up to ``wait_s``) until there are ``n``
+    (the multirun may still be running)."""
+    import time
+
+    start = time.monotonic()
+    while True:
+        runs = []
+        for job in sorted(multirun.glob("*/metrics.json")):
+            ovr = OmegaConf.load(job.parent / ".hydra" / "overrides.yaml")
+            if f"split.fold={fold}" in ovr:
+                runs.append(job.parent)
+        if len(runs) >= n or time.monotonic() - start > wait_s:
+            return runs
+        time.sleep(20)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", default="../shared/data/miles")
+    ap.add_argument("--neural-dir", default="outputs/five_fold/neural", help="the multirun folder of the neural runs")
+    ap.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--neural-seeds", type=int, default=2, help="finished neural runs to wait for per fold")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "five_fold.json"))
+    ap.add_argument("--table-only", action="store_true", help="print the table of --out without running anything")
+    args = ap.parse_args()
+    if args.table_only:
+        saved = json.loads(Path(args.out).read_text())
+        print(f"folds {saved['folds']}")
+        print_table(saved["rows"])
+        return
+    tmp = Path(tempfile.mkdtemp())
+    rows: dict[str, list[dict[str, float]]] = {}
+    for fold in args.folds:
+        common = [*BASE, f"datamodule.data_dir={args.data_dir}", f"split.fold={fold}", f"paths.log_dir={tmp}"]
+        est_out: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+        dm = None
+        for name in ESTIMATORS:
+            cfg = _cfg([*common, f"model={name}", f"paths.output_dir={tmp / f'{name}_{fold}'}", "logger=none"])
+            metrics, objs = run(cfg)
+            rows.setdefault(name, []).append(_row(metrics["test_summary"]))
+            dm = objs["datamodule"]
+            est_out[name] = {p: predict(None, objs["model"], dm, p) for p in ("val", "test")}
+        assert dm is not None
+        parts = {p: dm.arrays(p) for p in ("train", "val", "test")}
+        k = len(dm.class_names)
+        rows.setdefault("ridge normalised", []).append(ridge_baseline(parts, "normalised", k))
+        rows.setdefault("ridge flux/median", []).append(ridge_baseline(parts, "flux/median", k))
+        cnn = [cnn_baseline(parts, k, seed) for seed in (0, 1, 2)]
+        cnn_mean = {c: float(np.mean([r[c] for r in cnn])) for c in cnn[0]}
+        rows.setdefault("CNN 4-px binned (3 seeds, mean)", []).append(cnn_mean)
+        runs = neural_runs(Path(args.neural_dir), fold, args.neural_seeds)
+        if runs:
+            summaries = [_row(json.loads((r / "metrics.json").read_text())["test_summary"]) for r in runs]
+            rows.setdefault(f"miles_spectra neural ({len(runs)} seeds, mean)", []).append(
+                {c: float(np.mean([s[c] for s in summaries])) for c in summaries[0]}
+            )
+            members = [neural_outputs(r, dm) for r in runs] + [est_out["spectral_kernel_ridge"]]
+            rows.setdefault(f"ensemble: {len(runs)} neural seeds + spectral_kernel_ridge", []).append(
+                ensemble_row(members, dm)
+            )
+        print(f"fold {fold}: " + json.dumps({n: r[-1] for n, r in rows.items()}), flush=True)
+        done = args.folds[: args.folds.index(fold) + 1]
+        Path(args.out).write_text(json.dumps({"folds": done, "rows": rows}, indent=1))
+    print_table(rows)
+
+
+def print_table(rows: dict[str, list[dict[str, float]]]) -> None:
+    fmt = {"logg_mae": "{:.3f}", "teff_median_ae": "{:.0f}", "teff_mae": "{:.0f}", "feh_mae": "{:.3f}",
+           "mk_accuracy": "{:.3f}", "mk_ece": "{:.3f}", "coverage_68": "{:.2f}", "coverage_95": "{:.2f}"}  # fmt: skip
+    print("| method | " + " | ".join(COLUMNS) + " |")
+    print("|---" * (len(COLUMNS) + 1) + "|")
+    for name, per_fold in rows.items():
+        cells = []
+        for c in COLUMNS:
+            v = np.array([r.get(c, np.nan) for r in per_fold], dtype=float)
+            cells.append("—" if np.isnan(v).all() else f"{fmt[c].format(v.mean())} ± {fmt[c].format(v.std())}")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

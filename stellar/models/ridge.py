@@ -1,0 +1,379 @@
+"""The field's strong linear baseline as an estimator: RidgeCV per target and a logistic regression for the class.
+
+``model=spectral_ridge`` reads the spectra datamodule's numpy arrays through a *representation* (a config object
+with ``_target_``): the continuum-normalised flux as it is (:class:`Fields`, optionally with the continuum channel
+beside it), or the flux-calibrated spectrum over its median (:class:`FluxOverMedian`: ``flux · exp(continuum)``,
+which keeps the continuum slope that carries temperature). Each column is standardised with the training part's
+statistics (missing values become the column mean).
+
+Regression: one ridge per target in the learned space of the other models (log10 for ``log_targets``), its
+penalty chosen among ``alphas`` by efficient leave-one-out on the training part. With ``kernel_gammas`` the ridge
+is a kernel ridge with the Gaussian (RBF) kernel ``exp(-γ |x - x'|² / F)`` over the F standardised columns, γ and the
+penalty chosen together by exact leave-one-out (one eigendecomposition of the training kernel per γ); it follows
+the non-linear run of the spectra from O to M stars that one linear map cannot. A ridge has no per-star
+uncertainty, so each target's σ is the root-mean-square residual on the validation part (leave-one-out residuals
+without one), in learned space, turned into ``<t>_logvar`` in physical units by the delta method; the pipeline's
+interval calibrator then scales it. Classification: a multinomial logistic regression, its ``C`` chosen among
+``mk_cs`` by validation accuracy (ties: validation log loss), fitted on the training part only, so that the
+calibrators fitted on the validation part see out-of-sample outputs.
+
+Everything is saved as ``<prefix>ridge.npz`` (plain arrays, loaded with ``allow_pickle=False``) beside
+``<prefix>estimator.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from stellar.errors import StellarConfigError, StellarDataError
+from stellar.models.estimators import (
+    PIPELINE_KEYS,
+    Estimator,
+    feature_matrix,
+    log_probs,
+    physical_outputs,
+    read_meta,
+    write_meta,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-2, 4, 13))
+
+
+class Representation(Protocol):
+    """What the ridge reads: the data fields it needs, and the (N, F) feature matrix they make."""
+
+    inputs: list[str]
+
+    def __call__(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray: ...
+
+
+class Fields:
+    """The named fields side by side, each flattened (e.g. ``[flux]``, or ``[flux, continuum]``).
+
+    Parameters
+    ----------
+    inputs : sequence of str
+        Data fields, in order.
+    """
+
+    def __init__(self, inputs: Sequence[str] = ("flux",)):
+        self.inputs = [str(k) for k in inputs]
+        if not self.inputs:
+            raise StellarConfigError("inputs must name at least one data field, e.g. [flux]")
+
+    def __call__(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        return feature_matrix(arrays, self.inputs)
+
+
+class FluxOverMedian:
+    """The flux-calibrated spectrum over its median good pixel: ``flux · exp(continuum)`` / median.
+
+    ``continuum`` is the preprocessing's continuum channel (``ln(C / median C)``), so the product is the resampled
+    spectrum up to a constant; dividing by the median good pixel removes the constant (distance, exposure).
+
+    Parameters
+    ----------
+    flux, continuum, mask : str
+        Fields of the continuum-normalised flux, the continuum channel and the bad-pixel mask (True = bad).
+    log : bool
+        Take the natural log of the ratio (line depths become additive); pixels ≤ 0 become missing.
+    """
+
+    def __init__(self, flux: str = "flux", continuum: str = "continuum", mask: str = "mask", log: bool = False):
+        self.inputs = [str(flux), str(continuum), str(mask)]
+        self.log = bool(log)
+
+    def __call__(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        missing = [k for k in self.inputs if k not in arrays]
+        if missing:
+            raise StellarConfigError(
+                f"inputs {missing} are not fields of the data (it has {sorted(arrays)}); FluxOverMedian needs the "
+                "continuum channel: datamodule.preprocessing.continuum_channel=true"
+            )
+        f = np.asarray(arrays[self.inputs[0]], dtype=np.float64) * np.exp(np.asarray(arrays[self.inputs[1]]))
+        good = ~np.asarray(arrays[self.inputs[2]], dtype=bool) & np.isfinite(f)
+        med = np.array([np.median(r[g]) if g.any() else np.nan for r, g in zip(f, good, strict=True)])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            x = np.where(good, f / med[:, None], np.nan)
+            if self.log:
+                x = np.log(np.where(x > 0, x, np.nan))
+        return x.astype(np.float32)
+
+
+class RidgeEstimator(Estimator):
+    """RidgeCV per regression target and a multinomial logistic regression for the class, on standardised inputs.
+
+    Parameters
+    ----------
+    name : str
+        Model name.
+    class_names : sequence of str, optional
+        Classes of the logistic regression (the datamodule's); ``None`` or empty for regression only.
+    targets : sequence of str
+        Regression targets (physical units in the data, NaN where unknown).
+    log_targets : sequence of str
+        Targets learned as log10 of their value (Teff).
+    target_stats : mapping of str to (mean, std), optional
+        Learned-space statistics from the pipeline (kept for the output contract; the ridge fits its own intercept).
+    representation : Representation, optional
+        What the model reads (default: :class:`FluxOverMedian`).
+    alphas : sequence of float
+        Candidate ridge penalties (on standardised columns), chosen per target by leave-one-out on train.
+    kernel_gammas : sequence of float
+        Candidate widths γ of an RBF kernel (in units of 1 / number of columns); empty for the linear ridge.
+    mk_cs : sequence of float
+        Candidate inverse L2 strengths of the logistic regression, chosen on the validation part (the first
+        without one).
+    seed : int
+        Unused by the solvers (both deterministic); kept so that ensembles can hand every member a seed.
+    """
+
+    hparam_keys = (*PIPELINE_KEYS, "log_targets", "n_features", "alpha", "gamma", "mk_c", "sigma")
+
+    def __init__(
+        self,
+        name: str = "spectral_ridge",
+        class_names: Sequence[str] | None = None,
+        targets: Sequence[str] = ("teff", "logg", "feh"),
+        log_targets: Sequence[str] = ("teff",),
+        target_stats: Mapping[str, Sequence[float]] | None = None,
+        representation: Representation | None = None,
+        alphas: Sequence[float] = DEFAULT_ALPHAS,
+        kernel_gammas: Sequence[float] = (),
+        mk_cs: Sequence[float] = (1e-3, 1e-2, 1e-1),
+        seed: int = 0,
+    ):
+        self.name = str(name)
+        self.class_names = [str(c) for c in class_names or []]
+        self.targets = [str(t) for t in targets]
+        if not self.class_names and not self.targets:
+            raise StellarConfigError("model needs class_names, targets or both; got neither")
+        self.log_targets = [str(t) for t in log_targets]
+        self.target_stats = {t: tuple(float(v) for v in (target_stats or {}).get(t, (0.0, 1.0))) for t in self.targets}
+        self.representation: Representation = representation if representation is not None else FluxOverMedian()
+        if not callable(self.representation) or not getattr(self.representation, "inputs", None):
+            raise StellarConfigError("representation must be a Representation (e.g. _target_: ...FluxOverMedian)")
+        self.inputs = list(self.representation.inputs)
+        self.alphas = [float(a) for a in alphas]
+        self.mk_cs = [float(c) for c in mk_cs]
+        self.kernel_gammas = [float(g) for g in kernel_gammas]
+        if any(g <= 0 for g in self.kernel_gammas):
+            raise StellarConfigError(f"kernel_gammas must be positive; got {list(kernel_gammas)}")
+        if not self.alphas or min(self.alphas) <= 0 or not self.mk_cs or min(self.mk_cs) <= 0:
+            raise StellarConfigError(f"alphas and mk_cs must be non-empty and positive; got {alphas}, {mk_cs}")
+        self.seed = int(seed)
+        self.n_features: int | None = None
+        #: per target: the chosen penalty and the residual σ in learned space
+        self.alpha: dict[str, float] = {}
+        #: per target: the chosen RBF width (kernel ridge only)
+        self.gamma: dict[str, float] = {}
+        self.sigma: dict[str, float] = {}
+        self.mk_c: float | None = None
+        self.arrays_: dict[str, np.ndarray] = {}
+
+    # ---- inputs ---------------------------------------------------------------------------------------------
+    def _matrix(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Standardised (N, F) features; missing values at the column mean (0)."""
+        x = np.asarray(self.representation(arrays), dtype=np.float64)
+        if x.ndim != 2:
+            raise StellarDataError(f"the representation of {self.inputs} must be (N, F); got shape {x.shape}")
+        if self.n_features is not None and x.shape[1] != self.n_features:
+            raise StellarDataError(f"inputs {self.inputs} give {x.shape[1]} columns; this model has {self.n_features}")
+        if "x_mean" in self.arrays_:
+            x = (x - self.arrays_["x_mean"]) / self.arrays_["x_scale"]
+        return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+
+    def _learned(self, t: str, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        if t not in arrays:
+            raise StellarDataError(f"target {t!r} is not a field of the data; it has {sorted(arrays)}")
+        v = np.asarray(arrays[t], dtype=np.float64)
+        if t in self.log_targets:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                v = np.log10(np.where(v > 0, v, np.nan))
+        return v
+
+    # ---- fit ------------------------------------------------------------------------------------------------
+    def fit(self, train: Mapping[str, np.ndarray], val: Mapping[str, np.ndarray] | None = None) -> dict[str, float]:
+        """Fit every ridge and the classifier on ``train``; σ and ``C`` from ``val`` when it has rows.
+
+        Returns, per target, the chosen penalty (``train/<t>_alpha``) and the validation RMS residual in learned
+        space (``val/<t>_rmse_learned``); the classifier's ``C`` and validation accuracy.
+        """
+        from sklearn.linear_model import RidgeCV
+
+        self.n_features, self.arrays_, self.gamma = None, {}, {}
+        raw = np.asarray(self.representation(train), dtype=np.float64)
+        if raw.ndim != 2 or len(raw) < 3:
+            raise StellarDataError(f"the training part must give (N >= 3, F) features; got shape {raw.shape}")
+        with warnings.catch_warnings():  # all-missing columns get mean 0, scale 1
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, scale = np.nanmean(raw, axis=0), np.nanstd(raw, axis=0)
+        self.arrays_["x_mean"] = np.nan_to_num(mean)
+        self.arrays_["x_scale"] = np.where(np.isfinite(scale) & (scale > 1e-12), scale, 1.0)
+        self.n_features = raw.shape[1]
+        x = self._matrix(train)
+        use_val = val is not None and len(val.get(self.inputs[0], ())) > 0
+        xv = self._matrix(val) if use_val and val is not None else None
+        metrics: dict[str, float] = {}
+        for t in self.targets:
+            y = self._learned(t, train)
+            ok = np.isfinite(y)
+            if ok.sum() < 3:
+                raise StellarDataError(f"target {t!r} has {int(ok.sum())} known values in the training part")
+            if self.kernel_gammas:
+                resid = self._fit_kernel(t, x, y, ok)
+            else:
+                ridge = RidgeCV(alphas=self.alphas, store_cv_results=True).fit(x[ok], y[ok])
+                self.alpha[t] = float(ridge.alpha_)
+                self.arrays_[f"coef_{t}"] = np.asarray(ridge.coef_, dtype=np.float64)
+                self.arrays_[f"intercept_{t}"] = np.asarray(float(ridge.intercept_))
+                resid = y[ok] - ridge.cv_results_[:, self.alphas.index(self.alpha[t])]  # leave-one-out
+            if xv is not None and val is not None:
+                yv = self._learned(t, val)
+                okv = np.isfinite(yv)
+                if okv.sum() >= 2:
+                    resid = yv[okv] - self._linear(t, xv[okv])
+                    metrics[f"val/{t}_rmse_learned"] = float(np.sqrt(np.mean(resid**2)))
+            self.sigma[t] = float(max(np.sqrt(np.mean(resid**2)), 1e-9))
+            metrics[f"train/{t}_alpha"] = self.alpha[t]
+            log.info("ridge %s: alpha %.3g, sigma %.4g (learned space)", t, self.alpha[t], self.sigma[t])
+        if self.class_names:
+            metrics.update(self._fit_classifier(x, np.asarray(train["label"]), xv, val))
+        return metrics
+
+    def _linear(self, t: str, x: np.ndarray) -> np.ndarray:
+        """The prediction of target ``t`` (learned space) on standardised features."""
+        if t in self.gamma:
+            k = self._kernel(x, self.arrays_["train_x"].astype(np.float64), self.gamma[t])
+            return k @ self.arrays_[f"dual_{t}"] + float(self.arrays_[f"intercept_{t}"])
+        return x @ self.arrays_[f"coef_{t}"] + float(self.arrays_[f"intercept_{t}"])
+
+    def _kernel(self, a: np.ndarray, b: np.ndarray, gamma: float) -> np.ndarray:
+        d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+        return np.exp(-gamma * np.maximum(d2, 0.0) / a.shape[1])
+
+    def _fit_kernel(self, t: str, x: np.ndarray, y: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        """Kernel ridge of ``t`` on the rows ``ok``: (γ, α) by exact leave-one-out; returns the LOO residuals.
+
+        With K = V diag(λ) Vᵀ, the hat matrix is H = V diag(λ / (λ + α)) Vᵀ and the leave-one-out residual of row
+        i is (y_i - ŷ_i) / (1 - H_ii), for every α from one eigendecomposition.
+        """
+        if "train_x" not in self.arrays_:  # every training row; a target's unknown rows get a zero dual weight
+            self.arrays_["train_x"] = x.astype(np.float32)
+        xs, target = self.arrays_["train_x"].astype(np.float64)[ok], y[ok]
+        center = float(target.mean())
+        best: tuple[float, float, float, np.ndarray] | None = None
+        for g in self.kernel_gammas:
+            lam, vec = np.linalg.eigh(self._kernel(xs, xs, g))
+            lam = np.maximum(lam, 0.0)
+            proj = vec.T @ (target - center)
+            for a in self.alphas:
+                shrink = lam / (lam + a)
+                fitted = vec @ (shrink * proj)
+                h = np.einsum("ij,j,ij->i", vec, shrink, vec)
+                loo = (target - center - fitted) / np.maximum(1.0 - h, 1e-12)
+                score = float(np.mean(loo**2))
+                if best is None or score < best[0]:
+                    best = (score, g, a, loo)
+        assert best is not None  # kernel_gammas and alphas are non-empty
+        _, g, a, loo = best
+        k = self._kernel(xs, xs, g)
+        dual = np.zeros(len(ok))
+        dual[ok] = np.linalg.solve(k + a * np.eye(len(k)), target - center)
+        self.gamma[t], self.alpha[t] = float(g), float(a)
+        self.arrays_[f"dual_{t}"], self.arrays_[f"intercept_{t}"] = dual, np.asarray(center)
+        return loo
+
+    def _fit_classifier(
+        self, x: np.ndarray, y: np.ndarray, xv: np.ndarray | None, val: Mapping[str, np.ndarray] | None
+    ) -> dict[str, float]:
+        from sklearn.linear_model import LogisticRegression
+
+        ok = y >= 0
+        present = np.unique(y[ok])
+        if len(present) < 2:
+            raise StellarDataError(f"the training part has {len(present)} labelled class(es); the classifier needs 2")
+        yv = np.asarray(val["label"]) if xv is not None and val is not None else np.zeros(0, int)
+        okv = yv >= 0
+        best: tuple[float, float] | None = None
+        kept: dict[str, np.ndarray] = {}
+        metrics: dict[str, float] = {}
+        for c in self.mk_cs if okv.any() else self.mk_cs[:1]:
+            clf = LogisticRegression(C=c, max_iter=3000).fit(x[ok], y[ok])
+            self._store_classifier(clf.coef_, clf.intercept_, present)
+            if not okv.any() or xv is None:
+                self.mk_c = c
+                break
+            p = self._class_probs(xv[okv])
+            acc = float(np.mean(p.argmax(1) == yv[okv]))
+            nll = float(-np.mean(np.log(np.clip(p[np.arange(okv.sum()), yv[okv]], 1e-15, 1.0))))
+            if best is None or (acc, -nll) > best:
+                best, self.mk_c, kept = (acc, -nll), c, dict(self.arrays_)
+                metrics.update({"val/accuracy": acc, "val/class_nll": nll})
+        if best is not None:
+            self.arrays_ = kept
+        metrics["train/mk_c"] = float(self.mk_c or 0.0)
+        log.info("ridge classifier: C %.3g", self.mk_c)
+        return metrics
+
+    def _store_classifier(self, coef: np.ndarray, intercept: np.ndarray, present: np.ndarray) -> None:
+        if len(present) == 2:  # sigmoid(z) = softmax([0, z])
+            coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
+        self.arrays_.update({"clf_coef": coef, "clf_intercept": intercept, "clf_classes": present.astype(np.int64)})
+
+    def _class_probs(self, x: np.ndarray) -> np.ndarray:
+        z = x @ self.arrays_["clf_coef"].T + self.arrays_["clf_intercept"]
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        p = np.zeros((len(x), len(self.class_names)))
+        p[:, self.arrays_["clf_classes"]] = z / z.sum(axis=1, keepdims=True)
+        return p
+
+    # ---- predict --------------------------------------------------------------------------------------------
+    def predict_outputs(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The model-output contract: ``logits`` (log class probabilities), ``<t>_mean``/``<t>_logvar`` (physical)."""
+        if "x_mean" not in self.arrays_:
+            raise StellarConfigError(f"{self.name} is not fitted or loaded (fit() or load() first)")
+        x = self._matrix(arrays)
+        out: dict[str, np.ndarray] = {}
+        if self.class_names:
+            out["logits"] = log_probs(self._class_probs(x))
+        for t in self.targets:
+            sigma = np.full(len(x), self.sigma[t])
+            out[f"{t}_mean"], out[f"{t}_logvar"] = physical_outputs(self._linear(t, x), sigma, t in self.log_targets)
+        return out
+
+    # ---- persistence ----------------------------------------------------------------------------------------
+    def save(self, directory: str | Path, prefix: str = "") -> Path:
+        """Write ``<prefix>ridge.npz`` and ``<prefix>estimator.json`` into ``directory``; returns the JSON's path."""
+        if "x_mean" not in self.arrays_:
+            raise StellarConfigError(f"{self.name} is not fitted; nothing to save")
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        np.savez(d / f"{prefix}ridge.npz", allow_pickle=False, **self.arrays_)
+        meta = {**self.hparams, "type": type(self).__name__, "files": {"ridge": f"{prefix}ridge.npz"}}
+        return write_meta(d, prefix, meta)
+
+    def load(self, path: str | Path) -> RidgeEstimator:
+        """Load what :meth:`save` wrote (``path``: the folder or its ``estimator.json``); the saved class names,
+        targets and inputs must match this model's."""
+        meta_path, meta = read_meta(path)
+        for key in ("class_names", "targets", "inputs"):
+            if list(meta.get(key, [])) != list(getattr(self, key)):
+                raise StellarConfigError(f"saved {key} {meta.get(key)} differ from this model's {getattr(self, key)}")
+        self.target_stats = {t: tuple(float(v) for v in s) for t, s in meta["target_stats"].items()}
+        self.log_targets, self.n_features = list(meta["log_targets"]), meta["n_features"]
+        self.alpha = {t: float(v) for t, v in meta["alpha"].items()}
+        self.gamma = {t: float(v) for t, v in meta.get("gamma", {}).items()}
+        self.sigma = {t: float(v) for t, v in meta["sigma"].items()}
+        self.mk_c = meta["mk_c"]
+        with np.load(meta_path.parent / meta["files"]["ridge"], allow_pickle=False) as z:
+            self.arrays_ = {k: z[k] for k in z.files}
+        return self

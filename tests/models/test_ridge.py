@@ -1,0 +1,143 @@
+"""spectral_ridge: a known linear answer (coefficients, residual σ, coverage, classes), its representations,
+persistence without pickle and bad input (its train.py run is in tests/pipelines/test_ridge_train.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from stellar.errors import StellarConfigError, StellarDataError
+from stellar.models.ridge import Fields, FluxOverMedian, RidgeEstimator
+
+N_PIX = 40
+CLASSES = ["hot", "warm", "cool"]
+#: per target: intercept, coefficient scale and noise σ, in learned space (log10 Teff)
+TRUTH = {"teff": (3.8, 0.02, 0.005), "logg": (3.0, 0.3, 0.05)}
+
+
+def _weights() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {t: rng.normal(size=N_PIX) * TRUTH[t][1] for t in TRUTH}
+
+
+def _part(n: int, seed: int) -> dict[str, np.ndarray]:
+    """Standard-normal pixels; log10 Teff and logg linear in them plus Gaussian noise; the class from Teff."""
+    rng = np.random.default_rng(seed)
+    w = _weights()
+    x = rng.normal(size=(n, N_PIX))
+    out: dict[str, np.ndarray] = {"flux": x.astype(np.float32), "index": np.arange(n)}
+    for t, (c, _, noise) in TRUTH.items():
+        y = c + x @ w[t] + rng.normal(size=n) * noise
+        out[t] = (10.0**y if t == "teff" else y).astype(np.float64)
+    z = (np.log10(out["teff"]) - 3.8) / np.std(x @ w["teff"])
+    out["label"] = 2 - np.digitize(z, [-0.5, 0.5])
+    return out
+
+
+def _model(**kw: object) -> RidgeEstimator:
+    return RidgeEstimator(class_names=CLASSES, targets=list(TRUTH), representation=Fields(["flux"]), **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def fitted() -> RidgeEstimator:
+    model = _model()
+    model.fit(_part(1500, 1), _part(600, 2))
+    return model
+
+
+def test_ridge_recovers_a_linear_truth_its_noise_and_the_classes(fitted):
+    w = _weights()
+    for t, (_, _, noise) in TRUTH.items():
+        # back from standardised columns to the pixels' own units (their std is ~1, mean ~0)
+        coef = fitted.arrays_[f"coef_{t}"] / fitted.arrays_["x_scale"]
+        assert np.allclose(coef, w[t], atol=4 * noise / np.sqrt(1500) * 3)
+        assert fitted.sigma[t] == pytest.approx(noise, rel=0.1)  # the validation residual σ is the label noise
+    test = _part(2000, 3)
+    out = fitted.predict_outputs(test)
+    assert set(out) == {"logits", "teff_mean", "teff_logvar", "logg_mean", "logg_logvar"}
+    err = np.log10(out["teff_mean"]) - np.log10(test["teff"])
+    assert np.sqrt(np.mean(err**2)) == pytest.approx(TRUTH["teff"][2], rel=0.1)
+    # the delta method: σ in K is σ(log10 Teff) · Teff · ln 10, so ±σ covers ~68% of the truths
+    sd = np.exp(0.5 * out["teff_logvar"])
+    assert np.allclose(sd / out["teff_mean"], fitted.sigma["teff"] * np.log(10.0), rtol=1e-5)
+    assert np.mean(np.abs(out["teff_mean"] - test["teff"]) <= sd) == pytest.approx(0.683, abs=0.04)
+    assert np.mean(np.abs(out["logg_mean"] - test["logg"]) <= np.exp(0.5 * out["logg_logvar"])) == pytest.approx(
+        0.683, abs=0.04
+    )
+    assert np.allclose(np.exp(out["logits"]).sum(1), 1.0, atol=1e-5)
+    assert np.mean(out["logits"].argmax(1) == test["label"]) > 0.9
+    assert fitted.mk_c in fitted.mk_cs
+
+
+def test_ridge_round_trips_through_npz_and_json_without_pickle(fitted, tmp_path):
+    path = fitted.save(tmp_path, prefix="r.")
+    assert {p.name for p in tmp_path.iterdir()} == {"r.estimator.json", "r.ridge.npz"}
+    meta = json.loads(path.read_text())
+    assert meta["type"] == "RidgeEstimator" and meta["inputs"] == ["flux"] and meta["n_features"] == N_PIX
+    loaded = _model().load(path)
+    test = _part(50, 4)
+    a, b = fitted.predict_outputs(test), loaded.predict_outputs(test)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    with pytest.raises(StellarConfigError, match="targets"):
+        RidgeEstimator(class_names=CLASSES, targets=["teff"], representation=Fields(["flux"])).load(path)
+    with pytest.raises(StellarDataError, match="columns"):
+        loaded.predict_outputs({"flux": np.zeros((3, N_PIX + 1), np.float32)})
+
+
+def test_flux_over_median_restores_the_calibrated_spectrum_over_its_median():
+    norm = np.array([[1.0, 0.5, 1.0, 1.0], [0.9, 1.0, 1.1, 1.0]])
+    cont = np.log(np.array([[1.0, 2.0, 4.0, 8.0], [1.0, 1.0, 1.0, 1.0]]))
+    mask = np.array([[False, False, False, True], [False, False, False, False]])
+    x = FluxOverMedian()({"flux": norm, "continuum": cont, "mask": mask})
+    # star 0: calibrated flux [1, 1, 4, (8, masked)], median of the good pixels 1
+    assert np.allclose(x[0, :3], [1.0, 1.0, 4.0]) and np.isnan(x[0, 3])
+    assert np.allclose(x[1], norm[1] / 1.0)
+    logged = FluxOverMedian(log=True)({"flux": norm, "continuum": cont, "mask": mask})
+    assert np.allclose(logged[0, :3], np.log([1.0, 1.0, 4.0]))
+    with pytest.raises(StellarConfigError, match="continuum_channel"):
+        FluxOverMedian()({"flux": norm, "mask": mask})
+
+
+def test_ridge_refuses_bad_configuration_and_data():
+    with pytest.raises(StellarConfigError, match="neither"):
+        RidgeEstimator(class_names=None, targets=[])
+    with pytest.raises(StellarConfigError, match="alphas"):
+        _model(alphas=[0.0, 1.0])
+    with pytest.raises(StellarConfigError, match="not fitted"):
+        _model().predict_outputs(_part(5, 0))
+    with pytest.raises(StellarConfigError, match="not fitted"):
+        _model().save("unused")
+    bad = _part(50, 0)
+    bad["logg"][:] = np.nan
+    with pytest.raises(StellarDataError, match="'logg' has 0 known"):
+        _model().fit(bad)
+    one_class = _part(50, 0)
+    one_class["label"][:] = 1
+    with pytest.raises(StellarDataError, match="1 labelled class"):
+        _model().fit(one_class)
+
+
+def test_kernel_ridge_follows_a_non_linear_truth_that_the_linear_ridge_cannot(tmp_path):
+    rng = np.random.default_rng(5)
+
+    def part(n: int) -> dict[str, np.ndarray]:
+        x = rng.normal(size=(n, 4))
+        y = np.sin(1.5 * x[:, 0]) + 0.5 * x[:, 1] ** 2 + rng.normal(size=n) * 0.05
+        return {"flux": x.astype(np.float32), "logg": y, "label": np.full(n, -1), "index": np.arange(n)}
+
+    train, val, test = part(400), part(200), part(400)
+    kw = {"class_names": [], "targets": ["logg"], "representation": Fields(["flux"])}
+    linear = RidgeEstimator(**kw)  # type: ignore[arg-type]
+    kernel = RidgeEstimator(**kw, alphas=[1e-3, 1e-2, 1e-1], kernel_gammas=[0.1, 1.0, 10.0])  # type: ignore[arg-type]
+    linear.fit(train, val)
+    kernel.fit(train, val)
+    rmse = {m: float(np.sqrt(np.mean((m.predict_outputs(test)["logg_mean"] - test["logg"]) ** 2)))
+            for m in (linear, kernel)}  # fmt: skip
+    assert rmse[linear] > 0.6 and rmse[kernel] < 0.25  # the noise is 0.05; the linear misfit ~0.8
+    assert kernel.gamma["logg"] in (0.1, 1.0, 10.0) and kernel.sigma["logg"] == pytest.approx(rmse[kernel], rel=0.3)
+    loaded = RidgeEstimator(**kw, kernel_gammas=[0.1]).load(kernel.save(tmp_path))  # type: ignore[arg-type]
+    assert np.array_equal(loaded.predict_outputs(test)["logg_mean"], kernel.predict_outputs(test)["logg_mean"])
+    with pytest.raises(StellarConfigError, match="kernel_gammas"):
+        RidgeEstimator(**kw, kernel_gammas=[0.0])  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
@@ -153,6 +153,11 @@ def _fit_lightning(
     if cfg.get("pretrain"):
         metrics.update(_pretrain(cfg, model, split, output_dir))
     callbacks: list[Callback] = _instantiate_dict(cfg.get("callbacks"))
+    if not loggers:  # a learning-rate monitor has nowhere to write without a logger (Lightning refuses to start)
+        dropped = [c for c in callbacks if isinstance(c, LearningRateMonitor)]
+        if dropped:
+            log.info("logger=none: the learning-rate monitor is left out (it needs a logger)")
+            callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for lg in loggers:
         lg.log_hyperparams(hparams)

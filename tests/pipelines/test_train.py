@@ -63,6 +63,12 @@ def test_every_option_composes_and_instantiates(make_cfg, group, option):
         assert instantiate(node) is not None
 
 
+def test_logger_none_with_the_default_callbacks(make_cfg):
+    # the default callbacks hold a LearningRateMonitor, which Lightning refuses to run without a logger
+    metrics, objs = run(make_cfg("debug=limit", "logger=none", "test=false"))
+    assert metrics["best_checkpoint"] and not objs["trainer"].loggers
+
+
 def test_datamodule_options_instantiate(make_cfg):
     for dm in _options("datamodule"):
         probe = make_cfg(f"datamodule={dm}", tiny=False)

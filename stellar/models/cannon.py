@@ -85,12 +85,7 @@ class CannonEstimator(Estimator):
         seed: int = 0,
     ):
         self.name = str(name)
-        self.class_names = [str(c) for c in class_names or []]
-        self.targets = [str(t) for t in targets]
-        if not self.targets:
-            raise StellarConfigError("targets must name at least one label, e.g. [teff, logg, feh]")
-        self.log_targets = [str(t) for t in log_targets]
-        self.target_stats = {t: tuple(float(v) for v in (target_stats or {}).get(t, (0.0, 1.0))) for t in self.targets}
+        self._set_heads(class_names, targets, log_targets, target_stats, require="targets")
         self.inputs = [str(k) for k in inputs]
         if not 1 <= len(self.inputs) <= 3:
             raise StellarConfigError(f"inputs must be [flux], [flux, ivar] or [flux, ivar, mask]; got {self.inputs}")

@@ -73,6 +73,10 @@ class Estimator:
     """
 
     hparam_keys: ClassVar[tuple[str, ...]] = PIPELINE_KEYS
+    class_names: Sequence[str]
+    targets: Sequence[str]
+    log_targets: Sequence[str]
+    target_stats: Mapping[str, Sequence[float]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -87,6 +91,27 @@ class Estimator:
         """The plain-data description of the model (what a Lightning checkpoint keeps as hyper-parameters), saved
         in ``estimator.json``."""
         return {k: _plain(getattr(self, k)) for k in self.hparam_keys}
+
+    def _set_heads(
+        self,
+        class_names: Sequence[str] | None,
+        targets: Sequence[str],
+        log_targets: Sequence[str],
+        target_stats: Mapping[str, Sequence[float]] | None,
+        require: str = "any",
+    ) -> None:
+        """Set ``class_names``, ``targets``, ``log_targets`` and ``target_stats`` (learned-space mean and std per
+        target, ``(0, 1)`` where not given) as plain data; ``require`` is ``"any"`` (classes, targets or both) or
+        ``"targets"``."""
+        self.class_names = [str(c) for c in class_names or []]
+        self.targets = [str(t) for t in targets]
+        if require == "targets" and not self.targets:
+            raise StellarConfigError("targets must name at least one label, e.g. [teff, logg, feh]")
+        if not self.class_names and not self.targets:
+            raise StellarConfigError("model needs class_names, targets or both; got neither")
+        self.log_targets = [str(t) for t in log_targets]
+        stats = target_stats or {}
+        self.target_stats = {t: tuple(float(v) for v in stats.get(t, (0.0, 1.0))) for t in self.targets}
 
 
 class XGBoostEstimator(Estimator):
@@ -143,12 +168,7 @@ class XGBoostEstimator(Estimator):
         n_jobs: int = 2,
         seed: int = 0,
     ):
-        self.class_names = [str(c) for c in class_names or []]
-        self.targets = [str(t) for t in targets]
-        if not self.class_names and not self.targets:
-            raise StellarConfigError("model needs class_names, targets or both; got neither")
-        self.log_targets = [str(t) for t in log_targets]
-        self.target_stats = {t: tuple(float(v) for v in (target_stats or {}).get(t, (0.0, 1.0))) for t in self.targets}
+        self._set_heads(class_names, targets, log_targets, target_stats)
         self.inputs = [str(k) for k in inputs]
         if not self.inputs:
             raise StellarConfigError("inputs must name at least one data field, e.g. [features]")

@@ -152,12 +152,7 @@ class RidgeEstimator(Estimator):
         seed: int = 0,
     ):
         self.name = str(name)
-        self.class_names = [str(c) for c in class_names or []]
-        self.targets = [str(t) for t in targets]
-        if not self.class_names and not self.targets:
-            raise StellarConfigError("model needs class_names, targets or both; got neither")
-        self.log_targets = [str(t) for t in log_targets]
-        self.target_stats = {t: tuple(float(v) for v in (target_stats or {}).get(t, (0.0, 1.0))) for t in self.targets}
+        self._set_heads(class_names, targets, log_targets, target_stats)
         self.representation: Representation = representation if representation is not None else FluxOverMedian()
         if not callable(self.representation) or not getattr(self.representation, "inputs", None):
             raise StellarConfigError("representation must be a Representation (e.g. _target_: ...FluxOverMedian)")

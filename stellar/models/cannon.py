@@ -23,7 +23,7 @@ import numpy as np
 
 from stellar.errors import StellarConfigError, StellarDataError
 from stellar.models.cannon_fit import CannonFit, infer_labels, label_vector, n_terms, pixel_weights, train_pixels
-from stellar.models.estimators import PIPELINE_KEYS, Estimator, log_probs, physical_outputs, read_meta, write_meta
+from stellar.models.estimators import PIPELINE_KEYS, Estimator, log_probs, physical_outputs, write_meta
 
 log = logging.getLogger(__name__)
 
@@ -265,11 +265,7 @@ class CannonEstimator(Estimator):
     def load(self, path: str | Path) -> CannonEstimator:
         """Load what :meth:`save` wrote (``path``: the folder or its ``estimator.json``) into this model; the saved
         class names, targets and inputs must match this model's."""
-        meta_path, meta = read_meta(path)
-        for key in ("class_names", "targets", "inputs"):
-            if list(meta.get(key, [])) != list(getattr(self, key)):
-                raise StellarConfigError(f"saved {key} {meta.get(key)} differ from this model's {getattr(self, key)}")
-        self.target_stats = {t: tuple(float(v) for v in s) for t, s in meta["target_stats"].items()}
+        meta_path, meta = self._read_saved(path)
         self.log_targets, self.order = list(meta["log_targets"]), int(meta["order"])
         self.use_ivar, self.n_pixels = meta["use_ivar"], meta["n_pixels"]
         self.chi2_scale = bool(meta["chi2_scale"])

@@ -92,6 +92,16 @@ class Estimator:
         in ``estimator.json``."""
         return {k: _plain(getattr(self, k)) for k in self.hparam_keys}
 
+    def _read_saved(self, path: str | Path) -> tuple[Path, dict[str, Any]]:
+        """The ``estimator.json`` that ``save`` wrote (``path``: the folder or the file) and its contents, after
+        checking that its class names, targets and inputs are this model's; restores ``target_stats``."""
+        meta_path, meta = read_meta(path)
+        for key in ("class_names", "targets", "inputs"):
+            if list(meta.get(key, [])) != list(getattr(self, key)):
+                raise StellarConfigError(f"saved {key} {meta.get(key)} differ from this model's {getattr(self, key)}")
+        self.target_stats = {t: tuple(float(v) for v in s) for t, s in meta.get("target_stats", {}).items()}
+        return meta_path, meta
+
     def _set_heads(
         self,
         class_names: Sequence[str] | None,
@@ -339,11 +349,7 @@ class XGBoostEstimator(Estimator):
 
         The saved class names, targets and inputs must match this model's.
         """
-        meta_path, meta = read_meta(path)
-        for key in ("class_names", "targets", "inputs"):
-            if list(meta.get(key, [])) != list(getattr(self, key)):
-                raise StellarConfigError(f"saved {key} {meta.get(key)} differ from this model's {getattr(self, key)}")
-        self.target_stats = {t: tuple(float(v) for v in s) for t, s in meta.get("target_stats", {}).items()}
+        meta_path, meta = self._read_saved(path)
         self.best_iteration = {k: int(v) for k, v in meta["best_iteration"].items()}
         self.interval_scale = {t: float(v) for t, v in meta.get("interval_scale", {}).items()}
         files = meta.get("files", {})

@@ -38,7 +38,6 @@ from stellar.models.estimators import (
     feature_matrix,
     log_probs,
     physical_outputs,
-    read_meta,
     write_meta,
 )
 
@@ -359,11 +358,7 @@ class RidgeEstimator(Estimator):
     def load(self, path: str | Path) -> RidgeEstimator:
         """Load what :meth:`save` wrote (``path``: the folder or its ``estimator.json``); the saved class names,
         targets and inputs must match this model's."""
-        meta_path, meta = read_meta(path)
-        for key in ("class_names", "targets", "inputs"):
-            if list(meta.get(key, [])) != list(getattr(self, key)):
-                raise StellarConfigError(f"saved {key} {meta.get(key)} differ from this model's {getattr(self, key)}")
-        self.target_stats = {t: tuple(float(v) for v in s) for t, s in meta["target_stats"].items()}
+        meta_path, meta = self._read_saved(path)
         self.log_targets, self.n_features = list(meta["log_targets"]), meta["n_features"]
         self.alpha = {t: float(v) for t, v in meta["alpha"].items()}
         self.gamma = {t: float(v) for t, v in meta.get("gamma", {}).items()}

@@ -203,13 +203,73 @@ class DatasetStore:
         chunk_rows : int
             Rows per chunk along the first axis.
         """
-        validate_name(name, "dataset name")
-        grid = dict(grid or {})
-        missing = [c for c in REQUIRED_META if c not in meta.columns]
-        if missing:
-            raise StellarValueError(f"meta lacks required column(s) {missing}; it has {list(meta.columns)}")
         if not arrays:
             raise StellarValueError("arrays is empty: a dataset needs at least one field")
+        return self._write(
+            name,
+            arrays,
+            meta,
+            modality=modality,
+            grid=grid,
+            units=units,
+            provenance=provenance,
+            attrs=attrs,
+            chunk_rows=chunk_rows,
+            required=REQUIRED_META,
+        )
+
+    def write_table(
+        self,
+        name: str,
+        table: pd.DataFrame,
+        *,
+        kind: str,
+        required: tuple[str, ...] = (),
+        units: Mapping[str, str] | None = None,
+        provenance: Mapping[str, Any] | None = None,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> Dataset:
+        """Write a table with no array fields (an object table, a cross-match), immutable like a dataset.
+
+        It is read back with :meth:`open` (``Dataset.meta`` is the table, ``Dataset.fields`` is empty) and its
+        ``modality`` attribute is ``kind``.
+
+        Parameters
+        ----------
+        name : str
+            Table name (letters, digits, ``_-.``).
+        table : pandas.DataFrame
+            The rows; string columns are stored as UTF-8 (missing → ``""``), numbers and booleans as they are.
+        kind : str
+            What the table is, e.g. ``objects`` or ``crossmatch``.
+        required : tuple of str
+            Columns the table must hold.
+        units, provenance, attrs : mapping, optional
+            As in :meth:`write`.
+        """
+        return self._write(
+            name, {}, table, modality=kind, units=units, provenance=provenance, attrs=attrs, required=required
+        )
+
+    def _write(
+        self,
+        name: str,
+        arrays: Mapping[str, np.ndarray],
+        meta: pd.DataFrame,
+        *,
+        modality: str,
+        required: tuple[str, ...],
+        grid: Mapping[str, np.ndarray] | None = None,
+        units: Mapping[str, str] | None = None,
+        provenance: Mapping[str, Any] | None = None,
+        attrs: Mapping[str, Any] | None = None,
+        chunk_rows: int = 512,
+    ) -> Dataset:
+        validate_name(name, "dataset name")
+        grid = dict(grid or {})
+        missing = [c for c in required if c not in meta.columns]
+        if missing:
+            raise StellarValueError(f"meta lacks required column(s) {missing}; it has {list(meta.columns)}")
         for key, a in arrays.items():
             if np.shape(a)[0] != len(meta):
                 raise StellarValueError(f"array {key!r} has {np.shape(a)[0]} rows but meta has {len(meta)}")

@@ -13,7 +13,8 @@ from astropy.table import Table
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from stellar.data.catalogs import read_bsc5
+from stellar.data.catalogs import read_bsc5, read_hipparcos
+from stellar.data.crossmatch import propagate
 from stellar.data.store import DatasetStore
 from stellar.errors import StellarConfigError, StellarDataError, StellarValueError
 from stellar.pipelines.crossmatch import run
@@ -127,3 +128,14 @@ def test_entry_point_runs(tmp_path: Path) -> None:
     printed = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     assert json.loads(printed[-1])["matched"] == 2
     assert (out / "matches.csv").is_file() and (out / "provenance.json").is_file()
+
+
+def test_hipparcos_preset_reads_the_packaged_catalogue(tmp_path: Path) -> None:
+    h = read_hipparcos(DATA / "hip2_rows.dat")
+    ra, dec = propagate(h["ra"], h["dec"], h["pmra"], h["pmdec"], 1991.25, 2000.0, parallax=h["parallax"])
+    left = tmp_path / "j2000.csv"
+    pd.DataFrame({"hip": h["hip"], "ra": ra, "dec": dec}).to_csv(left, index=False)
+    metrics, objects = run(_cfg(tmp_path, f"left.path={left}", "left.id=hip", "catalog@right=hipparcos"))
+    assert metrics["right_rows"] == 117_955 and metrics["matched"] == 7
+    t = objects["result"].table
+    assert (t["left_id"] == t["right_id"]).all() and t["separation_arcsec"].max() < 1e-3

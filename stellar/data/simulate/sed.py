@@ -11,7 +11,7 @@ Physics, deliberately simple but grounded:
   No absorption lines or molecular bands: blue and ultraviolet fluxes of cool stars are too high (line
   blanketing is missing), which is why SED colours from this simulator are a teaching set, not a library.
 - Photometry: AB magnitudes through ``speclite`` filter curves (SDSS 2010, Gaia DR3, 2MASS, WISE 2010, Bessell
-  B/V), converted to each band's native system with the AB offsets of :data:`stellar.data.preprocess.sed.BAND_INFO`.
+  U/B/V), converted to each band's native system with the AB offsets of :data:`stellar.data.preprocess.sed.BAND_INFO`.
 - Extinction: ``E(B-V)`` grows with distance; ``A_band = E(B-V) · R_band`` from
   :func:`stellar.data.preprocess.sed.extinction_coefficients`, so :func:`~stellar.data.preprocess.sed.deredden`
   is its exact inverse.
@@ -53,25 +53,26 @@ SPECLITE_FILTERS: dict[str, str] = {
     "2mass_ks": "twomass-Ks",
     "wise_w1": "wise2010-W1",
     "wise_w2": "wise2010-W2",
+    "johnson_u": "bessell-U",
     "johnson_b": "bessell-B",
     "johnson_v": "bessell-V",
 }
 
 # Approximate faint limits (≈5σ) and bright (saturation) limits, native magnitudes: SDSS imaging, Gaia DR3, 2MASS PSC,
-# AllWISE. Bessell B/V have no survey behind them here: a Hipparcos-like 0–12 mag window.
+# AllWISE. Bessell U/B/V have no survey behind them here: a Hipparcos-like 0–12 mag window.
 FAINT_LIMIT: dict[str, float] = {
     "sdss_u": 22.0, "sdss_g": 22.2, "sdss_r": 22.2, "sdss_i": 21.3, "sdss_z": 20.5,
     "gaia_g": 20.7, "gaia_bp": 20.5, "gaia_rp": 19.8,
     "2mass_j": 16.8, "2mass_h": 16.0, "2mass_ks": 15.5,
     "wise_w1": 16.8, "wise_w2": 15.6,
-    "johnson_b": 13.0, "johnson_v": 12.4,
+    "johnson_u": 13.0, "johnson_b": 13.0, "johnson_v": 12.4,
 }  # fmt: skip
 BRIGHT_LIMIT: dict[str, float] = {
     "sdss_u": 13.0, "sdss_g": 14.0, "sdss_r": 14.0, "sdss_i": 14.0, "sdss_z": 12.5,
     "gaia_g": 3.0, "gaia_bp": 3.0, "gaia_rp": 3.0,
     "2mass_j": 4.0, "2mass_h": 4.0, "2mass_ks": 4.0,
     "wise_w1": 8.0, "wise_w2": 6.7,
-    "johnson_b": -1.0, "johnson_v": -1.0,
+    "johnson_u": -1.0, "johnson_b": -1.0, "johnson_v": -1.0,
 }  # fmt: skip
 
 _H, _C, _KB = 6.62607015e-27, 2.99792458e10, 1.380649e-16  # cgs
@@ -124,13 +125,15 @@ def synthetic_ab_mags(wave: np.ndarray, flambda: np.ndarray, bands: Sequence[str
 
 @dataclass
 class SEDSample:
-    """Simulated photometry: native magnitudes, errors and mask (N, B) in ``bands`` order, and per-star labels."""
+    """Simulated photometry: native magnitudes, errors and mask (N, B) in ``bands`` order, and per-star labels;
+    ``mag_true`` (N, B) holds the noise-free reddened magnitudes, unmasked."""
 
     bands: tuple[str, ...]
     mag: np.ndarray
     mag_err: np.ndarray
     mask: np.ndarray
     labels: pd.DataFrame
+    mag_true: np.ndarray | None = None
 
 
 @dataclass
@@ -238,7 +241,29 @@ class SEDSimulator:
         if n < 1:
             raise StellarValueError(f"n must be >= 1; got {n}")
         rng = np.random.default_rng(seed)
-        stars = self.draw_stars(n, rng)
+        return self.observe(self.draw_stars(n, rng), rng)
+
+    def observe(self, stars: pd.DataFrame, rng: np.random.Generator) -> SEDSample:
+        """Observed photometry of given ``stars`` (reddening, noise, limits, dropped entries, parallax errors).
+
+        Parameters
+        ----------
+        stars : pandas.DataFrame
+            One row per star with ``teff`` (K), ``logg`` (dex), ``radius`` (R☉), ``parallax_true`` (mas) and
+            ``ebv`` (mag), as :meth:`draw_stars` makes them (other columns are kept as labels).
+        rng : numpy.random.Generator
+            Source of the noise.
+
+        Returns
+        -------
+        SEDSample
+            As :meth:`simulate`; the labels are ``stars`` plus ``mk_class``, ``parallax`` and ``parallax_err``.
+        """
+        missing = [c for c in ("teff", "logg", "radius", "parallax_true", "ebv") if c not in stars.columns]
+        if missing:
+            raise StellarValueError(f"stars lacks column(s) {missing}; it has {list(stars.columns)}")
+        stars = stars.reset_index(drop=True)
+        n = len(stars)
         mag0 = self.intrinsic_mags(stars)
         coeff = extinction_coefficients(self.bands)
         reddened = mag0 + stars["ebv"].to_numpy()[:, None] * np.nan_to_num(coeff)[None, :]
@@ -260,4 +285,5 @@ class SEDSimulator:
             mag_err=np.where(mask, np.nan, err),
             mask=mask,
             labels=labels,
+            mag_true=reddened,
         )

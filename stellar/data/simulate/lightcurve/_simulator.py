@@ -192,7 +192,7 @@ class LightCurveSimulator(_ClassModels):
         params = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
         return {"_target_": f"{type(self).__module__}.{type(self).__qualname__}", **params}
 
-    def simulate(self, n: int, seed: int = 0) -> SimulatedLightCurves:
+    def simulate(self, n: int, seed: int = 0, var_class: Any = None, mean_mag: Any = None) -> SimulatedLightCurves:
         """Simulate ``n`` light curves; the same seed gives the same output.
 
         Parameters
@@ -201,6 +201,11 @@ class LightCurveSimulator(_ClassModels):
             Number of light curves.
         seed : int
             Seed of ``numpy.random.default_rng`` (sampling, class parameters and noise use spawned streams).
+        var_class : sequence of str, optional
+            The class of each light curve (n,), any of :data:`VARIABILITY_CLASSES` (e.g. set by a star's place
+            in the HR diagram); by default drawn from ``classes``.
+        mean_mag : array-like, optional, mag
+            Mean magnitude of each light curve in the first band (n,); by default uniform in ``mag_range``.
 
         Returns
         -------
@@ -210,18 +215,33 @@ class LightCurveSimulator(_ClassModels):
             raise StellarValueError(f"n must be a non-negative integer; got {n}")
         n = int(n)
         s_cls, s_time, s_par, s_noise = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
-        k = len(self.classes)
-        idx = np.arange(n) % k if self.balance_classes else s_cls.integers(0, k, n)
-        cls = np.asarray(self.classes, dtype=object)[s_cls.permutation(idx) if self.balance_classes else idx]
+        if var_class is None:
+            k = len(self.classes)
+            idx = np.arange(n) % k if self.balance_classes else s_cls.integers(0, k, n)
+            cls = np.asarray(self.classes, dtype=object)[s_cls.permutation(idx) if self.balance_classes else idx]
+        else:
+            cls = np.asarray([str(c) for c in var_class], dtype=object)
+            bad = sorted(set(cls) - set(VARIABILITY_CLASSES))
+            if len(cls) != n or bad:
+                raise StellarValueError(
+                    f"var_class must give one of {VARIABILITY_CLASSES} for each of the {n} light curves; "
+                    f"got {len(cls)} values, unknown {bad}"
+                )
         time, band, pad, flagged = self._sample_times(n, s_time)
         lo, hi = self.mag_range or _MAG_RANGE[self.cadence]
-        mean_mag = s_par.uniform(lo, hi, n)
+        mean_mag_drawn = s_par.uniform(lo, hi, n)
+        if mean_mag is None:
+            mean_mag = mean_mag_drawn
+        else:
+            mean_mag = np.asarray(mean_mag, dtype=float)
+            if mean_mag.shape != (n,) or not np.isfinite(mean_mag).all():
+                raise StellarValueError(f"mean_mag must be {n} finite magnitudes; got shape {mean_mag.shape}")
         colour = s_par.uniform(0.3, 2.0, n)  # mag per unit of (λ0/λ - 1), a blackbody-like colour
         lam = _lam(self.bands)
         mean = mean_mag[:, None] + colour[:, None] * (lam[0] / lam[band] - 1.0)
         delta = np.zeros(time.shape)
         labels = {c: np.full(n, np.nan) for c in _LABEL_COLUMNS[1:]}
-        for name in self.classes:
+        for name in dict.fromkeys([*self.classes, *cls]):
             rows = np.flatnonzero(cls == name)
             if rows.size:
                 d, lab = getattr(self, f"_sim_{name}")(time[rows], band[rows], s_par)

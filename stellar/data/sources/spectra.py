@@ -12,7 +12,7 @@ import pandas as pd
 
 from stellar.data.labels import mk_letter_from_sptype
 from stellar.data.preprocess.spectra import SpectrumPreprocessing
-from stellar.data.simulate.spectra import SpectrumSimulator
+from stellar.data.simulate.spectra import SimulatedSpectra, SpectrumSimulator
 from stellar.data.sources.base import digest, simulated_meta
 from stellar.errors import StellarDataError
 
@@ -54,13 +54,21 @@ class SimulatedSpectraSource:
 
     def build(self, preprocessing: SpectrumPreprocessing) -> dict[str, Any]:
         sim = self.simulator.simulate(self.n, seed=self.seed)
-        # to the rest frame, as a survey pipeline does with its measured redshift (MILES is rest-frame too)
-        processed = preprocessing(
-            10.0**sim.log_wave, sim.flux, ivar=sim.ivar, mask=sim.mask, rv=sim.labels["rv"].to_numpy()
-        )
         meta = simulated_meta("sim", self.n, self.seed)
         meta = pd.concat([meta, sim.labels.reset_index(drop=True)], axis=1)
-        return _spectra_write_kwargs(processed, meta, preprocessing, {"source": "simulator", **self._params()})
+        return simulated_spectra_kwargs(sim, meta, preprocessing, {"source": "simulator", **self._params()})
+
+
+def simulated_spectra_kwargs(
+    sim: SimulatedSpectra, meta: pd.DataFrame, preprocessing: SpectrumPreprocessing, provenance: dict[str, Any]
+) -> dict[str, Any]:
+    """Keyword arguments of :meth:`DatasetStore.write` for simulated spectra (rows aligned with ``meta``), moved
+    to the rest frame with their radial velocity and put through ``preprocessing``."""
+    # to the rest frame, as a survey pipeline does with its measured redshift (MILES is rest-frame too)
+    processed = preprocessing(
+        10.0**sim.log_wave, sim.flux, ivar=sim.ivar, mask=sim.mask, rv=sim.labels["rv"].to_numpy()
+    )
+    return _spectra_write_kwargs(processed, meta, preprocessing, provenance)
 
 
 def der_snr_noise(flux: np.ndarray) -> np.ndarray:

@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> None:
             pd.DataFrame(rows).to_csv(part, mode="a", header=not part.exists(), index=False)
             if (i + 1) % 10 == 0:
                 print(f"  {i + 1}/{len(chosen)} cadences, {time.perf_counter() - t_start:.0f} s", flush=True)
-    df = pd.concat([pd.read_csv(f) for f in sorted(args.out.glob("sim_*.csv"))], ignore_index=True)
-    df = df.dropna(axis=1)  # methods that not every file ran
+    # the methods every file ran (a NaN period, every candidate excluded by a prior, counts as a miss)
+    df = pd.concat([pd.read_csv(f) for f in sorted(args.out.glob("sim_*.csv"))], ignore_index=True, join="inner")
     summary: dict[str, Any] = {"n": len(df), "files": sorted(f.name for f in args.out.glob("sim_*.csv"))}
     lines = [f"{'method':<16}{'n':>5}{'recovered':>10}{'1-d alias':>10}{'other':>8}{'RRab':>8}{'RRc':>8}"]
     for col in [c for c in df.columns if c.startswith(("r_", "mb_"))]:
@@ -135,6 +135,14 @@ def main(argv: list[str] | None = None) -> None:
         summary[col] = rates | {f"recovered_{k}": v for k, v in by.items()}
         lines.append(f"{col:<16}{len(df):>5}{rates['recovered']:>10.1%}{rates['one_day_alias']:>10.1%}"
                      f"{rates['other']:>8.1%}{by['ab']:>8.1%}{by['c']:>8.1%}")  # fmt: skip
+    for col in [c for c in df.columns if "_amp" in c]:  # light curves the amplitude term gained and lost
+        base = col.split("_")[0] + "_shape"
+        if base in df:
+            new, old = (classify(df[c].to_numpy(), df["true"].to_numpy()) == "recovered" for c in (col, base))
+            change = {k: df.loc[m, ["kind", "true", "amp_v"]].round(3).values.tolist() for k, m in
+                      (("gained", new & ~old), ("lost", old & ~new))}  # fmt: skip
+            summary[f"{col}_vs_shape"] = change
+            lines.append(f"{col} against {base}: gained {len(change['gained'])}, lost {len(change['lost'])}")
     (args.out / "sim_summary.json").write_text(json.dumps(summary, indent=2))
     print("\n".join(lines))
 

@@ -233,6 +233,12 @@ def test_rr_lyrae_prior_leaves_clean_cases_alone_and_validates() -> None:
     assert float(ps.best_period(d["time"], d["mag"], d["magerr"], prior="rr_lyrae", **kw)) == pytest.approx(
         SESAR_PERIOD, rel=1e-4
     )
+    for num, true in ((2313959, 0.712152910794), (1463748, 0.567901498598)):  # the other real fixture stars
+        d = _sesar(num)
+        kw = {"band": d["band"].to_numpy(), "min_period": 0.1, "max_period": 10}
+        assert float(ps.best_period(d["time"], d["mag"], d["magerr"], prior="rr_lyrae", **kw)) == pytest.approx(
+            true, rel=1e-4
+        )
     rng = np.random.default_rng(5)
     t = np.sort(rng.uniform(0, 60, 400))  # dense random sampling: no alias to fear
     y = _sawtooth_rrab(t, 0.55) + rng.normal(0, 0.02, t.size)

@@ -153,6 +153,58 @@ def test_rr_lyrae_prior_values() -> None:
     assert prior(0.33, saw) == pytest.approx(2 * np.log(20)) and prior(0.6, sine) == pytest.approx(2 * np.log(20))
 
 
+def test_rr_lyrae_prior_amplitude_term_values() -> None:
+    prior, old = ps.PERIOD_PRIORS["rr_lyrae"], ps.RRLyraePrior(c_max_amplitude=None)
+    big, small = {"r21": 0.1, "amplitude": 1.0, "band": "g"}, {"r21": 0.1, "amplitude": 0.5, "band": "g"}
+    # 1.0 mag in g is 0.84 mag in V: too large for an RRc (0.7 V = 0.83 g), so judged as an RRab
+    assert prior(0.33, big) == pytest.approx(2 * np.log(20)) and old(0.33, big) == 0
+    assert prior(0.6, big) == 0 and old(0.6, big) == pytest.approx(2 * np.log(20))
+    assert prior(0.33, small) == 0 and prior(0.6, small) == pytest.approx(2 * np.log(20))  # an RRc as before
+    assert prior(0.33, big | {"band": "z"}) == pytest.approx(2 * np.log(20))  # 1.0 mag in z: 1.8 mag in V
+    assert prior(0.33, big | {"band": "u"}) == 0 and prior(0.33, big | {"band": None}) == 0  # no scale known
+    assert prior(0.33, {"r21": 0.1, "amplitude": 1.0}) == 0  # a shape without a band: the amplitude is unused
+
+
+def test_rr_lyrae_prior_amplitude_sees_through_a_smeared_alias() -> None:
+    # a 1.3 mag (g) saw-tooth at 0.5 d, one visit a night with the hour spread by ±0.1 d: at the +1/d alias
+    # (0.333 d) the higher harmonics' phases shift with each visit's hour, so that fit looks like a sinusoid
+    # (A2/A1 < 0.3) and the shape prior alone takes it for an RRc; its 1 mag amplitude says it is not one
+    rng = np.random.default_rng(1)
+    nights = np.sort(rng.choice(np.arange(700), 60, replace=False)).astype(float)
+    t = nights / 1.00273791 + 0.3 + rng.normal(0, 0.1, nights.size)
+    y = _sawtooth_rrab(t, 0.5, amp=1.3) + rng.normal(0, 0.03, t.size)
+    args = (t, y - y.mean(), np.full(t.size, 1 / 0.03**2), np.zeros(t.size, dtype=int), 1)
+    truth = ps._shape(*args, 1 / 0.5, (3, 0)) | {"band": "g"}
+    alias = ps._shape(*args, 1 / 0.5 + 1.00273791, (3, 0)) | {"band": "g"}
+    assert truth["r21"] > 0.45 and alias["r21"] < 0.3 and alias["amplitude"] > 0.9
+    prior, old = ps.PERIOD_PRIORS["rr_lyrae"], ps.RRLyraePrior(c_max_amplitude=None)
+    assert prior(0.5, truth) == old(0.5, truth) == 0
+    assert old(1 / 3, alias) == 0 and prior(1 / 3, alias) == pytest.approx(2 * np.log(20))
+
+
+def test_rr_lyrae_prior_amplitude_breaks_a_planted_alias_trap() -> None:
+    # a large-amplitude RRab at 0.6 d whose light curve is nearly sinusoidal (A2/A1 = 0.2), one visit a night at
+    # the same sidereal time: every alias k/d ± f fits exactly alike. The shape prior alone takes the +1/d alias
+    # (0.375 d, a plausible RRc) over a "sinusoid" above 0.5 d; with the amplitude term (1.2 mag in g: no RRc)
+    # short-period aliases pay and the truth wins, a tie broken, not a better fit
+    rng = np.random.default_rng(7)
+    nights = np.sort(rng.choice(np.arange(700), 150, replace=False)).astype(float)
+    t = nights / 1.00273791 + 0.3
+    true = 0.6
+    phase = 2 * np.pi * t / true
+    y = 0.55 * np.sin(phase) + 0.11 * np.sin(2 * phase + 0.5) + rng.normal(0, 0.02, t.size)
+    e, b = np.full(t.size, 0.02), np.full(t.size, "g")
+    kw = {"min_period": 0.1, "max_period": 10, "band": b, "full_output": True}
+    old = ps.best_period(t, y, e, prior=ps.RRLyraePrior(c_max_amplitude=None), **kw)
+    assert old.period == pytest.approx(1 / (1 / true + 1.00273791), rel=1e-3)  # the +1/d alias, 0.375 d
+    new = ps.best_period(t, y, e, prior="rr_lyrae", **kw)
+    assert new.period == pytest.approx(true, rel=1e-4)
+    assert np.min(new.bic) == pytest.approx(np.min(old.bic), abs=1.0)
+    # without band names the amplitude has no scale and the term stays silent
+    plain = ps.best_period(t, y, e, prior="rr_lyrae", min_period=0.1, max_period=10)
+    assert float(plain) == pytest.approx(old.period, rel=1e-6)
+
+
 def test_rr_lyrae_prior_breaks_a_planted_one_day_alias_trap() -> None:
     # one visit a night at the same sidereal time: f and f + k/d fit exactly alike (a perfect one-day alias trap);
     # a saw-tooth (RRab) at 0.6 d has aliases at 1.5 d (outside RR Lyrae periods) and 0.375, 0.272, ... d (too short
@@ -181,6 +233,12 @@ def test_rr_lyrae_prior_leaves_clean_cases_alone_and_validates() -> None:
     assert float(ps.best_period(d["time"], d["mag"], d["magerr"], prior="rr_lyrae", **kw)) == pytest.approx(
         SESAR_PERIOD, rel=1e-4
     )
+    for num, true in ((2313959, 0.712152910794), (1463748, 0.567901498598)):  # the other real fixture stars
+        d = _sesar(num)
+        kw = {"band": d["band"].to_numpy(), "min_period": 0.1, "max_period": 10}
+        assert float(ps.best_period(d["time"], d["mag"], d["magerr"], prior="rr_lyrae", **kw)) == pytest.approx(
+            true, rel=1e-4
+        )
     rng = np.random.default_rng(5)
     t = np.sort(rng.uniform(0, 60, 400))  # dense random sampling: no alias to fear
     y = _sawtooth_rrab(t, 0.55) + rng.normal(0, 0.02, t.size)

@@ -7,6 +7,8 @@ points, times in days, ``Quantity`` accepted).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -156,6 +158,13 @@ def _shape(
     return {"r21": r21, "amplitude": float(np.ptp(curve))}
 
 
+#: Peak-to-peak pulsation amplitude in a band relative to V, ``(λ / 551 nm)^-1.2`` (A_B : A_V : A_I ≈ 1.25 : 1 :
+#: 0.63; effective wavelengths of Johnson–Cousins and SDSS bands). Not u: the Balmer jump breaks the power law there.
+RR_LYRAE_AMPLITUDE_PER_V: Mapping[str, float] = MappingProxyType(
+    {"B": 1.29, "V": 1.0, "R": 0.82, "I": 0.63, "g": 1.19, "r": 0.86, "i": 0.68, "z": 0.55}
+)
+
+
 class RRLyraePrior(NamedTuple):
     """A physical prior on an RR Lyrae star's period given the shape of its light curve, in BIC units
     (``-2 ln`` of the prior odds), for :func:`best_period`'s ``prior``.
@@ -164,8 +173,15 @@ class RRLyraePrior(NamedTuple):
     harmonics, A₂/A₁ ≈ 0.4–0.55) have P ≳ 0.4 d, first-overtone RRc stars (near-sinusoidal, A₂/A₁ ≈ 0.05–0.25)
     P ≲ 0.5 d (Smith 1995, *RR Lyrae Stars*; Simon & Teays 1982; Sesar et al. 2010). A candidate outside
     ``[min_period, max_period]`` is excluded; one whose shape and period disagree (saw-tooth below ``ab_min``,
-    sinusoid above ``c_max``) pays ``penalty`` = 2 ln 20 ≈ 6 (a prior odds of 1:20). None of these values were
-    fitted to data.
+    sinusoid above ``c_max``) pays ``penalty`` = 2 ln 20 ≈ 6 (a prior odds of 1:20).
+
+    Amplitude: RRc stars rarely exceed 0.6 mag peak-to-peak in V, RRab stars reach 1.0–1.4 mag (Smith 1995; the
+    Bailey diagram). A near-sinusoidal fit whose peak-to-peak exceeds ``c_max_amplitude`` (V mag, scaled to the
+    fitted band by :data:`RR_LYRAE_AMPLITUDE_PER_V`) is too large for an RRc, so it is judged as an RRab whose
+    harmonics the fit smeared (the fit at a one-day alias of a saw-tooth loses its higher harmonics, whose phases
+    shift with each visit's hour, and looks like a short-period sinusoid). The term needs the band's name
+    (``shape["band"]``, from :func:`best_period`'s ``band``) and magnitudes; it is skipped for unknown bands and
+    with ``c_max_amplitude=None``. None of these values were fitted to data.
     """
 
     min_period: float = 0.2
@@ -174,12 +190,18 @@ class RRLyraePrior(NamedTuple):
     ab_min: float = 0.4
     c_max: float = 0.5
     penalty: float = 2 * np.log(20.0)
+    c_max_amplitude: float | None = 0.7
+    amplitude_per_v: Mapping[str, float] = RR_LYRAE_AMPLITUDE_PER_V
 
-    def __call__(self, period: float, shape: dict[str, float]) -> float:
+    def __call__(self, period: float, shape: dict[str, Any]) -> float:
         """``-2 ln`` prior odds (0 where the period and shape agree; ``inf`` outside the period range)."""
         if not self.min_period <= period <= self.max_period:
             return float("inf")
-        if shape["r21"] >= self.r21_split:
+        sawtooth = shape["r21"] >= self.r21_split
+        scale = self.amplitude_per_v.get(str(shape.get("band")))
+        if not sawtooth and self.c_max_amplitude is not None and scale is not None:
+            sawtooth = shape.get("amplitude", 0.0) > self.c_max_amplitude * scale  # too large for an RRc
+        if sawtooth:
             return self.penalty if period < self.ab_min else 0.0
         return self.penalty if period > self.c_max else 0.0
 
@@ -221,8 +243,16 @@ def _combined_power(t: np.ndarray, y: np.ndarray, e: np.ndarray, b: np.ndarray, 
 
 
 def _search_row(
-    t: np.ndarray, y: np.ndarray, e: np.ndarray, b: np.ndarray, nb: int, grid: np.ndarray, opts: dict
+    t: np.ndarray,
+    y: np.ndarray,
+    e: np.ndarray,
+    b: np.ndarray,
+    nb: int,
+    grid: np.ndarray,
+    opts: dict,
+    band0: str | None = None,
 ) -> PeriodSearch:
+    """One light curve's search (see :func:`best_period`); ``band0`` names band 0, whose shape a prior sees."""
     n_terms, n_band = opts["n_terms"], (opts["n_terms_band"] if nb > 1 else 0)
 
     def n_par(k: int) -> int:
@@ -259,7 +289,9 @@ def _search_row(
 
     def score(f: float, k: int, chi2: float) -> float:
         prior = opts["prior"]
-        extra = 0.0 if prior is None else float(prior(1.0 / f, _shape(t, y, w, b, nb, f, (k, n_band))))
+        extra = (
+            0.0 if prior is None else float(prior(1.0 / f, _shape(t, y, w, b, nb, f, (k, n_band)) | {"band": band0}))
+        )
         if not np.isfinite(extra):  # excluded by the prior: no fit needed
             return float("inf")
         if opts["huber"] is None:
@@ -401,8 +433,9 @@ def best_period(
     prior : str or callable, optional
         A physical prior on the period given the light-curve shape, added to each candidate's score as
         ``-2 ln`` prior odds: a name in :data:`PERIOD_PRIORS` (``"rr_lyrae"``: :class:`RRLyraePrior`) or a callable
-        ``(period_d, shape) -> float`` with ``shape`` the fit's ``{"r21": A₂/A₁, "amplitude": peak-to-peak}``
-        (``inf`` excludes a candidate). ``None`` (default): no prior, the generic search. Where the sampling
+        ``(period_d, shape) -> float`` with ``shape`` the fit's ``{"r21": A₂/A₁, "amplitude": peak-to-peak,
+        "band": name}`` (of the first band in sorted order, ``None`` without ``band``; ``inf`` excludes a
+        candidate). ``None`` (default): no prior, the generic search. Where the sampling
         leaves a period and its one-day alias almost equally good, the class's period–shape relation decides.
 
     Returns
@@ -435,6 +468,7 @@ def best_period(
         raise StellarValueError(f"alias_window must be >= 0 (1/day); got {alias_window}")
     t, y, e, m, single = prepare(time, values, mask, err=err)
     e = np.ones_like(y) if e is None else e
+    names: list[str | None] = [None]  # band names, for a prior's amplitude (unknown without ``band``)
     if band is None:
         bidx = np.zeros(y.shape, dtype=int)
     else:
@@ -443,8 +477,8 @@ def best_period(
             braw = np.broadcast_to(braw, y.shape)
         except ValueError as err_:
             raise StellarValueError(f"band must have the shape of values {y.shape}; got {braw.shape}") from err_
-        _, bidx = np.unique(braw, return_inverse=True)
-        bidx = bidx.reshape(y.shape)
+        uniq, bidx = np.unique(braw, return_inverse=True)
+        names, bidx = [str(x) for x in uniq], bidx.reshape(y.shape)
     opts: dict[str, Any] = {"n_terms": int(n_terms), "n_terms_band": int(n_terms_band), "n_peaks": int(n_peaks)}
     opts |= {"aliases": tuple(float(a) for a in aliases), "harmonics": tuple(harmonics), "alias_window": alias_window}
     opts["alias_min_window"] = float(alias_min_window)
@@ -458,9 +492,10 @@ def best_period(
         if ok.sum() < 2 + 2 * n_terms:
             out.append(None)
             continue
-        _, bi = np.unique(bidx[i, ok], return_inverse=True)
+        present, bi = np.unique(bidx[i, ok], return_inverse=True)
         grid = frequency_grid(t[i, ok], min_period, max_period, oversampling)
-        out.append(_search_row(t[i, ok], y[i, ok], e[i, ok], bi, int(bi.max()) + 1, grid, opts))
+        row = (t[i, ok], y[i, ok], e[i, ok], bi, int(bi.max()) + 1, grid, opts)
+        out.append(_search_row(*row, band0=names[present[0]]))
     if full_output:
         return out[0] if single else out
     periods = np.array([np.nan if r is None else r.period for r in out])

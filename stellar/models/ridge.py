@@ -13,7 +13,9 @@ penalty chosen together by exact leave-one-out (one eigendecomposition of the tr
 the non-linear run of the spectra from O to M stars that one linear map cannot. A ridge has no per-star
 uncertainty, so each target's σ is the root-mean-square residual on the validation part (leave-one-out residuals
 without one), in learned space, turned into ``<t>_logvar`` in physical units by the delta method; the pipeline's
-interval calibrator then scales it. Classification: a multinomial logistic regression, its ``C`` chosen among
+interval calibrator then scales it. With ``per_star_sigma`` the kernel ridge reads as the posterior mean of a
+Gaussian process (kernel s²K, noise s²α) and each star gets that process's predictive σ, its amplitude s fitted to
+the same residuals. Classification: a multinomial logistic regression, its ``C`` chosen among
 ``mk_cs`` by validation accuracy (ties: validation log loss), fitted on the training part only, so that the
 calibrators fitted on the validation part see out-of-sample outputs.
 
@@ -107,6 +109,33 @@ class FluxOverMedian:
         return x.astype(np.float32)
 
 
+class Stacked:
+    """Several representations side by side, each a block of columns that the kernel ridge can weigh on its own.
+
+    With ``kernel_weights`` the kernel is ``w · k₁ + (1 - w) · mean(k₂, …)``, each ``k_b`` the RBF kernel over its
+    own block's standardised columns (a sum of kernels, one per view of the spectrum); the classifier reads the
+    first block, the linear ridge every column.
+
+    Parameters
+    ----------
+    parts : sequence of Representation
+        The blocks, in order (e.g. the flux over its median, then the continuum-normalised flux).
+    """
+
+    def __init__(self, parts: Sequence[Representation]):
+        self.parts = list(parts)
+        if not self.parts or not all(callable(r) and getattr(r, "inputs", None) for r in self.parts):
+            raise StellarConfigError("parts must be a non-empty list of representations (each with _target_)")
+        self.inputs = list(dict.fromkeys(k for r in self.parts for k in r.inputs))
+
+    def blocks(self, arrays: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Each part's (N, F_b) matrix."""
+        return [np.asarray(r(arrays), dtype=np.float32) for r in self.parts]
+
+    def __call__(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        return np.hstack(self.blocks(arrays))
+
+
 class RidgeEstimator(Estimator):
     """RidgeCV per regression target and a multinomial logistic regression for the class, on standardised inputs.
 
@@ -131,11 +160,21 @@ class RidgeEstimator(Estimator):
     mk_cs : sequence of float
         Candidate inverse L2 strengths of the logistic regression, chosen on the validation part (the first
         without one).
+    kernel_weights : mapping of str to sequence of float, optional
+        Per target, candidate weights ``w`` in [0, 1] of the first block of a :class:`Stacked` representation in
+        the kernel ``w · k₁ + (1 - w) · k_rest``, chosen with γ and the penalty by leave-one-out on train; targets
+        not named use the first block alone (``w = 1``).
+    per_star_sigma : bool
+        Kernel ridge only: each star's σ is the Gaussian-process posterior predictive σ of the same kernel and
+        penalty, ``s · sqrt(1 + α - kᵀ(K + αI)⁻¹k)`` (learned space), larger far from the training stars; the
+        amplitude ``s`` from the validation residuals (leave-one-out without them). ``False``: one σ per target.
     seed : int
         Unused by the solvers (both deterministic); kept so that ensembles can hand every member a seed.
     """
 
-    hparam_keys = (*PIPELINE_KEYS, "log_targets", "n_features", "alpha", "gamma", "mk_c", "sigma")
+    hparam_keys = (
+        *PIPELINE_KEYS, "log_targets", "n_features", "alpha", "gamma", "weight", "mk_c", "sigma", "per_star_sigma"
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -148,6 +187,8 @@ class RidgeEstimator(Estimator):
         alphas: Sequence[float] = DEFAULT_ALPHAS,
         kernel_gammas: Sequence[float] = (),
         mk_cs: Sequence[float] = (1e-3, 1e-2, 1e-1),
+        kernel_weights: Mapping[str, Sequence[float]] | None = None,
+        per_star_sigma: bool = False,
         seed: int = 0,
     ):
         self.name = str(name)
@@ -163,12 +204,26 @@ class RidgeEstimator(Estimator):
             raise StellarConfigError(f"kernel_gammas must be positive; got {list(kernel_gammas)}")
         if not self.alphas or min(self.alphas) <= 0 or not self.mk_cs or min(self.mk_cs) <= 0:
             raise StellarConfigError(f"alphas and mk_cs must be non-empty and positive; got {alphas}, {mk_cs}")
+        self.kernel_weights = {str(t): [float(w) for w in ws] for t, ws in (kernel_weights or {}).items()}
+        bad = {t: ws for t, ws in self.kernel_weights.items() if not ws or not all(0 <= w <= 1 for w in ws)}
+        unknown = sorted(set(self.kernel_weights) - set(self.targets))
+        if bad or unknown or (self.kernel_weights and not self.kernel_gammas):
+            raise StellarConfigError(
+                f"kernel_weights must map targets {self.targets} to non-empty lists of weights in [0, 1] and needs "
+                f"kernel_gammas; got {dict(kernel_weights or {})}"
+            )
+        self.per_star_sigma = bool(per_star_sigma)
+        if self.per_star_sigma and not self.kernel_gammas:
+            raise StellarConfigError("per_star_sigma needs the kernel ridge: set kernel_gammas (e.g. [0.1, 1.0])")
         self.seed = int(seed)
         self.n_features: int | None = None
-        #: per target: the chosen penalty and the residual σ in learned space
+        #: per target: the chosen penalty
         self.alpha: dict[str, float] = {}
         #: per target: the chosen RBF width (kernel ridge only)
         self.gamma: dict[str, float] = {}
+        #: per target: the weight of the first block in the kernel (Stacked representations; 1 otherwise)
+        self.weight: dict[str, float] = {}
+        #: per target: the residual σ in learned space (with ``per_star_sigma``, the Gaussian-process amplitude s)
         self.sigma: dict[str, float] = {}
         self.mk_c: float | None = None
         self.arrays_: dict[str, np.ndarray] = {}
@@ -203,10 +258,15 @@ class RidgeEstimator(Estimator):
         """
         from sklearn.linear_model import RidgeCV
 
-        self.n_features, self.arrays_, self.gamma = None, {}, {}
-        raw = np.asarray(self.representation(train), dtype=np.float64)
+        self.n_features, self.arrays_, self.gamma, self.weight = None, {}, {}, {}
+        blocks = getattr(self.representation, "blocks", None)
+        parts = blocks(train) if callable(blocks) else [self.representation(train)]
+        raw = np.hstack([np.asarray(b, dtype=np.float64) for b in parts])
         if raw.ndim != 2 or len(raw) < 3:
             raise StellarDataError(f"the training part must give (N >= 3, F) features; got shape {raw.shape}")
+        if any(w < 1 for ws in self.kernel_weights.values() for w in ws) and len(parts) < 2:
+            raise StellarConfigError("kernel_weights below 1 need a Stacked representation of two or more parts")
+        self.arrays_["block_sizes"] = np.array([np.shape(b)[1] for b in parts], dtype=np.int64)
         with warnings.catch_warnings():  # all-missing columns get mean 0, scale 1
             warnings.simplefilter("ignore", RuntimeWarning)
             mean, scale = np.nanmean(raw, axis=0), np.nanstd(raw, axis=0)
@@ -236,26 +296,50 @@ class RidgeEstimator(Estimator):
                 if okv.sum() >= 2:
                     resid = yv[okv] - self._linear(t, xv[okv])
                     metrics[f"val/{t}_rmse_learned"] = float(np.sqrt(np.mean(resid**2)))
+                    resid = resid / np.sqrt(self._shape(t, xv[okv]))
             self.sigma[t] = float(max(np.sqrt(np.mean(resid**2)), 1e-9))
             metrics[f"train/{t}_alpha"] = self.alpha[t]
             log.info("ridge %s: alpha %.3g, sigma %.4g (learned space)", t, self.alpha[t], self.sigma[t])
         if self.class_names:
-            metrics.update(self._fit_classifier(x, np.asarray(train["label"]), xv, val))
+            xv_first = self._first_block(xv) if xv is not None else None
+            metrics.update(self._fit_classifier(self._first_block(x), np.asarray(train["label"]), xv_first, val))
         return metrics
 
     def _linear(self, t: str, x: np.ndarray) -> np.ndarray:
         """The prediction of target ``t`` (learned space) on standardised features."""
         if t in self.gamma:
-            k = self._kernel(x, self.arrays_["train_x"].astype(np.float64), self.gamma[t])
+            k = self._kernel(x, self.arrays_["train_x"].astype(np.float64), self.gamma[t], self.weight.get(t, 1.0))
             return k @ self.arrays_[f"dual_{t}"] + float(self.arrays_[f"intercept_{t}"])
         return x @ self.arrays_[f"coef_{t}"] + float(self.arrays_[f"intercept_{t}"])
 
-    def _kernel(self, a: np.ndarray, b: np.ndarray, gamma: float) -> np.ndarray:
-        d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
-        return np.exp(-gamma * np.maximum(d2, 0.0) / a.shape[1])
+    def _first_block(self, x: np.ndarray) -> np.ndarray:
+        """The columns of the first block (what the classifier reads); all of them for one block."""
+        return x[:, : int(self.arrays_.get("block_sizes", [x.shape[1]])[0])]
+
+    def _sq_dists(self, a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
+        """Per block, the squared distances between the rows of ``a`` and ``b`` over the block's column count."""
+        sizes = self.arrays_.get("block_sizes", np.array([a.shape[1]]))  # runs saved before blocks: one block
+        out, start = [], 0
+        for n in (int(v) for v in sizes):
+            pa, pb = a[:, start : start + n], b[:, start : start + n]
+            d2 = (pa * pa).sum(1)[:, None] + (pb * pb).sum(1)[None, :] - 2.0 * pa @ pb.T
+            out.append(np.maximum(d2, 0.0) / n)
+            start += n
+        return out
+
+    @staticmethod
+    def _mix(d2s: list[np.ndarray], gamma: float, weight: float) -> np.ndarray:
+        """``w · exp(-γ d₁²) + (1 - w) · mean_b exp(-γ d_b²)`` over the blocks after the first."""
+        k = np.exp(-gamma * d2s[0]) * weight
+        if weight < 1:
+            k = k + (1.0 - weight) * np.mean([np.exp(-gamma * d) for d in d2s[1:]], axis=0)
+        return k
+
+    def _kernel(self, a: np.ndarray, b: np.ndarray, gamma: float, weight: float = 1.0) -> np.ndarray:
+        return self._mix(self._sq_dists(a, b), gamma, weight)
 
     def _fit_kernel(self, t: str, x: np.ndarray, y: np.ndarray, ok: np.ndarray) -> np.ndarray:
-        """Kernel ridge of ``t`` on the rows ``ok``: (γ, α) by exact leave-one-out; returns the LOO residuals.
+        """Kernel ridge of ``t`` on the rows ``ok``: (γ, w, α) by exact leave-one-out; returns the LOO residuals.
 
         With K = V diag(λ) Vᵀ, the hat matrix is H = V diag(λ / (λ + α)) Vᵀ and the leave-one-out residual of row
         i is (y_i - ŷ_i) / (1 - H_ii), for every α from one eigendecomposition.
@@ -264,9 +348,10 @@ class RidgeEstimator(Estimator):
             self.arrays_["train_x"] = x.astype(np.float32)
         xs, target = self.arrays_["train_x"].astype(np.float64)[ok], y[ok]
         center = float(target.mean())
-        best: tuple[float, float, float, np.ndarray] | None = None
-        for g in self.kernel_gammas:
-            lam, vec = np.linalg.eigh(self._kernel(xs, xs, g))
+        d2s = self._sq_dists(xs, xs)
+        best: tuple[float, float, float, float, np.ndarray] | None = None
+        for g, w in ((g, w) for g in self.kernel_gammas for w in self.kernel_weights.get(t, [1.0])):
+            lam, vec = np.linalg.eigh(self._mix(d2s, g, w))
             lam = np.maximum(lam, 0.0)
             proj = vec.T @ (target - center)
             for a in self.alphas:
@@ -276,15 +361,32 @@ class RidgeEstimator(Estimator):
                 loo = (target - center - fitted) / np.maximum(1.0 - h, 1e-12)
                 score = float(np.mean(loo**2))
                 if best is None or score < best[0]:
-                    best = (score, g, a, loo)
+                    best = (score, g, w, a, loo)
         assert best is not None  # kernel_gammas and alphas are non-empty
-        _, g, a, loo = best
-        k = self._kernel(xs, xs, g)
+        _, g, w, a, loo = best
+        lam, vec = np.linalg.eigh(self._mix(d2s, g, w))
+        inv = (vec / (np.maximum(lam, 0.0) + a)) @ vec.T  # (K + αI)⁻¹
         dual = np.zeros(len(ok))
-        dual[ok] = np.linalg.solve(k + a * np.eye(len(k)), target - center)
-        self.gamma[t], self.alpha[t] = float(g), float(a)
+        dual[ok] = inv @ (target - center)
+        self.gamma[t], self.weight[t], self.alpha[t] = float(g), float(w), float(a)
         self.arrays_[f"dual_{t}"], self.arrays_[f"intercept_{t}"] = dual, np.asarray(center)
+        if self.per_star_sigma:  # zero rows and columns for the rows without this target
+            full = np.zeros((len(ok), len(ok)))
+            full[np.ix_(ok, ok)] = inv
+            self.arrays_[f"kinv_{t}"] = full
+            # the Gaussian process's leave-one-out variance of row i is s² / [(K + αI)⁻¹]_ii
+            return loo * np.sqrt(np.diag(inv))
         return loo
+
+    def _shape(self, t: str, x: np.ndarray) -> np.ndarray:
+        """The per-star variance shape of target ``t`` on standardised features: ``1 + α - kᵀ(K + αI)⁻¹k``, the
+        Gaussian-process posterior predictive variance of the kernel over its amplitude s²; ones for a model
+        without per-star σ (the linear ridge, or a run saved before ``per_star_sigma``)."""
+        if f"kinv_{t}" not in self.arrays_:
+            return np.ones(len(x))
+        k = self._kernel(x, self.arrays_["train_x"].astype(np.float64), self.gamma[t], self.weight.get(t, 1.0))
+        quad = np.einsum("ij,jk,ik->i", k, self.arrays_[f"kinv_{t}"], k)
+        return np.maximum(1.0 + self.alpha[t] - quad, self.alpha[t])
 
     def _fit_classifier(
         self, x: np.ndarray, y: np.ndarray, xv: np.ndarray | None, val: Mapping[str, np.ndarray] | None
@@ -338,9 +440,9 @@ class RidgeEstimator(Estimator):
         x = self._matrix(arrays)
         out: dict[str, np.ndarray] = {}
         if self.class_names:
-            out["logits"] = log_probs(self._class_probs(x))
+            out["logits"] = log_probs(self._class_probs(self._first_block(x)))
         for t in self.targets:
-            sigma = np.full(len(x), self.sigma[t])
+            sigma = self.sigma[t] * np.sqrt(self._shape(t, x))
             out[f"{t}_mean"], out[f"{t}_logvar"] = physical_outputs(self._linear(t, x), sigma, t in self.log_targets)
         return out
 
@@ -362,7 +464,9 @@ class RidgeEstimator(Estimator):
         self.log_targets, self.n_features = list(meta["log_targets"]), meta["n_features"]
         self.alpha = {t: float(v) for t, v in meta["alpha"].items()}
         self.gamma = {t: float(v) for t, v in meta.get("gamma", {}).items()}
+        self.weight = {t: float(v) for t, v in meta.get("weight", {}).items()}  # runs saved before: one block
         self.sigma = {t: float(v) for t, v in meta["sigma"].items()}
+        self.per_star_sigma = bool(meta.get("per_star_sigma", False))  # runs saved before it had one σ per target
         self.mk_c = meta["mk_c"]
         with np.load(meta_path.parent / meta["files"]["ridge"], allow_pickle=False) as z:
             self.arrays_ = {k: z[k] for k in z.files}

@@ -48,6 +48,20 @@ log = logging.getLogger(__name__)
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-2, 4, 13))
 
 
+#: candidate bandwidths of the residual-scale smoother (``sigma_by``), in units of the abscissa's standard deviation
+SMOOTH_BANDWIDTHS = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
+
+
+def _nadaraya_watson(at: np.ndarray, x: np.ndarray, v: np.ndarray, h: float, leave_out: bool = False) -> np.ndarray:
+    """The Gaussian-weighted mean of ``v`` (at abscissae ``x``) at each of ``at``, bandwidth ``h``; ``leave_out``
+    drops each point's own weight (``at`` is ``x``)."""
+    e = -0.5 * ((at[:, None] - x[None, :]) / h) ** 2
+    if leave_out:
+        np.fill_diagonal(e, -np.inf)
+    w = np.exp(e - e.max(axis=1, keepdims=True))  # the nearest point keeps weight 1: no 0 / 0 far from the data
+    return (w @ v) / w.sum(1)
+
+
 class Representation(Protocol):
     """What the ridge reads: the data fields it needs, and the (N, F) feature matrix they make."""
 
@@ -168,12 +182,18 @@ class RidgeEstimator(Estimator):
         Kernel ridge only: each star's σ is the Gaussian-process posterior predictive σ of the same kernel and
         penalty, ``s · sqrt(1 + α - kᵀ(K + αI)⁻¹k)`` (learned space), larger far from the training stars; the
         amplitude ``s`` from the validation residuals (leave-one-out without them). ``False``: one σ per target.
+    sigma_by : str, optional
+        A target (e.g. ``teff``) whose prediction each star's σ also follows: σ is multiplied by the residual scale
+        at that prediction, ``exp(m(ŷ))`` with ``m`` a Gaussian smoother of the training leave-one-out log |residual|
+        (of each target) over the leave-one-out prediction of ``sigma_by``, its bandwidth by leave-one-out. MILES
+        errors are several times larger for O/B and M stars than for F-K stars, which a kernel's distance misses.
     seed : int
         Unused by the solvers (both deterministic); kept so that ensembles can hand every member a seed.
     """
 
     hparam_keys = (
-        *PIPELINE_KEYS, "log_targets", "n_features", "alpha", "gamma", "weight", "mk_c", "sigma", "per_star_sigma"
+        *PIPELINE_KEYS, "log_targets", "n_features", "alpha", "gamma", "weight", "mk_c", "sigma", "per_star_sigma",
+        "sigma_by", "bandwidth",
     )  # fmt: skip
 
     def __init__(
@@ -189,6 +209,7 @@ class RidgeEstimator(Estimator):
         mk_cs: Sequence[float] = (1e-3, 1e-2, 1e-1),
         kernel_weights: Mapping[str, Sequence[float]] | None = None,
         per_star_sigma: bool = False,
+        sigma_by: str | None = None,
         seed: int = 0,
     ):
         self.name = str(name)
@@ -213,6 +234,11 @@ class RidgeEstimator(Estimator):
                 f"kernel_gammas; got {dict(kernel_weights or {})}"
             )
         self.per_star_sigma = bool(per_star_sigma)
+        self.sigma_by = None if sigma_by is None else str(sigma_by)
+        if self.sigma_by is not None and self.sigma_by not in self.targets:
+            raise StellarConfigError(f"sigma_by must be one of the targets {self.targets} or null; got {sigma_by!r}")
+        #: per target: the bandwidth of the residual-scale smoother (``sigma_by``), in the abscissa's units
+        self.bandwidth: dict[str, float] = {}
         if self.per_star_sigma and not self.kernel_gammas:
             raise StellarConfigError("per_star_sigma needs the kernel ridge: set kernel_gammas (e.g. [0.1, 1.0])")
         self.seed = int(seed)
@@ -258,7 +284,7 @@ class RidgeEstimator(Estimator):
         """
         from sklearn.linear_model import RidgeCV
 
-        self.n_features, self.arrays_, self.gamma, self.weight = None, {}, {}, {}
+        self.n_features, self.arrays_, self.gamma, self.weight, self.bandwidth = None, {}, {}, {}, {}
         blocks = getattr(self.representation, "blocks", None)
         parts = blocks(train) if callable(blocks) else [self.representation(train)]
         raw = np.hstack([np.asarray(b, dtype=np.float64) for b in parts])
@@ -277,19 +303,27 @@ class RidgeEstimator(Estimator):
         use_val = val is not None and len(val.get(self.inputs[0], ())) > 0
         xv = self._matrix(val) if use_val and val is not None else None
         metrics: dict[str, float] = {}
+        loo: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # rows, residuals, GP variance shapes
         for t in self.targets:
             y = self._learned(t, train)
             ok = np.isfinite(y)
             if ok.sum() < 3:
                 raise StellarDataError(f"target {t!r} has {int(ok.sum())} known values in the training part")
             if self.kernel_gammas:
-                resid = self._fit_kernel(t, x, y, ok)
+                resid, loo_shape = self._fit_kernel(t, x, y, ok)
             else:
                 ridge = RidgeCV(alphas=self.alphas, store_cv_results=True).fit(x[ok], y[ok])
                 self.alpha[t] = float(ridge.alpha_)
                 self.arrays_[f"coef_{t}"] = np.asarray(ridge.coef_, dtype=np.float64)
                 self.arrays_[f"intercept_{t}"] = np.asarray(float(ridge.intercept_))
                 resid = y[ok] - ridge.cv_results_[:, self.alphas.index(self.alpha[t])]  # leave-one-out
+                loo_shape = np.ones(int(ok.sum()))
+            loo[t] = (ok, resid, loo_shape)
+            metrics[f"train/{t}_alpha"] = self.alpha[t]
+        if self.sigma_by is not None:
+            self._fit_smoothers(x, train, loo)
+        for t, (ok, resid, loo_shape) in loo.items():
+            resid = resid / np.sqrt(loo_shape * self._smooth(t, self._abscissa(x)[ok]))
             if xv is not None and val is not None:
                 yv = self._learned(t, val)
                 okv = np.isfinite(yv)
@@ -298,7 +332,6 @@ class RidgeEstimator(Estimator):
                     metrics[f"val/{t}_rmse_learned"] = float(np.sqrt(np.mean(resid**2)))
                     resid = resid / np.sqrt(self._shape(t, xv[okv]))
             self.sigma[t] = float(max(np.sqrt(np.mean(resid**2)), 1e-9))
-            metrics[f"train/{t}_alpha"] = self.alpha[t]
             log.info("ridge %s: alpha %.3g, sigma %.4g (learned space)", t, self.alpha[t], self.sigma[t])
         if self.class_names:
             xv_first = self._first_block(xv) if xv is not None else None
@@ -338,8 +371,9 @@ class RidgeEstimator(Estimator):
     def _kernel(self, a: np.ndarray, b: np.ndarray, gamma: float, weight: float = 1.0) -> np.ndarray:
         return self._mix(self._sq_dists(a, b), gamma, weight)
 
-    def _fit_kernel(self, t: str, x: np.ndarray, y: np.ndarray, ok: np.ndarray) -> np.ndarray:
-        """Kernel ridge of ``t`` on the rows ``ok``: (γ, w, α) by exact leave-one-out; returns the LOO residuals.
+    def _fit_kernel(self, t: str, x: np.ndarray, y: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Kernel ridge of ``t`` on the rows ``ok``: (γ, w, α) by exact leave-one-out; returns the LOO residuals and
+        the shape of their variance (the Gaussian process's with ``per_star_sigma``, ones otherwise).
 
         With K = V diag(λ) Vᵀ, the hat matrix is H = V diag(λ / (λ + α)) Vᵀ and the leave-one-out residual of row
         i is (y_i - ŷ_i) / (1 - H_ii), for every α from one eigendecomposition.
@@ -370,23 +404,54 @@ class RidgeEstimator(Estimator):
         dual[ok] = inv @ (target - center)
         self.gamma[t], self.weight[t], self.alpha[t] = float(g), float(w), float(a)
         self.arrays_[f"dual_{t}"], self.arrays_[f"intercept_{t}"] = dual, np.asarray(center)
-        if self.per_star_sigma:  # zero rows and columns for the rows without this target
-            full = np.zeros((len(ok), len(ok)))
-            full[np.ix_(ok, ok)] = inv
-            self.arrays_[f"kinv_{t}"] = full
-            # the Gaussian process's leave-one-out variance of row i is s² / [(K + αI)⁻¹]_ii
-            return loo * np.sqrt(np.diag(inv))
-        return loo
+        if not self.per_star_sigma:
+            return loo, np.ones(len(loo))
+        full = np.zeros((len(ok), len(ok)))  # zero rows and columns for the rows without this target
+        full[np.ix_(ok, ok)] = inv
+        self.arrays_[f"kinv_{t}"] = full
+        # the Gaussian process's leave-one-out variance of row i is s² / [(K + αI)⁻¹]_ii
+        return loo, 1.0 / np.diag(inv)
 
     def _shape(self, t: str, x: np.ndarray) -> np.ndarray:
         """The per-star variance shape of target ``t`` on standardised features: ``1 + α - kᵀ(K + αI)⁻¹k``, the
         Gaussian-process posterior predictive variance of the kernel over its amplitude s²; ones for a model
         without per-star σ (the linear ridge, or a run saved before ``per_star_sigma``)."""
+        shape = self._smooth(t, self._abscissa(x))
         if f"kinv_{t}" not in self.arrays_:
-            return np.ones(len(x))
+            return shape
         k = self._kernel(x, self.arrays_["train_x"].astype(np.float64), self.gamma[t], self.weight.get(t, 1.0))
         quad = np.einsum("ij,jk,ik->i", k, self.arrays_[f"kinv_{t}"], k)
-        return np.maximum(1.0 + self.alpha[t] - quad, self.alpha[t])
+        return shape * np.maximum(1.0 + self.alpha[t] - quad, self.alpha[t])
+
+    def _abscissa(self, x: np.ndarray) -> np.ndarray:
+        """The prediction of ``sigma_by`` (learned space) that the residual scale follows; zeros without one."""
+        return self._linear(self.sigma_by, x) if self.sigma_by is not None else np.zeros(len(x))
+
+    def _smooth(self, t: str, at: np.ndarray) -> np.ndarray:
+        """The squared residual scale of ``t`` at ``at`` (a Nadaraya-Watson smoother of the training leave-one-out
+        log |residual| over the ``sigma_by`` abscissa); ones without ``sigma_by`` or for runs saved before it."""
+        if f"smooth_x_{t}" not in self.arrays_:
+            return np.ones(len(at))
+        return np.exp(2.0 * _nadaraya_watson(at, self.arrays_[f"smooth_x_{t}"], self.arrays_[f"smooth_v_{t}"],
+                                             self.bandwidth[t]))  # fmt: skip
+
+    def _fit_smoothers(
+        self, x: np.ndarray, train: Mapping[str, np.ndarray], loo: Mapping[str, tuple[np.ndarray, ...]]
+    ) -> None:
+        """Per target, the smoother of log |leave-one-out residual| over the ``sigma_by`` abscissa, its bandwidth
+        (in units of the abscissa's spread) chosen among ``SMOOTH_BANDWIDTHS`` by leave-one-out squared error. The
+        abscissa on train is the leave-one-out prediction where ``sigma_by`` is known (what a new star would get)."""
+        assert self.sigma_by is not None
+        by_ok, by_resid, _ = loo[self.sigma_by]
+        at = self._abscissa(x)
+        at[by_ok] = self._learned(self.sigma_by, train)[by_ok] - by_resid
+        spread = float(np.std(at)) or 1.0
+        for t, (ok, resid, _) in loo.items():
+            xs, v = at[ok], np.log(np.abs(resid) + 1e-9)
+            errs = {h: float(np.mean((_nadaraya_watson(xs, xs, v, h * spread, leave_out=True) - v) ** 2))
+                    for h in SMOOTH_BANDWIDTHS}  # fmt: skip
+            self.bandwidth[t] = min(errs, key=errs.__getitem__) * spread
+            self.arrays_[f"smooth_x_{t}"], self.arrays_[f"smooth_v_{t}"] = xs, v
 
     def _fit_classifier(
         self, x: np.ndarray, y: np.ndarray, xv: np.ndarray | None, val: Mapping[str, np.ndarray] | None
@@ -467,6 +532,8 @@ class RidgeEstimator(Estimator):
         self.weight = {t: float(v) for t, v in meta.get("weight", {}).items()}  # runs saved before: one block
         self.sigma = {t: float(v) for t, v in meta["sigma"].items()}
         self.per_star_sigma = bool(meta.get("per_star_sigma", False))  # runs saved before it had one σ per target
+        self.sigma_by = meta.get("sigma_by")
+        self.bandwidth = {t: float(v) for t, v in meta.get("bandwidth", {}).items()}
         self.mk_c = meta["mk_c"]
         with np.load(meta_path.parent / meta["files"]["ridge"], allow_pickle=False) as z:
             self.arrays_ = {k: z[k] for k in z.files}

@@ -228,3 +228,38 @@ def test_a_sum_of_kernels_over_two_blocks_finds_the_block_that_carries_the_targe
         RidgeEstimator(**kw, kernel_weights={"logg": [1.5]})  # type: ignore[arg-type]
     with pytest.raises(StellarConfigError, match="parts"):
         Stacked([])
+
+
+def test_sigma_by_follows_a_noise_that_changes_with_the_prediction(tmp_path):
+    """Known answer: label noise 0.03 where the target is below 0 and 0.3 above. With ``sigma_by`` the σ of the
+    two halves differ by ~10 and ±σ covers ~68% of each half; one σ for all over-covers one half, under-covers the
+    other. Saved and reloaded, the same σ."""
+    rng = np.random.default_rng(11)
+
+    def part(n: int) -> dict[str, np.ndarray]:
+        x = rng.normal(size=(n, 2))
+        clean = 2.0 * np.tanh(x[:, 0])
+        y = clean + rng.normal(size=n) * np.where(clean < 0, 0.03, 0.3)
+        return {"flux": x.astype(np.float32), "logg": y, "clean": clean, "label": np.full(n, -1), "index": np.arange(n)}
+
+    kw = {"class_names": [], "targets": ["logg"], "representation": Fields(["flux"]), "alphas": [1e-2, 1e-1, 1.0],
+          "kernel_gammas": [0.3, 1.0]}  # fmt: skip
+    train, val, test = part(500), part(300), part(3000)
+    low = test["clean"] < 0
+    coverage = {}
+    for by in (None, "logg"):
+        model = RidgeEstimator(**kw, per_star_sigma=True, sigma_by=by)  # type: ignore[arg-type]
+        model.fit(train, val)
+        out = model.predict_outputs(test)
+        sd = np.exp(0.5 * out["logg_logvar"])
+        inside = np.abs(out["logg_mean"] - test["logg"]) <= sd
+        coverage[by] = (float(inside[low].mean()), float(inside[~low].mean()))
+        if by is not None:
+            assert np.median(sd[~low]) / np.median(sd[low]) > 5 and 0.1 < model.bandwidth["logg"] < 10
+            loaded = RidgeEstimator(**kw).load(model.save(tmp_path))  # type: ignore[arg-type]
+            assert loaded.sigma_by == "logg" and np.array_equal(loaded.predict_outputs(test)["logg_logvar"],
+                                                                 out["logg_logvar"])  # fmt: skip
+    assert coverage[None][0] > 0.9 and coverage[None][1] < 0.6
+    assert coverage["logg"] == pytest.approx((0.683, 0.683), abs=0.08)
+    with pytest.raises(StellarConfigError, match="sigma_by"):
+        RidgeEstimator(**kw, sigma_by="teff")  # type: ignore[arg-type]

@@ -60,9 +60,10 @@ def fit_ridge(parts: dict[str, dict[str, np.ndarray]], mcfg: Any) -> tuple[Ridge
     loo: dict[str, np.ndarray] = {}
     fit_kernel = model._fit_kernel
 
-    def keep(t: str, x: np.ndarray, y: np.ndarray, ok: np.ndarray) -> np.ndarray:
-        loo[t] = fit_kernel(t, x, y, ok)
-        return loo[t]
+    def keep(t: str, x: np.ndarray, y: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        resid, shape = fit_kernel(t, x, y, ok)
+        loo[t] = resid
+        return resid, shape
 
     model._fit_kernel = keep  # type: ignore[method-assign]
     model.fit(parts["train"], None)

@@ -15,8 +15,11 @@ uncertainty, so each target's σ is the root-mean-square residual on the validat
 without one), in learned space, turned into ``<t>_logvar`` in physical units by the delta method; the pipeline's
 interval calibrator then scales it. With ``per_star_sigma`` the kernel ridge reads as the posterior mean of a
 Gaussian process (kernel s²K, noise s²α) and each star gets that process's predictive σ, its amplitude s fitted to
-the same residuals. Classification: a multinomial logistic regression, its ``C`` chosen among
-``mk_cs`` by validation accuracy (ties: validation log loss), fitted on the training part only, so that the
+the same residuals; with ``sigma_by`` (a target, e.g. Teff) σ also follows the training leave-one-out residual
+scale at the star's predicted value of that target. A :class:`Stacked` representation holds several blocks of
+columns, and ``kernel_weights`` lets a target's kernel be a weighted sum of one RBF kernel per block (the weight
+chosen with γ and the penalty by leave-one-out). Classification: a multinomial logistic regression, its ``C``
+chosen among ``mk_cs`` by validation accuracy (ties: validation log loss), fitted on the training part only, so that the
 calibrators fitted on the validation part see out-of-sample outputs.
 
 Everything is saved as ``<prefix>ridge.npz`` (plain arrays, loaded with ``allow_pickle=False``) beside

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from stellar.errors import StellarConfigError, StellarDataError
-from stellar.models.ridge import Fields, FluxOverMedian, RidgeEstimator
+from stellar.models.ridge import Fields, FluxOverMedian, RidgeEstimator, Stacked
 
 N_PIX = 40
 CLASSES = ["hot", "warm", "cool"]
@@ -141,3 +141,125 @@ def test_kernel_ridge_follows_a_non_linear_truth_that_the_linear_ridge_cannot(tm
     assert np.array_equal(loaded.predict_outputs(test)["logg_mean"], kernel.predict_outputs(test)["logg_mean"])
     with pytest.raises(StellarConfigError, match="kernel_gammas"):
         RidgeEstimator(**kw, kernel_gammas=[0.0])  # type: ignore[arg-type]
+
+
+def test_per_star_sigma_is_the_gaussian_process_posterior_of_the_same_kernel(tmp_path):
+    """Known answer: sklearn's GaussianProcessRegressor with the kernel s²·RBF + s²α·White, fixed, gives the same
+    mean and predictive σ; far from every training star σ grows to s·sqrt(1 + α); ±σ covers ~68% of new truths."""
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+
+    rng = np.random.default_rng(7)
+
+    def part(n: int, spread: float = 1.0) -> dict[str, np.ndarray]:
+        x = rng.normal(size=(n, 3)) * spread
+        y = np.sin(1.5 * x[:, 0]) + 0.3 * x[:, 1] + rng.normal(size=n) * 0.1
+        return {"flux": x.astype(np.float32), "logg": y, "label": np.full(n, -1), "index": np.arange(n)}
+
+    kw = {"class_names": [], "targets": ["logg"], "representation": Fields(["flux"])}
+    model = RidgeEstimator(**kw, alphas=[1e-2, 1e-1], kernel_gammas=[0.3, 1.0], per_star_sigma=True)  # type: ignore[arg-type]
+    train, val, test = part(300), part(300), part(2000)
+    model.fit(train, val)
+    g, a, s = model.gamma["logg"], model.alpha["logg"], model.sigma["logg"]
+    xs = {p: model._matrix(d) for p, d in (("train", train), ("test", test))}
+    center = float(np.mean(train["logg"]))
+    kernel = ConstantKernel(s**2, "fixed") * RBF(np.sqrt(3 / (2 * g)), "fixed") + WhiteKernel(s**2 * a, "fixed")
+    gp = GaussianProcessRegressor(kernel, optimizer=None).fit(xs["train"], train["logg"] - center)
+    mean, sd = gp.predict(xs["test"], return_std=True)
+    out = model.predict_outputs(test)
+    assert np.allclose(out["logg_mean"], mean + center, atol=1e-4)
+    assert np.allclose(np.exp(0.5 * out["logg_logvar"]), sd, rtol=1e-3)
+    assert np.std(np.log(sd)) > 0.05  # σ differs from star to star
+    assert np.mean(np.abs(out["logg_mean"] - test["logg"]) <= sd) == pytest.approx(0.683, abs=0.05)
+    far = model.predict_outputs({**part(5), "flux": np.full((5, 3), 40.0, np.float32)})
+    assert np.allclose(np.exp(0.5 * far["logg_logvar"]), s * np.sqrt(1 + a), rtol=1e-4)
+    # saved and reloaded, the same per-star σ; a run saved without per_star_sigma keeps one σ per target
+    loaded = RidgeEstimator(**kw, kernel_gammas=[0.3]).load(model.save(tmp_path / "gp"))  # type: ignore[arg-type]
+    assert loaded.per_star_sigma and np.array_equal(loaded.predict_outputs(test)["logg_logvar"], out["logg_logvar"])
+    plain = RidgeEstimator(**kw, alphas=[1e-2, 1e-1], kernel_gammas=[0.3, 1.0])  # type: ignore[arg-type]
+    plain.fit(train, val)
+    assert len(np.unique(plain.predict_outputs(test)["logg_logvar"])) == 1
+    old_run = plain.save(tmp_path / "old")  # as saved before per_star_sigma existed: no such key
+    old_run.write_text(json.dumps({k: v for k, v in json.loads(old_run.read_text()).items() if k != "per_star_sigma"}))
+    reloaded = RidgeEstimator(**kw, kernel_gammas=[0.3], per_star_sigma=True).load(old_run)  # type: ignore[arg-type]
+    assert np.array_equal(reloaded.predict_outputs(test)["logg_logvar"], plain.predict_outputs(test)["logg_logvar"])
+    with pytest.raises(StellarConfigError, match="per_star_sigma"):
+        RidgeEstimator(**kw, per_star_sigma=True)  # type: ignore[arg-type]
+
+
+def test_a_sum_of_kernels_over_two_blocks_finds_the_block_that_carries_the_target(tmp_path):
+    """logg depends on the second block only: leave-one-out picks its kernel (w = 0) and beats the first block's;
+    the kernel is w·exp(-γ d₁²/F₁) + (1 - w)·exp(-γ d₂²/F₂); the classifier reads the first block."""
+    rng = np.random.default_rng(3)
+
+    def part(n: int) -> dict[str, np.ndarray]:
+        a, b = rng.normal(size=(n, 6)), rng.normal(size=(n, 2))
+        y = np.sin(1.5 * b[:, 0]) + 0.5 * b[:, 1] ** 2 + rng.normal(size=n) * 0.05
+        lab = (a[:, 0] > 0).astype(int)
+        return {"a": a.astype(np.float32), "b": b.astype(np.float32), "logg": y, "label": lab, "index": np.arange(n)}
+
+    rep = Stacked([Fields(["a"]), Fields(["b"])])
+    assert rep.inputs == ["a", "b"] and rep(part(4)).shape == (4, 8)
+    kw = {"class_names": ["x", "y"], "targets": ["logg"], "representation": rep, "alphas": [1e-3, 1e-2, 1e-1],
+          "kernel_gammas": [0.3, 1.0, 3.0], "mk_cs": [1.0]}  # fmt: skip
+    train, test = part(300), part(300)
+    first = RidgeEstimator(**kw)  # type: ignore[arg-type]
+    both = RidgeEstimator(**kw, kernel_weights={"logg": [1.0, 0.5, 0.0]})  # type: ignore[arg-type]
+    first.fit(train)
+    both.fit(train)
+    assert first.weight == {"logg": 1.0} and both.weight == {"logg": 0.0}
+    rmse = {m: float(np.sqrt(np.mean((m.predict_outputs(test)["logg_mean"] - test["logg"]) ** 2)))
+            for m in (first, both)}  # fmt: skip
+    assert rmse[first] > 0.4 and rmse[both] < 0.15
+    x = both._matrix(test)[:5]
+    d1 = ((x[:, None, :6] - x[None, :, :6]) ** 2).sum(-1) / 6
+    d2 = ((x[:, None, 6:] - x[None, :, 6:]) ** 2).sum(-1) / 2
+    assert np.allclose(both._kernel(x, x, 1.0, 0.25), 0.25 * np.exp(-d1) + 0.75 * np.exp(-d2))
+    assert both.arrays_["clf_coef"].shape[1] == 6  # the first block's columns
+    assert np.mean(both.predict_outputs(test)["logits"].argmax(1) == test["label"]) > 0.9
+    loaded = RidgeEstimator(**kw).load(both.save(tmp_path))  # type: ignore[arg-type]
+    assert loaded.weight == {"logg": 0.0}
+    assert np.array_equal(loaded.predict_outputs(test)["logg_mean"], both.predict_outputs(test)["logg_mean"])
+    with pytest.raises(StellarConfigError, match="Stacked"):
+        RidgeEstimator(**{**kw, "representation": Fields(["a"])}, kernel_weights={"logg": [0.5]}).fit(train)  # type: ignore[arg-type]
+    with pytest.raises(StellarConfigError, match="kernel_weights"):
+        RidgeEstimator(**kw, kernel_weights={"feh": [0.5]})  # type: ignore[arg-type]
+    with pytest.raises(StellarConfigError, match="kernel_weights"):
+        RidgeEstimator(**kw, kernel_weights={"logg": [1.5]})  # type: ignore[arg-type]
+    with pytest.raises(StellarConfigError, match="parts"):
+        Stacked([])
+
+
+def test_sigma_by_follows_a_noise_that_changes_with_the_prediction(tmp_path):
+    """Known answer: label noise 0.03 where the target is below 0 and 0.3 above. With ``sigma_by`` the σ of the
+    two halves differ by ~10 and ±σ covers ~68% of each half; one σ for all over-covers one half, under-covers the
+    other. Saved and reloaded, the same σ."""
+    rng = np.random.default_rng(11)
+
+    def part(n: int) -> dict[str, np.ndarray]:
+        x = rng.normal(size=(n, 2))
+        clean = 2.0 * np.tanh(x[:, 0])
+        y = clean + rng.normal(size=n) * np.where(clean < 0, 0.03, 0.3)
+        return {"flux": x.astype(np.float32), "logg": y, "clean": clean, "label": np.full(n, -1), "index": np.arange(n)}
+
+    kw = {"class_names": [], "targets": ["logg"], "representation": Fields(["flux"]), "alphas": [1e-2, 1e-1, 1.0],
+          "kernel_gammas": [0.3, 1.0]}  # fmt: skip
+    train, val, test = part(500), part(300), part(3000)
+    low = test["clean"] < 0
+    coverage = {}
+    for by in (None, "logg"):
+        model = RidgeEstimator(**kw, per_star_sigma=True, sigma_by=by)  # type: ignore[arg-type]
+        model.fit(train, val)
+        out = model.predict_outputs(test)
+        sd = np.exp(0.5 * out["logg_logvar"])
+        inside = np.abs(out["logg_mean"] - test["logg"]) <= sd
+        coverage[by] = (float(inside[low].mean()), float(inside[~low].mean()))
+        if by is not None:
+            assert np.median(sd[~low]) / np.median(sd[low]) > 5 and 0.1 < model.bandwidth["logg"] < 10
+            loaded = RidgeEstimator(**kw).load(model.save(tmp_path))  # type: ignore[arg-type]
+            assert loaded.sigma_by == "logg" and np.array_equal(loaded.predict_outputs(test)["logg_logvar"],
+                                                                 out["logg_logvar"])  # fmt: skip
+    assert coverage[None][0] > 0.9 and coverage[None][1] < 0.6
+    assert coverage["logg"] == pytest.approx((0.683, 0.683), abs=0.08)
+    with pytest.raises(StellarConfigError, match="sigma_by"):
+        RidgeEstimator(**kw, sigma_by="teff")  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import EarlyStopping
 from torch.utils.data import DataLoader
 
 from stellar.data.datamodules.base import TensorDictDataset, _batched
@@ -73,6 +74,9 @@ class LightningEstimator(Estimator):
         Lightning accelerator (``cpu``, ``gpu``, ``auto``).
     fast_dev_run : bool
         One batch of each part (a smoke test, as ``trainer.fast_dev_run``).
+    patience : int, optional
+        Stop when ``val/loss`` has not improved for this many epochs (early stopping; the best epoch is kept either
+        way); ``None`` trains all ``max_epochs``.
     """
 
     hparam_keys = (*PIPELINE_KEYS, "log_targets", "best_epoch")
@@ -89,6 +93,7 @@ class LightningEstimator(Estimator):
         gradient_clip_val: float | None = 1.0,
         accelerator: str = "cpu",
         fast_dev_run: bool = False,
+        patience: int | None = None,
     ):
         if not callable(module):
             raise StellarConfigError("module must be a LightningModule factory (a _partial_: true model config)")
@@ -99,6 +104,9 @@ class LightningEstimator(Estimator):
         self.gradient_clip_val = gradient_clip_val
         self.accelerator = str(accelerator)
         self.fast_dev_run = bool(fast_dev_run)
+        if patience is not None and int(patience) < 1:
+            raise StellarConfigError(f"patience must be >= 1 or None; got {patience}")
+        self.patience = None if patience is None else int(patience)
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
             self.net = module(class_names=list(class_names or []), target_stats=target_stats)
@@ -108,7 +116,8 @@ class LightningEstimator(Estimator):
             # a Hydra partial builds its nested objects (the encoder) once and hands the same one to every call
             raise StellarConfigError(
                 "module built weights another LightningEstimator already holds (a _partial_ model config shares its "
-                "encoder between calls): give each neural member its own config, with copies: 1"
+                "encoder between calls): make the encoder config a factory too (encoder: {_partial_: true}, as in "
+                "conf/model/spectral_starnet_ensemble.yaml), or give each neural member its own config, with copies: 1"
             )
         _BUILT.update(self.net.modules())
         self.class_names = [str(c) for c in getattr(self.net, "class_names", class_names or [])]
@@ -131,12 +140,16 @@ class LightningEstimator(Estimator):
     def fit(self, train: Mapping[str, np.ndarray], val: Mapping[str, np.ndarray] | None = None) -> dict[str, float]:
         """Train for ``max_epochs``; with a validation part, keep the epoch with the lowest ``val/loss``.
 
-        Returns the best ``val/loss`` and its epoch (``val/best_epoch``), or the last training loss.
+        Returns the last epoch's training loss (``train/loss``), the epochs run (``train/epochs``) and, with a
+        validation part, the best ``val/loss`` and its epoch (``val/best_epoch``).
         """
         if not len(train.get("label", ())):
             raise StellarDataError("the training part is empty")
         keep = _KeepBest()
         use_val = val is not None and len(val.get("label", ())) > 0
+        callbacks: list[L.Callback] = [keep]
+        if use_val and self.patience is not None:
+            callbacks.append(EarlyStopping(monitor="val/loss", mode="min", patience=self.patience))
         trainer = L.Trainer(
             max_epochs=self.max_epochs,
             accelerator=self.accelerator,
@@ -147,7 +160,7 @@ class LightningEstimator(Estimator):
             enable_model_summary=False,
             num_sanity_val_steps=0,
             gradient_clip_val=self.gradient_clip_val,
-            callbacks=[keep],
+            callbacks=callbacks,
             fast_dev_run=self.fast_dev_run,
         )
         with torch.random.fork_rng():
@@ -155,15 +168,20 @@ class LightningEstimator(Estimator):
             val_loader = self._loader(val, False) if use_val and val is not None else None
             trainer.fit(self.net, train_dataloaders=self._loader(train, True), val_dataloaders=val_loader)
         self.net.eval()
+        last = {
+            "train/loss": float(trainer.callback_metrics.get("train/loss_epoch", float("nan"))),
+            "train/epochs": float(trainer.current_epoch),
+        }
         if keep.state is None:
             self.best_epoch = self.max_epochs - 1
-            return {"train/loss": float(trainer.callback_metrics.get("train/loss_epoch", float("nan")))}
+            return last
         self.net.load_state_dict(keep.state)
         self.best_epoch = keep.best_epoch
         log.info(
-            "%s: best val/loss %.4f at epoch %d of %d", self.name, keep.best_loss, keep.best_epoch, self.max_epochs
-        )
-        return {"val/loss": keep.best_loss, "val/best_epoch": float(keep.best_epoch)}
+            "%s: best val/loss %.4f at epoch %d (stopped after %d of %d)",
+            self.name, keep.best_loss, keep.best_epoch, trainer.current_epoch, self.max_epochs,
+        )  # fmt: skip
+        return {**last, "val/loss": keep.best_loss, "val/best_epoch": float(keep.best_epoch)}
 
     def predict_outputs(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The module's outputs in physical units (``to_physical``), as float32 numpy arrays."""

@@ -33,9 +33,10 @@ class StellarModule(L.LightningModule):
 
     Parameters
     ----------
-    encoder : nn.Module
+    encoder : nn.Module or callable
         Maps the batch fields named by its ``inputs`` attribute (default ``("flux", "mask")``) to features
-        (B, ``out_dim``).
+        (B, ``out_dim``); or a factory of one (a ``_partial_: true`` encoder config), called here, so that every
+        module a ``_partial_`` model config builds (e.g. the seed copies of an ensemble) gets its own weights.
     name : str
         Model name (used by the registry and reports).
     class_names : sequence of str, optional
@@ -58,7 +59,7 @@ class StellarModule(L.LightningModule):
 
     def __init__(
         self,
-        encoder: nn.Module,
+        encoder: nn.Module | Callable[[], nn.Module],
         name: str = "model",
         class_names: Sequence[str] | None = None,
         targets: Sequence[str] = (),
@@ -87,6 +88,10 @@ class StellarModule(L.LightningModule):
         self.label_smoothing = float(label_smoothing)
         self.hparams["class_names"] = class_names
         self.hparams["target_stats"] = stats
+        if not isinstance(encoder, nn.Module):
+            if not callable(encoder):
+                raise StellarConfigError(f"encoder must be an nn.Module or a factory of one; got {type(encoder)}")
+            encoder = encoder()
         self.encoder = encoder
         self.inputs: tuple[str, ...] = tuple(getattr(encoder, "inputs", ("flux", "mask")))
         self.class_names = class_names

@@ -96,6 +96,83 @@ class SpectralCNN(nn.Module):
         return self.project(pooled)
 
 
+class SpectralStarNet(nn.Module):
+    """StarNet (Fabbro et al. 2018, MNRAS 475, 2978): two unpadded convolutions, max-pooling, then dense layers on
+    the *flattened* feature map, so that each output sees where a line is, not only that it is somewhere.
+
+    The spectrum is first averaged over ``bin_pixels`` pixels (StarNet's small-sample use on 4-px-binned spectra;
+    the good-pixel flag is averaged too, so it becomes the good fraction of each bin). The pooling is adaptive:
+    the feature map is max-pooled into ``positions`` windows, which is StarNet's max-pool of 4 on the MILES grid
+    (3130 px → 782 binned → 768 after the two convolutions → 192) and keeps the dense layer's size fixed on any grid.
+
+    Parameters
+    ----------
+    filters : sequence of int
+        Output channels of each convolution (StarNet: 4, 16).
+    kernel_size : int
+        Convolution width in binned pixels (StarNet: 8; 8 binned px ≈ 32 × 1e-4 dex ≈ 2200 km/s).
+    bin_pixels : int
+        Pixels averaged into one before the convolutions (1: none).
+    positions : int
+        Windows of the adaptive max-pooling, i.e. the length of the flattened feature map per channel.
+    hidden : sequence of int
+        Widths of the dense layers before the output (StarNet: 256, then the 128 of ``out_dim``).
+    dropout : float
+        Dropout before each dense layer (StarNet: none).
+    out_dim : int
+        Size of the feature vector (StarNet's last dense layer).
+    continuum_channel : bool
+        Also take the batch field ``continuum`` as an input channel.
+    """
+
+    def __init__(
+        self,
+        filters: Sequence[int] = (4, 16),
+        kernel_size: int = 8,
+        bin_pixels: int = 4,
+        positions: int = 192,
+        hidden: Sequence[int] = (256,),
+        dropout: float = 0.0,
+        out_dim: int = 128,
+        continuum_channel: bool = False,
+    ):
+        super().__init__()
+        for arg, v in (("kernel_size", kernel_size), ("bin_pixels", bin_pixels), ("positions", positions)):
+            if int(v) < 1:
+                raise StellarConfigError(f"{arg} must be at least 1; got {v}")
+        if not filters:
+            raise StellarConfigError("filters must list at least one convolution, e.g. [4, 16]")
+        #: batch fields passed to ``forward``, in order
+        self.inputs = _spectral_inputs(continuum_channel)
+        self.bin_pixels = int(bin_pixels)
+        self.min_length = self.bin_pixels * (len(filters) * (int(kernel_size) - 1) + int(positions))
+        layers: list[nn.Module] = []
+        c_in = len(self.inputs)
+        for c in filters:
+            layers += [nn.Conv1d(c_in, int(c), int(kernel_size)), nn.ReLU()]
+            c_in = int(c)
+        layers += [nn.AdaptiveMaxPool1d(int(positions)), nn.Flatten()]
+        width = c_in * int(positions)
+        for h in (*hidden, out_dim):
+            layers += [nn.Dropout(dropout), nn.Linear(width, int(h)), nn.ReLU()]
+            width = int(h)
+        self.net = nn.Sequential(*layers)
+        self.out_dim = int(out_dim)
+
+    def forward(self, flux: torch.Tensor, mask: torch.Tensor, continuum: torch.Tensor | None = None) -> torch.Tensor:
+        _check_continuum(self.inputs, continuum)
+        if flux.shape[-1] < self.min_length:
+            raise StellarConfigError(
+                f"flux has {flux.shape[-1]} pixels; this StarNet needs at least {self.min_length} "
+                "(bin_pixels × (convolution reach + positions))"
+            )
+        x = _masked_input(flux, mask, continuum)
+        if self.bin_pixels > 1:
+            x = nn.functional.avg_pool1d(x, self.bin_pixels)  # drops the last length % bin_pixels pixels
+        x = torch.cat([x[:, :1] - 1.0, x[:, 1:]], dim=1)  # normalised flux around 0, as the other channels
+        return self.net(x)
+
+
 class SpectralTransformer(nn.Module):
     """Patch transformer: non-overlapping pixel patches → tokens with sinusoidal position, CLS pooling.
 

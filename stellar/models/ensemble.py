@@ -41,26 +41,76 @@ from stellar.models.estimators import PIPELINE_KEYS, Estimator, log_probs, read_
 log = logging.getLogger(__name__)
 
 
-def gaussian_mixture(means: Sequence[np.ndarray], logvars: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and log-variance of the equal-weight mixture of Gaussians ``N(means[i], exp(logvars[i]))``.
+def gaussian_mixture(
+    means: Sequence[np.ndarray], logvars: Sequence[np.ndarray], weights: Sequence[float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and log-variance of the mixture of Gaussians ``N(means[i], exp(logvars[i]))``.
 
     Parameters
     ----------
     means, logvars : sequence of numpy.ndarray
         One (N,) array per member, in the target's units (e.g. K) and their square's log.
+    weights : sequence of float, optional
+        Mixture weights, one per member, non-negative and not all zero (normalised here); equal by default.
 
     Returns
     -------
     (numpy.ndarray, numpy.ndarray)
-        The mean of the means, and the log of (mean of the variances + population variance of the means).
+        The weighted mean of the means, and the log of (weighted mean of the variances + weighted variance of the
+        means).
     """
     if not means or len(means) != len(logvars):
         raise StellarConfigError(
             f"means and logvars must be equally long and non-empty; got {len(means)}, {len(logvars)}"
         )
+    w = _normalised(weights, len(means))
     mu = np.stack([np.asarray(m, dtype=np.float64) for m in means])
     var = np.exp(np.stack([np.asarray(v, dtype=np.float64) for v in logvars]))
-    return mu.mean(axis=0), np.log(var.mean(axis=0) + mu.var(axis=0))
+    mean = np.tensordot(w, mu, axes=1)
+    return mean, np.log(np.tensordot(w, var + (mu - mean) ** 2, axes=1))
+
+
+def _normalised(weights: Sequence[float] | None, n: int) -> np.ndarray:
+    """``weights`` as an array of ``n`` non-negative numbers summing to 1 (equal when ``None``)."""
+    if weights is None:
+        return np.full(n, 1.0 / n)
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise StellarConfigError(f"weights must be {n} non-negative numbers, not all zero; got {list(w)}")
+    return w / w.sum()
+
+
+def _mae_loss(
+    means: Mapping[str, np.ndarray], truth: np.ndarray, learned: Callable[[np.ndarray], np.ndarray]
+) -> Callable[[Mapping[str, float]], float]:
+    """The MAE, in the learned space, of the weighted mean of the members' ``means`` against ``truth``."""
+    member = {k: np.asarray(m, dtype=np.float64) for k, m in means.items()}
+    target = learned(np.asarray(truth, dtype=np.float64))
+
+    def loss(w: Mapping[str, float]) -> float:
+        mean = np.sum([w[k] * m for k, m in member.items()], axis=0)
+        return float(np.mean(np.abs(learned(mean) - target)))
+
+    return loss
+
+
+def simplex_grid(n: int, step: float) -> np.ndarray:
+    """Every weight vector of ``n`` members on the simplex with the given step (rows sum to 1), e.g. ``n=2,
+    step=0.25``: (0, 1), (0.25, 0.75), …, (1, 0)."""
+    k = round(1.0 / step)
+    if n < 1 or k < 1 or not np.isclose(k * step, 1.0):
+        raise StellarConfigError(f"weight_step must divide 1 (e.g. 0.1, 0.05) and n >= 1; got {step}, {n}")
+    rows: list[list[int]] = []
+
+    def fill(prefix: list[int], left: int, slots: int) -> None:
+        if slots == 1:
+            rows.append([*prefix, left])
+            return
+        for i in range(left + 1):
+            fill([*prefix, i], left - i, slots - 1)
+
+    fill([], k, n)
+    return np.asarray(rows, dtype=np.float64) / k
 
 
 class Ensemble(Estimator):
@@ -86,9 +136,17 @@ class Ensemble(Estimator):
     calibrate_members : bool
         Calibrate each member on the validation part before averaging (temperature scaling of its logits,
         variance scaling of its σ in its learned space).
+    weighting : {"equal", "validation"}
+        How the members are weighed, per head (the class head and each target): ``"equal"`` (every copy alike), or
+        ``"validation"``: one weight per member kind (shared by its copies), per head, chosen on the validation
+        part among the grid of ``weight_step`` on the simplex: the lowest log loss for the class head, the lowest
+        mean absolute error of the mixture mean (in the learned space, log10 for log targets) for a target. So a
+        member that is better at one head and worse at another is used where it is better.
+    weight_step : float
+        Step of the weight grid (``weighting="validation"``), dividing 1.
     """
 
-    hparam_keys = (*PIPELINE_KEYS, "log_targets", "members")
+    hparam_keys = (*PIPELINE_KEYS, "log_targets", "members", "weighting")
 
     def __init__(
         self,
@@ -99,7 +157,12 @@ class Ensemble(Estimator):
         seed: int = 0,
         target_stats: Mapping[str, Sequence[float]] | None = None,
         calibrate_members: bool = False,
+        weighting: str = "equal",
+        weight_step: float = 0.1,
     ):
+        if weighting not in ("equal", "validation"):
+            raise StellarConfigError(f"weighting must be 'equal' or 'validation'; got {weighting!r}")
+        simplex_grid(1, weight_step)  # checks the step
         if not members:
             raise StellarConfigError("members must name at least one estimator config")
         copies = dict(copies or {})
@@ -108,6 +171,9 @@ class Ensemble(Estimator):
             raise StellarConfigError(f"copies names {unknown}, which are not members ({sorted(members)})")
         self.name, self.seed = str(name), int(seed)
         self.calibrate_members = bool(calibrate_members)
+        self.weighting, self.weight_step = str(weighting), float(weight_step)
+        #: per head ("class" or a target), the weight of each member (``weighting="validation"``; absent: equal)
+        self.weights: dict[str, dict[str, float]] = {}
         given = [str(c) for c in class_names or []]
         stats = {t: tuple(float(v) for v in s) for t, s in (target_stats or {}).items()}
         self.models: dict[str, Any] = {}
@@ -154,7 +220,7 @@ class Ensemble(Estimator):
         member's metrics under ``<part>/<member>.<metric>`` and, on ``val``, the ensemble's log loss and accuracy
         (``val/class_mlogloss``, ``val/acc``) and each target's MAE (``val/<t>_mae``)."""
         metrics: dict[str, float] = {}
-        self.history, self.member_calibrators = {}, {}
+        self.history, self.member_calibrators, self.weights = {}, {}, {}
         for n, (key, model) in enumerate(self.models.items(), start=1):
             for k, v in model.fit(train, val).items():
                 part, _, metric = k.partition("/")
@@ -164,6 +230,12 @@ class Ensemble(Estimator):
             if self.calibrate_members and val is not None and len(val.get("label", ())):
                 self.member_calibrators[key] = self._calibrate(model, val)
             log.info("ensemble member %s fitted (%d of %d)", key, n, len(self.models))
+        if self.weighting == "validation" and val is not None and len(val.get("label", ())):
+            self.weights = self._fit_weights(val)
+            for head, ws in self.weights.items():
+                log.info("ensemble weights for %s (chosen on val): %s", head, ws)
+                for key, w in ws.items():
+                    metrics[f"val/weight.{head}.{key}"] = w
         if val is not None and len(val.get("label", ())):
             out = self.predict_outputs(val)
             y = np.asarray(val["label"])
@@ -196,6 +268,55 @@ class Ensemble(Estimator):
             cals["intervals"] = VarianceScaler().fit(out, truths, log_targets=getattr(model, "log_targets", ()))
         return cals
 
+    def _fit_weights(self, val: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
+        """Per head, the member-kind weights of the simplex grid with the lowest validation loss (log loss for the
+        class head, MAE of the mixture mean in the learned space for a target); heads with one kind are left out."""
+        outs = {key: self._member_outputs(key, val) for key in self.models}
+        kind_of = {key: key.rsplit("_", 1)[0] for key in self.models}
+        weights: dict[str, dict[str, float]] = {}
+
+        def choose(head: str, keys: list[str], loss: Callable[[Mapping[str, float]], float]) -> None:
+            kinds = list(dict.fromkeys(kind_of[k] for k in keys))
+            if len(kinds) < 2:
+                return
+            per_kind = {c: sum(kind_of[k] == c for k in keys) for c in kinds}
+            best, best_w = np.inf, None
+            for row in simplex_grid(len(kinds), self.weight_step):
+                w = {k: float(row[kinds.index(kind_of[k])]) / per_kind[kind_of[k]] for k in keys}
+                value = loss(w)
+                if value < best - 1e-12:
+                    best, best_w = value, w
+            if best_w is not None:
+                weights[head] = best_w
+
+        y = np.asarray(val["label"])
+        ok = y >= 0
+        # each member's calibrated probability of the true class, on the labelled rows
+        p_true = {k: p[ok][np.arange(ok.sum()), y[ok]] for k, (_, p) in outs.items() if p is not None}
+        if self.class_names and ok.sum() >= 2 and p_true:
+
+            def log_loss(w: Mapping[str, float]) -> float:
+                p = np.sum([w[k] * pk for k, pk in p_true.items()], axis=0)
+                return float(-np.mean(np.log(np.clip(p, 1e-15, 1))))
+
+            choose("class", list(p_true), log_loss)
+        for t in self.targets:
+            keys = [k for k, (o, _) in outs.items() if f"{t}_mean" in o]
+            truth = np.asarray(val.get(t, np.full(len(y), np.nan)), dtype=np.float64)
+            good = np.isfinite(truth) & (truth > 0 if t in self.log_targets else True)
+            if good.sum() < 2 or not keys:
+                continue
+            learned = np.log10 if t in self.log_targets else np.asarray
+            choose(t, keys, _mae_loss({k: outs[k][0][f"{t}_mean"][good] for k in keys}, truth[good], learned))
+        return weights
+
+    def _head_weights(self, head: str, keys: Sequence[str]) -> list[float] | None:
+        """The weights of ``keys`` for ``head`` (``None``: equal)."""
+        ws = self.weights.get(head)
+        if not ws or any(k not in ws for k in keys):
+            return None
+        return [ws[k] for k in keys]
+
     def _member_outputs(self, key: str, arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, Any], np.ndarray | None]:
         """A member's outputs (σ calibrated where it has an interval calibrator) and class probabilities."""
         out = self.models[key].predict_outputs(arrays)
@@ -221,8 +342,10 @@ class Ensemble(Estimator):
         return dict(probs)
 
     def combine(self, probs: Mapping[str, np.ndarray]) -> np.ndarray:
-        """The ensemble's class probabilities from the members': their mean (a subclass may stack them)."""
-        return np.mean(np.stack(list(probs.values())), axis=0)
+        """The ensemble's class probabilities from the members': their mean, weighted by the class head's weights
+        where chosen on val (a subclass may stack them)."""
+        w = _normalised(self._head_weights("class", list(probs)), len(probs))
+        return np.tensordot(w, np.stack(list(probs.values())), axes=1)
 
     def predict_outputs(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """``logits`` (N, C): the log of :meth:`combine` of the class probabilities of the members with a class
@@ -230,6 +353,7 @@ class Ensemble(Estimator):
         probs: dict[str, np.ndarray] = {}
         means: dict[str, list[np.ndarray]] = {t: [] for t in self.targets}
         logvars: dict[str, list[np.ndarray]] = {t: [] for t in self.targets}
+        keys: dict[str, list[str]] = {t: [] for t in self.targets}
         for key in self.models:
             out, p = self._member_outputs(key, arrays)
             if p is not None:
@@ -238,11 +362,12 @@ class Ensemble(Estimator):
                 if f"{t}_mean" in out:
                     means[t].append(out[f"{t}_mean"])
                     logvars[t].append(out[f"{t}_logvar"])
+                    keys[t].append(key)
         result: dict[str, np.ndarray] = {}
         if self.class_names:
             result["logits"] = log_probs(self.combine(self.adjust_probs(probs)))
         for t in self.targets:
-            mean, logvar = gaussian_mixture(means[t], logvars[t])
+            mean, logvar = gaussian_mixture(means[t], logvars[t], self._head_weights(t, keys[t]))
             result[f"{t}_mean"], result[f"{t}_logvar"] = mean.astype(np.float32), logvar.astype(np.float32)
         return result
 
@@ -253,7 +378,8 @@ class Ensemble(Estimator):
         files = {key: model.save(d, prefix=f"{prefix}{key}.").name for key, model in self.models.items()}
         cals = {key: {kind: None if c is None else c.to_dict() for kind, c in cs.items()}
                 for key, cs in self.member_calibrators.items()}  # fmt: skip
-        meta = {**self.hparams, "type": type(self).__name__, "files": files, "member_calibrators": cals}
+        meta = {**self.hparams, "type": type(self).__name__, "files": files, "member_calibrators": cals,
+                "weights": self.weights}  # fmt: skip
         return write_meta(d, prefix, meta)
 
     def load(self, path: str | Path) -> Ensemble:
@@ -267,6 +393,7 @@ class Ensemble(Estimator):
             )
         for key, model in self.models.items():
             model.load(meta_path.parent / meta["files"][key])
+        self.weights = {h: {k: float(v) for k, v in ws.items()} for h, ws in meta.get("weights", {}).items()}
         self.member_calibrators = {}
         for key, cs in meta.get("member_calibrators", {}).items():
             self.member_calibrators[key] = {

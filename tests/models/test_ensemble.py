@@ -151,3 +151,48 @@ def test_ensemble_of_regressors_mixes_calibrated_members_and_round_trips(tmp_pat
     loaded = Ensemble(members, class_names=RCLASSES, calibrate_members=True).load(path)
     again = loaded.predict_outputs(test)
     assert all(np.array_equal(again[k], out[k]) for k in out)
+
+
+def test_weighted_gaussian_mixture_and_simplex_grid():
+    from stellar.models.ensemble import simplex_grid
+
+    mean, logvar = gaussian_mixture([np.array([0.0]), np.array([4.0])], [np.log([1.0])] * 2, weights=[3, 1])
+    # weights 0.75 / 0.25: mean 1; variance 1 + 0.75·1² + 0.25·3² = 4
+    assert np.allclose(mean, [1.0]) and np.allclose(np.exp(logvar), [4.0])
+    assert np.allclose(gaussian_mixture([np.array([0.0]), np.array([4.0])], [np.zeros(1)] * 2, [1, 0])[0], 0.0)
+    with pytest.raises(StellarConfigError, match="non-negative"):
+        gaussian_mixture([np.zeros(1), np.zeros(1)], [np.zeros(1)] * 2, weights=[-1, 2])
+    grid = simplex_grid(3, 0.25)
+    assert grid.shape == (15, 3) and np.allclose(grid.sum(1), 1.0) and (grid >= 0).all()
+    with pytest.raises(StellarConfigError, match="divide 1"):
+        simplex_grid(2, 0.3)
+
+
+def test_validation_weighting_uses_each_member_where_it_is_better_and_round_trips(tmp_path):
+    from tests.models.test_ridge import CLASSES as RCLASSES
+    from tests.models.test_ridge import _part as ridge_part
+
+    rep = Fields(["flux"])
+    # "good" fits teff and logg; "bad" over-regularises both heads (alpha 1e6: means near the training mean)
+    members = {"good": partial(RidgeEstimator, targets=["teff", "logg"], representation=rep),
+               "bad": partial(RidgeEstimator, targets=["teff", "logg"], representation=rep, alphas=[1e6])}  # fmt: skip
+    train, val, test = ridge_part(600, 1), ridge_part(300, 2), ridge_part(300, 3)
+    with pytest.raises(StellarConfigError, match="weighting"):
+        Ensemble(members, class_names=RCLASSES, weighting="best")
+    equal = Ensemble(members, class_names=RCLASSES)
+    equal.fit(train, val)
+    model = Ensemble(members, class_names=RCLASSES, weighting="validation", weight_step=0.1)
+    metrics = model.fit(train, val)
+    # the over-regularised member gets no weight on either target: the mixture is the good member's
+    for t in ("teff", "logg"):
+        assert model.weights[t] == {"good_0": 1.0, "bad_0": 0.0}
+        assert metrics[f"val/weight.{t}.good_0"] == 1.0
+    out, good = model.predict_outputs(test), model.models["good_0"].predict_outputs(test)
+    assert np.allclose(out["logg_mean"], good["logg_mean"], atol=1e-6)
+    eq = equal.predict_outputs(test)
+    assert np.mean(np.abs(out["logg_mean"] - test["logg"])) < np.mean(np.abs(eq["logg_mean"] - test["logg"]))
+    assert set(model.weights["class"]) == {"good_0", "bad_0"} and np.isclose(sum(model.weights["class"].values()), 1)
+    loaded = Ensemble(members, class_names=RCLASSES, weighting="validation").load(model.save(tmp_path))
+    assert loaded.weights == model.weights
+    again = loaded.predict_outputs(test)
+    assert all(np.array_equal(again[k], out[k]) for k in out)

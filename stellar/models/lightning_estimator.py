@@ -16,6 +16,7 @@ import logging
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -73,6 +74,9 @@ class LightningEstimator(Estimator):
         Lightning accelerator (``cpu``, ``gpu``, ``auto``).
     fast_dev_run : bool
         One batch of each part (a smoke test, as ``trainer.fast_dev_run``).
+    augment : callable, optional
+        Maps each training batch (e.g. :class:`~stellar.data.augment.LightCurveAugmentation`); validation and
+        prediction batches are never augmented.
     """
 
     hparam_keys = (*PIPELINE_KEYS, "log_targets", "best_epoch")
@@ -89,6 +93,7 @@ class LightningEstimator(Estimator):
         gradient_clip_val: float | None = 1.0,
         accelerator: str = "cpu",
         fast_dev_run: bool = False,
+        augment: Callable[[Any], Any] | None = None,
     ):
         if not callable(module):
             raise StellarConfigError("module must be a LightningModule factory (a _partial_: true model config)")
@@ -99,6 +104,9 @@ class LightningEstimator(Estimator):
         self.gradient_clip_val = gradient_clip_val
         self.accelerator = str(accelerator)
         self.fast_dev_run = bool(fast_dev_run)
+        if augment is not None and not callable(augment):
+            raise StellarConfigError(f"augment must be a callable on batches; got {augment!r}")
+        self.augment = augment
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
             self.net = module(class_names=list(class_names or []), target_stats=target_stats)
@@ -125,8 +133,9 @@ class LightningEstimator(Estimator):
             raise StellarConfigError(f"the module needs fields {missing}; the data has {sorted(arrays)}")
         return TensorDictDataset({k: torch.from_numpy(np.ascontiguousarray(arrays[k])) for k in keys})
 
-    def _loader(self, arrays: Mapping[str, np.ndarray], shuffle: bool) -> DataLoader:
-        return DataLoader(self._dataset(arrays), batch_size=self.batch_size, shuffle=shuffle, collate_fn=_batched)
+    def _loader(self, arrays: Mapping[str, np.ndarray], train: bool) -> DataLoader:
+        collate = (self.augment or _batched) if train else _batched
+        return DataLoader(self._dataset(arrays), batch_size=self.batch_size, shuffle=train, collate_fn=collate)
 
     def fit(self, train: Mapping[str, np.ndarray], val: Mapping[str, np.ndarray] | None = None) -> dict[str, float]:
         """Train for ``max_epochs``; with a validation part, keep the epoch with the lowest ``val/loss``.

@@ -17,7 +17,10 @@ in exactly one test fold). From that one fit, on the same test stars:
   probabilities, then temperature scaling on the validation part (what ``model.stack=true``, the default of
   ``experiment=eros_lightcurves``, does inside the run).
 
-ECE is after calibration (15 bins). Per-fold rows go to ``<out>/fold_<k>.json``; the summary (mean ± std over the
+ECE is after calibration (15 bins). Each row also holds ``val``: the transformer member's accuracy, macro-F1 and
+log loss (before its temperature scaling) on the fold's validation part, the numbers variants are chosen on (never
+the test folds). Variants are Hydra overrides after the options, e.g. ``datamodule/augment=lightcurve`` with their
+own ``--out`` and ``--runs``. Per-fold rows go to ``<out>/fold_<k>.json``; the summary (mean ± std over the
 folds present) to ``<out>/summary.json`` and ``<out>/summary.md``; the run folders to ``--runs``.
 """
 
@@ -41,6 +44,7 @@ from stellar.pipelines.train import run
 REPO = Path(__file__).resolve().parents[2]
 ARMS = ("transformer", "xgboost", "mean", "stacked")
 METRICS = ("accuracy", "macro_f1", "ece_after")
+VAL_METRICS = ("accuracy", "macro_f1", "log_loss")
 log = logging.getLogger("five_fold")
 
 
@@ -88,6 +92,10 @@ def one_fold(data_dir: str, fold: int, runs: Path, extra: list[str]) -> dict[str
     row["stacked"] = _scores(stacked_test, temp.transform(np.log(np.clip(stacked_test, 1e-12, 1))), y_test, names)
     row["stacked"]["weights"] = pool.to_dict()["weights"]
     row["temperatures"] = {k: c.temperature for k, c in model.member_calibrators.items()}
+    raw_val = EnsembleClassifier.member_probs(model, val)["transformer_0"][ok]
+    rep = classification_report(raw_val, raw_val, y_val[ok], names)
+    nll = -np.log(np.clip(raw_val[np.arange(len(raw_val)), y_val[ok]], 1e-12, 1)).mean()
+    row["val"] = {"accuracy": float(rep["accuracy"]), "macro_f1": float(rep["macro_f1"]), "log_loss": float(nll)}
     return row
 
 
@@ -103,6 +111,13 @@ def summarise(out: Path) -> dict[str, Any]:
                         for m, v in vals.items()}  # fmt: skip
         cells = [f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}" for v in vals.values()]
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    if all("val" in r for r in rows):
+        v = {m: np.array([r["val"][m] for r in rows]) for m in VAL_METRICS}
+        summary["val_transformer"] = {m: {"mean": float(a.mean()), "std": float(a.std(ddof=1) if len(a) > 1 else 0.0)}
+                                      for m, a in v.items()}  # fmt: skip
+        lines += ["", "| validation parts, transformer member | accuracy | macro-F1 | log loss |", "|---|---|---|---|"]
+        cells = [f"{a.mean():.3f} ± {a.std(ddof=1) if len(a) > 1 else 0.0:.3f}" for a in v.values()]
+        lines.append("| transformer (val) | " + " | ".join(cells) + " |")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -5,6 +5,9 @@ Usage (from the repository root, 2 shared CPU cores: ~5 min a fold)::
     PYTHONPATH=. python experiments/eros_lightcurves/five_fold.py --data-dir ../shared/data/eros --out results
     PYTHONPATH=. python experiments/eros_lightcurves/five_fold.py --folds 0,1 --out results   # some folds
     PYTHONPATH=. python experiments/eros_lightcurves/five_fold.py --summarise-only --out results
+    PYTHONPATH=. python experiments/eros_lightcurves/five_fold.py --out results_augment datamodule/augment=lightcurve
+    PYTHONPATH=. python experiments/eros_lightcurves/five_fold.py --summarise-only --out results_augment \
+        --paired-with results_baseline_rerun   # fold-paired differences
 
 Each fold is one ``run(cfg)`` of ``experiment=eros_lightcurves model=lightcurve_combined`` with
 ``split=group_kfold`` on ``patch_id`` (seed 11, fold ``k`` test, fold ``k+1`` val, the rest train: every star is
@@ -17,7 +20,10 @@ in exactly one test fold). From that one fit, on the same test stars:
   probabilities, then temperature scaling on the validation part (what ``model.stack=true``, the default of
   ``experiment=eros_lightcurves``, does inside the run).
 
-ECE is after calibration (15 bins). Per-fold rows go to ``<out>/fold_<k>.json``; the summary (mean ± std over the
+ECE is after calibration (15 bins). Each row also holds ``val``: the transformer member's accuracy, macro-F1 and
+log loss (before its temperature scaling) on the fold's validation part, the numbers variants are chosen on (never
+the test folds). Variants are Hydra overrides after the options, e.g. ``datamodule/augment=lightcurve`` with their
+own ``--out`` and ``--runs``. Per-fold rows go to ``<out>/fold_<k>.json``; the summary (mean ± std over the
 folds present) to ``<out>/summary.json`` and ``<out>/summary.md``; the run folders to ``--runs``.
 """
 
@@ -41,6 +47,7 @@ from stellar.pipelines.train import run
 REPO = Path(__file__).resolve().parents[2]
 ARMS = ("transformer", "xgboost", "mean", "stacked")
 METRICS = ("accuracy", "macro_f1", "ece_after")
+VAL_METRICS = ("accuracy", "macro_f1", "log_loss")
 log = logging.getLogger("five_fold")
 
 
@@ -88,6 +95,10 @@ def one_fold(data_dir: str, fold: int, runs: Path, extra: list[str]) -> dict[str
     row["stacked"] = _scores(stacked_test, temp.transform(np.log(np.clip(stacked_test, 1e-12, 1))), y_test, names)
     row["stacked"]["weights"] = pool.to_dict()["weights"]
     row["temperatures"] = {k: c.temperature for k, c in model.member_calibrators.items()}
+    raw_val = EnsembleClassifier.member_probs(model, val)["transformer_0"][ok]
+    rep = classification_report(raw_val, raw_val, y_val[ok], names)
+    nll = -np.log(np.clip(raw_val[np.arange(len(raw_val)), y_val[ok]], 1e-12, 1)).mean()
+    row["val"] = {"accuracy": float(rep["accuracy"]), "macro_f1": float(rep["macro_f1"]), "log_loss": float(nll)}
     return row
 
 
@@ -103,10 +114,38 @@ def summarise(out: Path) -> dict[str, Any]:
                         for m, v in vals.items()}  # fmt: skip
         cells = [f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}" for v in vals.values()]
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    if all("val" in r for r in rows):
+        v = {m: np.array([r["val"][m] for r in rows]) for m in VAL_METRICS}
+        summary["val_transformer"] = {m: {"mean": float(a.mean()), "std": float(a.std(ddof=1) if len(a) > 1 else 0.0)}
+                                      for m, a in v.items()}  # fmt: skip
+        lines += ["", "| validation parts, transformer member | accuracy | macro-F1 | log loss |", "|---|---|---|---|"]
+        cells = [f"{a.mean():.3f} ± {a.std(ddof=1) if len(a) > 1 else 0.0:.3f}" for a in v.values()]
+        lines.append("| transformer (val) | " + " | ".join(cells) + " |")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return summary
+
+
+def paired(out: Path, base: Path) -> dict[str, Any]:
+    """Fold-paired differences (``out`` minus ``base``) on the folds both hold: each arm's test metrics and, where
+    both rows have them, the transformer's validation metrics."""
+    rows = {int(p.stem.split("_")[1]): json.loads(p.read_text()) for p in out.glob("fold_*.json")}
+    ref = {int(p.stem.split("_")[1]): json.loads(p.read_text()) for p in base.glob("fold_*.json")}
+    folds = sorted(set(rows) & set(ref))
+    if not folds:
+        raise SystemExit(f"no fold in both {out} and {base}")
+    res: dict[str, Any] = {"folds": folds, "base": str(base)}
+    lines = [f"paired by fold ({folds}), {out.name} minus {base.name}: mean ± std (min to max)"]
+    keys = [(arm, m) for arm in ARMS for m in METRICS]
+    keys += [("val", m) for m in VAL_METRICS if all("val" in r for r in (*rows.values(), *ref.values()))]
+    for arm, m in keys:
+        d = np.array([rows[f][arm][m] - ref[f][arm][m] for f in folds])
+        sd = float(d.std(ddof=1)) if len(d) > 1 else 0.0
+        res[f"{arm}/{m}"] = {"mean": float(d.mean()), "std": sd, "per_fold": d.tolist()}
+        lines.append(f"  {arm:11s} {m:9s} {d.mean():+.4f} ± {sd:.4f} ({d.min():+.4f} to {d.max():+.4f})")
+    print("\n".join(lines))
+    return res
 
 
 def main() -> None:
@@ -116,6 +155,7 @@ def main() -> None:
     ap.add_argument("--out", default="experiments/eros_lightcurves/results")
     ap.add_argument("--runs", default="outputs/eros_five_fold", help="where each fold's run folder goes")
     ap.add_argument("--summarise-only", action="store_true")
+    ap.add_argument("--paired-with", action="append", default=[], help="results folder to pair with, by fold")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. trainer.max_epochs=6")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO)
@@ -126,7 +166,10 @@ def main() -> None:
             row = one_fold(args.data_dir, fold, Path(args.runs).resolve(), list(args.overrides))
             (out / f"fold_{fold}.json").write_text(json.dumps(row, indent=2))
             print(json.dumps({k: row[k] for k in ("fold", *ARMS)}))
-    summarise(out)
+    summary = summarise(out)
+    if args.paired_with:
+        summary["paired"] = [paired(out, Path(b).resolve()) for b in args.paired_with]
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

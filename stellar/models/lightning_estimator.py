@@ -16,6 +16,7 @@ import logging
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -77,6 +78,9 @@ class LightningEstimator(Estimator):
     patience : int, optional
         Stop when ``val/loss`` has not improved for this many epochs (early stopping; the best epoch is kept either
         way); ``None`` trains all ``max_epochs``.
+    augment : callable, optional
+        Maps each training batch (e.g. :class:`~stellar.data.augment.LightCurveAugmentation`); validation and
+        prediction batches are never augmented.
     """
 
     hparam_keys = (*PIPELINE_KEYS, "log_targets", "best_epoch")
@@ -94,6 +98,7 @@ class LightningEstimator(Estimator):
         accelerator: str = "cpu",
         fast_dev_run: bool = False,
         patience: int | None = None,
+        augment: Callable[[Any], Any] | None = None,
     ):
         if not callable(module):
             raise StellarConfigError("module must be a LightningModule factory (a _partial_: true model config)")
@@ -107,6 +112,9 @@ class LightningEstimator(Estimator):
         if patience is not None and int(patience) < 1:
             raise StellarConfigError(f"patience must be >= 1 or None; got {patience}")
         self.patience = None if patience is None else int(patience)
+        if augment is not None and not callable(augment):
+            raise StellarConfigError(f"augment must be a callable on batches; got {augment!r}")
+        self.augment = augment
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
             self.net = module(class_names=list(class_names or []), target_stats=target_stats)
@@ -134,8 +142,9 @@ class LightningEstimator(Estimator):
             raise StellarConfigError(f"the module needs fields {missing}; the data has {sorted(arrays)}")
         return TensorDictDataset({k: torch.from_numpy(np.ascontiguousarray(arrays[k])) for k in keys})
 
-    def _loader(self, arrays: Mapping[str, np.ndarray], shuffle: bool) -> DataLoader:
-        return DataLoader(self._dataset(arrays), batch_size=self.batch_size, shuffle=shuffle, collate_fn=_batched)
+    def _loader(self, arrays: Mapping[str, np.ndarray], train: bool) -> DataLoader:
+        collate = (self.augment or _batched) if train else _batched
+        return DataLoader(self._dataset(arrays), batch_size=self.batch_size, shuffle=train, collate_fn=collate)
 
     def fit(self, train: Mapping[str, np.ndarray], val: Mapping[str, np.ndarray] | None = None) -> dict[str, float]:
         """Train for ``max_epochs``; with a validation part, keep the epoch with the lowest ``val/loss``.

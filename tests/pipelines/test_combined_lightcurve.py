@@ -60,3 +60,21 @@ def test_combined_model_trains_evaluates_and_registers(make_cfg, tmp_path, stack
     (pred,) = PredictionResponse.model_validate(out).model_dump()["predictions"]
     assert list(pred["probabilities"]) == list(dm.class_names)
     assert sum(pred["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("model", ["lightcurve_combined", "lightcurve_transformer"])
+def test_augment_option_reaches_the_training_loaders(make_cfg, model):
+    from stellar.data.augment import LightCurveAugmentation
+
+    extra = FAST if model == "lightcurve_combined" else []
+    cfg = make_cfg(
+        "experiment=eros_lightcurves", f"model={model}", EROS, "datamodule/augment=lightcurve", "debug=fdr", *extra,
+        tiny=False,
+    )  # fmt: skip
+    metrics, objs = train.run(cfg)
+    assert isinstance(objs["datamodule"].augment, LightCurveAugmentation) and objs["datamodule"].augment.seed == 11
+    if model == "lightcurve_combined":
+        assert isinstance(objs["model"].models["transformer_0"].augment, LightCurveAugmentation)
+    assert "test_summary" in metrics
+    # off by default
+    assert "augment" not in make_cfg("experiment=eros_lightcurves", EROS, tiny=False).datamodule

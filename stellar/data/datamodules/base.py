@@ -7,7 +7,7 @@ preprocessing); ``setup`` reads only the store, applies the split and serves bat
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightning as L
@@ -199,14 +199,15 @@ class StellarDataModule(L.LightningDataModule):
         """One part as numpy arrays (the batch fields, ``label``, targets and ``index``), for estimators."""
         return {k: v.numpy() for k, v in self.part(part).tensors.items()}
 
-    def loader(self, part: str, shuffle: bool = False) -> DataLoader:
-        """DataLoader over one part (``train``, ``val`` or ``test``)."""
+    def loader(self, part: str, shuffle: bool = False, collate_fn: Callable[[Any], Any] | None = None) -> DataLoader:
+        """DataLoader over one part (``train``, ``val`` or ``test``); ``collate_fn`` maps each batch dict (e.g. a
+        training-only augmentation)."""
         return DataLoader(
             self.part(part),
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
-            collate_fn=_batched,
+            collate_fn=collate_fn or _batched,
             persistent_workers=self.num_workers > 0,
         )
 

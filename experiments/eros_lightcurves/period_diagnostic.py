@@ -36,11 +36,12 @@ def main() -> None:
     dm = instantiate(cfg.datamodule, split=None)
     dm.setup()
     label = dm.meta["period"].to_numpy(float)
-    ratio = dm.dataset.load("period") / label  # the stored periodogram period, row-aligned with meta
-    # what a batch hands the model as its ``period`` input (split=None: every star is in "test")
+    stored = "best_period" if "best_period" in dm.dataset.fields else "period"  # the name before the fix
+    ratio = dm.dataset.load(stored) / label  # the stored periodogram period, row-aligned with meta
+    # what a batch hands the model as its period input (split=None: every star is in "test")
     batch = dm.arrays("test")
-    batch_is_label = bool(np.allclose(batch["period"], label[batch["index"]].astype(np.float32), equal_nan=True))
-    print("batch field 'period' equals the label period:", batch_is_label)
+    batch_is_label = bool(np.allclose(batch["best_period"], label[batch["index"]].astype(np.float32), equal_nan=True))
+    print("batch field 'best_period' (the model's period input) equals the label period:", batch_is_label)
     out: dict[str, dict[str, float]] = {}
     for name in dm.class_names:
         r = ratio[(dm.meta["var_class"] == name).to_numpy() & np.isfinite(ratio)]

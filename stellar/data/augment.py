@@ -33,7 +33,7 @@ class LightCurveAugmentation:
     3. the flux (relative magnitudes) is scaled by ``exp(amplitude_jitter · N(0, 1))``, one factor per row;
     4. the times are shifted by one uniform draw in ``[0, time_shift)`` days per row.
 
-    The ``period`` and ``features`` fields are left as they are (the periodogram is not recomputed): the
+    The ``best_period`` and ``features`` fields are left as they are (the periodogram is not recomputed): the
     augmentation perturbs the sampling and the noise of a star, not the star.
 
     Parameters

@@ -30,7 +30,7 @@ def _batch(b: int = 64, n: int = 100, seed: int = 0) -> dict[str, torch.Tensor]:
     as_t = {"time": t, "flux": flux, "flux_err": err}
     out = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in as_t.items()}
     out.update(band=torch.as_tensor(band), mask=torch.as_tensor(mask), label=torch.arange(b))
-    out["period"] = torch.full((b,), 1.7)
+    out["best_period"] = torch.full((b,), 1.7)
     return out
 
 
@@ -42,7 +42,7 @@ def test_noise_is_at_the_stated_errors_on_valid_points_only():
     z = (out["flux"] - batch["flux"])[good] / batch["flux_err"][good]
     assert float(z.std()) == pytest.approx(2.0, rel=0.05) and abs(float(z.mean())) < 0.05
     assert (out["flux"][batch["mask"]] == 0).all()
-    for k in ("time", "flux_err", "band", "mask", "label", "period"):
+    for k in ("time", "flux_err", "band", "mask", "label", "best_period"):
         assert torch.equal(out[k], batch[k])
     assert all(torch.equal(batch[k], before[k]) for k in batch)  # the input batch is not modified
 

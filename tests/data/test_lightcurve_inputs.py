@@ -12,7 +12,7 @@ import torch
 from stellar.data.datamodules import LightCurveDataModule
 from stellar.data.preprocess.lightcurve_inputs import LightCurvePreprocessing, band_indices
 from stellar.data.sources.lightcurve import ErosSource, SesarRRLyraeSource, pad_rows
-from stellar.errors import StellarDataError, StellarValueError
+from stellar.errors import StellarConfigError, StellarDataError, StellarValueError
 from stellar.evaluation.splits import GroupSplit
 from tests.conftest import DATA
 
@@ -36,7 +36,7 @@ def test_relative_magnitudes_packing_and_period():
     np.testing.assert_allclose(out["time"][:, -1], t[:, -1] - t[:, 0], rtol=1e-5)
     assert (np.diff(out["time"], axis=1) >= 0).all()
     assert abs(np.median(out["flux"])) < 0.05  # band median removed
-    np.testing.assert_allclose(out["period"], 0.7, rtol=1e-3)
+    np.testing.assert_allclose(out["best_period"], 0.7, rtol=1e-3)
     names = prep.feature_names()
     assert out["features"].shape == (3, len(names))
     amp = out["features"][:, names.index("r_amplitude")]
@@ -103,7 +103,7 @@ def test_eros_source_reads_real_pairs_and_keeps_annotations_out_of_inputs(tmp_pa
     # the label period is the catalogue period divided by the human-found factor; the annotations stay in meta
     np.testing.assert_allclose(meta["period"], raw["period"] / raw["div_period"])
     assert {"quality", "div_period"} <= set(meta.columns)
-    assert set(arrays) == {"time", "flux", "flux_err", "band", "mask", "period", "features"}
+    assert set(arrays) == {"time", "flux", "flux_err", "band", "mask", "best_period", "features"}
     # LMC: every star within a few degrees of (80.9, -69.8)
     assert meta["ra"].between(70, 90).all() and meta["dec"].between(-73, -65).all()
     # each star keeps about 2 x 120 epochs (minus clipped points and 25.0 sentinels)
@@ -141,10 +141,43 @@ def test_sesar_source_and_datamodule_batches(tmp_path):
     periods = pd.read_csv(LC / "sesar_subset" / "periods.csv").set_index("Num")["Per"]
     truth = periods.loc[[int(o.split("-")[1]) for o in dm.meta["object_id"]]].to_numpy()
     np.testing.assert_allclose(dm.meta["period"], truth)
+    # the model's period input is the periodogram's, never the label (the ``period`` target is its own field)
+    part = dm.arrays("train")
+    np.testing.assert_array_equal(part["best_period"], dm.dataset.load("best_period")[part["index"]])
+    np.testing.assert_allclose(part["period"], truth[part["index"]].astype(np.float32))
+    assert not np.array_equal(part["best_period"], part["period"])
     # the r-band amplitude label is that of the stored features; RR Lyrae vary by 0.1-0.7 mag (half range)
     assert dm.meta["amplitude"].between(0.05, 0.8).all()
     # one stored dataset reused
     assert len(list(tmp_path.iterdir())) == 1
+
+
+def test_a_target_never_replaces_an_input_and_old_stores_still_load(tmp_path, monkeypatch):
+    prep = LightCurvePreprocessing(bands=("u", "g", "r", "i", "z"), n_points=64, min_period=0.2)
+
+    def datamodule() -> LightCurveDataModule:
+        return LightCurveDataModule(
+            SesarRRLyraeSource(str(LC / "sesar_subset")), str(tmp_path), preprocessing=prep,
+            split=GroupSplit(fractions=(0.5, 0.25, 0.25), seed=0), batch_size=4,
+            class_names=["rr_lyrae_ab", "rr_lyrae_c"], class_key="var_class", targets=["period"],
+        )  # fmt: skip
+
+    dm = datamodule()
+    dm.setup("fit")
+    periodogram = dm.dataset.load("best_period")
+    # a store written before the rename holds the periodogram period as the array "period": it is read as best_period
+    monkeypatch.setattr(type(dm.dataset), "fields", property(lambda self: ["time", "flux", "flux_err", "band",
+                                                                           "mask", "period", "features"]))  # fmt: skip
+    monkeypatch.setattr(type(dm.dataset), "load", lambda self, name, rows=None: {"period": periodogram}.get(name,
+                        np.zeros((len(periodogram), 64), dtype=np.float32)))  # fmt: skip
+    old = datamodule()
+    old.setup("fit")
+    assert set(old.arrays("train")) >= {"best_period", "period"}
+    np.testing.assert_array_equal(old.arrays("train")["best_period"], periodogram[old.arrays("train")["index"]])
+    # a datamodule whose input fields include a target's name is refused: the label would replace the input
+    monkeypatch.setattr(LightCurveDataModule, "fields", ("time", "flux", "flux_err", "band", "mask", "period"))
+    with pytest.raises(StellarConfigError, match=r"targets \['period'\] have the names of input fields"):
+        datamodule().setup("fit")
 
 
 def test_pad_rows_refuses_nothing():

@@ -81,7 +81,7 @@ def test_batch_shapes_presence_masks_and_padding(dm):
     spec = batch["spectrum"]
     assert spec["flux"].shape == spec["ivar"].shape == spec["mask"].shape == spec["continuum"].shape
     assert spec["flux"].shape[1] == len(dm.modules["spectrum"].log_wave)
-    assert batch["lightcurve"]["time"].shape == (n, 32) and batch["lightcurve"]["period"].shape == (n,)
+    assert batch["lightcurve"]["time"].shape == (n, 32) and batch["lightcurve"]["best_period"].shape == (n,)
     assert batch["sed"]["features"].shape == (n, len(dm.modules["sed"].feature_names))
     present = batch["present"]["spectrum"]
     assert (batch["spectrum"]["ivar"][present].sum(dim=1) > 0).all()

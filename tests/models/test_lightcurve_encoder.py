@@ -65,7 +65,7 @@ def test_module_learns_period_class_from_light_curves():
         "flux_err": torch.full((n, t_len), 0.02),
         "band": torch.zeros(n, t_len, dtype=torch.long),
         "mask": torch.zeros(n, t_len, dtype=torch.bool),
-        "period": torch.tensor(period, dtype=torch.float32),
+        "best_period": torch.tensor(period, dtype=torch.float32),
         "label": torch.tensor(label),
     }
     model = StellarModule(LightCurveTransformer(d_model=32, n_layers=1), class_names=["short", "long"])

@@ -150,6 +150,12 @@ class StellarDataModule(L.LightningDataModule):
         self.dataset, self.meta, self.split_result = ds, meta, result
         self.target_stats = self._target_stats(meta.iloc[result.train]) if len(result.train) else {}
         arrays = self.load_arrays(ds, meta)
+        clash = sorted(set(self.targets) & {*arrays, "label", "index"})
+        if clash:  # the target would replace the input in every batch: a label leak
+            raise StellarConfigError(
+                f"targets {clash} have the names of input fields of dataset {ds.name!r} ({sorted(arrays)}); "
+                "a target must not replace an input"
+            )
         for part, idx in result.parts().items():
             self._parts[part] = TensorDictDataset(self._tensors(arrays, meta, idx))
         log.info("dataset %s: %s rows per part", ds.name, {k: len(v) for k, v in result.parts().items()})

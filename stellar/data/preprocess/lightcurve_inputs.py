@@ -6,8 +6,9 @@ in one row, a band index per point) and returns what the models read:
 - ``time`` (N, n) in days since each object's first valid point; ``flux`` (N, n) in magnitudes relative to the
   band's median (flux inputs become ``-2.5 log10(f / median)``, so brightening is negative, as in magnitudes);
   ``flux_err`` (N, n) in magnitudes; ``band`` (N, n) int; ``mask`` (N, n) bool, ``True`` on padding;
-- ``period`` (N,) in days: the periodogram period (:func:`stellar.data.preprocess.lightcurve.features` on the
-  band with most points), which the transformer uses to phase its tokens;
+- ``best_period`` (N,) in days: the periodogram period (:func:`stellar.data.preprocess.lightcurve.features` on the
+  band with most points), which the transformer uses to phase its tokens (named apart from the ``period`` label,
+  so that a target can never stand in for it);
 - ``features`` (N, F): per-band variability features, band medians and colours (NaN where undefined), named by
   :meth:`LightCurvePreprocessing.feature_names`, the inputs of the feature + XGBoost baseline.
 
@@ -124,7 +125,7 @@ class LightCurvePreprocessing:
         Returns
         -------
         dict of numpy.ndarray
-            ``time``, ``flux``, ``flux_err`` (float32, (N, n)), ``band`` (int64), ``mask`` (bool), ``period``
+            ``time``, ``flux``, ``flux_err`` (float32, (N, n)), ``band`` (int64), ``mask`` (bool), ``best_period``
             (float32, (N,)) and ``features`` (float32, (N, F)).
         """
         x = rows(values, "values", float, allow_empty=False)
@@ -157,7 +158,7 @@ class LightCurvePreprocessing:
         rel, e, m, medians = self._per_band(t, x, e, b, m)
         feats, period = self._features(t, rel, e, b, m, medians)
         packed = _pack(t, rel, e, b, m, self.n_points)
-        return {**packed, "period": period.astype(np.float32), "features": feats.astype(np.float32)}
+        return {**packed, "best_period": period.astype(np.float32), "features": feats.astype(np.float32)}
 
     def _per_band(
         self, t: np.ndarray, x: np.ndarray, e: np.ndarray | None, b: np.ndarray, m: np.ndarray

@@ -7,7 +7,7 @@ Each observation is a token. Its embedding sums
 - a band embedding (one learned vector per band);
 - a continuous-time encoding: sines and cosines of ``2π t / P_k`` over fixed, log-spaced periods ``P_k`` from
   ``min_period`` to ``max_period`` days, mixed by a learned linear map (irregular sampling needs no resampling);
-- a phase encoding: the first harmonics of the phase at the periodogram period (the ``period`` batch field), so
+- a phase encoding: the first harmonics of the phase at the periodogram period (the ``best_period`` batch field), so
   folded shape is visible to attention even with ~100 points spread over years.
 
 A learned summary token carries log10 of the periodogram period and of the amplitude; padding is masked out of
@@ -27,7 +27,7 @@ from stellar.models.components.encoders import pre_norm_transformer
 
 
 class LightCurveTransformer(nn.Module):
-    """Transformer encoder for padded light curves ``(time, flux, flux_err, band, mask, period)`` → (B, out_dim).
+    """Transformer encoder for padded light curves ``(time, flux, flux_err, band, mask, best_period)`` → (B, out_dim).
 
     Parameters
     ----------
@@ -49,7 +49,7 @@ class LightCurveTransformer(nn.Module):
     """
 
     #: batch fields passed to ``forward``, in order
-    inputs = ("time", "flux", "flux_err", "band", "mask", "period")
+    inputs = ("time", "flux", "flux_err", "band", "mask", "best_period")
 
     def __init__(
         self,
@@ -89,8 +89,9 @@ class LightCurveTransformer(nn.Module):
         flux_err: torch.Tensor,
         band: torch.Tensor,
         mask: torch.Tensor,
-        period: torch.Tensor,
+        best_period: torch.Tensor,
     ) -> torch.Tensor:
+        period = best_period
         good = (~mask).to(flux.dtype)
         n = good.sum(dim=1).clamp(min=1.0)
         x = flux * good

@@ -4,8 +4,9 @@
         --out experiments/multimodal/results/<name>.json --seeds 0 1 2 \
         [--variants fused spectrum sed lightcurve] -- [Hydra overrides of conf/train.yaml]
 
-Each variant is ``model=fusion`` trained through ``train.run`` on the same datamodule and split (the split seed is
-``split.seed``, fixed; ``seed`` changes the weights and batch order): ``fused`` with every encoder, and one variant
+Each variant is ``model=fusion`` trained through ``train.run`` on the same datamodule; ``seed`` sets the split (by
+object, ``split.seed: ${seed}``), the weights and the batch order, so all variants of one seed share their test
+objects and the spread over seeds covers split and initialisation: ``fused`` with every encoder, and one variant
 per modality with the other encoders removed (``model.encoder.encoders.<other>=null``), i.e. that modality's
 encoder and the same heads. Every model is scored by the pipeline's per-subset table (``test_summary.subsets``):
 for each subset S of modalities, the test objects that have all of S, the others masked. A single-modality model
@@ -36,13 +37,44 @@ def _variant(name: str, modalities: list[str]) -> list[str]:
     return [f"model.encoder.encoders.{m}=null" for m in MODALITIES if m != name]
 
 
+def markdown(summary: dict[str, dict[str, dict[str, list[float]]]]) -> str:
+    """Per subset: the fused model and the best single-modality model of the subset (by mean) for each metric."""
+    metrics = [("accuracy", max, "{:.3f}"), ("teff_median_ae", min, "{:.0f}"), ("logg_mae", min, "{:.3f}"),
+               ("feh_mae", min, "{:.3f}")]  # fmt: skip
+    head = "| subset | n | " + " | ".join(f"{k}: fused | best single" for k, _, _ in metrics) + " |"
+    lines = [head, "|" + "---|" * (2 + 2 * len(metrics))]
+    for subset, by_variant in summary.items():
+        fused = by_variant.get("fused")
+        singles = {v: r for v, r in by_variant.items() if v != "fused"}
+        if fused is None:
+            continue
+        cells = [subset, f"{fused['n'][0]:.0f}"]
+        for key, best, fmt in metrics:
+            m, sd = fused[key]
+            cells.append(f"{fmt.format(m)} ± {fmt.format(sd)}")
+            if singles:
+                name = best(singles, key=lambda v: singles[v][key][0])
+                bm, bsd = singles[name][key]
+                cells.append(f"{fmt.format(bm)} ± {fmt.format(bsd)} ({name})")
+            else:
+                cells.append("")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", help="results JSON to write (required unless --table)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--variants", nargs="+", default=["fused", *MODALITIES])
+    p.add_argument("--table", help="print the markdown table of an existing results JSON and exit")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
+    if args.table:
+        print(markdown(json.loads(Path(args.table).read_text())["summary_mean_std"]))
+        return
+    if not args.out:
+        p.error("--out is required")
     runs: dict[str, dict[int, Any]] = {}
     t0 = time.perf_counter()
     for variant in args.variants:
@@ -81,9 +113,7 @@ def main() -> None:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
-    for subset, by_variant in summary.items():
-        for variant, row in by_variant.items():
-            print(subset, variant, {k: f"{m:.3g}±{s:.2g}" for k, (m, s) in row.items()})
+    print(markdown(summary))
 
 
 if __name__ == "__main__":

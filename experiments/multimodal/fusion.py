@@ -38,14 +38,16 @@ def _variant(name: str, modalities: list[str]) -> list[str]:
 
 
 def markdown(summary: dict[str, dict[str, dict[str, list[float]]]]) -> str:
-    """Per subset: the fused model and the best single-modality model of the subset (by mean) for each metric."""
+    """Per subset: the fused model and the best single-modality model among the subset's modalities (by mean), for
+    each metric."""
     metrics = [("accuracy", max, "{:.3f}"), ("teff_median_ae", min, "{:.0f}"), ("logg_mae", min, "{:.3f}"),
                ("feh_mae", min, "{:.3f}")]  # fmt: skip
     head = "| subset | n | " + " | ".join(f"{k}: fused | best single" for k, _, _ in metrics) + " |"
     lines = [head, "|" + "---|" * (2 + 2 * len(metrics))]
     for subset, by_variant in summary.items():
         fused = by_variant.get("fused")
-        singles = {v: r for v, r in by_variant.items() if v != "fused"}
+        # a single-modality model scored on a subset without its modality answers with its prior: not a candidate
+        singles = {v: r for v, r in by_variant.items() if v != "fused" and v in subset.split("+")}
         if fused is None:
             continue
         cells = [subset, f"{fused['n'][0]:.0f}"]

@@ -179,6 +179,9 @@ def _html(report: Mapping[str, Any], figure_blocks: list[str]) -> str:
     reg = report.get("regression")
     if reg:
         parts += ["<h2>Regression</h2>", _table(reg)]
+    subsets = report.get("subsets")
+    if subsets:  # multi-modal models: the same objects scored with each subset of their modalities
+        parts += ["<h2>Per modality subset</h2>", _table(subsets)]
     parts += ["<h2>Figures</h2>", *figure_blocks]
     style = (
         "body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse;margin:8px 0}"

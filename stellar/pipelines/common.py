@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from itertools import combinations
 from pathlib import Path
 from typing import Any, cast
 
 import lightning as L
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from stellar.data.datamodules import StellarDataModule
+from stellar.data.datamodules.multimodal import MultiModalDataModule
 from stellar.errors import StellarConfigError
 from stellar.evaluation.calibration import (
     REPORT_LEVELS,
@@ -43,9 +46,14 @@ def predict(
         if not len(arrays["index"]):
             return {}
         return {**model.predict_outputs(arrays), "index": arrays["index"]}
+    return predict_loader(trainer, model, dm.loader(part))
+
+
+def predict_loader(trainer: L.Trainer | None, model: L.LightningModule, loader: DataLoader) -> dict[str, np.ndarray]:
+    """Outputs (physical units) of a LightningModule over ``loader``, concatenated, with the row ``index``."""
     if trainer is None:
         raise StellarConfigError("trainer must be given to predict with a LightningModule")
-    batches = cast(list[dict[str, torch.Tensor]], trainer.predict(model, dataloaders=dm.loader(part)) or [])
+    batches = cast(list[dict[str, torch.Tensor]], trainer.predict(model, dataloaders=loader) or [])
     if not batches:
         return {}
     out = {k: torch.cat([b[k] for b in batches]) for k in batches[0]}
@@ -180,3 +188,43 @@ def score_outputs(
     if regression:
         report["regression"] = regression
     return report
+
+
+def subset_row(report: Mapping[str, Any]) -> dict[str, float]:
+    """One row of a per-subset table: ``n``, class accuracy, macro F1 and calibrated ECE, and per target its MAE,
+    median absolute error (physical units) and calibrated 68% coverage."""
+    row: dict[str, float] = {}
+    cls = report.get("classification")
+    if cls:
+        row.update(n=cls["n"], accuracy=cls["accuracy"], macro_f1=cls["macro_f1"], ece_after=cls["ece_after"])
+    for t, r in report.get("regression", {}).items():
+        row.setdefault("n", r["n"])
+        row.update({f"{t}_mae": r["mae"], f"{t}_median_ae": r["median_ae"], f"{t}_coverage_68": r["coverage_68_after"]})
+    return row
+
+
+def score_subsets(
+    trainer: L.Trainer | None,
+    model: L.LightningModule | Any,
+    dm: StellarDataModule,
+    part: str,
+    calibrator: BaseProbCalibrator | None,
+    interval_calibrator: BaseIntervalCalibrator | None = None,
+) -> dict[str, dict[str, float]]:
+    """Metrics of a multi-modal model for every non-empty subset of the datamodule's modalities (``spectrum``,
+    ``sed``, ``spectrum+sed``…): each over the objects of ``part`` that have all of the subset, with the other
+    modalities masked, so every subset is scored on objects that could be scored by it; ``{}`` for a single-modality
+    datamodule. Rows are :func:`subset_row`."""
+    if not isinstance(dm, MultiModalDataModule) or not isinstance(model, L.LightningModule):
+        return {}
+    class_names, targets = list(getattr(model, "class_names", [])), list(getattr(model, "targets", []))
+    table: dict[str, dict[str, float]] = {}
+    for k in range(1, len(dm.modalities) + 1):
+        for subset in combinations(dm.modalities, k):
+            loader = dm.subset_loader(part, subset)
+            if not len(loader.dataset):  # type: ignore[arg-type]
+                continue
+            outputs = predict_loader(trainer, model, loader)
+            report = score_outputs(outputs, dm, class_names, targets, calibrator, interval_calibrator)
+            table["+".join(subset)] = subset_row(report)
+    return table

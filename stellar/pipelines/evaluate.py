@@ -44,6 +44,7 @@ from stellar.pipelines.common import (
     load_weights,
     predict,
     score_outputs,
+    score_subsets,
     truths_of,
 )
 
@@ -114,6 +115,9 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if not outputs:
         raise StellarDataError(f"nothing to score: the test part of {dm.dataset_name} is empty")
     report = score_outputs(outputs, dm, class_names, list(model.targets), calibrator, interval_calibrator)
+    subsets = score_subsets(trainer, model, dm, "test", calibrator, interval_calibrator)
+    if subsets:
+        report["subsets"] = subsets
     report["meta"] = {
         "model": hp.get("name", ""),
         "run_dir": str(run_dir),

@@ -32,6 +32,7 @@ from stellar.pipelines.common import (
     predict,
     save_calibrator,
     score_outputs,
+    score_subsets,
 )
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,9 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
         test_out = predict(trainer, model, dm, "test")
         summary = score_outputs(test_out, dm, model.class_names, model.targets, calibrator, interval_calibrator)
+        subsets = score_subsets(trainer, model, dm, "test", calibrator, interval_calibrator)
+        if subsets:
+            summary["subsets"] = subsets
         metrics["test_summary"] = summary
         for lg in loggers:
             lg.log_metrics(flat_scalars(summary, "test/"), step=step)
@@ -219,3 +223,5 @@ def _log_summary(summary: Mapping[str, Any]) -> None:
         )
     for t, r in summary.get("regression", {}).items():
         log.info("test %s: %s", t, ", ".join(f"{k}={v:.4g}" for k, v in r.items()))
+    for name, row in summary.get("subsets", {}).items():
+        log.info("test with %s: %s", name, ", ".join(f"{k}={v:.4g}" for k, v in row.items()))

@@ -211,3 +211,17 @@ def test_miles_paired_set_from_a_miles_folder_bsc5_and_hipparcos(tmp_path):
     )
     assert dm.split_result.audit["modalities"]["sed"]["objects_in_several_parts"] == 0
     assert os.path.basename(dm.store.root) == tmp_path.name
+
+
+def test_restricted_part_keeps_objects_with_the_subset_and_masks_the_rest(dm):
+    full = dm.part("train")
+    sub = full.restricted(["spectrum", "sed"])
+    batch = sub.__getitems__(list(range(len(sub))))
+    want = (full.rows["spectrum"] >= 0) & (full.rows["sed"] >= 0)
+    assert len(sub) == int(want.sum()) and torch.equal(batch["index"], full.common["index"][want])
+    assert batch["present"]["spectrum"].all() and batch["present"]["sed"].all()
+    assert not batch["present"]["lightcurve"].any() and batch["lightcurve"]["mask"].all()
+    assert (batch["lightcurve"]["flux"] == 0).all()
+    with pytest.raises(StellarConfigError, match="non-empty subset"):
+        full.restricted(["radio"])
+    assert len(dm.subset_loader("test", ["lightcurve"]).dataset) == int((dm.part("test").rows["lightcurve"] >= 0).sum())

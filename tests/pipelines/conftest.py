@@ -37,13 +37,28 @@ def make_cfg(tmp_path, store_dir) -> Callable[..., DictConfig]:
 MILES = f"datamodule.data_dir={DATA / 'miles_subset'}"
 
 SED = DATA / "sed"
-#: real-data folders of the datamodules whose data_dir is required, by source class
+#: the real paired set on the MILES subset: BSC5 and Hipparcos lines of its stars
+MILES_PAIRED = [
+    MILES,
+    f"datamodule.source.bsc5={DATA / 'paired' / 'bsc5_miles_subset.dat'}",
+    f"datamodule.source.hipparcos={DATA / 'paired' / 'hip2_miles_subset.dat'}",
+]
+#: a small, fast paired simulation: short light curves keep the periodograms cheap
+FAST_MULTIMODAL = [
+    "datamodule=multimodal",
+    "datamodule.source.progress=false",
+    "datamodule.source.simulator.lightcurve.n_points=40",
+    "datamodule.modalities.lightcurve.preprocessing.n_points=32",
+    "datamodule.modalities.lightcurve.preprocessing.min_period=1.0",
+]
+#: real-data folders (override, or overrides) of the datamodules whose data_dir is required, by source class
 DATA_DIRS = {
     "MilesSource": MILES,
     "SDSS17Source": f"datamodule.data_dir={SED / 'sdss17'}",
     "HipparcosSource": f"datamodule.data_dir={SED / 'hipparcos'}",
     "ErosSource": f"datamodule.data_dir={DATA / 'lightcurves' / 'eros_subset'}",
     "SesarRRLyraeSource": f"datamodule.data_dir={DATA / 'lightcurves' / 'sesar_subset'}",
+    "MilesPairedSource": MILES_PAIRED,
 }
 #: XGBoost models: one thread (an oversubscribed OpenMP pool is slow) and a few rounds
 FAST_XGB = ["model.n_jobs=1", "model.num_boost_round=15"]
@@ -62,6 +77,7 @@ MODEL_OVERRIDES = {
     "sed_xgboost_regressor": ["datamodule=sed", *FAST_XGB],
     "sed_mlp": ["datamodule=sed"],
     "lightcurve_transformer": ["datamodule=lightcurve"],
+    "fusion": FAST_MULTIMODAL,
     "lightcurve_multitask": ["datamodule=lightcurve"],
     "lightcurve_xgboost": ["datamodule=lightcurve", *FAST_XGB],
     "lightcurve_combined": [

@@ -34,7 +34,8 @@ def test_every_model_instantiates_and_runs_fast_dev(make_cfg, model):
 def test_every_experiment_fast_dev(make_cfg, experiment):
     probe = make_cfg(f"experiment={experiment}", tiny=False)
     data_dir = DATA_DIRS.get(probe.datamodule.source._target_.rsplit(".", 1)[-1])
-    overrides = [f"experiment={experiment}", "debug=fdr"] + ([data_dir] if data_dir else [])
+    data_dirs = [data_dir] if isinstance(data_dir, str) else list(data_dir or [])
+    overrides = [f"experiment={experiment}", "debug=fdr", *data_dirs]
     if "num_boost_round" in probe.model:
         overrides += FAST_XGB
     if probe.get("pretrain"):
@@ -74,7 +75,8 @@ def test_datamodule_options_instantiate(make_cfg):
         probe = make_cfg(f"datamodule={dm}", tiny=False)
         data_dir = DATA_DIRS.get(probe.datamodule.source._target_.rsplit(".", 1)[-1])
         tiny = "n" in probe.datamodule.source  # simulated sources shrink; real folders are already small
-        cfg = make_cfg(f"datamodule={dm}", *([data_dir] if data_dir else []), tiny=tiny)
+        data_dirs = [data_dir] if isinstance(data_dir, str) else list(data_dir or [])
+        cfg = make_cfg(f"datamodule={dm}", *data_dirs, tiny=tiny)
         assert instantiate(cfg.datamodule).dataset_name
 
 

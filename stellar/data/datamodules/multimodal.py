@@ -16,9 +16,9 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
-from stellar.data.datamodules.base import StellarDataModule
+from stellar.data.datamodules.base import StellarDataModule, _batched
 from stellar.data.objects import ObjectTable
 from stellar.data.sources.base import Source
 from stellar.data.store import Dataset as StoredDataset
@@ -85,6 +85,21 @@ class MultiModalDataset(Dataset):
             batch["present"][m] = present
             batch[m] = {k: self._fill(m, k, present, a[row[present]]) for k, a in self.modal[m].items()}
         return batch
+
+    def restricted(self, modalities: Sequence[str]) -> MultiModalDataset:
+        """The objects that have every one of ``modalities``, with all other modalities masked (as if absent).
+
+        Used to score a model on one subset of modalities over the same objects (e.g. the spectrum alone of the
+        stars that also have an SED).
+        """
+        unknown = [m for m in modalities if m not in self.rows]
+        if unknown or not modalities:
+            raise StellarConfigError(
+                f"modalities must be a non-empty subset of {list(self.rows)}; got {list(modalities)}"
+            )
+        have = torch.stack([self.rows[m] >= 0 for m in modalities]).all(dim=0)
+        rows = {m: r[have] if m in modalities else torch.full_like(r[have], -1) for m, r in self.rows.items()}
+        return MultiModalDataset(self.modal, rows, {k: v[have] for k, v in self.common.items()})
 
     def collate(self, items: Sequence[Batch]) -> Batch:
         """Stack per-object dicts (from :meth:`__getitem__`) into a batch, padding absent modalities."""
@@ -232,6 +247,12 @@ class MultiModalDataModule(StellarDataModule):
         result.audit["modalities"] = self.modality_audit()
         counts = {p: {m: int((r >= 0).sum()) for m, r in d.rows.items()} for p, d in self._parts.items()}  # type: ignore[attr-defined]
         log.info("objects %s: present per part and modality %s", self.dataset_name, counts)
+
+    def subset_loader(self, part: str, modalities: Sequence[str]) -> DataLoader:
+        """DataLoader over the objects of ``part`` that have every one of ``modalities``, the others masked
+        (:meth:`MultiModalDataset.restricted`)."""
+        ds = cast(MultiModalDataset, self.part(part)).restricted(modalities)
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=False, num_workers=0, collate_fn=_batched)
 
     def modality_audit(self) -> dict[str, Any]:
         """Per modality: rows served per part and the number of objects whose rows are served in more than one part

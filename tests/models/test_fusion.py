@@ -34,7 +34,7 @@ def _batch(seed: int = 0) -> dict:
             "flux_err": torch.full((B, N_PTS), 0.01),
             "band": torch.zeros(B, N_PTS, dtype=torch.long),
             "mask": torch.zeros(B, N_PTS).bool(),
-            "period": torch.full((B,), 1.5),
+            "best_period": torch.full((B,), 1.5),
         },
         "label": torch.randint(0, 3, (B,), generator=g),
         "teff": 4000 + 3000 * torch.rand(B, generator=g),

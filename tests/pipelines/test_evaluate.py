@@ -123,6 +123,26 @@ def test_scores_every_object_of_another_folder(make_cfg, tmp_path, miles_dir):
     assert report["classification"]["n"] == sum(v["support"] for v in report["classification"]["per_class"].values())
 
 
+def test_the_default_miles_model_scores_another_folder_with_calibrated_intervals(make_cfg, tmp_path, miles_dir):
+    """``experiment=miles_spectra`` trains its default (the StarNet seed ensemble and the kernel ridge, weighed per
+    head on val); evaluate.py scores every star of another MILES-format folder with the run's interval calibrator."""
+    cfg = make_cfg("experiment=miles_spectra", MILES, "trainer.max_epochs=2", "logger=none", tiny=False)
+    assert cfg.model.name == "spectral_starnet_kernel_ridge" and cfg.model.weighting == "validation"
+    _, objs = train.run(cfg)
+    assert set(objs["model"].weights) >= {"teff", "logg", "feh"}  # chosen on the validation part
+    other = tmp_path / "other_folder"
+    shutil.copytree(miles_dir, other)
+    report, _ = evaluate.run(
+        _eval_cfg(make_cfg, tmp_path, cfg.paths.output_dir, f"datamodule.data_dir={other}", "split=none")
+    )
+    assert report["meta"]["n_scored"] == 43 and report["meta"]["split"] == "none"
+    for t in ("teff", "logg", "feh"):
+        reg = report["regression"][t]
+        assert reg["n"] > 30 and 0.0 <= reg["coverage_68_after"] <= reg["coverage_95_after"] <= 1.0
+    saved = json.loads((Path(cfg.paths.output_dir) / "interval_calibrator.json").read_text())
+    assert saved["type"] == "conformal"
+
+
 def test_bad_run_dir(make_cfg, tmp_path):
     with pytest.raises(StellarDataError, match=r"no config\.yaml"):
         evaluate.run(_eval_cfg(make_cfg, tmp_path, tmp_path))

@@ -37,9 +37,10 @@ def test_train_py_fits_scores_and_evaluate_reloads_the_ridge_on_miles(make_cfg, 
 
 
 def test_train_py_fits_the_kernel_ridge_with_per_star_sigma_and_evaluate_reloads_it(make_cfg, tmp_path):
-    """``experiment=miles_spectra`` (its default model, spectral_kernel_ridge) on real MILES spectra: every star its
-    own σ, and evaluate.py gives the same scores from the saved run."""
-    cfg = make_cfg("experiment=miles_spectra", MILES, "logger=none", "model.mk_cs=[0.01]", tiny=False)
+    """``experiment=miles_spectra model=spectral_kernel_ridge`` on real MILES spectra: every star its own σ, and
+    evaluate.py gives the same scores from the saved run."""
+    overrides = ["experiment=miles_spectra", "model=spectral_kernel_ridge", MILES, "logger=none", "model.mk_cs=[0.01]"]
+    cfg = make_cfg(*overrides, tiny=False)
     metrics, objs = train.run(cfg)
     model = objs["model"]
     assert model.per_star_sigma and set(model.gamma) == set(TARGETS)

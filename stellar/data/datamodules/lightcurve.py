@@ -33,7 +33,15 @@ class LightCurveDataModule(StellarDataModule):
 
     fields = ("time", "flux", "flux_err", "band", "mask", "best_period", "features")
 
-    def __init__(self, *args: Any, augment: LightCurveAugmentation | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        preprocessing: LightCurvePreprocessing | None = None,
+        augment: LightCurveAugmentation | None = None,
+        **kwargs: Any,
+    ):
+        if preprocessing is not None:
+            kwargs["preprocessing"] = preprocessing
         super().__init__(*args, **kwargs)
         if augment is not None and not callable(augment):
             raise StellarConfigError(f"augment must be a callable on batches (LightCurveAugmentation); got {augment!r}")

@@ -117,6 +117,10 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             path = save_calibrator(interval_calibrator, output_dir, INTERVAL_CALIBRATOR_FILE)
             metrics["interval_calibrator"] = str(path)
 
+    save_pretrained = getattr(model, "save_pretrained", None)  # a pretraining model leaves its encoders for fine-tuning
+    if callable(save_pretrained):
+        metrics["pretrained"] = str(save_pretrained(output_dir))
+
     if cfg.get("test") and len(dm.part("test")):
         if trainer is not None:
             trainer.test(model, datamodule=dm, verbose=False)

@@ -179,6 +179,9 @@ class ContrastiveModule(L.LightningModule):
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         return self._step(batch, "val")
 
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "test")
+
     def configure_optimizers(self) -> Any:
         factory = self.optimizer_factory or (lambda params: torch.optim.AdamW(params, lr=1e-3))
         return factory(self.parameters())

@@ -23,6 +23,7 @@ def test_pretrain_experiment_smoke_saves_encoders_that_fusion_loads(make_cfg, tm
     run_dir = Path(cfg.paths.output_dir)
     assert isinstance(objs["model"], ContrastiveModule) and np.isfinite(metrics["train/loss"])
     assert metrics["pretrained"] == str(run_dir / PRETRAINED_FILE) and "test_summary" not in metrics
+    assert np.isfinite(metrics["test/loss"])  # the held-out InfoNCE (no heads to score)
     assert not (run_dir / "calibrator.json").exists()  # no heads: nothing calibrated
     # no labels reach the loss: one batch with every label hidden gives the same loss
     batch = next(iter(objs["datamodule"].train_dataloader()))

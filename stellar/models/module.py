@@ -55,6 +55,9 @@ class StellarModule(L.LightningModule):
         Cross-entropy label smoothing.
     head_hidden : int
         Hidden width of every head.
+    pretrained : str, optional
+        Folder of a contrastive pretraining run (``experiment=*_pretrain``): its encoders are loaded into
+        ``encoder`` before training (:func:`stellar.models.contrastive.load_pretrained`).
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class StellarModule(L.LightningModule):
         regression_weight: float = 1.0,
         label_smoothing: float = 0.0,
         head_hidden: int = 64,
+        pretrained: str | None = None,
     ):
         super().__init__()
         class_names = [str(c) for c in class_names or []]
@@ -92,6 +96,10 @@ class StellarModule(L.LightningModule):
             if not callable(encoder):
                 raise StellarConfigError(f"encoder must be an nn.Module or a factory of one; got {type(encoder)}")
             encoder = encoder()
+        if pretrained:
+            from stellar.models.contrastive import load_pretrained  # it imports the fusion encoder, not this module
+
+            load_pretrained(encoder, pretrained)
         self.encoder = encoder
         self.inputs: tuple[str, ...] = tuple(getattr(encoder, "inputs", ("flux", "mask")))
         self.class_names = class_names

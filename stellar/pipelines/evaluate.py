@@ -105,6 +105,9 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     class_names = list(hp.get("class_names", []))
     if class_names and class_names != list(dm.class_names):
         raise StellarConfigError(f"model classes {class_names} differ from the datamodule's {dm.class_names}")
+    if train_cfg.model.get("pretrained"):  # the fine-tuned weights come from the checkpoint
+        with open_dict(train_cfg):
+            train_cfg.model.pretrained = None
     model = instantiate(train_cfg.model, class_names=class_names, target_stats=hp.get("target_stats"))
     load_weights(model, ckpt_path)
     calibrator = load_calibrator(run_dir)

@@ -117,10 +117,15 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             path = save_calibrator(interval_calibrator, output_dir, INTERVAL_CALIBRATOR_FILE)
             metrics["interval_calibrator"] = str(path)
 
-    if cfg.get("test") and len(dm.part("test")):
-        if trainer is not None:
-            trainer.test(model, datamodule=dm, verbose=False)
-            metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
+    save_pretrained = getattr(model, "save_pretrained", None)  # a pretraining model leaves its encoders for fine-tuning
+    if callable(save_pretrained):
+        metrics["pretrained"] = str(save_pretrained(output_dir))
+
+    testing = bool(cfg.get("test") and len(dm.part("test")))
+    if testing and trainer is not None:
+        trainer.test(model, datamodule=dm, verbose=False)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
+    if testing and (model.class_names or model.targets):  # a model with heads to score (not a pretraining one)
         test_out = predict(trainer, model, dm, "test")
         summary = score_outputs(test_out, dm, model.class_names, model.targets, calibrator, interval_calibrator)
         subsets = score_subsets(trainer, model, dm, "test", calibrator, interval_calibrator)

@@ -78,6 +78,7 @@ MODEL_OVERRIDES = {
     "sed_mlp": ["datamodule=sed"],
     "lightcurve_transformer": ["datamodule=lightcurve"],
     "fusion": FAST_MULTIMODAL,
+    "contrastive": FAST_MULTIMODAL,
     "lightcurve_multitask": ["datamodule=lightcurve"],
     "lightcurve_xgboost": ["datamodule=lightcurve", *FAST_XGB],
     "lightcurve_combined": [

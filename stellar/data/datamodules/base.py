@@ -79,6 +79,13 @@ class StellarDataModule(L.LightningDataModule):
     preprocessing : object, optional
         The modality's preprocessing (``to_dict()`` and a call); it is hashed into the dataset name and handed to
         ``source.build``. ``None`` takes :meth:`default_preprocessing`.
+    label_fraction : float
+        Fraction of the training part whose labels are used, in (0, 1]: a seeded draw of that many training rows
+        (at least 2) is kept and the others' labels are hidden by leaving those rows out of the training part (a
+        supervised model gets nothing from them); validation and test parts are unchanged, so every fraction is
+        scored on the same test objects. The target standardisation is computed on the kept rows.
+    label_seed : int
+        Seed of that draw.
     """
 
     #: arrays of the stored dataset that become batch fields
@@ -97,8 +104,14 @@ class StellarDataModule(L.LightningDataModule):
         log_targets: Sequence[str] = ("teff",),
         data_dir: str | None = None,
         preprocessing: Any = None,
+        label_fraction: float = 1.0,
+        label_seed: int = 0,
     ):
         super().__init__()
+        if not 0.0 < float(label_fraction) <= 1.0:
+            raise StellarConfigError(f"label_fraction must be in (0, 1]; got {label_fraction}")
+        self.label_fraction = float(label_fraction)
+        self.label_seed = int(label_seed)
         self.preprocessing = preprocessing if preprocessing is not None else self.default_preprocessing()
         self.source = source
         self.store = DatasetStore(store_root)
@@ -146,7 +159,7 @@ class StellarDataModule(L.LightningDataModule):
         missing = [t for t in self.targets if t not in meta.columns]
         if missing:
             raise StellarConfigError(f"targets {missing} are not columns of dataset {ds.name!r}: {list(meta.columns)}")
-        result = self.split(meta) if self.split is not None else self._score_all(meta)
+        result = self.keep_labelled(self.split(meta) if self.split is not None else self._score_all(meta))
         self.dataset, self.meta, self.split_result = ds, meta, result
         self.target_stats = self._target_stats(meta.iloc[result.train]) if len(result.train) else {}
         arrays = self.load_arrays(ds, meta)
@@ -170,6 +183,20 @@ class StellarDataModule(L.LightningDataModule):
             return np.full(len(meta), -1, dtype=np.int64)
         lookup = {c: i for i, c in enumerate(self.class_names)}
         return np.asarray([lookup.get(str(v), -1) for v in meta[self.class_key]], dtype=np.int64)
+
+    def keep_labelled(self, result: SplitResult) -> SplitResult:
+        """``result`` with its training part reduced to a seeded ``label_fraction`` of its rows (sorted), recorded
+        in the audit; unchanged when ``label_fraction`` is 1."""
+        if self.label_fraction >= 1.0 or not len(result.train):
+            return result
+        n = len(result.train)
+        k = min(n, max(2, round(self.label_fraction * n)))
+        keep = np.random.default_rng(self.label_seed).choice(n, size=k, replace=False)
+        result.train = np.sort(result.train[keep])
+        result.audit["label_fraction"] = {"fraction": self.label_fraction, "seed": self.label_seed,
+                                          "train_rows": n, "labelled_rows": k}  # fmt: skip
+        log.info("label_fraction %.3g: %d of %d training rows keep their labels", self.label_fraction, k, n)
+        return result
 
     @staticmethod
     def _score_all(meta: pd.DataFrame) -> SplitResult:

@@ -231,7 +231,7 @@ class MultiModalDataModule(StellarDataModule):
         missing = [t for t in self.targets if t not in meta.columns]
         if missing:
             raise StellarConfigError(f"targets {missing} are not columns of the object table: {list(meta.columns)}")
-        result = self.split(meta) if self.split is not None else self._score_all(meta)
+        result = self.keep_labelled(self.split(meta) if self.split is not None else self._score_all(meta))
         self.meta, self.split_result, self.objects = meta, result, meta
         self.dataset = self.store.open(self.dataset_name)
         self.target_stats = self._target_stats(meta.iloc[result.train]) if len(result.train) else {}

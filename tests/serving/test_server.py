@@ -220,6 +220,7 @@ def test_run_starts_the_configured_server(spectral_version, registry_root, monke
         spectral_version.name,
         "endpoints.lightcurve=null",
         "endpoints.sed=null",
+        "endpoints.multimodal=null",
         "port=8123",
         "api_servers=2",
     )

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from stellar.data.datamodules.base import StellarDataModule, _batched
 from stellar.data.objects import ObjectTable
+from stellar.data.preprocess.multimodal import MultiModalPreprocessing
 from stellar.data.sources.base import Source
 from stellar.data.store import Dataset as StoredDataset
 from stellar.errors import StellarConfigError, StellarDataError
@@ -217,6 +218,8 @@ class MultiModalDataModule(StellarDataModule):
         self.prepare_data()
         table = ObjectTable.from_store(self.store, self.dataset_name).table
         rows, arrays, ids = self._modality_rows(table)
+        # each modality's preprocessing as its datamodule completed it: what the registry stores for the server
+        self.preprocessing = MultiModalPreprocessing({m: module.preprocessing for m, module in self.modules.items()})
         n_present = np.sum([r >= 0 for r in rows.values()], axis=0)
         keep = n_present >= self.min_modalities
         if not keep.all():

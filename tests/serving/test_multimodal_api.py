@@ -1,0 +1,152 @@
+"""``/predict/multimodal`` on registered fused models: the README example, every subset of parts, and bad input as a
+4xx JSON answer naming the field."""
+
+from __future__ import annotations
+
+import json
+import re
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from hydra import compose, initialize_config_dir
+from litserve.utils import wrap_litserve_start
+from pydantic import ValidationError
+
+from stellar.pipelines import train
+from stellar.serving.api import Failure, MultiModalAPI
+from stellar.serving.schemas import MultiModalRequest, MultiModalResponse
+from stellar.serving.server import build_server
+from tests.conftest import REPO
+from tests.pipelines.conftest import FAST_MULTIMODAL, MILES_PAIRED
+from tests.serving.helpers import strict_json, wait_ready
+
+ROUTE = "/predict/multimodal"
+
+
+def _readme_body() -> dict[str, Any]:
+    line = next(x for x in (REPO / "README.md").read_text().splitlines() if ROUTE in x and x.startswith("curl"))
+    m = re.search(r"-d '(.*)'$", line)
+    assert m, line
+    return json.loads(m.group(1))
+
+
+def _register(tmp: Path, *overrides: str) -> Path:
+    """Train a tiny fused model and register it as ``fusion``; returns the registry root."""
+    registry = tmp / "registry"
+    base = [f"paths.output_dir={tmp / 'run'}", f"paths.store_dir={tmp / 'store'}", f"paths.log_dir={tmp}"]
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = compose(
+            "train",
+            overrides=[*base, *overrides, "debug=limit", "logger=none", "register=true", f"registry.root={registry}"],
+        )
+    train.run(cfg)
+    return registry
+
+
+@pytest.fixture(scope="module")
+def miles_registry(tmp_path_factory) -> Path:
+    """experiment=miles_fusion (spectrum + BSC5 UBV + Hipparcos parallax) on the 43-star MILES subset."""
+    return _register(tmp_path_factory.mktemp("mm_miles"), "experiment=miles_fusion", *MILES_PAIRED)
+
+
+@pytest.fixture(scope="module")
+def sim_registry(tmp_path_factory) -> Path:
+    """model=fusion on the paired simulation (spectrum, SED with parallax, light curve)."""
+    return _register(tmp_path_factory.mktemp("mm_sim"), "model=fusion", *FAST_MULTIMODAL, "datamodule.source.n=96")
+
+
+def _api(root: Path) -> MultiModalAPI:
+    api = MultiModalAPI("fusion", registry_root=str(root), api_path=ROUTE)
+    api.setup("cpu")
+    assert api.load_error is None, api.load_error
+    return api
+
+
+def _answer(api: MultiModalAPI, body: dict[str, Any]) -> dict[str, Any]:
+    out = api.encode_response(api.predict(api.decode_request(MultiModalRequest.model_validate(body))))
+    assert isinstance(out, dict), getattr(out, "body", out)
+    return MultiModalResponse.model_validate(out).model_dump()
+
+
+@pytest.mark.slow
+def test_readme_example_over_http_and_bad_input_names_the_field(miles_registry) -> None:
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = compose("serve", overrides=[f"registry.root={miles_registry}"])
+    with wrap_litserve_start(build_server(cfg)) as srv, TestClient(srv.app) as client:
+        wait_ready(client, timeout=90)
+        r = client.post(ROUTE, json=_readme_body())
+        assert r.status_code == 200, r.text
+        out = strict_json(r.text)
+        assert out["modality"] == "multimodal" and out["calibrated"] and out["intervals_calibrated"]
+        used = [p["modalities_used"] for p in out["predictions"]]
+        assert used == [["spectrum", "photometry"], ["photometry"], ["spectrum"]]
+        for p in out["predictions"]:
+            assert sum(p["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+            for t in ("teff", "logg", "feh"):
+                lo, hi = p["targets"][t]["interval_95"]
+                assert lo <= p["targets"][t]["mean"] <= hi
+        assert any("no parallax" in a for a in out["assumed"])  # the second object sent none
+        bad = [
+            ({"objects": [{}]}, ["body", "objects", 0], "at least one of spectrum, photometry, lightcurve"),
+            ({"objects": [{"photometry": {"magnitudes": ["4.2"]}}]},
+             ["body", "objects", 0, "photometry", "magnitudes", 0], ""),
+            ({"objects": [{"spectrum": {"flux": [1, 2, 3], "wavelengths": [5000, 4000, 6000]}}]},
+             ["body", "objects", 0, "spectrum"], "wavelengths[0] must be strictly increasing"),
+            ({"objects": [{"radio": {}}]}, ["body", "objects", 0, "radio"], ""),
+        ]  # fmt: skip
+        for body, loc, msg in bad:
+            r = client.post(ROUTE, json=body)
+            assert r.status_code == 422, r.text
+            (err,) = strict_json(r.text)["detail"]
+            assert err["loc"] == loc and msg in err["msg"], err
+        # a part the model has no encoder for (MILES has no light curves): 422 naming the object and the part
+        r = client.post(
+            ROUTE,
+            json={
+                "objects": [{"photometry": {"magnitudes": [4.3, 4.2, 3.6]}}, {"lightcurve": {"values": [1, 2, 1, 2]}}]
+            },
+        )
+        assert r.status_code == 422 and "objects[1].lightcurve" in strict_json(r.text)["detail"], r.text
+        r = client.post(ROUTE, json={"objects": [{"photometry": {"magnitudes": [4.3], "bands": ["sdss_z"]}}]})
+        assert r.status_code == 422 and "objects[0].photometry: unknown band(s) ['sdss_z']" in r.json()["detail"]
+        # the other endpoints are unchanged (not registered here: 404 JSON naming the model)
+        r = client.post("/predict/spectral", json={"spectra": [[0.1, 0.2, 0.3]]})
+        assert r.status_code == 404 and "spectral_cnn" in r.json()["detail"]
+
+
+def test_every_subset_of_parts_answers_and_matches_the_batched_answer(sim_registry) -> None:
+    api = _api(sim_registry)
+    assert sorted(api.used) == ["lightcurve", "photometry", "spectrum"]
+    bands = list(api.parts["photometry"].bands)
+    parts = {
+        "spectrum": {"flux": [1.0 + 0.01 * k for k in range(50)]},
+        "photometry": {"magnitudes": [15.0 - 0.2 * k for k in range(len(bands))], "parallax": 2.0, "parallax_err": 0.1},
+        "lightcurve": {"values": [15 + 0.3 * ((k * 7) % 5) for k in range(40)], "times": [0.37 * k for k in range(40)]},
+    }
+    subsets = [s for n in (1, 2, 3) for s in combinations(parts, n)]
+    alone = []
+    for s in subsets:
+        out = _answer(api, {"objects": [{p: parts[p] for p in s}]})
+        (p,) = out["predictions"]
+        assert p["modalities_used"] == list(s) and p["predicted_class"] in p["probabilities"]
+        alone.append(p)
+    # one request with all 7 objects (one batch, parts padded per object) gives each object's own answer
+    batched = _answer(api, {"objects": [{p: parts[p] for p in s} for s in subsets]})["predictions"]
+    for a, b in zip(alone, batched, strict=True):
+        assert b["modalities_used"] == a["modalities_used"]
+        assert b["probabilities"] == pytest.approx(a["probabilities"], rel=1e-4, abs=1e-6)
+        assert b["targets"]["teff"]["mean"] == pytest.approx(a["targets"]["teff"]["mean"], rel=1e-4)
+    # the parts change the answer: spectrum alone vs spectrum + photometry differ
+    assert alone[0]["probabilities"] != pytest.approx(alone[3]["probabilities"], abs=1e-6)
+    failed = api.decode_request(MultiModalRequest.model_validate({"objects": [{"photometry": {"magnitudes": [1.0]}}]}))
+    assert isinstance(failed, Failure) and failed.status == 422 and "objects[0].photometry" in failed.detail
+
+
+def test_schema_refuses_an_object_without_parts() -> None:
+    with pytest.raises(ValidationError, match="at least one of spectrum, photometry, lightcurve"):
+        MultiModalRequest.model_validate({"objects": [{"spectrum": None}]})
+    with pytest.raises(ValidationError, match=r"errors\[0\] has 2 values but values\[0\] has 3"):
+        MultiModalRequest.model_validate({"objects": [{"lightcurve": {"values": [1, 2, 3], "errors": [0.1, 0.1]}}]})

@@ -8,6 +8,8 @@ Usage (from the repository root, 2 shared CPU cores: ~5 min a fold)::
     PYTHONPATH=. python experiments/eros_lightcurves/five_fold.py --out results_augment datamodule/augment=lightcurve
     PYTHONPATH=. python experiments/eros_lightcurves/five_fold.py --summarise-only --out results_augment \
         --paired-with results_baseline_rerun   # fold-paired differences
+    PYTHONPATH=. python experiments/eros_lightcurves/five_fold.py --out pooled.json \
+        --pool results_a_seed11:results_b_seed11 --pool results_a_seed12:results_b_seed12   # pooled over pairs
 
 Each fold is one ``run(cfg)`` of ``experiment=eros_lightcurves model=lightcurve_combined`` with
 ``split=group_kfold`` on ``patch_id`` (seed 11, fold ``k`` test, fold ``k+1`` val, the rest train: every star is
@@ -148,6 +150,33 @@ def paired(out: Path, base: Path) -> dict[str, Any]:
     return res
 
 
+def pooled(pairs: list[str], out: Path) -> dict[str, Any]:
+    """Paired differences pooled over several ``BASE:VARIANT`` results folders (e.g. two seeds of both arms): one
+    pair per fold both folders hold; mean ± std of each arm over the pooled runs and of the differences, with how
+    many differences are positive. Written to ``out``."""
+    runs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for pair in pairs:
+        base, var = (Path(x).resolve() for x in pair.split(":"))
+        ref = {p.name: json.loads(p.read_text()) for p in base.glob("fold_*.json")}
+        runs += [(ref[p.name], json.loads(p.read_text())) for p in sorted(var.glob("fold_*.json")) if p.name in ref]
+    if not runs:
+        raise SystemExit(f"no fold in both folders of {pairs}")
+    res: dict[str, Any] = {"pairs": pairs, "n_runs": len(runs)}
+    keys = [("val", m) for m in VAL_METRICS] + [(arm, m) for arm in ARMS for m in METRICS]
+    for arm, m in keys:
+        b, v = (np.array([r[i][arm][m] for r in runs]) for i in (0, 1))
+        d = v - b
+        res[f"{arm}/{m}"] = {
+            name: {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0}
+            for name, a in (("base", b), ("variant", v), ("diff", d))
+        } | {"per_run": d.tolist(), "positive": int((d > 0).sum())}
+        print(f"  {arm:11s} {m:9s} base {b.mean():.3f}  variant {v.mean():.3f}  diff {d.mean():+.4f} "
+              f"± {res[f'{arm}/{m}']['diff']['std']:.4f} ({int((d > 0).sum())}/{len(d)} positive)")  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2))
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data-dir", default="../shared/data/eros")
@@ -156,9 +185,14 @@ def main() -> None:
     ap.add_argument("--runs", default="outputs/eros_five_fold", help="where each fold's run folder goes")
     ap.add_argument("--summarise-only", action="store_true")
     ap.add_argument("--paired-with", action="append", default=[], help="results folder to pair with, by fold")
+    ap.add_argument("--pool", action="append", default=[], metavar="BASE:VARIANT",
+                    help="pool fold-paired differences over pairs of results folders into --out (a .json)")  # fmt: skip
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. trainer.max_epochs=6")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO)
+    if args.pool:
+        pooled(args.pool, Path(args.out).resolve())
+        return
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if not args.summarise_only:

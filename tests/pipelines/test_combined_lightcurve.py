@@ -78,3 +78,24 @@ def test_augment_option_reaches_the_training_loaders(make_cfg, model):
     assert "test_summary" in metrics
     # off by default
     assert "augment" not in make_cfg("experiment=eros_lightcurves", EROS, tiny=False).datamodule
+
+
+def test_phase_multiples_option_trains_and_reloads(make_cfg, tmp_path):
+    """model.encoder.phase_multiples=[1,2] (phase also at twice best_period) trains, and evaluate.py rebuilds the
+    same encoder from the run folder (same accuracy on the test part)."""
+    cfg = make_cfg(
+        "experiment=eros_lightcurves", "model=lightcurve_transformer", EROS, "trainer.max_epochs=1",
+        "model.encoder.phase_multiples=[1,2]", tiny=False,
+    )  # fmt: skip
+    metrics, objs = train.run(cfg)
+    enc = objs["model"].encoder
+    assert enc.phase_multiples == (1.0, 2.0) and enc.phase.in_features == 2 * 3 * 2
+    report, _ = evaluate.run(
+        make_cfg(
+            f"run_dir={cfg.paths.output_dir}", f"paths.output_dir={tmp_path / 'eval'}", name="evaluate", tiny=False
+        )
+    )
+    assert report["classification"]["accuracy"] == pytest.approx(metrics["test_summary"]["classification"]["accuracy"])
+    # off by default
+    assert list(make_cfg("experiment=eros_lightcurves", EROS, tiny=False).model.members.transformer.module.encoder
+                .phase_multiples) == [1]  # fmt: skip

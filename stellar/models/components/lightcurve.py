@@ -8,7 +8,9 @@ Each observation is a token. Its embedding sums
 - a continuous-time encoding: sines and cosines of ``2π t / P_k`` over fixed, log-spaced periods ``P_k`` from
   ``min_period`` to ``max_period`` days, mixed by a learned linear map (irregular sampling needs no resampling);
 - a phase encoding: the first harmonics of the phase at the periodogram period (the ``best_period`` batch field), so
-  folded shape is visible to attention even with ~100 points spread over years.
+  folded shape is visible to attention even with ~100 points spread over years; optionally also at multiples of it
+  (``phase_multiples``), since the periodogram often picks a harmonic of the true period (half of it for many
+  eclipsing binaries): the encoding at ``2 × best_period`` is periodic at the true period then.
 
 A learned summary token carries log10 of the periodogram period and of the amplitude; padding is masked out of
 attention (``src_key_padding_mask``) and out of the mean pooling.
@@ -44,6 +46,9 @@ class LightCurveTransformer(nn.Module):
         Range of those periods.
     n_harmonics : int
         Harmonics of the phase encoding at the periodogram period (0 turns it off).
+    phase_multiples : sequence of float
+        Multiples ``m`` of the periodogram period at which the phase is encoded (each gives ``n_harmonics`` sines and
+        cosines of ``2π k t / (m P)``); the default ``(1,)`` is the phase at the periodogram period alone.
     out_dim : int
         Size of the feature vector.
     """
@@ -64,18 +69,26 @@ class LightCurveTransformer(nn.Module):
         max_period: float = 5000.0,
         n_harmonics: int = 3,
         out_dim: int = 128,
+        phase_multiples: Sequence[float] = (1.0,),
     ):
         super().__init__()
         self.n_bands = int(bands) if isinstance(bands, int) else len(list(bands))
         if self.n_bands < 1:
             raise StellarValueError(f"bands must name at least one band; got {bands!r}")
         self.n_harmonics = int(n_harmonics)
+        multiples = [float(m) for m in phase_multiples]
+        if not multiples or not all(math.isfinite(m) and m > 0 for m in multiples):
+            raise StellarValueError(
+                f"phase_multiples must be a non-empty list of positive numbers; got {phase_multiples!r}"
+            )
+        self.phase_multiples = tuple(multiples)
         periods = torch.logspace(math.log10(min_period), math.log10(max_period), int(n_time_freqs))
         self.register_buffer("omega", 2.0 * math.pi / periods, persistent=False)
         self.value = nn.Linear(3, d_model)
         self.band = nn.Embedding(self.n_bands, d_model)
         self.time = nn.Linear(2 * int(n_time_freqs), d_model)
-        self.phase = nn.Linear(2 * self.n_harmonics, d_model) if self.n_harmonics > 0 else None
+        n_phase = 2 * self.n_harmonics * len(multiples)
+        self.phase = nn.Linear(n_phase, d_model) if self.n_harmonics > 0 else None
         self.summary = nn.Linear(3, d_model)
         self.encoder = pre_norm_transformer(d_model, n_heads, n_layers, dim_feedforward, 0.0)
         self.norm = nn.LayerNorm(d_model)
@@ -109,9 +122,8 @@ class LightCurveTransformer(nn.Module):
         p_ok = torch.isfinite(period) & (period > 0)
         p = torch.where(p_ok, period, torch.ones_like(period))
         if self.phase is not None:
-            k = torch.arange(1, self.n_harmonics + 1, device=time.device, dtype=time.dtype)
-            ph = 2.0 * math.pi * (time / p[:, None])[..., None] * k
-            tok = tok + p_ok[:, None, None] * self.phase(torch.cat([torch.sin(ph), torch.cos(ph)], dim=-1))
+            feats = phase_features(time, p, self.n_harmonics, self.phase_multiples)
+            tok = tok + p_ok[:, None, None] * self.phase(feats)
         tok = tok * good[..., None]
         summ = torch.stack([torch.log10(p) * p_ok, p_ok.to(flux.dtype), torch.log10(scale)], dim=-1)
         seq = torch.cat([self.summary(summ)[:, None, :], tok], dim=1)
@@ -119,3 +131,33 @@ class LightCurveTransformer(nn.Module):
         h = self.norm(self.encoder(seq, src_key_padding_mask=pad))
         pooled = (h[:, 1:] * good[..., None]).sum(dim=1) / n[:, None]
         return self.project(torch.cat([h[:, 0], pooled], dim=-1))
+
+
+def phase_features(
+    time: torch.Tensor, period: torch.Tensor, n_harmonics: int, multiples: Sequence[float] = (1.0,)
+) -> torch.Tensor:
+    """Sines and cosines of the phase at multiples of a period, per observation.
+
+    Parameters
+    ----------
+    time : torch.Tensor
+        (B, N) observation times, d.
+    period : torch.Tensor
+        (B,) period, d (finite and positive: the caller replaces unknown ones).
+    n_harmonics : int
+        Harmonics ``k = 1..n_harmonics`` of each phase.
+    multiples : sequence of float
+        Multiples ``m`` of ``period``; the phase for ``m`` is ``t / (m P)``.
+
+    Returns
+    -------
+    torch.Tensor
+        (B, N, 2 · n_harmonics · len(multiples)): for each multiple in order, ``sin(2π k t / (m P))`` for each ``k``
+        then ``cos`` for each ``k`` (for ``multiples=(1,)`` the layout of the original single-period encoding).
+    """
+    k = torch.arange(1, int(n_harmonics) + 1, device=time.device, dtype=time.dtype)
+    out = []
+    for m in multiples:
+        ph = 2.0 * math.pi * (time / (float(m) * period[:, None]))[..., None] * k
+        out += [torch.sin(ph), torch.cos(ph)]
+    return torch.cat(out, dim=-1)

@@ -5,7 +5,8 @@ Usage (from the repository root)::
     PYTHONPATH=. python experiments/eros_lightcurves/period_diagnostic.py --data-dir ../shared/data/eros \
         --out experiments/eros_lightcurves/results_period/period_diagnostic.json
 
-The ``period`` batch field (Lomb-Scargle peak of the band with most points, ``LightCurvePreprocessing``) against the
+The ``best_period`` batch field (``period`` before the leak fix; Lomb-Scargle peak of the band with most points,
+``LightCurvePreprocessing``) against the
 ``period`` label (catalogue period / ``div_period``, a label only): the fraction of each class within 2% of the
 label, of half of it, of twice it, and elsewhere. Nothing is fitted; it says what a phase input at that period can see.
 It also checks what the datamodule's batches carry as ``period``: the stored periodogram period, or the label (the

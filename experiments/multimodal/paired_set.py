@@ -44,9 +44,7 @@ def main() -> None:
     miles = Catalog(params, name="miles", ra=None, dec=None, id="hd", source=args.miles)
     bsc5 = Catalog(read_bsc5(args.bsc5), name="bsc5", pmra="pmra", pmdec="pmdec", id="hd", source=args.bsc5)
     hip_table = read_hipparcos()
-    hip = Catalog(
-        hip_table, name="hipparcos", epoch=1991.25, pmra="pmra", pmdec="pmdec", parallax="parallax", id="hip"
-    )
+    hip = Catalog(hip_table, name="hipparcos", epoch=1991.25, pmra="pmra", pmdec="pmdec", parallax="parallax", id="hip")
 
     objects = ObjectTable.from_catalog(miles, survey="miles", key="name", ids={"miles": "miles_id", "hd": "hd"})
     by_hd = IdMatch()(miles, bsc5)

@@ -34,6 +34,7 @@ from stellar.evaluation.calibration import (
     TemperatureScaler,
     VarianceScaler,
     calibrated_probs,
+    negative_log_likelihood,
     softmax,
 )
 from stellar.models.estimators import PIPELINE_KEYS, Estimator, log_probs, read_meta, write_meta
@@ -242,9 +243,7 @@ class Ensemble(Estimator):
             ok = y >= 0
             if "logits" in out and ok.any():
                 p = softmax(out["logits"].astype(np.float64))[ok]
-                metrics["val/class_mlogloss"] = float(
-                    -np.mean(np.log(np.clip(p[np.arange(ok.sum()), y[ok]], 1e-15, 1)))
-                )
+                metrics["val/class_mlogloss"] = negative_log_likelihood(p, y[ok])
                 metrics["val/acc"] = float(np.mean(p.argmax(1) == y[ok]))
             for t in self.targets:
                 truth = np.asarray(val[t], dtype=np.float64)
@@ -291,15 +290,14 @@ class Ensemble(Estimator):
 
         y = np.asarray(val["label"])
         ok = y >= 0
-        # each member's calibrated probability of the true class, on the labelled rows
-        p_true = {k: p[ok][np.arange(ok.sum()), y[ok]] for k, (_, p) in outs.items() if p is not None}
-        if self.class_names and ok.sum() >= 2 and p_true:
+        # each member's calibrated probabilities on the labelled rows
+        probs = {k: p[ok] for k, (_, p) in outs.items() if p is not None}
+        if self.class_names and ok.sum() >= 2 and probs:
 
             def log_loss(w: Mapping[str, float]) -> float:
-                p = np.sum([w[k] * pk for k, pk in p_true.items()], axis=0)
-                return float(-np.mean(np.log(np.clip(p, 1e-15, 1))))
+                return negative_log_likelihood(np.sum([w[k] * p for k, p in probs.items()], axis=0), y[ok])
 
-            choose("class", list(p_true), log_loss)
+            choose("class", list(probs), log_loss)
         for t in self.targets:
             keys = [k for k, (o, _) in outs.items() if f"{t}_mean" in o]
             truth = np.asarray(val.get(t, np.full(len(y), np.nan)), dtype=np.float64)

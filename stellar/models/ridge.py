@@ -37,6 +37,7 @@ from typing import Protocol
 import numpy as np
 
 from stellar.errors import StellarConfigError, StellarDataError
+from stellar.evaluation.calibration import negative_log_likelihood
 from stellar.models.estimators import (
     PIPELINE_KEYS,
     Estimator,
@@ -478,7 +479,7 @@ class RidgeEstimator(Estimator):
                 break
             p = self._class_probs(xv[okv])
             acc = float(np.mean(p.argmax(1) == yv[okv]))
-            nll = float(-np.mean(np.log(np.clip(p[np.arange(okv.sum()), yv[okv]], 1e-15, 1.0))))
+            nll = negative_log_likelihood(p, yv[okv])
             if best is None or (acc, -nll) > best:
                 best, self.mk_c, kept = (acc, -nll), c, dict(self.arrays_)
                 metrics.update({"val/accuracy": acc, "val/class_nll": nll})

@@ -150,3 +150,39 @@ def test_schema_refuses_an_object_without_parts() -> None:
         MultiModalRequest.model_validate({"objects": [{"spectrum": None}]})
     with pytest.raises(ValidationError, match=r"errors\[0\] has 2 values but values\[0\] has 3"):
         MultiModalRequest.model_validate({"objects": [{"lightcurve": {"values": [1, 2, 3], "errors": [0.1, 0.1]}}]})
+
+
+def test_a_miles_fused_model_answers_with_each_modality_missing(miles_registry) -> None:
+    api = _api(miles_registry)
+    assert sorted(api.used) == ["photometry", "spectrum"]  # MILES has no light curves
+    body = _readme_body()
+    spectrum, photometry = body["objects"][0]["spectrum"], body["objects"][0]["photometry"]
+    only = {
+        "spectrum": {"spectrum": spectrum},
+        "photometry+parallax": {"photometry": photometry},
+        "both": {"spectrum": spectrum, "photometry": photometry},
+    }
+    out = {k: _answer(api, {"objects": [v]}) for k, v in only.items()}
+    used = {k: o["predictions"][0]["modalities_used"] for k, o in out.items()}
+    assert used == {"spectrum": ["spectrum"], "photometry+parallax": ["photometry"], "both": ["spectrum", "photometry"]}
+    for o in out.values():
+        (p,) = o["predictions"]
+        assert sum(p["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+        assert all(p["targets"][t]["std"] > 0 for t in ("teff", "logg", "feh"))
+    # the parallax reaches the model: without it (or sent as NaN) the photometry-only answer moves, and says why
+    no_plx = {k: v for k, v in photometry.items() if not k.startswith("parallax")}
+    without = _answer(api, {"objects": [{"photometry": no_plx}]})
+    nan = float("nan")
+    nan_plx = _answer(api, {"objects": [{"photometry": {**photometry, "parallax": nan, "parallax_err": nan}}]})
+    with_p = out["photometry+parallax"]["predictions"][0]
+    assert without["predictions"][0]["targets"]["logg"]["mean"] != pytest.approx(with_p["targets"]["logg"]["mean"])
+    assert nan_plx["predictions"][0]["targets"]["logg"]["mean"] == pytest.approx(
+        without["predictions"][0]["targets"]["logg"]["mean"], rel=1e-5
+    )
+    assert "photometry: parallax not finite: missing (NaN) (objects [0])" in nan_plx["assumed"]
+    # a modality the model was not trained on: 422 naming the object and the part
+    failed = api.decode_request(
+        MultiModalRequest.model_validate({"objects": [{"spectrum": spectrum}, {"lightcurve": {"values": [1, 2, 1]}}]})
+    )
+    assert isinstance(failed, Failure) and failed.status == 422
+    assert "objects[1].lightcurve: model 'fusion' reads no lightcurve" in failed.detail

@@ -186,3 +186,26 @@ def test_a_miles_fused_model_answers_with_each_modality_missing(miles_registry) 
     )
     assert isinstance(failed, Failure) and failed.status == 422
     assert "objects[1].lightcurve: model 'fusion' reads no lightcurve" in failed.detail
+
+
+def test_requests_of_different_parts_batched_together_answer_as_alone(miles_registry) -> None:
+    # LitServe hands predict() the decoded requests of a batch as a list: one spectrum-only, one photometry-only, one
+    # whose spectrum misses the model's wavelength range (a worker-side 422 that must not touch the others)
+    api = _api(miles_registry)
+    spectrum, photometry = (_readme_body()["objects"][0][k] for k in ("spectrum", "photometry"))
+    bodies = [
+        {"objects": [{"spectrum": spectrum}]},
+        {"objects": [{"photometry": photometry}, {"spectrum": spectrum, "photometry": photometry}]},
+        {"objects": [{"spectrum": {"flux": [1.0, 2.0, 3.0], "wavelengths": [20000.0, 20001.0, 20002.0]}}]},
+    ]
+    jobs = [api.decode_request(MultiModalRequest.model_validate(b)) for b in bodies]
+    assert isinstance(jobs[2], Failure) and jobs[2].status == 422 and "objects[0].spectrum" in jobs[2].detail
+    batched = api.predict(jobs)
+    assert batched[2] is jobs[2]
+    for body, got in zip(bodies[:2], batched[:2], strict=True):
+        alone = _answer(api, body)["predictions"]
+        mine = MultiModalResponse.model_validate(api.encode_response(got)).model_dump()["predictions"]
+        assert [p["modalities_used"] for p in mine] == [p["modalities_used"] for p in alone]
+        for a, b in zip(alone, mine, strict=True):
+            assert b["probabilities"] == pytest.approx(a["probabilities"], rel=1e-4, abs=1e-6)
+            assert b["targets"]["logg"]["mean"] == pytest.approx(a["targets"]["logg"]["mean"], rel=1e-4)

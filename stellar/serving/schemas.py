@@ -3,8 +3,9 @@
 Validation that needs no model happens here, in the HTTP process, and answers 422 with the location of the
 problem: wrong types (numbers must be JSON numbers, not strings or booleans), empty or oversized arrays, ragged
 arrays, rows with fewer than the minimum number of finite values, wavelengths or times that are not finite and
-increasing, and companion arrays (errors, bands…) whose shape does not match. ``NaN``/``Infinity`` values inside
-a row are allowed (they are masked, as in training); rows made only of them are refused.
+increasing, companion arrays (errors, bands…) whose shape does not match, and negative 1σ errors (``errors``,
+``parallax_err``). ``NaN``/``Infinity`` values inside a row are allowed (they are masked, as in training); rows made
+only of them are refused.
 """
 
 from __future__ import annotations
@@ -88,6 +89,14 @@ def _check_same_shape(name: str, other: list[list[Any]] | None, rows: list[list[
             raise ValueError(f"{name}[{i}] has {len(a)} values but {what}[{i}] has {len(r)}")
 
 
+def _check_non_negative(name: str, rows: list[list[float]] | None) -> None:
+    """1σ errors are ≥ 0 where finite (NaN/inf: unknown); a negative one is a sign error upstream, not a value."""
+    for i, r in enumerate(rows or []):
+        bad = [v for v in r if math.isfinite(v) and v < 0]
+        if bad:
+            raise ValueError(f"{name}[{i}] has {len(bad)} negative value(s) (e.g. {bad[0]}); 1σ errors must be >= 0")
+
+
 def _non_empty(req: BaseModel, *names: str) -> None:
     for name in names:
         value = getattr(req, name)
@@ -138,6 +147,7 @@ class SpectralRequest(_Request):
             if min(flat) <= 0:
                 raise ValueError("wavelengths must be positive (Å)")
         _check_same_shape("errors", self.errors, self.spectra, "spectra")
+        _check_non_negative("errors", self.errors)
         if self.redshift is not None:
             if len(self.redshift) != len(self.spectra):
                 raise ValueError(f"redshift has {len(self.redshift)} values for {len(self.spectra)} spectra")
@@ -170,6 +180,7 @@ class LightCurveRequest(_Request):
         _check_values("lightcurves", self.lightcurves, 3)
         _check_axis("times", self.times, self.lightcurves, "lightcurves")
         _check_same_shape("errors", self.errors, self.lightcurves, "lightcurves")
+        _check_non_negative("errors", self.errors)
         if not isinstance(self.bands, str):
             _check_same_shape("bands", self.bands, self.lightcurves, "lightcurves")
         return self
@@ -204,10 +215,17 @@ class SEDRequest(_Request):
             if len(set(self.bands)) != len(self.bands):
                 raise ValueError("bands must be unique")
         _check_same_shape("errors", self.errors, self.magnitudes, "magnitudes")
+        _check_non_negative("errors", self.errors)
         for name in ("ebv", "parallax", "parallax_err"):
             col = getattr(self, name)
             if col is not None and len(col) != len(self.magnitudes):
                 raise ValueError(f"{name} has {len(col)} values for {len(self.magnitudes)} objects")
+        if self.parallax_err is not None:
+            bad = [i for i, v in enumerate(self.parallax_err) if math.isfinite(v) and v < 0]
+            if bad:
+                raise ValueError(
+                    f"parallax_err is negative for objects {bad}; a 1σ error must be >= 0 mas (NaN: unknown)"
+                )
         return self
 
 
@@ -242,6 +260,7 @@ class SpectrumPart(_Part):
         if self.wavelengths is not None and min(self.wavelengths) <= 0:
             raise ValueError("wavelengths must be positive (Å)")
         _check_same_shape("errors", None if self.errors is None else [self.errors], [self.flux], "flux")
+        _check_non_negative("errors", None if self.errors is None else [self.errors])
         if self.redshift is not None and not (math.isfinite(self.redshift) and self.redshift > -1):
             raise ValueError("redshift must be finite and > -1")
         return self
@@ -267,6 +286,9 @@ class PhotometryPart(_Part):
             if len(set(self.bands)) != len(self.bands):
                 raise ValueError("bands must be unique")
         _check_same_shape("errors", None if self.errors is None else [self.errors], [self.magnitudes], "magnitudes")
+        _check_non_negative("errors", None if self.errors is None else [self.errors])
+        if self.parallax_err is not None and math.isfinite(self.parallax_err) and self.parallax_err < 0:
+            raise ValueError(f"parallax_err is {self.parallax_err}; a 1σ error must be >= 0 mas (NaN: unknown)")
         return self
 
 
@@ -285,6 +307,7 @@ class LightCurvePart(_Part):
         _check_values("values", [self.values], 3)
         _check_axis("times", self.times, [self.values], "values")
         _check_same_shape("errors", None if self.errors is None else [self.errors], [self.values], "values")
+        _check_non_negative("errors", None if self.errors is None else [self.errors])
         if isinstance(self.bands, list):
             _check_same_shape("bands", [self.bands], [self.values], "values")
         return self

@@ -74,6 +74,10 @@ class SEDAPI(StellarAPI):
         for name, col in meta_cols.items():
             if col is None:
                 assumed.append(f"no {name}: " + ("not dereddened" if name == "ebv" else "missing (NaN)"))
+                continue
+            bad = [i for i, v in enumerate(col) if not np.isfinite(v)]
+            if bad and name != "ebv":  # NaN/inf sent: missing, as in training, and said so (never silently)
+                assumed.append(f"{name} not finite: missing (NaN)" + ("" if len(col) == 1 else f" (rows {bad})"))
         rows = []
         for i in range(len(mag)):
             meta = {k: float(v[i]) for k, v in meta_cols.items() if v is not None}

@@ -17,11 +17,12 @@ from tests.conftest import DATA
 NAMES = ["HD102870", "HD224930", "HD017378", "BD+442051A", "HD006833"]
 
 
-def copy_miles_rows(names: list[str], folder: Path) -> Path:
-    """A MILES-format folder holding only the spectra and parameter rows of ``names`` (nothing else)."""
-    params = pd.read_csv(DATA / "miles_subset" / "miles_params.csv", dtype={"miles_id": str})
+def copy_miles_rows(names: list[str], folder: Path, source: Path = DATA / "miles_subset") -> Path:
+    """A MILES-format folder holding only the spectra and parameter rows of ``names`` (nothing else), copied from
+    the MILES-format folder ``source``."""
+    params = pd.read_csv(source / "miles_params.csv", dtype={"miles_id": str})
     rows = params[params["name"].str.strip().isin(names)]
-    with np.load(DATA / "miles_subset" / "miles_spectra.npz") as z:
+    with np.load(source / "miles_spectra.npz") as z:
         arrays = dict(z)
     keep = np.isin(np.char.strip(arrays["miles_id"].astype(str)), rows["miles_id"].str.strip())
     folder.mkdir(parents=True, exist_ok=True)

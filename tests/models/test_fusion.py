@@ -159,3 +159,39 @@ def test_bad_configuration_and_input_name_the_argument():
                                                         "lightcurve": batch["present"]["lightcurve"]}}))  # fmt: skip
     with pytest.raises(StellarValueError, match="sed needs batch fields \\['features'\\]"):
         module(*module._inputs_of({**batch, "sed": {"mag": batch["sed"]["features"]}}))
+
+
+def test_a_training_batch_with_exactly_one_sed_trains_and_uses_the_running_statistics():
+    # regression: the SED MLP's batch norm raised "Expected more than 1 value per channel when training" when a
+    # training batch held one object with an SED (the encoder sees only the objects that have its modality)
+    module = _module(modality_dropout=0.0)
+    norm = module.encoder.encoders["sed"].norm
+    mean, var, seen = norm.running_mean.clone(), norm.running_var.clone(), int(norm.num_batches_tracked)
+    one_sed = torch.zeros(B, dtype=torch.bool)
+    one_sed[4] = True
+    batch = _batch(seed=3)
+    batch = {**batch, "present": {**batch["present"], "sed": one_sed}}
+    module.train()
+    out = module(*module._inputs_of(batch))
+    out["logits"].sum().backward()
+    assert torch.isfinite(out["logits"]).all()
+    assert module.encoder.encoders["sed"].net[0].weight.grad.abs().sum() > 0  # the one SED row trains the MLP
+    # the row was standardised with the running (training-set) statistics, which it left unchanged
+    torch.testing.assert_close(norm.running_mean, mean, rtol=0, atol=0)
+    torch.testing.assert_close(norm.running_var, var, rtol=0, atol=0)
+    assert int(norm.num_batches_tracked) == seen
+    row = batch["sed"]["features"][4:5]
+    torch.testing.assert_close(norm(row), (row - mean) / torch.sqrt(var + norm.eps))
+    # two rows or more: batch statistics and an update, as before
+    norm(batch["sed"]["features"][:2])
+    assert int(norm.num_batches_tracked) == seen + 1 and not torch.equal(norm.running_mean, mean)
+
+
+def test_a_fresh_feature_mlp_trains_on_a_first_batch_of_one_row():
+    mlp = FeatureMLP(hidden=(8,), out_dim=4).train()
+    out = mlp(torch.tensor([[1.0, float("nan"), 3.0]]))  # lazy layers materialised by a one-row batch
+    assert out.shape == (1, 4) and torch.isfinite(out).all()
+    assert type(mlp.norm).__name__ == "RunningStandardize"  # not turned into a plain BatchNorm1d
+    torch.testing.assert_close(mlp.norm.running_mean, torch.zeros(3))
+    mlp(torch.randn(6, 3))
+    assert int(mlp.norm.num_batches_tracked) == 1

@@ -4,16 +4,22 @@ validation and test objects."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from omegaconf import open_dict
 
 from stellar.models.contrastive import PRETRAINED_FILE, ContrastiveModule, pairwise_info_nce
 from stellar.pipelines import train
+from stellar.pipelines.common import predict
+from stellar.registry import ModelRegistry
+from stellar.serving.api import MultiModalAPI
 from tests.pipelines.conftest import FAST_MULTIMODAL
 
 
@@ -65,3 +71,35 @@ def test_label_fraction_keeps_the_fraction_of_training_labels_and_the_same_test_
     assert set(parts[0.1, 0]["train"]) != set(parts[0.1, 1]["train"])  # the seed draws the labelled objects
     with pytest.raises(InstantiationException, match="label_fraction must be in"):
         instantiate(make_cfg(*FAST_MULTIMODAL, "datamodule.label_fraction=0").datamodule)
+
+
+def test_a_model_fine_tuned_from_pretraining_registers_and_reloads_by_name_without_the_pretraining_run(
+    make_cfg, tmp_path
+):
+    pre = make_cfg("experiment=multimodal_pretrain", *FAST_MULTIMODAL, "debug=fdr", "logger=none")
+    train.run(pre)
+    pre_dir = Path(pre.paths.output_dir)
+    registry = tmp_path / "registry"
+    ft = make_cfg(
+        "model=fusion", *FAST_MULTIMODAL, f"model.pretrained={pre_dir}", "debug=limit", "logger=none",
+        "register=true", f"registry.root={registry}",
+    )  # fmt: skip
+    with open_dict(ft):
+        ft.paths.output_dir = str(tmp_path / "finetune")
+    metrics, objs = train.run(ft)
+    assert metrics["registered"]
+    # the version holds the fine-tuned weights: it loads by name after the pretraining run is gone
+    shutil.rmtree(pre_dir)
+    version = ModelRegistry(registry).get("fusion")
+    assert version.training_config().model.pretrained == str(pre_dir)  # provenance kept in the config
+    dm = objs["datamodule"]
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False)
+    before = predict(trainer, objs["model"], dm, "test")
+    after = predict(trainer, version.load_model(), dm, "test")
+    assert set(before) == set(after) and len(before["index"])
+    for k in before:
+        np.testing.assert_array_equal(before[k], after[k])
+    # and the multi-modal endpoint serves it
+    api = MultiModalAPI("fusion", registry_root=str(registry), api_path="/predict/multimodal")
+    api.setup("cpu")
+    assert api.load_error is None and sorted(api.used) == ["lightcurve", "photometry", "spectrum"]

@@ -10,7 +10,38 @@ import pytest
 
 from stellar.pipelines import evaluate, train
 from tests.data.test_miles_any_folder import NAMES, copy_miles_rows
-from tests.pipelines.conftest import MILES
+from tests.pipelines.conftest import MILES, MILES_PAIRED
+
+
+def _evaluate_bare(make_cfg, run_dir: str, tmp_path: Path) -> tuple[dict, dict]:
+    """``evaluate.py run_dir=… datamodule.data_dir=<bare folder of NAMES> split=none``."""
+    bare = copy_miles_rows(NAMES, tmp_path / "bare")
+    assert sorted(p.name for p in bare.iterdir()) == ["miles_params.csv", "miles_spectra.npz"]
+    return evaluate.run(
+        make_cfg(
+            f"run_dir={run_dir}", f"paths.output_dir={tmp_path / 'eval'}",
+            f"datamodule.data_dir={bare}", "split=none", name="evaluate", tiny=False,
+        )
+    )  # fmt: skip
+
+
+def test_a_short_miles_fusion_run_scores_a_bare_miles_folder(make_cfg, tmp_path: Path) -> None:
+    # fast: one training batch, and the run names the catalogue lines of tests/data/paired (reading the shipped
+    # Hipparcos costs ~2 s per run; tests/data/test_miles_any_folder.py and the slow test below read the shipped
+    # copies); the evaluation inherits them and finds the bare folder's stars in them by name
+    cfg = make_cfg(
+        "experiment=miles_fusion", *MILES_PAIRED, "debug=limit", "trainer.max_epochs=1",
+        "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "logger=none", tiny=False,
+    )  # fmt: skip
+    train.run(cfg)
+    report, objs = _evaluate_bare(make_cfg, cfg.paths.output_dir, tmp_path)
+    assert report["meta"]["n_scored"] == len(NAMES) and report["meta"]["split"] == "none"
+    assert report["subsets"]["spectrum+sed"]["n"] == 3 and report["subsets"]["spectrum"]["n"] == 5
+    assert set(report["subsets"]) == {"spectrum", "sed", "spectrum+sed"}
+    dm = objs["datamodule"]
+    sed = dm.datasets["sed"].meta.set_index("object_id")
+    assert sorted(sed.index) == ["miles:HD017378", "miles:HD102870", "miles:HD224930"]
+    assert sed.loc["miles:HD102870", "parallax"] == pytest.approx(91.50)  # β Vir, Hipparcos (van Leeuwen 2007)
 
 
 @pytest.mark.slow
@@ -18,13 +49,7 @@ def test_a_miles_fusion_run_scores_a_bare_miles_folder(make_cfg, tmp_path: Path)
     cfg = make_cfg("experiment=miles_fusion", MILES, "debug=limit", "logger=none", tiny=False)
     assert cfg.datamodule.source.bsc5 is None and cfg.datamodule.source.hipparcos is None
     train.run(cfg)
-    bare = copy_miles_rows(NAMES, tmp_path / "bare")
-    report, objs = evaluate.run(
-        make_cfg(
-            f"run_dir={cfg.paths.output_dir}", f"paths.output_dir={tmp_path / 'eval'}",
-            f"datamodule.data_dir={bare}", "split=none", name="evaluate", tiny=False,
-        )
-    )  # fmt: skip
+    report, objs = _evaluate_bare(make_cfg, cfg.paths.output_dir, tmp_path)
     assert report["meta"]["n_scored"] == len(NAMES) and report["meta"]["split"] == "none"
     # the three BSC5 stars are scored with their photometry and parallax, the other two on the spectrum alone
     assert report["subsets"]["spectrum+sed"]["n"] == 3 and report["subsets"]["spectrum"]["n"] == 5

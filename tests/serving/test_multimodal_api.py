@@ -150,3 +150,62 @@ def test_schema_refuses_an_object_without_parts() -> None:
         MultiModalRequest.model_validate({"objects": [{"spectrum": None}]})
     with pytest.raises(ValidationError, match=r"errors\[0\] has 2 values but values\[0\] has 3"):
         MultiModalRequest.model_validate({"objects": [{"lightcurve": {"values": [1, 2, 3], "errors": [0.1, 0.1]}}]})
+
+
+def test_a_miles_fused_model_answers_with_each_modality_missing(miles_registry) -> None:
+    api = _api(miles_registry)
+    assert sorted(api.used) == ["photometry", "spectrum"]  # MILES has no light curves
+    body = _readme_body()
+    spectrum, photometry = body["objects"][0]["spectrum"], body["objects"][0]["photometry"]
+    only = {
+        "spectrum": {"spectrum": spectrum},
+        "photometry+parallax": {"photometry": photometry},
+        "both": {"spectrum": spectrum, "photometry": photometry},
+    }
+    out = {k: _answer(api, {"objects": [v]}) for k, v in only.items()}
+    used = {k: o["predictions"][0]["modalities_used"] for k, o in out.items()}
+    assert used == {"spectrum": ["spectrum"], "photometry+parallax": ["photometry"], "both": ["spectrum", "photometry"]}
+    for o in out.values():
+        (p,) = o["predictions"]
+        assert sum(p["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+        assert all(p["targets"][t]["std"] > 0 for t in ("teff", "logg", "feh"))
+    # the parallax reaches the model: without it (or sent as NaN) the photometry-only answer moves, and says why
+    no_plx = {k: v for k, v in photometry.items() if not k.startswith("parallax")}
+    without = _answer(api, {"objects": [{"photometry": no_plx}]})
+    nan = float("nan")
+    nan_plx = _answer(api, {"objects": [{"photometry": {**photometry, "parallax": nan, "parallax_err": nan}}]})
+    with_p = out["photometry+parallax"]["predictions"][0]
+    assert without["predictions"][0]["targets"]["logg"]["mean"] != pytest.approx(with_p["targets"]["logg"]["mean"])
+    assert nan_plx["predictions"][0]["targets"]["logg"]["mean"] == pytest.approx(
+        without["predictions"][0]["targets"]["logg"]["mean"], rel=1e-5
+    )
+    assert "photometry: parallax not finite: missing (NaN) (objects [0])" in nan_plx["assumed"]
+    # a modality the model was not trained on: 422 naming the object and the part
+    failed = api.decode_request(
+        MultiModalRequest.model_validate({"objects": [{"spectrum": spectrum}, {"lightcurve": {"values": [1, 2, 1]}}]})
+    )
+    assert isinstance(failed, Failure) and failed.status == 422
+    assert "objects[1].lightcurve: model 'fusion' reads no lightcurve" in failed.detail
+
+
+def test_requests_of_different_parts_batched_together_answer_as_alone(miles_registry) -> None:
+    # LitServe hands predict() the decoded requests of a batch as a list: one spectrum-only, one photometry-only, one
+    # whose spectrum misses the model's wavelength range (a worker-side 422 that must not touch the others)
+    api = _api(miles_registry)
+    spectrum, photometry = (_readme_body()["objects"][0][k] for k in ("spectrum", "photometry"))
+    bodies = [
+        {"objects": [{"spectrum": spectrum}]},
+        {"objects": [{"photometry": photometry}, {"spectrum": spectrum, "photometry": photometry}]},
+        {"objects": [{"spectrum": {"flux": [1.0, 2.0, 3.0], "wavelengths": [20000.0, 20001.0, 20002.0]}}]},
+    ]
+    jobs = [api.decode_request(MultiModalRequest.model_validate(b)) for b in bodies]
+    assert isinstance(jobs[2], Failure) and jobs[2].status == 422 and "objects[0].spectrum" in jobs[2].detail
+    batched = api.predict(jobs)
+    assert batched[2] is jobs[2]
+    for body, got in zip(bodies[:2], batched[:2], strict=True):
+        alone = _answer(api, body)["predictions"]
+        mine = MultiModalResponse.model_validate(api.encode_response(got)).model_dump()["predictions"]
+        assert [p["modalities_used"] for p in mine] == [p["modalities_used"] for p in alone]
+        for a, b in zip(alone, mine, strict=True):
+            assert b["probabilities"] == pytest.approx(a["probabilities"], rel=1e-4, abs=1e-6)
+            assert b["targets"]["logg"]["mean"] == pytest.approx(a["targets"]["logg"]["mean"], rel=1e-4)

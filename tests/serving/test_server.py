@@ -186,6 +186,64 @@ def test_nan_and_infinity_literals_get_a_422_in_strict_json(client, path, body, 
     assert "NaN" in r.text or "Infinity" in r.text  # the echoed input spells them as strings
 
 
+MULTIMODAL = "/predict/multimodal"
+_PHOT = '"magnitudes": [4.27, 4.16, 3.61], "bands": ["johnson_u", "johnson_b", "johnson_v"]'
+# (id, JSON body of /predict/multimodal, where FastAPI's 422 points, what its message must say): refused in the HTTP
+# process before any model is involved (no fused model is registered here)
+MULTIMODAL_BAD: list[tuple[str, bytes, list[Any], str]] = [
+    ("no_objects", b"{}", ["body", "objects"], "Field required"),
+    ("empty_objects", b'{"objects": []}', ["body", "objects"], "at least 1 item"),
+    ("object_without_parts", b'{"objects": [{}]}', ["body", "objects", 0], "at least one of spectrum, photometry"),
+    ("unknown_modality", b'{"objects": [{"radio": {"flux": [1, 2]}}]}', ["body", "objects", 0, "radio"], "Extra"),
+    ("missing_flux", b'{"objects": [{"spectrum": {"wavelengths": [4000, 5000]}}]}',
+     ["body", "objects", 0, "spectrum", "flux"], "Field required"),
+    ("missing_magnitudes", b'{"objects": [{"photometry": {"parallax": 9.1}}]}',
+     ["body", "objects", 0, "photometry", "magnitudes"], "Field required"),
+    ("misspelt_parallax", b'{"objects": [{"photometry": {' + _PHOT.encode() + b', "parralax": 9.1}}]}',
+     ["body", "objects", 0, "photometry", "parralax"], "Extra"),
+    ("wavelengths_length", b'{"objects": [{"spectrum": {"flux": [1, 2, 3], "wavelengths": [4000, 5000]}}]}',
+     ["body", "objects", 0, "spectrum"], "wavelengths[0] has 2 values but flux[0] has 3"),
+    ("flux_errors_length", b'{"objects": [{"spectrum": {"flux": [1, 2, 3], "errors": [0.1]}}]}',
+     ["body", "objects", 0, "spectrum"], "errors[0] has 1 values but flux[0] has 3"),
+    ("bands_length", b'{"objects": [{"photometry": {"magnitudes": [4.2, 4.1], "bands": ["johnson_v"]}}]}',
+     ["body", "objects", 0, "photometry"], "bands names 1 columns but magnitudes has 2"),
+    ("lightcurve_times_length", b'{"objects": [{"lightcurve": {"values": [1, 2, 3], "times": [0, 1]}}]}',
+     ["body", "objects", 0, "lightcurve"], "times[0] has 2 values but values[0] has 3"),
+    ("flux_nan", b'{"objects": [{"spectrum": {"flux": [NaN, NaN, NaN]}}]}',
+     ["body", "objects", 0, "spectrum"], "flux[0] has 0 finite values"),
+    ("magnitudes_inf", b'{"objects": [{"photometry": {"magnitudes": [Infinity, NaN, -Infinity]}}]}',
+     ["body", "objects", 0, "photometry"], "magnitudes[0] has 0 finite values"),
+    ("redshift_nan", b'{"objects": [{"spectrum": {"flux": [1, 2, 3], "redshift": NaN}}]}',
+     ["body", "objects", 0, "spectrum"], "redshift must be finite"),
+    ("negative_parallax_err", b'{"objects": [{"photometry": {' + _PHOT.encode() + b', "parallax": 9.1, '
+     b'"parallax_err": -0.2}}]}', ["body", "objects", 0, "photometry"], "parallax_err is -0.2; a 1"),
+    ("negative_flux_error", b'{"objects": [{"spectrum": {"flux": [1, 2, 3], "errors": [0.1, -0.1, 0.1]}}]}',
+     ["body", "objects", 0, "spectrum"], "errors[0] has 1 negative value(s)"),
+    ("string_magnitude", b'{"objects": [{"photometry": {"magnitudes": ["4.2"]}}]}',
+     ["body", "objects", 0, "photometry", "magnitudes", 0], "valid number"),
+    ("second_object_bad", b'{"objects": [{"photometry": {"magnitudes": [4.2]}}, {"spectrum": {"flux": [1]}}]}',
+     ["body", "objects", 1, "spectrum", "flux"], "at least 2 items"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("body", "loc", "msg"), [c[1:] for c in MULTIMODAL_BAD], ids=[c[0] for c in MULTIMODAL_BAD])
+def test_multimodal_bad_input_gets_a_422_json_naming_the_field(client, body, loc, msg):
+    r = client.post(MULTIMODAL, **_raw(body))
+    assert r.status_code == 422, (r.status_code, r.text)
+    (err,) = strict_json(r.text)["detail"]
+    assert err["loc"] == loc and msg in err["msg"], err
+
+
+def test_sed_negative_errors_get_a_422_naming_the_field(client):
+    r = client.post(SED, json={"magnitudes": [[15.0, 14.0], [15.1, 14.2]], "parallax_err": [0.1, -0.3]})
+    assert r.status_code == 422 and "parallax_err is negative for objects [1]" in r.text, r.text
+    r = client.post(SED, json={"magnitudes": [[15.0, 14.0]], "errors": [[0.01, -0.02]]})
+    assert r.status_code == 422 and "errors[0] has 1 negative value(s)" in r.text, r.text
+    # a valid multi-modal body reaches the worker, which names the model it lacks (404 JSON)
+    r = client.post(MULTIMODAL, json={"objects": [{"photometry": {"magnitudes": [4.2, 4.1, 3.6]}}]})
+    assert r.status_code == 404 and "'fusion'" in strict_json(r.text)["detail"], r.text
+
+
 def test_strict_json_spells_non_finite_numbers_as_strings():
     from stellar.serving.validation import strict_json as sanitise
 

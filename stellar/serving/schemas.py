@@ -3,9 +3,9 @@
 Validation that needs no model happens here, in the HTTP process, and answers 422 with the location of the
 problem: wrong types (numbers must be JSON numbers, not strings or booleans), empty or oversized arrays, ragged
 arrays, rows with fewer than the minimum number of finite values, wavelengths or times that are not finite and
-increasing, companion arrays (errors, bands…) whose shape does not match, and negative 1σ errors (``errors``,
-``parallax_err``). ``NaN``/``Infinity`` values inside a row are allowed (they are masked, as in training); rows made
-only of them are refused.
+increasing, companion arrays (errors, bands…) whose shape does not match, negative 1σ errors (``errors``,
+``parallax_err``), and an ``ebv`` that is negative or not finite. ``NaN``/``Infinity`` values inside a row are
+allowed (they are masked, as in training); rows made only of them are refused.
 """
 
 from __future__ import annotations
@@ -87,6 +87,19 @@ def _check_same_shape(name: str, other: list[list[Any]] | None, rows: list[list[
     for i, (a, r) in enumerate(zip(other, rows, strict=True)):
         if len(a) != len(r):
             raise ValueError(f"{name}[{i}] has {len(a)} values but {what}[{i}] has {len(r)}")
+
+
+def _check_ebv(ebv: list[float] | None) -> None:
+    """E(B−V) is a finite, non-negative colour excess: a NaN cannot be dereddened with (leave ``ebv`` out to skip
+    dereddening) and a negative one is a sign error upstream."""
+    if ebv is None:
+        return
+    bad = [i for i, v in enumerate(ebv) if not (math.isfinite(v) and v >= 0)]
+    if bad:
+        values = ", ".join(str(ebv[i]) for i in bad[:3])
+        raise ValueError(
+            f"ebv must be finite and >= 0 mag (leave it out to skip dereddening); objects {bad} have {values}"
+        )
 
 
 def _check_non_negative(name: str, rows: list[list[float]] | None) -> None:
@@ -220,6 +233,7 @@ class SEDRequest(_Request):
             col = getattr(self, name)
             if col is not None and len(col) != len(self.magnitudes):
                 raise ValueError(f"{name} has {len(col)} values for {len(self.magnitudes)} objects")
+        _check_ebv(self.ebv)
         if self.parallax_err is not None:
             bad = [i for i, v in enumerate(self.parallax_err) if math.isfinite(v) and v < 0]
             if bad:
@@ -287,6 +301,7 @@ class PhotometryPart(_Part):
                 raise ValueError("bands must be unique")
         _check_same_shape("errors", None if self.errors is None else [self.errors], [self.magnitudes], "magnitudes")
         _check_non_negative("errors", None if self.errors is None else [self.errors])
+        _check_ebv(None if self.ebv is None else [self.ebv])
         if self.parallax_err is not None and math.isfinite(self.parallax_err) and self.parallax_err < 0:
             raise ValueError(f"parallax_err is {self.parallax_err}; a 1σ error must be >= 0 mas (NaN: unknown)")
         return self

@@ -76,7 +76,7 @@ class SEDAPI(StellarAPI):
                 assumed.append(f"no {name}: " + ("not dereddened" if name == "ebv" else "missing (NaN)"))
                 continue
             bad = [i for i, v in enumerate(col) if not np.isfinite(v)]
-            if bad and name != "ebv":  # NaN/inf sent: missing, as in training, and said so (never silently)
+            if bad:  # NaN/inf parallax sent: missing, as in training, and said so (ebv: refused by the schema)
                 assumed.append(f"{name} not finite: missing (NaN)" + ("" if len(col) == 1 else f" (rows {bad})"))
         rows = []
         for i in range(len(mag)):

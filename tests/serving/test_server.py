@@ -217,6 +217,10 @@ MULTIMODAL_BAD: list[tuple[str, bytes, list[Any], str]] = [
      ["body", "objects", 0, "spectrum"], "redshift must be finite"),
     ("negative_parallax_err", b'{"objects": [{"photometry": {' + _PHOT.encode() + b', "parallax": 9.1, '
      b'"parallax_err": -0.2}}]}', ["body", "objects", 0, "photometry"], "parallax_err is -0.2; a 1"),
+    ("negative_ebv", b'{"objects": [{"photometry": {' + _PHOT.encode() + b', "ebv": -0.05}}]}',
+     ["body", "objects", 0, "photometry"], "ebv must be finite and >= 0 mag"),
+    ("nan_ebv", b'{"objects": [{"photometry": {' + _PHOT.encode() + b', "ebv": NaN}}]}',
+     ["body", "objects", 0, "photometry"], "objects [0] have nan"),
     ("negative_flux_error", b'{"objects": [{"spectrum": {"flux": [1, 2, 3], "errors": [0.1, -0.1, 0.1]}}]}',
      ["body", "objects", 0, "spectrum"], "errors[0] has 1 negative value(s)"),
     ("string_magnitude", b'{"objects": [{"photometry": {"magnitudes": ["4.2"]}}]}',
@@ -234,9 +238,11 @@ def test_multimodal_bad_input_gets_a_422_json_naming_the_field(client, body, loc
     assert err["loc"] == loc and msg in err["msg"], err
 
 
-def test_sed_negative_errors_get_a_422_naming_the_field(client):
+def test_sed_negative_errors_and_bad_ebv_get_a_422_naming_the_field(client):
     r = client.post(SED, json={"magnitudes": [[15.0, 14.0], [15.1, 14.2]], "parallax_err": [0.1, -0.3]})
     assert r.status_code == 422 and "parallax_err is negative for objects [1]" in r.text, r.text
+    r = client.post(SED, json={"magnitudes": [[15.0, 14.0], [15.1, 14.2]], "ebv": [0.02, -0.01]})
+    assert r.status_code == 422 and "ebv must be finite and >= 0 mag" in r.text and "objects [1]" in r.text, r.text
     r = client.post(SED, json={"magnitudes": [[15.0, 14.0]], "errors": [[0.01, -0.02]]})
     assert r.status_code == 422 and "errors[0] has 1 negative value(s)" in r.text, r.text
     # a valid multi-modal body reaches the worker, which names the model it lacks (404 JSON)

@@ -19,7 +19,7 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from tests.data.test_miles_any_folder import copy_miles_rows
+from stellar.data.sources.spectra import MilesSource
 
 
 def test_stars(run: Path, n: int, seed: int) -> list[str]:
@@ -45,7 +45,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     names = test_stars(args.run, args.n, args.seed)
-    folder = copy_miles_rows(names, args.out, source=args.miles)
+    folder = MilesSource(str(args.miles)).write_subset(names, args.out)
     print(json.dumps({"folder": str(folder), "files": sorted(p.name for p in folder.iterdir()), "stars": names}))
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from stellar.data.catalogs import BSC5_FILE, bsc5_path, read_bsc5
 from stellar.data.sources.paired import MilesPairedSource
+from stellar.data.sources.spectra import MilesSource
+from stellar.errors import StellarDataError
 from tests.conftest import DATA
 
 #: β Vir (HR 4540, HIP 57757), 85 Peg (HR 9088, HIP 171), HR 825 (HIP 13178), two stars not in BSC5
@@ -18,22 +19,27 @@ NAMES = ["HD102870", "HD224930", "HD017378", "BD+442051A", "HD006833"]
 
 
 def copy_miles_rows(names: list[str], folder: Path, source: Path = DATA / "miles_subset") -> Path:
-    """A MILES-format folder holding only the spectra and parameter rows of ``names`` (nothing else), copied from
-    the MILES-format folder ``source``."""
-    params = pd.read_csv(source / "miles_params.csv", dtype={"miles_id": str})
-    rows = params[params["name"].str.strip().isin(names)]
-    with np.load(source / "miles_spectra.npz") as z:
-        arrays = dict(z)
-    keep = np.isin(np.char.strip(arrays["miles_id"].astype(str)), rows["miles_id"].str.strip())
-    folder.mkdir(parents=True, exist_ok=True)
-    np.savez(
-        folder / "miles_spectra.npz",
-        wave_air_angstrom=arrays["wave_air_angstrom"],
-        flux=arrays["flux"][keep],
-        miles_id=arrays["miles_id"][keep],
-    )
-    rows.to_csv(folder / "miles_params.csv", index=False)
-    return folder
+    """A bare MILES-format folder of ``names`` copied from the fixture (or ``source``)."""
+    return MilesSource(str(source)).write_subset(names, folder)
+
+
+def test_a_subset_folder_keeps_the_rows_unchanged_and_refuses_bad_names(tmp_path: Path) -> None:
+    src = MilesSource(str(DATA / "miles_subset"))
+    folder = copy_miles_rows(NAMES[:3], tmp_path / "bare")
+    wave, flux, params = src.read()
+    wave2, flux2, params2 = MilesSource(str(folder)).read()
+    assert sorted(params2["name"].str.strip()) == sorted(NAMES[:3])
+    rows = params["name"].str.strip().isin(NAMES[:3]).to_numpy()
+    np.testing.assert_array_equal(wave2, wave)
+    order = np.argsort(params["name"][rows].to_numpy())
+    np.testing.assert_array_equal(flux2[np.argsort(params2["name"].to_numpy())], flux[rows][order])
+    with pytest.raises(StellarDataError, match=r"no star named \['HD000000'\]"):
+        src.write_subset(["HD102870", "HD000000"], tmp_path / "other")
+    assert not (tmp_path / "other").exists()
+    before = (folder / "miles_params.csv").read_bytes()
+    with pytest.raises(StellarDataError, match="already holds"):
+        src.write_subset(NAMES, folder)
+    assert (folder / "miles_params.csv").read_bytes() == before
 
 
 def test_the_packaged_bsc5_is_the_cds_file() -> None:

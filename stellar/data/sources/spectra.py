@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,38 @@ class MilesSource:
     def dataset_name(self, preprocessing: dict[str, Any]) -> str:
         npz, csv = self._files()
         return f"miles-{digest(npz.read_bytes(), csv.read_bytes(), preprocessing)}"
+
+    def write_subset(self, names: Sequence[str], folder: str | Path) -> Path:
+        """Write a MILES-format folder holding only the stars ``names`` of this one: their spectra (the same
+        wavelength array) and their parameter rows, copied unchanged, and nothing else.
+
+        Used to score stars the way a user would hand them over (a bare folder; BSC5 and Hipparcos are found by
+        name) and to build test fixtures. A name that is not a star of this folder is an error, naming it, and so is
+        a ``folder`` that already holds MILES files (nothing is overwritten).
+        """
+        npz, csv = self._files()
+        params = pd.read_csv(csv, dtype={"miles_id": str})
+        wanted = {str(n).strip() for n in names}
+        rows = params[params["name"].astype(str).str.strip().isin(wanted)]
+        unknown = sorted(wanted - set(rows["name"].astype(str).str.strip()))
+        if unknown:
+            raise StellarDataError(f"MILES folder {self.data_dir!r} has no star named {unknown}")
+        with np.load(npz) as z:
+            arrays = dict(z)
+        keep = np.isin(np.char.strip(arrays["miles_id"].astype(str)), rows["miles_id"].str.strip())
+        out = Path(folder)
+        there = [f.name for f in (out / npz.name, out / csv.name) if f.exists()]
+        if there:
+            raise StellarDataError(f"{str(out)!r} already holds {there}; write the subset to a new folder")
+        out.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            out / "miles_spectra.npz",
+            wave_air_angstrom=arrays["wave_air_angstrom"],
+            flux=arrays["flux"][keep],
+            miles_id=arrays["miles_id"][keep],
+        )
+        rows.to_csv(out / "miles_params.csv", index=False)
+        return out
 
     def read(self) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
         """Air wavelengths (Å), flux (N, M) and the labels table aligned with the spectra."""

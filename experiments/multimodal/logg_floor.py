@@ -5,9 +5,10 @@
 
 For the MILES dwarfs with BSC5 V and a Hipparcos parallax (all objects of the paired set, every part: no model is
 fitted), log g from physics: L from V, the parallax and the bolometric correction BC_V(Teff) of Flower (1996) with
-the coefficients of Torres (2010), M_bol,sun = 4.73 (the scale of those coefficients); a main-sequence mass guess M = L^(1/4) (solar units); then
-log g = 4.438 + log M + 4 log(Teff / 5772 K) − log L, with the catalogue Teff. Compared with the catalogue log g:
-median offset, robust scatter (1.4826 × MAD) and mean absolute difference, for a few cuts.
+the coefficients of Torres (2010), M_bol,sun = 4.73 (the scale of those coefficients); a main-sequence mass guess
+M = L^(1/4) (solar units); then log g = 4.438 + log M + 4 log(Teff / 5772 K) - log L, with the catalogue Teff.
+Compared with the catalogue log g: median offset, robust scatter (1.4826 x MAD) and mean absolute difference, for
+a few cuts.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from stellar.evaluation.calibration import negative_log_likelihood, softmax
+from stellar.models.ensemble import log_linear_pool
 from stellar.models.late_fusion import ModalityMember
 from stellar.pipelines.common import score_outputs, subset_row
 from stellar.pipelines.train import run
@@ -186,9 +187,61 @@ def choose_sed(args: argparse.Namespace) -> None:
         print(name, json.dumps({k: round(v, 4) for k, v in m.items()}))
 
 
+def stack_check(args: argparse.Namespace) -> None:
+    """Would a stacked pool (``StackedPool``: one weight per member and one bias per class, fitted by maximum
+    likelihood) beat the grid-weighted log-linear pool for the MK letter? Judged on the validation parts only: for
+    each fold's saved run (``folds`` mode, ``paths.output_dir``), its validation objects with both modalities are
+    split 5 ways; each way is predicted by the stack and by the grid pool (weight re-chosen on the other four), from
+    the members' calibrated probabilities. Never reads a test part."""
+    from stellar.models.combine import StackedPool
+    from stellar.models.ensemble import simplex_grid
+
+    res: dict[str, Any] = {}
+    for fold in args.folds:
+        base = ["experiment=miles_fusion", *args.overrides, *_split(fold, args.split_seed)]
+        cfg = _cfg(base)
+        dm = instantiate(cfg.datamodule, split=instantiate(cfg.split))
+        dm.setup("fit")
+        model = instantiate(cfg.model, class_names=dm.class_names, target_stats=dm.target_stats)
+        model.load(Path(cfg.paths.output_dir) / f"late_f{fold}_k{args.split_seed}" / "checkpoints")
+        val = dm.arrays("val")
+        probs = model.member_probs(val)
+        y = np.asarray(val["label"])
+        keep = (y >= 0) & np.all([np.isfinite(p).all(axis=1) for p in probs.values()], axis=0)
+        p_s, p_p, y = probs["spectrum_0"][keep], probs["sed_0"][keep], y[keep]
+        ways = np.random.default_rng(fold).permutation(len(y)) % 5
+        pooled, stacked = np.zeros_like(p_s), np.zeros_like(p_s)
+        for k in range(5):
+            tr, te = ways != k, ways == k
+            best = min(simplex_grid(2, 0.1), key=lambda w: negative_log_likelihood(
+                log_linear_pool([p_s[tr], p_p[tr]], list(w)), y[tr]))  # fmt: skip
+            pooled[te] = log_linear_pool([p_s[te], p_p[te]], list(best))
+            stacked[te] = StackedPool().fit([p_s[tr], p_p[tr]], y[tr]).transform([p_s[te], p_p[te]])
+        row = {"n": len(y)}
+        for name, p in (("spectrum", p_s), ("pool", pooled), ("stack", stacked)):
+            row[f"{name}_logloss"] = negative_log_likelihood(p, y)
+            row[f"{name}_accuracy"] = float(np.mean(p.argmax(1) == y))
+        res[f"f{fold}"] = row
+        print(fold, json.dumps({k: round(v, 4) for k, v in row.items()}), flush=True)
+    mean = {k: float(np.mean([r[k] for r in res.values()])) for k in next(iter(res.values()))}
+    print("mean", json.dumps({k: round(v, 4) for k, v in mean.items()}))
+    Path(args.out).write_text(
+        json.dumps(
+            {
+                "overrides": args.overrides,
+                "folds": args.folds,
+                "split_seed": args.split_seed,
+                "mean": mean,
+                "per_fold": res,
+            },
+            indent=2,
+        )
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("mode", choices=["folds", "choose-sed", "table"])
+    p.add_argument("mode", choices=["folds", "choose-sed", "stack-check", "table"])
     p.add_argument("--out", required=True, help="results JSON to write (table: to read)")
     p.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--split-seed", type=int, default=0, help="seed of the fold assignment (split.base.seed)")
@@ -197,7 +250,7 @@ def main() -> None:
     if args.mode == "table":
         print(table(json.loads(Path(args.out).read_text())))
         return
-    folds(args) if args.mode == "folds" else choose_sed(args)
+    {"folds": folds, "choose-sed": choose_sed, "stack-check": stack_check}[args.mode](args)
 
 
 if __name__ == "__main__":

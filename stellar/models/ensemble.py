@@ -41,6 +41,8 @@ from stellar.models.estimators import PIPELINE_KEYS, Estimator, log_probs, read_
 
 log = logging.getLogger(__name__)
 
+_FLOOR = 1e-12
+
 
 def gaussian_mixture(
     means: Sequence[np.ndarray], logvars: Sequence[np.ndarray], weights: Sequence[float] | None = None
@@ -112,6 +114,111 @@ def simplex_grid(n: int, step: float) -> np.ndarray:
 
     fill([], k, n)
     return np.asarray(rows, dtype=np.float64) / k
+
+
+def best_weights(
+    keys: Sequence[str], step: float, loss: Callable[[Mapping[str, float]], float]
+) -> dict[str, float] | None:
+    """The member weights with the lowest ``loss`` on the simplex grid of ``step``: one weight per member kind
+    (``<kind>_<i>`` keys; copies of a kind share its weight equally); ``None`` with fewer than two kinds."""
+    kind_of = {k: k.rsplit("_", 1)[0] for k in keys}
+    kinds = list(dict.fromkeys(kind_of.values()))
+    if len(kinds) < 2:
+        return None
+    per_kind = {c: sum(kind_of[k] == c for k in keys) for c in kinds}
+    best, best_w = np.inf, None
+    for row in simplex_grid(len(kinds), step):
+        w = {k: float(row[kinds.index(kind_of[k])]) / per_kind[kind_of[k]] for k in keys}
+        value = loss(w)
+        if value < best - 1e-12:
+            best, best_w = value, w
+    return best_w
+
+
+def _present_weights(
+    weights: Sequence[float] | None, present: Sequence[np.ndarray] | None, m: int, n: int
+) -> np.ndarray:
+    """(M, N) weights of ``m`` members for ``n`` objects, normalised over the members present for each object; an
+    object whose present members all have weight 0 weighs them equally; one with none present gets NaN."""
+    w = _normalised(weights, m)[:, None]
+    mask = np.ones((m, n), bool) if present is None else np.stack([np.asarray(p, dtype=bool) for p in present])
+    if mask.shape != (m, n):
+        raise StellarConfigError(f"present must be {m} masks of {n} objects; got shape {mask.shape}")
+    w = w * mask
+    total = w.sum(axis=0)
+    w = np.where(total > 0, w, mask.astype(np.float64))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return w / w.sum(axis=0)
+
+
+def log_linear_pool(
+    probs: Sequence[np.ndarray], weights: Sequence[float] | None = None, present: Sequence[np.ndarray] | None = None
+) -> np.ndarray:
+    """The log-linear pool of the members' class probabilities: ``softmax(sum_m w_m log p_m)`` per object, the
+    weights normalised over the members ``present`` for that object.
+
+    Parameters
+    ----------
+    probs : sequence of numpy.ndarray
+        One (N, C) array of probabilities per member.
+    weights : sequence of float, optional
+        One non-negative weight per member (equal by default).
+    present : sequence of numpy.ndarray, optional
+        One (N,) boolean mask per member: which objects it may answer for (all by default). An object with one
+        member present gets that member's probabilities; one with none, NaN.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, C) probabilities.
+    """
+    if not probs:
+        raise StellarConfigError("probs must hold at least one member's probabilities")
+    log_p = np.log(np.clip(np.stack([np.asarray(p, dtype=np.float64) for p in probs]), _FLOOR, 1.0))
+    w = _present_weights(weights, present, log_p.shape[0], log_p.shape[1])
+    return softmax(np.einsum("mn,mnc->nc", np.nan_to_num(w), log_p)) * np.where(np.isnan(w[0]), np.nan, 1.0)[:, None]
+
+
+def gaussian_product(
+    means: Sequence[np.ndarray],
+    logvars: Sequence[np.ndarray],
+    weights: Sequence[float] | None = None,
+    present: Sequence[np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The weighted product of Gaussians ``N(means[m], exp(logvars[m]))`` per object: precision
+    ``sum_m w_m / var_m`` and the precision-weighted mean, the weights normalised over the members ``present``.
+
+    With weights summing to 1 this is a generalised product of experts: one member present gives that member's
+    Gaussian back; two members of equal weight give the mean their precisions weigh and the harmonic mean of their
+    variances.
+
+    Parameters
+    ----------
+    means, logvars : sequence of numpy.ndarray
+        One (N,) array per member (any units, the same for all members) and the log of its variance.
+    weights : sequence of float, optional
+        One non-negative weight per member (equal by default).
+    present : sequence of numpy.ndarray, optional
+        One (N,) boolean mask per member (all by default); an object with none present gets NaN.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        The combined mean and log-variance, (N,) each.
+    """
+    if not means or len(means) != len(logvars):
+        raise StellarConfigError(
+            f"means and logvars must be equally long and non-empty; got {len(means)}, {len(logvars)}"
+        )
+    mu = np.stack([np.asarray(m, dtype=np.float64) for m in means])
+    lv = np.stack([np.asarray(v, dtype=np.float64) for v in logvars])
+    w = _present_weights(weights, present, mu.shape[0], mu.shape[1])
+    used = np.nan_to_num(w) > 0
+    prec_m = np.where(used, np.nan_to_num(w) * np.exp(-np.where(used, lv, 0.0)), 0.0)
+    prec = prec_m.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(used, prec_m * np.where(used, mu, 0.0), 0.0).sum(axis=0) / prec
+        return np.where(prec > 0, mean, np.nan), np.where(prec > 0, -np.log(prec), np.nan)
 
 
 class Ensemble(Estimator):
@@ -271,20 +378,10 @@ class Ensemble(Estimator):
         """Per head, the member-kind weights of the simplex grid with the lowest validation loss (log loss for the
         class head, MAE of the mixture mean in the learned space for a target); heads with one kind are left out."""
         outs = {key: self._member_outputs(key, val) for key in self.models}
-        kind_of = {key: key.rsplit("_", 1)[0] for key in self.models}
         weights: dict[str, dict[str, float]] = {}
 
         def choose(head: str, keys: list[str], loss: Callable[[Mapping[str, float]], float]) -> None:
-            kinds = list(dict.fromkeys(kind_of[k] for k in keys))
-            if len(kinds) < 2:
-                return
-            per_kind = {c: sum(kind_of[k] == c for k in keys) for c in kinds}
-            best, best_w = np.inf, None
-            for row in simplex_grid(len(kinds), self.weight_step):
-                w = {k: float(row[kinds.index(kind_of[k])]) / per_kind[kind_of[k]] for k in keys}
-                value = loss(w)
-                if value < best - 1e-12:
-                    best, best_w = value, w
+            best_w = best_weights(keys, self.weight_step, loss)
             if best_w is not None:
                 weights[head] = best_w
 

@@ -215,16 +215,24 @@ def score_subsets(
     ``sed``, ``spectrum+sed``…): each over the objects of ``part`` that have all of the subset, with the other
     modalities masked, so every subset is scored on objects that could be scored by it; ``{}`` for a single-modality
     datamodule. Rows are :func:`subset_row`."""
-    if not isinstance(dm, MultiModalDataModule) or not isinstance(model, L.LightningModule):
+    lightning = isinstance(model, L.LightningModule)
+    # a LightningModule, or an estimator that reads the presence masks (late fusion): a model of the objects
+    if not isinstance(dm, MultiModalDataModule) or not (lightning or "present" in getattr(model, "inputs", ())):
         return {}
     class_names, targets = list(getattr(model, "class_names", [])), list(getattr(model, "targets", []))
     table: dict[str, dict[str, float]] = {}
     for k in range(1, len(dm.modalities) + 1):
         for subset in combinations(dm.modalities, k):
-            loader = dm.subset_loader(part, subset)
-            if not len(loader.dataset):  # type: ignore[arg-type]
-                continue
-            outputs = predict_loader(trainer, model, loader)
+            if lightning:
+                loader = dm.subset_loader(part, subset)
+                if not len(loader.dataset):  # type: ignore[arg-type]
+                    continue
+                outputs = predict_loader(trainer, model, loader)
+            else:
+                arrays = dm.arrays(part, subset)
+                if not len(arrays["index"]):
+                    continue
+                outputs = {**cast(Any, model).predict_outputs(arrays), "index": arrays["index"]}
             report = score_outputs(outputs, dm, class_names, targets, calibrator, interval_calibrator)
             table["+".join(subset)] = subset_row(report)
     return table

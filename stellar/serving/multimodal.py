@@ -66,7 +66,8 @@ def _pad(a: np.ndarray, n: int, present: np.ndarray) -> np.ndarray:
 
 
 class MultiModalAPI(StellarAPI):
-    """``/predict/multimodal``: a registered fused model (``model=fusion``) on any subset of each object's parts.
+    """``/predict/multimodal``: a registered fused model on any subset of each object's parts: the neural fusion
+    (``model=fusion``) or late fusion of per-modality estimators (``model=late_fusion``).
 
     Request parts are ``spectrum``, ``photometry`` (with ``parallax``) and ``lightcurve``; the model's modalities
     are ``spectrum``, ``sed`` and ``lightcurve``. Each prediction says which parts were used
@@ -183,6 +184,8 @@ class MultiModalAPI(StellarAPI):
         return np.divide(total, count, out=np.zeros(n), where=count > 0)
 
     def _outputs(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if hasattr(self.net, "predict_outputs"):  # late fusion (an estimator): the per-object arrays, nested
+            return dict(self.net.predict_outputs({name: self._modal(arrays, name) for name in self.inputs}))
         import torch
 
         from stellar.serving.base import CHUNK_ROWS

@@ -78,6 +78,13 @@ MODEL_OVERRIDES = {
     "sed_mlp": ["datamodule=sed"],
     "lightcurve_transformer": ["datamodule=lightcurve"],
     "fusion": FAST_MULTIMODAL,
+    "fusion_spectrum_sed": ["datamodule=miles_paired", *MILES_PAIRED],
+    "late_fusion": [
+        "datamodule=miles_paired",
+        *MILES_PAIRED,
+        "model.members.sed.n_jobs=1",
+        "model.members.sed.num_boost_round=15",
+    ],
     "contrastive": FAST_MULTIMODAL,
     "lightcurve_multitask": ["datamodule=lightcurve"],
     "lightcurve_xgboost": ["datamodule=lightcurve", *FAST_XGB],

@@ -15,6 +15,7 @@ from hydra import compose, initialize_config_dir
 from litserve.utils import wrap_litserve_start
 from pydantic import ValidationError
 
+from stellar.models.late_fusion import LateFusion
 from stellar.pipelines import train
 from stellar.serving.api import Failure, MultiModalAPI
 from stellar.serving.schemas import MultiModalRequest, MultiModalResponse
@@ -209,3 +210,20 @@ def test_requests_of_different_parts_batched_together_answer_as_alone(miles_regi
         for a, b in zip(alone, mine, strict=True):
             assert b["probabilities"] == pytest.approx(a["probabilities"], rel=1e-4, abs=1e-6)
             assert b["targets"]["logg"]["mean"] == pytest.approx(a["targets"]["logg"]["mean"], rel=1e-4)
+
+
+def test_miles_fusion_serves_late_fusion_that_pools_the_modalities_present(miles_registry) -> None:
+    # experiment=miles_fusion registers model=late_fusion (an estimator) as "fusion": one modality gives that
+    # member's answer, both give the presence-masked pool, whose mean lies between the members' (Gaussian product)
+    api = _api(miles_registry)
+    assert isinstance(api.net, LateFusion) and api.inputs == ("present", "spectrum", "sed")
+    body = _readme_body()
+    spectrum, photometry = body["objects"][0]["spectrum"], body["objects"][0]["photometry"]
+    parts = {"spectrum": {"spectrum": spectrum}, "photometry": {"photometry": photometry},
+             "both": {"spectrum": spectrum, "photometry": photometry}}  # fmt: skip
+    got = {k: _answer(api, {"objects": [v]})["predictions"][0] for k, v in parts.items()}
+    assert [got[k]["modalities_used"] for k in parts] == [["spectrum"], ["photometry"], ["spectrum", "photometry"]]
+    for t in ("teff", "logg", "feh"):
+        lo, hi = sorted(got[k]["targets"][t]["mean"] for k in ("spectrum", "photometry"))
+        assert lo - 1e-6 * abs(lo) <= got["both"]["targets"][t]["mean"] <= hi + 1e-6 * abs(hi), t
+    assert got["spectrum"]["probabilities"] != pytest.approx(got["photometry"]["probabilities"], abs=1e-3)

@@ -271,9 +271,12 @@ class MultiModalDataModule(StellarDataModule):
             out[m] = {"rows": {p: len(s) for p, s in seen.items()}, "objects_in_several_parts": len(shared)}
         return out
 
-    def arrays(self, part: str) -> dict[str, Any]:
-        """One part as (nested) numpy arrays: the batch of every object of the part."""
+    def arrays(self, part: str, modalities: Sequence[str] | None = None) -> dict[str, Any]:
+        """One part as (nested) numpy arrays: the batch of every object of the part, or, with ``modalities``, of the
+        objects that have every one of them, the others masked (:meth:`MultiModalDataset.restricted`)."""
         ds = cast(MultiModalDataset, self.part(part))
+        if modalities is not None:
+            ds = ds.restricted(modalities)
 
         def to_numpy(x: Any) -> Any:
             return {k: to_numpy(v) for k, v in x.items()} if isinstance(x, dict) else x.numpy()

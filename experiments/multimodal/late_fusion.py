@@ -1,0 +1,257 @@
+"""Late fusion of the best per-modality estimators on MILES × BSC5 × Hipparcos, on grouped folds (issue 16, item 2).
+
+    # the photometry + parallax member, chosen on the validation parts of the folds (the SED member alone)
+    OMP_NUM_THREADS=1 PYTHONPATH=. python experiments/multimodal/late_fusion.py choose-sed \\
+        --out experiments/multimodal/results/late_fusion_sed_choice.json --folds 0 1 2 3 4 -- [Hydra overrides]
+    # spectrum only, photometry + parallax only and late fused, every test star once
+    OMP_NUM_THREADS=1 PYTHONPATH=. python experiments/multimodal/late_fusion.py folds \\
+        --out experiments/multimodal/results/late_fusion_folds.json --folds 0 1 2 3 4 --split-seed 0 -- [overrides]
+    PYTHONPATH=. python experiments/multimodal/late_fusion.py table \\
+        --out experiments/multimodal/results/late_fusion_folds.json
+
+``folds``: per fold, one ``train.run`` of ``experiment=miles_fusion`` (``model=late_fusion``) with
+``split=group_kfold split.fold=K split.base.seed=<split seed>`` (the test folds partition the objects; fold K+1 is
+the validation part that fits the members' calibrators, the pooling weights and the run's calibrators). The one
+fitted model gives the three rows on the same test stars, by its presence masks: *spectrum only* (every object's
+SED masked: the kernel-ridge member alone, the training prior for a star without a spectrum), *photometry +
+parallax only* (the spectrum masked: the SED member alone, the prior for the ~40% of stars without photometry) and
+*fused* (every modality the star has). Columns as section 5: MK accuracy, Teff median absolute error, logg and
+[Fe/H] MAE, on all test stars and on the stars with a spectrum and an SED (with a parallax; section 5's
+``spectrum+sed`` subset).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from stellar.evaluation.calibration import negative_log_likelihood, softmax
+from stellar.models.ensemble import log_linear_pool
+from stellar.models.late_fusion import ModalityMember
+from stellar.pipelines.common import score_outputs, subset_row
+from stellar.pipelines.train import run
+
+KEYS = ("n", "accuracy", "teff_median_ae", "logg_mae", "feh_mae")
+VARIANTS = {"spectrum": ("sed",), "sed": ("spectrum",), "fused": ()}  # variant: the modalities masked
+SED_CANDIDATES = {
+    "depth8": [],  # conf/model/sed_xgboost.yaml as it is (chosen on SDSS17)
+    "depth4": ["model.members.sed.params.max_depth=4"],
+    "depth2": ["model.members.sed.params.max_depth=2"],
+    "depth4_mcw1": ["model.members.sed.params.max_depth=4", "model.members.sed.params.min_child_weight=1"],
+}
+
+
+def _cfg(overrides: list[str]) -> Any:
+    with initialize_config_dir(config_dir=os.path.abspath("conf"), version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+def _split(fold: int, split_seed: int) -> list[str]:
+    return ["split=group_kfold", f"split.fold={fold}", f"split.base.seed={split_seed}"]
+
+
+def masked(arrays: dict[str, Any], modalities: tuple[str, ...]) -> dict[str, Any]:
+    """``arrays`` with ``modalities`` marked absent for every object."""
+    out = copy.copy(arrays)
+    out["present"] = {m: (np.zeros_like(p) if m in modalities else p) for m, p in arrays["present"].items()}
+    return out
+
+
+def score_fold(model: Any, dm: Any, calibrator: Any, intervals: Any) -> dict[str, dict[str, dict[str, float]]]:
+    """Per variant, the rows ``all`` and ``spectrum+sed`` on the test part."""
+    arrays = dm.arrays("test")
+    both = np.asarray(arrays["present"]["spectrum"]) & np.asarray(arrays["present"]["sed"])
+    rows: dict[str, dict[str, dict[str, float]]] = {}
+    for variant, hidden in VARIANTS.items():
+        out = {**model.predict_outputs(masked(arrays, hidden)), "index": arrays["index"]}
+        rows[variant] = {}
+        for subset, keep in (("all", np.ones_like(both)), ("spectrum+sed", both)):
+            part = {k: np.asarray(v)[keep] for k, v in out.items()}
+            report = score_outputs(part, dm, model.class_names, model.targets, calibrator, intervals)
+            row = subset_row(report)
+            rows[variant][subset] = {k: float(row[k]) for k in KEYS if k in row}
+    return rows
+
+
+def folds(args: argparse.Namespace) -> None:
+    runs: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    for fold in args.folds:
+        base = ["experiment=miles_fusion", "logger=none", "test=true", *args.overrides, *_split(fold, args.split_seed)]
+        probe = _cfg(base)
+        cfg = _cfg([*base, f"paths.output_dir={probe.paths.output_dir}/late_f{fold}_k{args.split_seed}"])
+        start = time.perf_counter()
+        metrics, objs = run(cfg)
+        model = objs["model"]
+        rows = score_fold(model, objs["datamodule"], objs["calibrator"], objs["interval_calibrator"])
+        runs[f"f{fold}"] = {
+            "rows": rows,
+            "weights": model.weights,
+            "val": {k: v for k, v in metrics.items() if k.startswith("val/") and "." not in k.split("/", 1)[1]},
+            "seconds": time.perf_counter() - start,
+        }
+        print(f"fold {fold}", f"{time.perf_counter() - start:.0f}s", json.dumps(rows), flush=True)
+        _write(args, runs, t0)
+    print(table(_write(args, runs, t0)))
+
+
+def _write(args: argparse.Namespace, runs: dict[str, Any], t0: float) -> dict[str, Any]:
+    """Mean ± std over folds per variant and subset, the paired per-fold differences fused − spectrum only, and the
+    runs; written at once so an interrupted study keeps its folds."""
+    summary: dict[str, Any] = {}
+    diffs: dict[str, Any] = {}
+    for subset in ("all", "spectrum+sed"):
+        for variant in VARIANTS:
+            rs = [r["rows"][variant][subset] for r in runs.values()]
+            summary.setdefault(subset, {})[variant] = {
+                k: [float(np.mean([r[k] for r in rs])), float(np.std([r[k] for r in rs]))] for k in rs[0]
+            }
+        diffs[subset] = {
+            k: [r["rows"]["fused"][subset][k] - r["rows"]["spectrum"][subset][k] for r in runs.values()]
+            for k in KEYS[1:]
+        }
+    result = {
+        "overrides": args.overrides, "folds": args.folds, "split_seed": args.split_seed,
+        "summary_mean_std": summary, "fused_minus_spectrum": diffs, "runs": runs,
+        "seconds": time.perf_counter() - t0,
+    }  # fmt: skip
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2, default=float))
+    return result
+
+
+def table(result: dict[str, Any]) -> str:
+    """Markdown: one row per variant, all stars then stars with a parallax; then the paired differences."""
+    fmt = {"accuracy": "{:.3f}", "teff_median_ae": "{:.0f}", "logg_mae": "{:.3f}", "feh_mae": "{:.3f}"}
+    names = {"spectrum": "spectrum only (kernel ridge)", "sed": "photometry + parallax only", "fused": "late fused"}
+    s = result["summary_mean_std"]
+    lines = ["| model | " + " | ".join(f"{sub}: {k}" for sub in s for k in fmt) + " |",
+             "|" + "---|" * (1 + len(s) * len(fmt))]  # fmt: skip
+    for v, name in names.items():
+        cells = [f"{f.format(s[sub][v][k][0])} ± {f.format(s[sub][v][k][1])}" for sub in s for k, f in fmt.items()]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    n = {sub: s[sub]["fused"]["n"][0] for sub in s}
+    lines.append(f"\nn per fold (mean): {n}\n\nfused − spectrum only, per fold:")
+    for sub, ks in result["fused_minus_spectrum"].items():
+        lines.append(f"- {sub}: " + "; ".join(f"{k} " + ", ".join(fmt[k].replace(":", ":+").format(d) for d in ds)
+                                                for k, ds in ks.items()))  # fmt: skip
+    return "\n".join(lines)
+
+
+def choose_sed(args: argparse.Namespace) -> None:
+    """The SED member alone, per candidate, on each fold's validation part (its SED objects): log loss, accuracy,
+    Teff median error, logg and [Fe/H] MAE. Never reads a test part."""
+    res: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    for fold in args.folds:
+        base = ["experiment=miles_fusion", *args.overrides, *_split(fold, args.split_seed)]
+        cfg = _cfg(base)
+        dm = instantiate(cfg.datamodule, split=instantiate(cfg.split))
+        dm.setup("fit")
+        train, val = dm.arrays("train"), dm.arrays("val")
+        for name, extra in SED_CANDIDATES.items():
+            member_cfg = _cfg([*base, *extra]).model.members.sed
+            factory = instantiate(member_cfg)  # the member's estimator factory (_partial_: true)
+            model = factory(class_names=dm.class_names, target_stats=dm.target_stats, seed=0, name="sed")
+            member = ModalityMember(model, "sed")
+            member.fit(train, val)
+            part = member.part(val)
+            out = model.predict_outputs(part)
+            y = part["label"]
+            ok = y >= 0
+            p = softmax(out["logits"].astype(np.float64))[ok]
+            row = {"n": len(y), "logloss": negative_log_likelihood(p, y[ok]),
+                   "accuracy": float(np.mean(p.argmax(1) == y[ok])),
+                   "teff_median_ae": float(np.nanmedian(np.abs(out["teff_mean"] - part["teff"]))),
+                   "logg_mae": float(np.nanmean(np.abs(out["logg_mean"] - part["logg"]))),
+                   "feh_mae": float(np.nanmean(np.abs(out["feh_mean"] - part["feh"])))}  # fmt: skip
+            res.setdefault(name, {})[f"f{fold}"] = row
+            print(fold, name, json.dumps(row), flush=True)
+    mean = {name: {k: float(np.mean([r[k] for r in rs.values()])) for k in next(iter(rs.values()))}
+            for name, rs in res.items()}  # fmt: skip
+    out = {"overrides": args.overrides, "folds": args.folds, "split_seed": args.split_seed,
+           "candidates": SED_CANDIDATES, "mean_over_val_folds": mean, "per_fold": res,
+           "seconds": time.perf_counter() - t0}  # fmt: skip
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2))
+    for name, m in mean.items():
+        print(name, json.dumps({k: round(v, 4) for k, v in m.items()}))
+
+
+def stack_check(args: argparse.Namespace) -> None:
+    """Would a stacked pool (``StackedPool``: one weight per member and one bias per class, fitted by maximum
+    likelihood) beat the grid-weighted log-linear pool for the MK letter? Judged on the validation parts only: for
+    each fold's saved run (``folds`` mode, ``paths.output_dir``), its validation objects with both modalities are
+    split 5 ways; each way is predicted by the stack and by the grid pool (weight re-chosen on the other four), from
+    the members' calibrated probabilities. Never reads a test part."""
+    from stellar.models.combine import StackedPool
+    from stellar.models.ensemble import simplex_grid
+
+    res: dict[str, Any] = {}
+    for fold in args.folds:
+        base = ["experiment=miles_fusion", *args.overrides, *_split(fold, args.split_seed)]
+        cfg = _cfg(base)
+        dm = instantiate(cfg.datamodule, split=instantiate(cfg.split))
+        dm.setup("fit")
+        model = instantiate(cfg.model, class_names=dm.class_names, target_stats=dm.target_stats)
+        model.load(Path(cfg.paths.output_dir) / f"late_f{fold}_k{args.split_seed}" / "checkpoints")
+        val = dm.arrays("val")
+        probs = model.member_probs(val)
+        y = np.asarray(val["label"])
+        keep = (y >= 0) & np.all([np.isfinite(p).all(axis=1) for p in probs.values()], axis=0)
+        p_s, p_p, y = probs["spectrum_0"][keep], probs["sed_0"][keep], y[keep]
+        ways = np.random.default_rng(fold).permutation(len(y)) % 5
+        pooled, stacked = np.zeros_like(p_s), np.zeros_like(p_s)
+        for k in range(5):
+            tr, te = ways != k, ways == k
+            best = min(simplex_grid(2, 0.1), key=lambda w: negative_log_likelihood(
+                log_linear_pool([p_s[tr], p_p[tr]], list(w)), y[tr]))  # fmt: skip
+            pooled[te] = log_linear_pool([p_s[te], p_p[te]], list(best))
+            stacked[te] = StackedPool().fit([p_s[tr], p_p[tr]], y[tr]).transform([p_s[te], p_p[te]])
+        row = {"n": len(y)}
+        for name, p in (("spectrum", p_s), ("pool", pooled), ("stack", stacked)):
+            row[f"{name}_logloss"] = negative_log_likelihood(p, y)
+            row[f"{name}_accuracy"] = float(np.mean(p.argmax(1) == y))
+        res[f"f{fold}"] = row
+        print(fold, json.dumps({k: round(v, 4) for k, v in row.items()}), flush=True)
+    mean = {k: float(np.mean([r[k] for r in res.values()])) for k in next(iter(res.values()))}
+    print("mean", json.dumps({k: round(v, 4) for k, v in mean.items()}))
+    Path(args.out).write_text(
+        json.dumps(
+            {
+                "overrides": args.overrides,
+                "folds": args.folds,
+                "split_seed": args.split_seed,
+                "mean": mean,
+                "per_fold": res,
+            },
+            indent=2,
+        )
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("mode", choices=["folds", "choose-sed", "stack-check", "table"])
+    p.add_argument("--out", required=True, help="results JSON to write (table: to read)")
+    p.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the fold assignment (split.base.seed)")
+    p.add_argument("overrides", nargs="*")
+    args = p.parse_intermixed_args()
+    if args.mode == "table":
+        print(table(json.loads(Path(args.out).read_text())))
+        return
+    {"folds": folds, "choose-sed": choose_sed, "stack-check": stack_check}[args.mode](args)
+
+
+if __name__ == "__main__":
+    main()

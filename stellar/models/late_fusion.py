@@ -1,0 +1,274 @@
+"""Late fusion of per-modality estimators: each member reads one modality of a multi-modal object, and the members
+present for an object are pooled.
+
+:class:`LateFusion` is an :class:`~stellar.models.ensemble.Ensemble` whose members each read one modality of the
+multi-modal datamodule's per-object arrays (``{spectrum: {...}, sed: {...}, present: {...}, label, <targets>}``):
+e.g. the MILES kernel ridge on the spectrum and an XGBoost model on the SED features with the parallax. Each member
+is fitted on the training objects that have its modality and calibrated on the validation objects that have it
+(``calibrate_members``: temperature scaling of its logits, variance scaling of its σ). Per object, over the members
+whose modality is present:
+
+- classes: the log-linear pool (:func:`~stellar.models.ensemble.log_linear_pool`), ``softmax(sum_m w_m log p_m)``;
+- each regression target: the weighted Gaussian product (:func:`~stellar.models.ensemble.gaussian_product`), in the
+  learned space (log10 for ``log_targets``), precision-weighted mean and combined variance;
+
+with the weights normalised over the present members, so an object with one modality gets that member's answer.
+The weights of each head (the class head and each target) are chosen on the validation part on the simplex grid
+of ``weight_step`` (the :class:`~stellar.models.ensemble.Ensemble` machinery with ``weighting="validation"``):
+lowest log loss for the class head, lowest MAE of the combined mean for a target. An object with no modality a
+member reads gets the training part's class frequencies and target means and spreads.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stellar.errors import StellarConfigError
+from stellar.evaluation.calibration import negative_log_likelihood
+from stellar.models.ensemble import Ensemble, best_weights, gaussian_product, log_linear_pool
+from stellar.models.estimators import log_probs, physical_outputs, read_meta
+
+#: fields of a multi-modal part that are per-object labels (handed to every member with its modality's fields)
+_LABEL_FIELDS = ("label", "index")
+
+
+class ModalityMember:
+    """An estimator that reads one modality of multi-modal per-object arrays: it is fitted on the objects that have
+    the modality and answers for every object (the absent ones get a filler the pool ignores).
+
+    Parameters
+    ----------
+    model : estimator
+        The single-modality estimator (``fit``, ``predict_outputs``, ``save``, ``load``) on that modality's fields.
+    modality : str
+        The modality it reads (``spectrum``, ``sed``…), a key of the arrays and of their ``present`` masks.
+    """
+
+    def __init__(self, model: Any, modality: str):
+        self.model, self.modality = model, str(modality)
+        self.class_names = list(getattr(model, "class_names", []))
+        self.targets = list(getattr(model, "targets", ()))
+        self.log_targets = list(getattr(model, "log_targets", ()))
+        self.inputs = list(getattr(model, "inputs", ()))
+
+    @property
+    def history(self) -> dict[str, dict[str, list[float]]]:
+        return dict(getattr(self.model, "history", {}))
+
+    def present(self, arrays: Mapping[str, Any]) -> np.ndarray:
+        """(N,) which objects have this member's modality."""
+        masks = arrays.get("present", {})
+        if self.modality not in masks or self.modality not in arrays:
+            raise StellarConfigError(
+                f"the data has no modality {self.modality!r} (present masks {sorted(masks)}); a late-fusion member "
+                "reads a multi-modal datamodule's arrays (datamodule=multimodal or miles_paired)"
+            )
+        return np.asarray(masks[self.modality], dtype=bool)
+
+    def part(self, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """The flat arrays of the objects that have the modality: its fields, the labels and the targets."""
+        keep = self.present(arrays)
+        flat = {k: np.asarray(v)[keep] for k, v in arrays[self.modality].items()}
+        for k, v in arrays.items():
+            if k not in ("present", self.modality) and not isinstance(v, Mapping):
+                flat[k] = np.asarray(v)[keep]
+        return flat
+
+    def fit(self, train: Mapping[str, Any], val: Mapping[str, Any] | None = None) -> dict[str, float]:
+        part = self.part(val) if val is not None else None
+        return dict(self.model.fit(self.part(train), part if part is not None and len(part["label"]) else None))
+
+    def predict_outputs(self, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """The member's outputs for every object: its own where the modality is present; uniform logits, mean 0 and
+        log-variance 0 elsewhere (ignored by the pool, which reads the presence masks)."""
+        keep = self.present(arrays)
+        n = len(keep)
+        out = self.model.predict_outputs(self.part(arrays)) if keep.any() else {}
+        full: dict[str, np.ndarray] = {}
+        if self.class_names:
+            full["logits"] = np.zeros((n, len(self.class_names)), np.float32)
+        for t in self.targets:
+            full[f"{t}_mean"], full[f"{t}_logvar"] = np.zeros(n, np.float32), np.zeros(n, np.float32)
+        for k, a in full.items():
+            if k in out:
+                a[keep] = out[k]
+        return full
+
+    def save(self, directory: str | Path, prefix: str = "") -> Path:
+        return Path(self.model.save(directory, prefix=prefix))
+
+    def load(self, path: str | Path) -> ModalityMember:
+        self.model.load(path)
+        return self
+
+
+class LateFusion(Ensemble):
+    """Per-modality estimators, calibrated, pooled per object over the modalities present.
+
+    Parameters
+    ----------
+    members : mapping of str to callable
+        Member kinds by name, each an estimator factory (``_partial_: true``) of one modality's fields.
+    modalities : mapping of str to str
+        The modality each member reads (``{ridge: spectrum, sed: sed}``); one entry per member.
+    name : str
+        Model name.
+    class_names : sequence of str, optional
+        The classes (the datamodule's), handed to every member.
+    seed : int
+        Seed handed to every member.
+    target_stats : mapping of str to (mean, std), optional
+        Learned-space statistics of the targets (the datamodule's), handed to every member.
+    calibrate_members : bool
+        Calibrate each member on the validation objects that have its modality before pooling.
+    weighting : {"equal", "validation"}
+        Equal weights, or per head the weights of the simplex grid with the lowest validation loss.
+    weight_step : float
+        Step of the weight grid, dividing 1.
+    """
+
+    hparam_keys = (*Ensemble.hparam_keys, "modalities", "prior")
+
+    def __init__(
+        self,
+        members: Mapping[str, Callable[..., Any]],
+        modalities: Mapping[str, str],
+        name: str = "late_fusion",
+        class_names: Sequence[str] | None = None,
+        seed: int = 0,
+        target_stats: Mapping[str, Sequence[float]] | None = None,
+        calibrate_members: bool = True,
+        weighting: str = "validation",
+        weight_step: float = 0.1,
+    ):
+        if sorted(modalities or {}) != sorted(members or {}):
+            raise StellarConfigError(
+                f"modalities must name the modality of every member and no other; members {sorted(members or {})}, "
+                f"modalities {dict(modalities or {})}"
+            )
+        super().__init__(members, None, name, class_names, seed, target_stats, calibrate_members, weighting,
+                         weight_step)  # fmt: skip
+        self.modalities = {str(k): str(v) for k, v in modalities.items()}
+        self.models = {key: ModalityMember(m, self.modalities[key.rsplit("_", 1)[0]]) for key, m in self.models.items()}
+        #: the batch fields the model reads, as the fused neural model's: the presence masks, then each modality
+        self.inputs = ["present", *dict.fromkeys(self.modalities.values())]
+        #: the training part's class frequencies and per-target learned-space mean and std: the answer for an
+        #: object with no modality a member reads
+        self.prior: dict[str, Any] = {}
+
+    def fit(self, train: Mapping[str, Any], val: Mapping[str, Any] | None = None) -> dict[str, float]:
+        """Fit, calibrate and weigh the members (:meth:`Ensemble.fit`), after noting the training part's prior."""
+        y = np.asarray(train["label"])
+        counts = np.bincount(y[y >= 0], minlength=len(self.class_names)) if self.class_names else np.zeros(0)
+        self.prior = {"class": ((counts + 1.0) / (counts.sum() + len(counts))).tolist() if len(counts) else []}
+        for t in self.targets:
+            v = self._learned(t, np.asarray(train[t], dtype=np.float64))
+            v = v[np.isfinite(v)]
+            self.prior[t] = [float(np.mean(v)), float(np.std(v))] if len(v) else [0.0, 1.0]
+        return super().fit(train, val)
+
+    def _calibrate(self, model: Any, val: Mapping[str, Any]) -> dict[str, Any]:  # type: ignore[override]
+        """A member's calibrators, on the validation objects that have its modality."""
+        return Ensemble._calibrate(model.model, model.part(val))
+
+    def _learned(self, t: str, value: np.ndarray) -> np.ndarray:
+        if t not in self.log_targets:
+            return value
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(value > 0, np.log10(value), np.nan)
+
+    def _to_learned(self, t: str, mean: np.ndarray, logvar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A member's physical mean and log-variance in the learned space (the delta method for log10 targets)."""
+        mean, logvar = np.asarray(mean, dtype=np.float64), np.asarray(logvar, dtype=np.float64)
+        if t not in self.log_targets:
+            return mean, logvar
+        safe = np.where(mean > 0, mean, 1.0)
+        return self._learned(t, mean), logvar - 2.0 * np.log(safe * math.log(10.0))
+
+    def _pooled(
+        self,
+        arrays: Mapping[str, Any],
+        weights: Mapping[str, Mapping[str, float]] | None = None,
+        outputs: Mapping[str, tuple[dict[str, Any], np.ndarray | None]] | None = None,
+    ) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray]:
+        """Per head, the pooled answer in the learned space: class probabilities and ``{t: (mean, logvar)}``, and
+        which objects have no member present (NaN there). ``outputs``: the members' calibrated outputs on
+        ``arrays`` where already computed."""
+        ws = self.weights if weights is None else weights
+        outs = outputs if outputs is not None else {key: self._member_outputs(key, arrays) for key in self.models}
+        present = {key: m.present(arrays) for key, m in self.models.items()}
+        none = ~np.any(np.stack(list(present.values())), axis=0)
+        pooled: dict[str, np.ndarray] = {}
+        probs = {k: p for k, (_, p) in outs.items() if p is not None}
+        if self.class_names and probs:
+            w = ws.get("class")
+            pooled["class"] = log_linear_pool(list(probs.values()), None if not w else [w[k] for k in probs],
+                                              [present[k] for k in probs])  # fmt: skip
+        regs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for t in self.targets:
+            keys = [k for k, (o, _) in outs.items() if f"{t}_mean" in o]
+            learned = [self._to_learned(t, outs[k][0][f"{t}_mean"], outs[k][0][f"{t}_logvar"]) for k in keys]
+            w = ws.get(t)
+            regs[t] = gaussian_product([m for m, _ in learned], [v for _, v in learned],
+                                       None if not w else [w[k] for k in keys], [present[k] for k in keys])  # fmt: skip
+        return pooled, regs, none
+
+    def _fit_weights(self, val: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+        """Per head, the member weights of the simplex grid with the lowest validation loss of the presence-masked
+        pool: log loss of the log-linear pool (class head), MAE of the Gaussian product's mean in the learned space
+        (a target)."""
+        weights: dict[str, dict[str, float]] = {}
+        y = np.asarray(val["label"])
+        outs = {key: self._member_outputs(key, val) for key in self.models}
+        heads = (["class"] if self.class_names else []) + list(self.targets)
+        for head in heads:
+            keys = [k for k, m in self.models.items() if (m.class_names if head == "class" else head in m.targets)]
+
+            def loss(w: Mapping[str, float], head: str = head) -> float:
+                pooled, regs, none = self._pooled(val, {head: w}, outs)
+                if head == "class":
+                    ok = (y >= 0) & ~none
+                    return negative_log_likelihood(pooled["class"][ok], y[ok]) if ok.sum() else 0.0
+                truth = self._learned(head, np.asarray(val[head], dtype=np.float64))
+                ok = np.isfinite(truth) & ~none
+                return float(np.mean(np.abs(regs[head][0][ok] - truth[ok]))) if ok.sum() else 0.0
+
+            chosen = best_weights(keys, self.weight_step, loss)
+            if chosen is not None:
+                weights[head] = chosen
+        return weights
+
+    def member_probs(self, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Class probabilities of each member after its own calibrator, NaN for objects without its modality."""
+        out = {}
+        for key, p in super().member_probs(arrays).items():
+            out[key] = np.where(self.models[key].present(arrays)[:, None], p, np.nan)
+        return out
+
+    def predict_outputs(self, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """``logits`` (log of the pooled probabilities) and ``<t>_mean``/``<t>_logvar`` (physical units) of every
+        object, pooled over the members whose modality it has; the training prior where it has none."""
+        pooled, regs, none = self._pooled(arrays)
+        result: dict[str, np.ndarray] = {}
+        if self.class_names:
+            prior = np.asarray(self.prior.get("class") or np.full(len(self.class_names), 1.0 / len(self.class_names)))
+            p = pooled.get("class", np.full((len(none), len(self.class_names)), np.nan))
+            result["logits"] = log_probs(np.where(none[:, None], prior[None, :], p))
+        for t in self.targets:
+            mean, logvar = regs[t]
+            mu0, sd0 = self.prior.get(t, (0.0, 1.0))
+            mean = np.where(none, mu0, mean)
+            sigma = np.exp(0.5 * np.where(none, 2.0 * np.log(max(sd0, 1e-6)), logvar))
+            result[f"{t}_mean"], result[f"{t}_logvar"] = physical_outputs(mean, sigma, t in self.log_targets)
+        return result
+
+    def load(self, path: str | Path) -> LateFusion:
+        """Load what :meth:`save` wrote, with the saved prior."""
+        super().load(path)
+        self.prior = dict(read_meta(path)[1].get("prior", {}))
+        return self

@@ -102,6 +102,33 @@ def markdown(summary: dict[str, dict[str, dict[str, dict[str, list[float]]]]], s
     return "\n".join(lines)
 
 
+def checkpoint_steps(runs: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Per fraction and arm, the optimizer steps taken and the step of the kept (lowest ``val/loss``) checkpoint,
+    for each seed (runs written before ``--fixed-steps`` existed have neither)."""
+    lines = ["| labels | arm | steps taken | kept checkpoint (per seed) |", "|---|---|---|---|"]
+    for frac, arms in runs.items():
+        for arm, by_seed in arms.items():
+            taken = sorted({str(r.get("steps", "?")) for r in by_seed.values()})
+            kept = ", ".join(f"s{seed}: {r.get('best_checkpoint', '?')}" for seed, r in by_seed.items())
+            lines.append(f"| {float(frac):.0%} | {arm} | {'/'.join(taken)} | {kept} |")
+    return "\n".join(lines)
+
+
+def paired(runs: dict[str, dict[str, dict[str, Any]]], subset: str = "all", base: str = "scratch") -> str:
+    """Per fraction and arm, the per-seed differences arm − ``base`` on the same test objects (paired)."""
+    cols = (("accuracy", "{:+.3f}"), ("teff_median_ae", "{:+.0f}"), ("logg_mae", "{:+.3f}"))
+    lines = [f"| labels | arm − {base} | " + " | ".join(k for k, _ in cols) + " |", "|---|---|" + "---|" * len(cols)]
+    for frac, arms in runs.items():
+        for arm, by_seed in arms.items():
+            if arm == base or base not in arms:
+                continue
+            seeds = [sd for sd in by_seed if sd in arms[base] and subset in by_seed[sd]]
+            cells = [", ".join(fmt.format(by_seed[sd][subset][k] - arms[base][sd][subset][k]) for sd in seeds)
+                     for k, fmt in cols]  # fmt: skip
+            lines.append(f"| {float(frac):.0%} | {arm} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _write(args: argparse.Namespace, runs: dict[str, dict[str, dict[int, Any]]], seconds: float) -> dict[str, Any]:
     """Mean and std over the seeds done so far, written with every run to ``args.out``; returns the summary."""
     summary: dict[str, dict[str, dict[str, dict[str, list[float]]]]] = {}
@@ -144,9 +171,12 @@ def main() -> None:
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
     if args.table:
-        summary = json.loads(Path(args.table).read_text())["summary_mean_std"]
+        result = json.loads(Path(args.table).read_text())
         for subset in ("all", *SUBSETS):
-            print(f"\n{subset}\n" + markdown(summary, subset))
+            print(f"\n{subset}\n" + markdown(result["summary_mean_std"], subset))
+        print("\n" + checkpoint_steps(result["runs"]))
+        for subset in ("all", "sed"):
+            print(f"\n{subset}, paired per seed\n" + paired(result["runs"], subset))
         return
     if not args.out:
         p.error("--out is required")

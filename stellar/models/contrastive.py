@@ -243,6 +243,30 @@ def _fits(module: nn.Module, state: Mapping[str, torch.Tensor]) -> bool:
     )
 
 
+def pretrained_parts(encoder: nn.Module) -> dict[str, nn.Module]:
+    """The parts of ``encoder`` that a pretraining run's file fills in (what :func:`load_pretrained` loads).
+
+    Parameters
+    ----------
+    encoder : nn.Module
+        A :class:`FusionEncoder` or a single-modality encoder.
+
+    Returns
+    -------
+    dict of str to nn.Module
+        For a :class:`FusionEncoder`, each modality's encoder and its projection to the shared space
+        (``"spectrum encoder"``, ``"spectrum projection"``…), not the fusion transformer, the CLS token or the
+        modality-type embeddings, which pretraining does not train; for any other encoder, the whole encoder.
+    """
+    if isinstance(encoder, FusionEncoder):
+        parts: dict[str, nn.Module] = {}
+        for m in encoder.modalities:
+            parts[f"{m} encoder"] = encoder.encoders[m]
+            parts[f"{m} projection"] = encoder.project[m]
+        return parts
+    return {"encoder": encoder}
+
+
 def load_pretrained(encoder: nn.Module, path: str | Path) -> list[str]:
     """Load a pretraining run's encoders into ``encoder``; returns the modalities loaded.
 

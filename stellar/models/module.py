@@ -49,6 +49,9 @@ class StellarModule(L.LightningModule):
         Standardisation of each target in learned space, from the training part; filled in by the pipeline.
     optimizer, scheduler : callables, optional
         Partials that take the parameters (and the optimizer).
+    scheduler_interval : {"epoch", "step"}
+        When the scheduler steps: once per epoch (its horizon, e.g. ``T_max``, in epochs) or once per optimizer step
+        (horizon in steps; for a run bounded by ``trainer.max_steps``, whose epochs have no fixed count).
     class_weight, regression_weight : float
         Loss weights of the two kinds of head.
     label_smoothing : float
@@ -58,6 +61,13 @@ class StellarModule(L.LightningModule):
     pretrained : str, optional
         Folder of a contrastive pretraining run (``experiment=*_pretrain``): its encoders are loaded into
         ``encoder`` before training (:func:`stellar.models.contrastive.load_pretrained`).
+    freeze_encoders : bool
+        Keep the parts of ``encoder`` that pretraining fills in
+        (:func:`stellar.models.contrastive.pretrained_parts`: every modality encoder and its projection of a fusion
+        encoder, or a whole single-modality encoder) fixed: no gradient, left out of the optimizer, and always in
+        eval mode (batch-norm statistics and dropout frozen too). With ``pretrained`` this is a probe of the
+        pretrained representation: only the heads (and a fusion encoder's fusion transformer, which pretraining
+        does not train) learn. Without it the randomly initialised encoders stay fixed.
     """
 
     def __init__(
@@ -75,6 +85,8 @@ class StellarModule(L.LightningModule):
         label_smoothing: float = 0.0,
         head_hidden: int = 64,
         pretrained: str | None = None,
+        scheduler_interval: str = "epoch",
+        freeze_encoders: bool = False,
     ):
         super().__init__()
         class_names = [str(c) for c in class_names or []]
@@ -90,6 +102,9 @@ class StellarModule(L.LightningModule):
         self.class_weight = float(class_weight)
         self.regression_weight = float(regression_weight)
         self.label_smoothing = float(label_smoothing)
+        if scheduler_interval not in ("epoch", "step"):
+            raise StellarConfigError(f"scheduler_interval must be 'epoch' or 'step'; got {scheduler_interval!r}")
+        self.scheduler_interval = str(scheduler_interval)
         self.hparams["class_names"] = class_names
         self.hparams["target_stats"] = stats
         if not isinstance(encoder, nn.Module):
@@ -101,6 +116,15 @@ class StellarModule(L.LightningModule):
 
             load_pretrained(encoder, pretrained)
         self.encoder = encoder
+        #: the encoder parts kept fixed (``freeze_encoders``); empty when everything trains
+        self.frozen: list[nn.Module] = []
+        if freeze_encoders:
+            from stellar.models.contrastive import pretrained_parts
+
+            self.frozen = list(pretrained_parts(encoder).values())
+            for part in self.frozen:
+                part.requires_grad_(False)
+                part.eval()
         self.inputs: tuple[str, ...] = tuple(getattr(encoder, "inputs", ("flux", "mask")))
         self.class_names = class_names
         self.targets = targets
@@ -198,6 +222,13 @@ class StellarModule(L.LightningModule):
             self.log(f"{stage}/{k}", metric, prog_bar=k == "acc", on_step=False, on_epoch=True)
         return loss
 
+    def train(self, mode: bool = True) -> StellarModule:
+        """Set training mode, keeping the frozen encoder parts (``freeze_encoders``) in eval mode."""
+        super().train(mode)
+        for part in getattr(self, "frozen", []):  # nn.Module may call train() before __init__ has set it
+            part.eval()
+        return self
+
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         return self._shared_step(batch, "train")
 
@@ -215,8 +246,8 @@ class StellarModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         opt_factory = self.optimizer_factory or (lambda params: torch.optim.AdamW(params, lr=1e-3))
-        optimizer = opt_factory(self.parameters())
+        optimizer = opt_factory([p for p in self.parameters() if p.requires_grad])  # frozen parts stay out
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}

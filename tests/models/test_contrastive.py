@@ -140,3 +140,63 @@ def test_contrastive_module_refuses_what_it_cannot_train():
         ContrastiveModule(FusionEncoder({"spectrum": SpectralCNN(channels=(4, 8), out_dim=16)}, d_model=16, n_heads=2))
     with pytest.raises(StellarConfigError, match="max_logit_scale"):
         ContrastiveModule(_module().encoder, temperature=0.001)
+
+
+def test_frozen_encoders_stay_fixed_in_training_while_the_heads_and_the_fusion_learn(tmp_path):
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from stellar.models.contrastive import pretrained_parts
+
+    module, _ = _pretrained(tmp_path, steps=2)
+    probe = StellarModule(_module(seed=2).encoder, class_names=["A", "B", "C"], targets=["teff"],
+                          target_stats={"teff": (3.7, 0.1)}, pretrained=str(tmp_path / "pre"),
+                          freeze_encoders=True)  # fmt: skip
+    parts = pretrained_parts(probe.encoder)
+    assert sorted(parts) == sorted(f"{m} {p}" for m in ("spectrum", "sed", "lightcurve")
+                                   for p in ("encoder", "projection"))  # fmt: skip
+    before = {k: v.clone() for k, v in probe.state_dict().items()}
+    trainable = {id(p) for p in probe.parameters() if p.requires_grad}
+    opt = probe.configure_optimizers()
+    opt = opt["optimizer"] if isinstance(opt, dict) else opt
+    assert {id(p) for g in opt.param_groups for p in g["params"]} == trainable  # frozen parts stay out
+    loader = DataLoader(range(4), batch_size=1, collate_fn=lambda _: _batch())
+    trainer = L.Trainer(max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    probe.train()  # as a freshly built model is (the encoder above was left in eval mode)
+    trainer.fit(probe, train_dataloaders=loader)
+    assert trainer.global_step == 4
+    after = probe.state_dict()
+    frozen = [k for k in after if k.startswith(("encoder.encoders.", "encoder.project."))]
+    assert any("running_mean" in k for k in frozen)  # batch-norm statistics are among them, and stay too
+    for k in frozen:
+        torch.testing.assert_close(after[k], before[k], msg=k)
+    # they are the pretrained weights
+    for k, v in module.encoder.encoders["spectrum"].state_dict().items():
+        torch.testing.assert_close(after[f"encoder.encoders.spectrum.{k}"], v)
+
+    def changed(prefix: str) -> bool:
+        return any(not torch.equal(after[k], before[k]) for k in after if k.startswith(prefix))
+
+    assert changed("class_head.") and changed("reg_heads.teff.") and changed("encoder.fusion.")
+    probe.train()  # training mode leaves the frozen parts in eval mode (no batch-norm update, no dropout)
+    assert probe.training and not any(p.training for part in parts.values() for p in part.modules())
+    # without freezing, the same start trains the encoders too
+    tuned = StellarModule(_module(seed=2).encoder, class_names=["A", "B", "C"], targets=["teff"],
+                          target_stats={"teff": (3.7, 0.1)}, pretrained=str(tmp_path / "pre"))  # fmt: skip
+    tuned.train()
+    start = {k: v.clone() for k, v in tuned.state_dict().items()}
+    L.Trainer(max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False).fit(tuned, train_dataloaders=loader)  # fmt: skip
+    assert any(not torch.equal(tuned.state_dict()[k], start[k]) for k in frozen)
+
+
+def test_scheduler_interval_is_epoch_or_step():
+    sched = lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=4)  # noqa: E731
+    per_step = StellarModule(_module().encoder, class_names=["A", "B", "C"], scheduler=sched,
+                             scheduler_interval="step")  # fmt: skip
+    assert per_step.configure_optimizers()["lr_scheduler"]["interval"] == "step"
+    per_epoch = StellarModule(_module().encoder, class_names=["A", "B"], scheduler=sched)  # the default
+    assert per_epoch.configure_optimizers()["lr_scheduler"]["interval"] == "epoch"
+    with pytest.raises(StellarConfigError, match="scheduler_interval must be 'epoch' or 'step'; got 'batch'"):
+        StellarModule(_module().encoder, class_names=["A", "B"], scheduler_interval="batch")

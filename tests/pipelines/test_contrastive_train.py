@@ -103,3 +103,32 @@ def test_a_model_fine_tuned_from_pretraining_registers_and_reloads_by_name_witho
     api = MultiModalAPI("fusion", registry_root=str(registry), api_path="/predict/multimodal")
     api.setup("cpu")
     assert api.load_error is None and sorted(api.used) == ["lightcurve", "photometry", "spectrum"]
+
+
+def test_fixed_steps_give_every_label_fraction_the_same_optimizer_steps_and_a_probe_keeps_the_encoders(make_cfg):
+    pre = make_cfg("experiment=multimodal_pretrain", *FAST_MULTIMODAL, "debug=fdr", "logger=none")
+    train.run(pre)
+    pre_dir = Path(pre.paths.output_dir)
+    saved = torch.load(pre_dir / PRETRAINED_FILE, weights_only=True)["modalities"]["spectrum"]["encoder"]
+    # the overrides of label_efficiency.py --fixed-steps 4 --val-every 2
+    steps = ["trainer.max_epochs=-1", "trainer.max_steps=4", "trainer.check_val_every_n_epoch=null",
+             "trainer.val_check_interval=2", "model.scheduler_interval=step", "model.scheduler.T_max=4",
+             "callbacks.model_checkpoint.filename='step_{step:05d}'", "logger=none", "test=false"]  # fmt: skip
+    seen = {}
+    for frac in (0.1, 1.0):
+        cfg = make_cfg("model=fusion", *FAST_MULTIMODAL, f"datamodule.label_fraction={frac}", *steps,
+                       f"model.pretrained={pre_dir}", "model.freeze_encoders=true")  # fmt: skip
+        with open_dict(cfg):
+            cfg.paths.output_dir = f"{cfg.paths.output_dir}_f{frac}"
+        metrics, objs = train.run(cfg)
+        trainer, model = objs["trainer"], objs["model"]
+        n_batches = len(objs["datamodule"].train_dataloader())
+        assert trainer.global_step == 4  # whatever the size of the training part
+        seen[frac] = (n_batches, trainer.current_epoch)
+        # the cosine schedule went over the 4 steps: the learning rate is back to ~0 at the end
+        assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)
+        assert Path(metrics["best_checkpoint"]).name.startswith("step_")
+        for k, v in model.encoder.encoders["spectrum"].state_dict().items():  # the probe left them as loaded
+            torch.testing.assert_close(v, saved[k])
+    assert seen[0.1][0] < seen[1.0][0]  # fewer batches per epoch...
+    assert seen[0.1][1] > seen[1.0][1]  # ...so more epochs for the same steps

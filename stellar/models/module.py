@@ -58,6 +58,10 @@ class StellarModule(L.LightningModule):
     pretrained : str, optional
         Folder of a contrastive pretraining run (``experiment=*_pretrain``): its encoders are loaded into
         ``encoder`` before training (:func:`stellar.models.contrastive.load_pretrained`).
+    pretrained_modality : str, optional
+        The modality of ``pretrained`` whose encoder a single-modality model gets (``spectrum`` of a sim/obs run,
+        whose ``spectrum`` and ``spectrum_sim`` encoders have the same shapes); default: the one saved encoder that
+        fits by parameter names and shapes.
     """
 
     def __init__(
@@ -75,6 +79,7 @@ class StellarModule(L.LightningModule):
         label_smoothing: float = 0.0,
         head_hidden: int = 64,
         pretrained: str | None = None,
+        pretrained_modality: str | None = None,
     ):
         super().__init__()
         class_names = [str(c) for c in class_names or []]
@@ -99,7 +104,9 @@ class StellarModule(L.LightningModule):
         if pretrained:
             from stellar.models.contrastive import load_pretrained  # it imports the fusion encoder, not this module
 
-            load_pretrained(encoder, pretrained)
+            load_pretrained(encoder, pretrained, modality=pretrained_modality)
+        elif pretrained_modality:
+            raise StellarConfigError(f"pretrained_modality={pretrained_modality!r} needs pretrained=<pretraining run>")
         self.encoder = encoder
         self.inputs: tuple[str, ...] = tuple(getattr(encoder, "inputs", ("flux", "mask")))
         self.class_names = class_names

@@ -79,8 +79,8 @@ class MilesSimObsSource(_Paired):
     def __post_init__(self) -> None:
         if self.split is None:
             raise StellarConfigError(
-                "split: MilesSimObsSource needs the split (split=${split}): the simulated spectra are built from labels "
-                "and only for the training objects"
+                "split: MilesSimObsSource needs the split (split=${split}): the simulated spectra are built from "
+                "labels and only for the training objects"
             )
         if not float(self.snr) > 0:
             raise StellarConfigError(f"snr must be > 0; got {self.snr}")

@@ -95,3 +95,33 @@ def test_the_finetune_experiment_runs_fast_dev_from_the_pretraining_run(make_cfg
     metrics, objs = train.run(cfg)
     assert objs["model"].hparams["pretrained"] == str(run_dir) and "test_summary" in metrics
     assert set(metrics["test_summary"]["regression"]) == {"teff", "logg", "feh"}
+
+
+def test_the_finetuned_model_is_scored_and_reloaded_without_the_pretraining_run(make_cfg, pretrain_run, tmp_path):
+    import shutil
+
+    from omegaconf import open_dict
+
+    from stellar.pipelines import evaluate
+    from stellar.registry import ModelRegistry
+
+    pre_dir = tmp_path / "pretrain"
+    shutil.copytree(pretrain_run[0], pre_dir)
+    registry = tmp_path / "registry"
+    cfg = make_cfg("experiment=miles_simobs_finetune", MILES, *FOLD, f"model.pretrained={pre_dir}", "debug=limit",
+                   "logger=none", "register=true", f"registry.root={registry}", tiny=False)  # fmt: skip
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "finetune")
+    metrics, objs = train.run(cfg)
+    shutil.rmtree(pre_dir)  # the fine-tuned weights are in the checkpoint: the pretraining run is not needed
+    version = ModelRegistry(registry).get("spectral_multitask")
+    assert version.training_config().model.pretrained_modality == "spectrum"  # provenance kept
+    reloaded = version.load_model()
+    for k, v in objs["model"].state_dict().items():
+        torch.testing.assert_close(reloaded.state_dict()[k], v)
+    ev = make_cfg(f"run_dir={cfg.paths.output_dir}", f"paths.output_dir={tmp_path / 'eval'}", name="evaluate",
+                  tiny=False)  # fmt: skip
+    report, _ = evaluate.run(ev)
+    assert report["regression"]["logg"]["mae"] == pytest.approx(
+        metrics["test_summary"]["regression"]["logg"]["mae"], rel=1e-5
+    )

@@ -267,7 +267,7 @@ def pretrained_parts(encoder: nn.Module) -> dict[str, nn.Module]:
     return {"encoder": encoder}
 
 
-def load_pretrained(encoder: nn.Module, path: str | Path) -> list[str]:
+def load_pretrained(encoder: nn.Module, path: str | Path, modality: str | None = None) -> list[str]:
     """Load a pretraining run's encoders into ``encoder``; returns the modalities loaded.
 
     Parameters
@@ -278,6 +278,9 @@ def load_pretrained(encoder: nn.Module, path: str | Path) -> list[str]:
         parameter names and shapes).
     path : str or Path
         The pretraining run folder or its :data:`PRETRAINED_FILE`.
+    modality : str, optional
+        For a single-modality encoder: the saved modality to load (needed when several saved encoders fit, e.g.
+        ``spectrum`` and ``spectrum_sim`` of a sim/obs pretraining); not allowed with a :class:`FusionEncoder`.
 
     Raises
     ------
@@ -285,6 +288,18 @@ def load_pretrained(encoder: nn.Module, path: str | Path) -> list[str]:
         When a modality is not in the file, or the saved shapes do not match this encoder's.
     """
     saved: dict[str, Any] = read_pretrained(path)["modalities"]
+    if modality is not None:
+        if isinstance(encoder, FusionEncoder):
+            raise StellarConfigError(
+                f"pretrained_modality={modality!r} is for a single-modality model; a fusion model loads each of its "
+                f"modalities {encoder.modalities} by name"
+            )
+        if modality not in saved:
+            raise StellarConfigError(
+                f"pretrained_modality={modality!r} is not in {path}: it has the modalities {sorted(saved)}"
+            )
+        _load(encoder, saved[modality]["encoder"], f"{modality} encoder")
+        return [modality]
     if isinstance(encoder, FusionEncoder):
         missing = [m for m in encoder.modalities if m not in saved]
         if missing:
@@ -299,7 +314,8 @@ def load_pretrained(encoder: nn.Module, path: str | Path) -> list[str]:
     if len(fitting) != 1:
         raise StellarConfigError(
             f"pretrained: {type(encoder).__name__} matches {len(fitting) or 'none'} of the saved modality encoders "
-            f"{sorted(saved)} by parameter names and shapes (needs exactly one): {fitting}"
+            f"{sorted(saved)} by parameter names and shapes (needs exactly one): {fitting}; name one with "
+            "pretrained_modality"
         )
     _load(encoder, saved[fitting[0]]["encoder"], f"{fitting[0]} encoder")
     return fitting

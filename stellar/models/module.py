@@ -68,6 +68,10 @@ class StellarModule(L.LightningModule):
         eval mode (batch-norm statistics and dropout frozen too). With ``pretrained`` this is a probe of the
         pretrained representation: only the heads (and a fusion encoder's fusion transformer, which pretraining
         does not train) learn. Without it the randomly initialised encoders stay fixed.
+    pretrained_modality : str, optional
+        The modality of ``pretrained`` whose encoder a single-modality model gets (``spectrum`` of a sim/obs run,
+        whose ``spectrum`` and ``spectrum_sim`` encoders have the same shapes); default: the one saved encoder that
+        fits by parameter names and shapes.
     """
 
     def __init__(
@@ -87,6 +91,7 @@ class StellarModule(L.LightningModule):
         pretrained: str | None = None,
         scheduler_interval: str = "epoch",
         freeze_encoders: bool = False,
+        pretrained_modality: str | None = None,
     ):
         super().__init__()
         class_names = [str(c) for c in class_names or []]
@@ -114,7 +119,9 @@ class StellarModule(L.LightningModule):
         if pretrained:
             from stellar.models.contrastive import load_pretrained  # it imports the fusion encoder, not this module
 
-            load_pretrained(encoder, pretrained)
+            load_pretrained(encoder, pretrained, modality=pretrained_modality)
+        elif pretrained_modality:
+            raise StellarConfigError(f"pretrained_modality={pretrained_modality!r} needs pretrained=<pretraining run>")
         self.encoder = encoder
         #: the encoder parts kept fixed (``freeze_encoders``); empty when everything trains
         self.frozen: list[nn.Module] = []

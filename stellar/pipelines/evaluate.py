@@ -108,6 +108,8 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if train_cfg.model.get("pretrained"):  # the fine-tuned weights come from the checkpoint
         with open_dict(train_cfg):
             train_cfg.model.pretrained = None
+            if "pretrained_modality" in train_cfg.model:
+                train_cfg.model.pretrained_modality = None
     model = instantiate(train_cfg.model, class_names=class_names, target_stats=hp.get("target_stats"))
     load_weights(model, ckpt_path)
     calibrator = load_calibrator(run_dir)

@@ -163,7 +163,8 @@ class ModelVersion:
         if model_cfg is None:
             raise StellarDataError(f"{self.tag}: its config has no model section")
         with open_dict(model_cfg):  # training-only callables are not needed (nor trusted) for inference
-            for key in ("optimizer", "scheduler", "pretrained"):  # the weights come from the checkpoint
+            # the weights come from the checkpoint
+            for key in ("optimizer", "scheduler", "pretrained", "pretrained_modality"):
                 if key in model_cfg:
                     model_cfg[key] = None
         _check_targets(OmegaConf.to_container(model_cfg), "model")

@@ -54,6 +54,7 @@ FAST_MULTIMODAL = [
 #: real-data folders (override, or overrides) of the datamodules whose data_dir is required, by source class
 DATA_DIRS = {
     "MilesSource": MILES,
+    "MilesSimObsSource": MILES,
     "SDSS17Source": f"datamodule.data_dir={SED / 'sdss17'}",
     "HipparcosSource": f"datamodule.data_dir={SED / 'hipparcos'}",
     "ErosSource": f"datamodule.data_dir={DATA / 'lightcurves' / 'eros_subset'}",

@@ -140,6 +140,10 @@ class MultiModalDataModule(StellarDataModule):
         preprocessing) called with ``source=`` the source's view of that modality and ``store_root=``.
     min_modalities : int
         Objects with fewer modalities present are not served.
+    train_only : sequence of str
+        Modalities that only training objects may have (``spectrum_sim``, made from the labels by
+        :class:`~stellar.data.sources.simobs.MilesSimObsSource`): after the split, a validation or test object with
+        one of them is a label leak and raises :class:`~stellar.errors.StellarDataError`.
     **kwargs
         See :class:`StellarDataModule` (``split``, ``batch_size``, ``class_names``, ``class_key``, ``targets``…).
     """
@@ -150,6 +154,7 @@ class MultiModalDataModule(StellarDataModule):
         store_root: str,
         modalities: Mapping[str, Callable[..., StellarDataModule]],
         min_modalities: int = 1,
+        train_only: Sequence[str] = (),
         **kwargs: Any,
     ):
         super().__init__(cast(Source, source), store_root, **kwargs)
@@ -164,6 +169,10 @@ class MultiModalDataModule(StellarDataModule):
                 f"min_modalities must be an integer in [1, {len(modalities)}]; got {min_modalities}"
             )
         self.min_modalities = int(min_modalities)
+        self.train_only = [str(m) for m in train_only or ()]
+        stray = [m for m in self.train_only if m not in modalities]
+        if stray:
+            raise StellarConfigError(f"train_only modalities {stray} are not among the modalities {list(modalities)}")
         self.modules: dict[str, StellarDataModule] = {
             m: factory(source=source.view(m), store_root=store_root) for m, factory in modalities.items()
         }
@@ -235,6 +244,7 @@ class MultiModalDataModule(StellarDataModule):
         if missing:
             raise StellarConfigError(f"targets {missing} are not columns of the object table: {list(meta.columns)}")
         result = self.keep_labelled(self.split(meta) if self.split is not None else self._score_all(meta))
+        self._check_train_only(meta, rows, result.parts())
         self.meta, self.split_result, self.objects = meta, result, meta
         self.dataset = self.store.open(self.dataset_name)
         self.target_stats = self._target_stats(meta.iloc[result.train]) if len(result.train) else {}
@@ -250,6 +260,18 @@ class MultiModalDataModule(StellarDataModule):
         result.audit["modalities"] = self.modality_audit()
         counts = {p: {m: int((r >= 0).sum()) for m, r in d.rows.items()} for p, d in self._parts.items()}  # type: ignore[attr-defined]
         log.info("objects %s: present per part and modality %s", self.dataset_name, counts)
+
+    def _check_train_only(self, meta: pd.DataFrame, rows: dict[str, np.ndarray], parts: dict[str, np.ndarray]) -> None:
+        """Raise when an object outside the training part has a ``train_only`` modality (a label leak)."""
+        for m in self.train_only:
+            for part, idx in parts.items():
+                leaked = idx[rows[m][idx] >= 0] if part != "train" else idx[:0]
+                if len(leaked):
+                    raise StellarDataError(
+                        f"train_only modality {m!r} is present for {len(leaked)} {part} object(s) "
+                        f"{meta['object_id'].iloc[leaked].tolist()[:10]}: it must exist for training objects only "
+                        "(the source and the datamodule must use the same split)"
+                    )
 
     def subset_loader(self, part: str, modalities: Sequence[str]) -> DataLoader:
         """DataLoader over the objects of ``part`` that have every one of ``modalities``, the others masked

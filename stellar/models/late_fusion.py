@@ -1,12 +1,13 @@
-"""Late fusion of per-modality estimators: each member reads one modality of a multi-modal object, and the members
-present for an object are pooled.
+"""Late fusion of per-modality estimators: each member reads one modality (or a set of them) of a multi-modal object,
+and the members present for an object are pooled.
 
-:class:`LateFusion` is an :class:`~stellar.models.ensemble.Ensemble` whose members each read one modality of the
-multi-modal datamodule's per-object arrays (``{spectrum: {...}, sed: {...}, present: {...}, label, <targets>}``):
-e.g. the MILES kernel ridge on the spectrum and an XGBoost model on the SED features with the parallax. Each member
-is fitted on the training objects that have its modality and calibrated on the validation objects that have it
+:class:`LateFusion` is an :class:`~stellar.models.ensemble.Ensemble` whose members each read one modality, or a
+joint set of modalities, of the multi-modal datamodule's per-object arrays (``{spectrum: {...}, sed: {...},
+present: {...}, label, <targets>}``): e.g. the MILES kernel ridge on the spectrum, an XGBoost model on the SED
+features with the parallax, and a kernel ridge on the spectrum and the SED together. Each member is fitted on the
+training objects that have every modality it reads and calibrated on the validation objects that have them
 (``calibrate_members``: temperature scaling of its logits, variance scaling of its σ). Per object, over the members
-whose modality is present:
+whose modalities are all present:
 
 - classes: the log-linear pool (:func:`~stellar.models.ensemble.log_linear_pool`), ``softmax(sum_m w_m log p_m)``;
 - each regression target: the weighted Gaussian product (:func:`~stellar.models.ensemble.gaussian_product`), in the
@@ -38,19 +39,26 @@ _LABEL_FIELDS = ("label", "index")
 
 
 class ModalityMember:
-    """An estimator that reads one modality of multi-modal per-object arrays: it is fitted on the objects that have
-    the modality and answers for every object (the absent ones get a filler the pool ignores).
+    """An estimator that reads one modality, or a set of modalities, of multi-modal per-object arrays: it is fitted on
+    the objects that have all of them and answers for every object (the others get a filler the pool ignores).
 
     Parameters
     ----------
     model : estimator
-        The single-modality estimator (``fit``, ``predict_outputs``, ``save``, ``load``) on that modality's fields.
-    modality : str
-        The modality it reads (``spectrum``, ``sed``…), a key of the arrays and of their ``present`` masks.
+        The estimator (``fit``, ``predict_outputs``, ``save``, ``load``) on the fields of those modalities, side by
+        side (their field names must differ).
+    modality : str or sequence of str
+        The modality it reads (``spectrum``, ``sed``…), or the modalities it needs together (``[spectrum, sed]``),
+        keys of the arrays and of their ``present`` masks.
     """
 
-    def __init__(self, model: Any, modality: str):
-        self.model, self.modality = model, str(modality)
+    def __init__(self, model: Any, modality: str | Sequence[str]):
+        self.model = model
+        self.modalities = [str(modality)] if isinstance(modality, str) else [str(m) for m in modality]
+        if not self.modalities or len(set(self.modalities)) != len(self.modalities):
+            raise StellarConfigError(f"a member reads one or more distinct modalities; got {modality!r}")
+        #: the modality it reads, or ``a+b`` for a joint member
+        self.modality = "+".join(self.modalities)
         self.class_names = list(getattr(model, "class_names", []))
         self.targets = list(getattr(model, "targets", ()))
         self.log_targets = list(getattr(model, "log_targets", ()))
@@ -61,21 +69,31 @@ class ModalityMember:
         return dict(getattr(self.model, "history", {}))
 
     def present(self, arrays: Mapping[str, Any]) -> np.ndarray:
-        """(N,) which objects have this member's modality."""
+        """(N,) which objects have every modality this member reads."""
         masks = arrays.get("present", {})
-        if self.modality not in masks or self.modality not in arrays:
+        missing = [m for m in self.modalities if m not in masks or m not in arrays]
+        if missing:
             raise StellarConfigError(
-                f"the data has no modality {self.modality!r} (present masks {sorted(masks)}); a late-fusion member "
+                f"the data has no modality {missing[0]!r} (present masks {sorted(masks)}); a late-fusion member "
                 "reads a multi-modal datamodule's arrays (datamodule=multimodal or miles_paired)"
             )
-        return np.asarray(masks[self.modality], dtype=bool)
+        return np.logical_and.reduce([np.asarray(masks[m], dtype=bool) for m in self.modalities])
 
     def part(self, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """The flat arrays of the objects that have the modality: its fields, the labels and the targets."""
+        """The flat arrays of the objects that have the member's modalities: their fields, the labels and the
+        targets."""
         keep = self.present(arrays)
-        flat = {k: np.asarray(v)[keep] for k, v in arrays[self.modality].items()}
+        flat: dict[str, np.ndarray] = {}
+        for m in self.modalities:
+            for k, v in arrays[m].items():
+                if k in flat:
+                    raise StellarConfigError(
+                        f"field {k!r} is in more than one of the modalities {self.modalities}; a joint member reads "
+                        "their fields side by side"
+                    )
+                flat[k] = np.asarray(v)[keep]
         for k, v in arrays.items():
-            if k not in ("present", self.modality) and not isinstance(v, Mapping):
+            if k != "present" and k not in self.modalities and not isinstance(v, Mapping):
                 flat[k] = np.asarray(v)[keep]
         return flat
 
@@ -114,8 +132,9 @@ class LateFusion(Ensemble):
     ----------
     members : mapping of str to callable
         Member kinds by name, each an estimator factory (``_partial_: true``) of one modality's fields.
-    modalities : mapping of str to str
-        The modality each member reads (``{ridge: spectrum, sed: sed}``); one entry per member.
+    modalities : mapping of str to str or sequence of str
+        The modality each member reads (``{ridge: spectrum, sed: sed}``), or the modalities it needs together
+        (``joint: [spectrum, sed]``: it answers only for the objects that have all of them); one entry per member.
     name : str
         Model name.
     class_names : sequence of str, optional
@@ -137,7 +156,7 @@ class LateFusion(Ensemble):
     def __init__(
         self,
         members: Mapping[str, Callable[..., Any]],
-        modalities: Mapping[str, str],
+        modalities: Mapping[str, str | Sequence[str]],
         name: str = "late_fusion",
         class_names: Sequence[str] | None = None,
         seed: int = 0,
@@ -153,10 +172,12 @@ class LateFusion(Ensemble):
             )
         super().__init__(members, None, name, class_names, seed, target_stats, calibrate_members, weighting,
                          weight_step)  # fmt: skip
-        self.modalities = {str(k): str(v) for k, v in modalities.items()}
+        self.modalities: dict[str, str | list[str]] = {
+            str(k): str(v) if isinstance(v, str) else [str(m) for m in v] for k, v in modalities.items()
+        }
         self.models = {key: ModalityMember(m, self.modalities[key.rsplit("_", 1)[0]]) for key, m in self.models.items()}
         #: the batch fields the model reads, as the fused neural model's: the presence masks, then each modality
-        self.inputs = ["present", *dict.fromkeys(self.modalities.values())]
+        self.inputs = ["present", *dict.fromkeys(m for member in self.models.values() for m in member.modalities)]
         #: the training part's class frequencies and per-target learned-space mean and std: the answer for an
         #: object with no modality a member reads
         self.prior: dict[str, Any] = {}

@@ -92,6 +92,35 @@ class Fields:
         return feature_matrix(arrays, self.inputs)
 
 
+class Columns:
+    """Chosen columns of one (N, F) field, e.g. the colours and the absolute magnitude among an SED's ``features``.
+
+    Parameters
+    ----------
+    field : str
+        The data field (an (N, F) array; NaN = missing).
+    columns : sequence of int
+        Its column indices, in order.
+    """
+
+    def __init__(self, field: str = "features", columns: Sequence[int] = (0,)):
+        self.inputs = [str(field)]
+        self.columns = [int(c) for c in columns]
+        if not self.columns or min(self.columns) < 0:
+            raise StellarConfigError(f"columns must be a non-empty list of column indices >= 0; got {list(columns)}")
+
+    def __call__(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        if self.inputs[0] not in arrays:
+            raise StellarConfigError(f"input {self.inputs[0]!r} is not a field of the data (it has {sorted(arrays)})")
+        x = np.asarray(arrays[self.inputs[0]], dtype=np.float32)
+        if x.ndim != 2 or max(self.columns) >= x.shape[1]:
+            raise StellarDataError(
+                f"columns {self.columns} of field {self.inputs[0]!r} need an (N, > {max(self.columns)}) array; got "
+                f"shape {x.shape}"
+            )
+        return x[:, self.columns]
+
+
 class FluxOverMedian:
     """The flux-calibrated spectrum over its median good pixel: ``flux · exp(continuum)`` / median.
 
@@ -131,8 +160,9 @@ class Stacked:
     """Several representations side by side, each a block of columns that the kernel ridge can weigh on its own.
 
     With ``kernel_weights`` the kernel is ``w · k₁ + (1 - w) · mean(k₂, …)``, each ``k_b`` the RBF kernel over its
-    own block's standardised columns (a sum of kernels, one per view of the spectrum); the classifier reads the
-    first block, the linear ridge every column.
+    own block's standardised columns (a sum of kernels, one per view of the spectrum, or of one object's
+    modalities: the spectrum beside its SED's :class:`Columns`); the classifier reads the blocks of the ridge's
+    ``classifier_blocks`` (the first by default), the linear ridge every column.
 
     Parameters
     ----------
@@ -186,6 +216,9 @@ class RidgeEstimator(Estimator):
         Kernel ridge only: each star's σ is the Gaussian-process posterior predictive σ of the same kernel and
         penalty, ``s · sqrt(1 + α - kᵀ(K + αI)⁻¹k)`` (learned space), larger far from the training stars; the
         amplitude ``s`` from the validation residuals (leave-one-out without them). ``False``: one σ per target.
+    classifier_blocks : sequence of int, optional
+        Indices of the blocks of a :class:`Stacked` representation that the classifier reads, e.g. ``[0, 1]`` for
+        the spectrum and the SED of a joint representation; the first block by default.
     sigma_by : str, optional
         A target (e.g. ``teff``) whose prediction each star's σ also follows: σ is multiplied by the residual scale
         at that prediction, ``exp(m(ŷ))`` with ``m`` a Gaussian smoother of the training leave-one-out log |residual|
@@ -197,7 +230,7 @@ class RidgeEstimator(Estimator):
 
     hparam_keys = (
         *PIPELINE_KEYS, "log_targets", "n_features", "alpha", "gamma", "weight", "mk_c", "sigma", "per_star_sigma",
-        "sigma_by", "bandwidth",
+        "sigma_by", "bandwidth", "classifier_blocks",
     )  # fmt: skip
 
     def __init__(
@@ -214,6 +247,7 @@ class RidgeEstimator(Estimator):
         kernel_weights: Mapping[str, Sequence[float]] | None = None,
         per_star_sigma: bool = False,
         sigma_by: str | None = None,
+        classifier_blocks: Sequence[int] | None = None,
         seed: int = 0,
     ):
         self.name = str(name)
@@ -245,6 +279,13 @@ class RidgeEstimator(Estimator):
         self.bandwidth: dict[str, float] = {}
         if self.per_star_sigma and not self.kernel_gammas:
             raise StellarConfigError("per_star_sigma needs the kernel ridge: set kernel_gammas (e.g. [0.1, 1.0])")
+        self.classifier_blocks = [int(b) for b in (classifier_blocks if classifier_blocks is not None else [0])]
+        n_parts = len(getattr(self.representation, "parts", [None]))
+        if not self.classifier_blocks or not all(0 <= b < n_parts for b in self.classifier_blocks):
+            raise StellarConfigError(
+                f"classifier_blocks must be a non-empty list of block indices in [0, {n_parts}) of the representation; "
+                f"got {classifier_blocks}"
+            )
         self.seed = int(seed)
         self.n_features: int | None = None
         #: per target: the chosen penalty
@@ -338,8 +379,8 @@ class RidgeEstimator(Estimator):
             self.sigma[t] = float(max(np.sqrt(np.mean(resid**2)), 1e-9))
             log.info("ridge %s: alpha %.3g, sigma %.4g (learned space)", t, self.alpha[t], self.sigma[t])
         if self.class_names:
-            xv_first = self._first_block(xv) if xv is not None else None
-            metrics.update(self._fit_classifier(self._first_block(x), np.asarray(train["label"]), xv_first, val))
+            xv_clf = self._classifier_columns(xv) if xv is not None else None
+            metrics.update(self._fit_classifier(self._classifier_columns(x), np.asarray(train["label"]), xv_clf, val))
         return metrics
 
     def _linear(self, t: str, x: np.ndarray) -> np.ndarray:
@@ -349,9 +390,11 @@ class RidgeEstimator(Estimator):
             return k @ self.arrays_[f"dual_{t}"] + float(self.arrays_[f"intercept_{t}"])
         return x @ self.arrays_[f"coef_{t}"] + float(self.arrays_[f"intercept_{t}"])
 
-    def _first_block(self, x: np.ndarray) -> np.ndarray:
-        """The columns of the first block (what the classifier reads); all of them for one block."""
-        return x[:, : int(self.arrays_.get("block_sizes", [x.shape[1]])[0])]
+    def _classifier_columns(self, x: np.ndarray) -> np.ndarray:
+        """The columns of the ``classifier_blocks`` (the first block by default); all of them for one block."""
+        sizes = [int(n) for n in self.arrays_.get("block_sizes", [x.shape[1]])]
+        starts = np.cumsum([0, *sizes])
+        return np.hstack([x[:, starts[b] : starts[b + 1]] for b in self.classifier_blocks])
 
     def _sq_dists(self, a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
         """Per block, the squared distances between the rows of ``a`` and ``b`` over the block's column count."""
@@ -509,7 +552,7 @@ class RidgeEstimator(Estimator):
         x = self._matrix(arrays)
         out: dict[str, np.ndarray] = {}
         if self.class_names:
-            out["logits"] = log_probs(self._class_probs(self._first_block(x)))
+            out["logits"] = log_probs(self._class_probs(self._classifier_columns(x)))
         for t in self.targets:
             sigma = self.sigma[t] * np.sqrt(self._shape(t, x))
             out[f"{t}_mean"], out[f"{t}_logvar"] = physical_outputs(self._linear(t, x), sigma, t in self.log_targets)
@@ -537,6 +580,7 @@ class RidgeEstimator(Estimator):
         self.sigma = {t: float(v) for t, v in meta["sigma"].items()}
         self.per_star_sigma = bool(meta.get("per_star_sigma", False))  # runs saved before it had one σ per target
         self.sigma_by = meta.get("sigma_by")
+        self.classifier_blocks = [int(b) for b in meta.get("classifier_blocks", [0])]  # runs saved before: the first
         self.bandwidth = {t: float(v) for t, v in meta.get("bandwidth", {}).items()}
         self.mk_c = meta["mk_c"]
         with np.load(meta_path.parent / meta["files"]["ridge"], allow_pickle=False) as z:

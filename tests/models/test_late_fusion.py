@@ -105,3 +105,48 @@ def test_late_fusion_needs_the_modality_of_every_member() -> None:
     model = _late()
     with pytest.raises(StellarConfigError, match="the data has no modality 'a'"):
         model.fit({"x": np.zeros((4, 2)), "label": np.zeros(4, int), "t": np.zeros(4), "present": {}})
+
+
+def _joint_objects(n: int, seed: int) -> dict:
+    """Per-object arrays whose target is the sum of a part that modality ``a`` knows and one that ``b`` knows."""
+    rng = np.random.default_rng(seed)
+    ta, tb = rng.normal(0.0, 1.0, n), rng.normal(0.0, 1.0, n)
+    label = (ta + tb > 0).astype(int)
+    present = {"a": rng.random(n) < 0.8, "b": rng.random(n) < 0.7}
+    return {"a": {"xa": (ta + rng.normal(0, 0.05, n))[:, None].astype(np.float32)},
+            "b": {"xb": (tb + rng.normal(0, 0.05, n))[:, None].astype(np.float32)},
+            "present": present, "label": label, "t": (ta + tb).astype(np.float32), "index": np.arange(n)}  # fmt: skip
+
+
+def test_a_joint_member_answers_only_where_all_its_modalities_are_and_carries_what_they_know_together(
+    tmp_path: Path,
+) -> None:
+    """A member that needs [a, b] reads both modalities' fields side by side, is fitted and weighed on the objects
+    that have both, and is ignored (weight renormalised away) for an object that lacks either: the target (a sum of
+    what a and what b know) is known only to it, so it takes the target's weight and beats either member."""
+    member = partial(XGBoostEstimator, targets=["t"], log_targets=[], num_boost_round=60, early_stopping_rounds=None,
+                     n_jobs=1, params={"max_depth": 3})  # fmt: skip
+    members = {"a": partial(member, inputs=["xa"]), "b": partial(member, inputs=["xb"]),
+               "joint": partial(member, inputs=["xa", "xb"])}  # fmt: skip
+
+    def late() -> LateFusion:
+        return LateFusion(members, {"a": "a", "b": "b", "joint": ["a", "b"]}, class_names=["0", "1"])
+
+    model = late()
+    assert model.inputs == ["present", "a", "b"] and model.models["joint_0"].modality == "a+b"
+    model.fit(_joint_objects(600, 0), _joint_objects(300, 1))
+    assert model.weights["t"]["joint_0"] >= 0.7
+    test = _joint_objects(300, 2)
+    both = test["present"]["a"] & test["present"]["b"]
+    np.testing.assert_array_equal(model.models["joint_0"].present(test), both)
+    out = model.predict_outputs(test)
+    err = np.abs(out["t_mean"] - test["t"])
+    member_a = model._member_outputs("a_0", test)[0]["t_mean"]
+    assert err[both].mean() < 0.3 < np.abs(member_a - test["t"])[both].mean()
+    only_a = test["present"]["a"] & ~test["present"]["b"]
+    np.testing.assert_allclose(out["t_mean"][only_a], member_a[only_a], rtol=1e-5, atol=1e-6)  # joint absent
+    again = late().load(model.save(tmp_path))
+    np.testing.assert_allclose(again.predict_outputs(test)["t_mean"], out["t_mean"], rtol=1e-6)
+    clash = {**_joint_objects(10, 3), "b": {"xa": np.zeros((10, 1), np.float32)}}
+    with pytest.raises(StellarConfigError, match="field 'xa' is in more than one of the modalities"):
+        model.models["joint_0"].part(clash)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from stellar.errors import StellarConfigError, StellarDataError
-from stellar.models.ridge import Fields, FluxOverMedian, RidgeEstimator, Stacked
+from stellar.models.ridge import Columns, Fields, FluxOverMedian, RidgeEstimator, Stacked
 
 N_PIX = 40
 CLASSES = ["hot", "warm", "cool"]
@@ -263,3 +263,42 @@ def test_sigma_by_follows_a_noise_that_changes_with_the_prediction(tmp_path):
     assert coverage["logg"] == pytest.approx((0.683, 0.683), abs=0.08)
     with pytest.raises(StellarConfigError, match="sigma_by"):
         RidgeEstimator(**kw, sigma_by="teff")  # type: ignore[arg-type]
+
+
+def test_a_joint_representation_carries_a_target_and_a_class_that_only_both_blocks_know(tmp_path):
+    """The target is a sum of a function of the "spectrum" and one of the "SED" columns (:class:`Columns`), so
+    neither block alone knows it: the kernel over both (w < 1) beats the first block's; the class is carried by an
+    SED column only, which the classifier reads with ``classifier_blocks: [0, 1]`` and not by default."""
+    rng = np.random.default_rng(5)
+
+    def part(n: int) -> dict[str, np.ndarray]:
+        flux, feats = rng.normal(size=(n, 6)), rng.normal(size=(n, 4))
+        y = np.sin(1.5 * flux[:, 0]) + feats[:, 2] + rng.normal(size=n) * 0.05
+        lab = (feats[:, 1] > 0).astype(int)
+        return {"flux": flux.astype(np.float32), "features": feats.astype(np.float32), "logg": y, "label": lab,
+                "index": np.arange(n)}  # fmt: skip
+
+    rep = Stacked([Fields(["flux"]), Columns("features", [1, 2])])
+    assert rep.inputs == ["flux", "features"] and rep(part(3)).shape == (3, 8)
+    kw = {"class_names": ["x", "y"], "targets": ["logg"], "representation": rep, "alphas": [1e-3, 1e-2, 1e-1],
+          "kernel_gammas": [0.3, 1.0, 3.0], "mk_cs": [1.0]}  # fmt: skip
+    train, val, test = part(300), part(150), part(300)
+    spectrum = RidgeEstimator(**kw)  # type: ignore[arg-type]
+    joint = RidgeEstimator(**kw, kernel_weights={"logg": [1.0, 0.5, 0.25]}, classifier_blocks=[0, 1])  # type: ignore[arg-type]
+    spectrum.fit(train, val)
+    joint.fit(train, val)
+    assert spectrum.weight == {"logg": 1.0} and joint.weight["logg"] < 1.0
+    mae = {m: float(np.mean(np.abs(m.predict_outputs(test)["logg_mean"] - test["logg"]))) for m in (spectrum, joint)}
+    assert mae[spectrum] > 0.6 and mae[joint] < 0.3
+    acc = {m: float(np.mean(m.predict_outputs(test)["logits"].argmax(1) == test["label"])) for m in (spectrum, joint)}
+    assert acc[spectrum] < 0.65 and acc[joint] > 0.9
+    assert spectrum.arrays_["clf_coef"].shape[1] == 6 and joint.arrays_["clf_coef"].shape[1] == 8
+    loaded = RidgeEstimator(**kw).load(joint.save(tmp_path))  # type: ignore[arg-type]
+    assert loaded.classifier_blocks == [0, 1]
+    assert np.array_equal(loaded.predict_outputs(test)["logits"], joint.predict_outputs(test)["logits"])
+    with pytest.raises(StellarConfigError, match="classifier_blocks"):
+        RidgeEstimator(**kw, classifier_blocks=[2])  # type: ignore[arg-type]
+    with pytest.raises(StellarConfigError, match="columns"):
+        Columns("features", [])
+    with pytest.raises(StellarDataError, match="columns \\[1, 9\\] of field 'features'"):
+        Columns("features", [1, 9])(part(3))

@@ -8,6 +8,12 @@
         --out experiments/multimodal/results/late_fusion_folds.json --folds 0 1 2 3 4 --split-seed 0 -- [overrides]
     PYTHONPATH=. python experiments/multimodal/late_fusion.py table \\
         --out experiments/multimodal/results/late_fusion_folds.json
+    # a variant (e.g. model=late_fusion_joint, section 8c) against the late fusion on the same folds: ``folds`` with
+    # the variant's override, then
+    PYTHONPATH=. python experiments/multimodal/late_fusion.py compare \\
+        --out experiments/multimodal/results/late_fusion_joint_compare.json \\
+        --runs experiments/multimodal/results/late_fusion_joint_folds_k0.json ... \\
+        --baseline experiments/multimodal/results/late_fusion_folds.json ...
 
 ``folds``: per fold, one ``train.run`` of ``experiment=miles_fusion`` (``model=late_fusion``) with
 ``split=group_kfold split.fold=K split.base.seed=<split seed>`` (the test folds partition the objects; fold K+1 is
@@ -27,6 +33,7 @@ import copy
 import json
 import os
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +154,162 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def compare(args: argparse.Namespace) -> None:
+    """A variant's ``folds`` results (``--runs``) against the late fusion's (``--baseline``) on the same folds, one
+    file each per fold assignment, in the same order: per subset, spectrum only, late fused and the variant fused
+    (mean ± std over every fold of every assignment), the paired per-fold differences variant − late fused and
+    variant − spectrum only on the test parts, and the decision figures on the validation parts (the runs' ``val/``
+    metrics of the fused model, per fold, and their paired differences). Refuses files whose spectrum-only rows
+    differ (then the two are not the same folds and members)."""
+    if len(args.runs) != len(args.baseline):
+        raise SystemExit(f"--runs and --baseline need one file per fold assignment each; got {args.runs}, "
+                         f"{args.baseline}")  # fmt: skip
+    rows: dict[str, dict[str, list[dict[str, float]]]] = {}
+    val: dict[str, list[dict[str, float]]] = {"late": [], "variant": []}
+    for run_file, base_file in zip(args.runs, args.baseline, strict=True):
+        new, old = json.loads(Path(run_file).read_text()), json.loads(Path(base_file).read_text())
+        if new["split_seed"] != old["split_seed"] or sorted(new["runs"]) != sorted(old["runs"]):
+            raise SystemExit(f"{run_file} and {base_file} are not the same folds")
+        for fold, r in new["runs"].items():
+            b = old["runs"][fold]
+            if r["rows"]["spectrum"] != b["rows"]["spectrum"]:
+                raise SystemExit(f"{fold} of {run_file}: the spectrum-only rows differ from {base_file}'s")
+            for subset in r["rows"]["fused"]:
+                got = rows.setdefault(subset, {"spectrum": [], "late": [], "variant": []})
+                got["spectrum"].append(r["rows"]["spectrum"][subset])
+                got["late"].append(b["rows"]["fused"][subset])
+                got["variant"].append(r["rows"]["fused"][subset])
+            val["late"].append(b["val"])
+            val["variant"].append(r["val"])
+
+    def ms(xs: list[float]) -> list[float]:
+        return [float(np.mean(xs)), float(np.std(xs))]
+
+    summary = {sub: {v: {k: ms([r[k] for r in rs]) for k in KEYS} for v, rs in got.items()}
+               for sub, got in rows.items()}  # fmt: skip
+    diffs = {
+        f"variant_minus_{ref}": {sub: {k: [a[k] - b[k] for a, b in zip(got["variant"], got[ref], strict=True)]
+                                       for k in KEYS[1:]} for sub, got in rows.items()}
+        for ref in ("late", "spectrum")
+    }  # fmt: skip
+    val_keys = sorted(val["variant"][0])
+    val_summary = {v: {k: ms([r[k] for r in rs]) for k in val_keys} for v, rs in val.items()}
+    val_diff = {k: [a[k] - b[k] for a, b in zip(val["variant"], val["late"], strict=True)] for k in val_keys}
+    result = {"runs": args.runs, "baseline": args.baseline, "summary_mean_std": summary, **diffs,
+              "val_mean_std": val_summary, "val_variant_minus_late": val_diff}  # fmt: skip
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    fmt = {"accuracy": "{:.3f}", "teff_median_ae": "{:.0f}", "logg_mae": "{:.3f}", "feh_mae": "{:.3f}"}
+    names = {"spectrum": "spectrum only", "late": "late fused", "variant": "late fused + joint"}
+    print("| model | " + " | ".join(f"{sub}: {k}" for sub in summary for k in fmt) + " |")
+    print("|" + "---|" * (1 + len(summary) * len(fmt)))
+    for v, name in names.items():
+        cells = [f"{f.format(summary[sub][v][k][0])} ± {f.format(summary[sub][v][k][1])}"
+                 for sub in summary for k, f in fmt.items()]  # fmt: skip
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    for key in diffs:
+        print(f"\n{key}, per fold (mean ± std):")
+        for sub, ks in result[key].items():
+            cells = [f"{k} " + ", ".join(fmt[k].replace(":", ":+").format(d) for d in ds)
+                     + f" ({np.mean(ds):+.4f} ± {np.std(ds):.4f})" for k, ds in ks.items()]  # fmt: skip
+            print(f"- {sub}: " + "; ".join(cells))
+    print("\nvalidation parts (fused model, mean ± std): " + json.dumps(val_summary))
+    print("variant − late per fold: " + json.dumps({k: [round(d, 4) for d in ds] for k, ds in val_diff.items()}))
+
+
+def _rows(x: Any, keep: np.ndarray) -> Any:
+    """The rows ``keep`` of (nested) per-object arrays or of a member's ``(outputs, probs)``."""
+    if isinstance(x, dict):
+        return {k: _rows(v, keep) for k, v in x.items()}
+    if isinstance(x, tuple):
+        return tuple(_rows(v, keep) for v in x)
+    return None if x is None else np.asarray(x)[keep]
+
+
+def _pool_loss(model: Any, head: str, arrays: dict[str, Any], outs: dict[str, Any], w: Any) -> float:
+    """``LateFusion``'s validation loss of one head's weights ``w``: log loss of the pool (class), MAE of the pooled
+    mean in the learned space (a target)."""
+    pooled, regs, none = model._pooled(arrays, {head: w}, outs)
+    if head == "class":
+        y = np.asarray(arrays["label"])
+        ok = (y >= 0) & ~none
+        return negative_log_likelihood(pooled["class"][ok], y[ok])
+    truth = model._learned(head, np.asarray(arrays[head], dtype=np.float64))
+    ok = np.isfinite(truth) & ~none
+    return float(np.mean(np.abs(regs[head][0][ok] - truth[ok])))
+
+
+def val_check(args: argparse.Namespace) -> None:
+    """Does a third member (``--member``, e.g. the joint kernel ridge) improve the pool on the validation parts, with
+    the pooling weights chosen out of sample? For each fold's saved run of the variant (``folds`` mode), its validation
+    objects are split 5 ways; each way is pooled by the members without and with ``--member``, the weights of each
+    head chosen on the other four ways (the grid and losses of ``LateFusion``), from the members' calibrated outputs.
+    Scores on all validation objects and on those with both modalities. Never reads a test part."""
+    from stellar.models.ensemble import best_weights
+
+    res: dict[str, Any] = {}
+    for fold in args.folds:
+        base = ["experiment=miles_fusion", *args.overrides, *_split(fold, args.split_seed)]
+        cfg = _cfg(base)
+        dm = instantiate(cfg.datamodule, split=instantiate(cfg.split))
+        dm.setup("fit")
+        model = instantiate(cfg.model, class_names=dm.class_names, target_stats=dm.target_stats)
+        model.load(Path(cfg.paths.output_dir) / f"late_f{fold}_k{args.split_seed}" / "checkpoints")
+        val = dm.arrays("val")
+        outs = {key: model._member_outputs(key, val) for key in model.models}
+        y = np.asarray(val["label"])
+        n = len(y)
+        ways = np.random.default_rng(fold).permutation(n) % 5
+        pools = {"without": [k for k in outs if not k.startswith(f"{args.member}_")], "with": list(outs)}
+        heads = ["class", *model.targets]
+        pred: dict[str, dict[str, np.ndarray]] = {
+            p: {"class": np.zeros((n, len(model.class_names))), **{t: np.zeros(n) for t in model.targets}}
+            for p in pools
+        }
+        for k in range(5):
+            tr, te = ways != k, ways == k
+            val_tr, val_te = _rows(val, tr), _rows(val, te)
+            for pool, keys in pools.items():
+                o_tr = {key: _rows(outs[key], tr) for key in keys}
+                o_te = {key: _rows(outs[key], te) for key in keys}
+                chosen: dict[str, dict[str, float]] = {}
+                for head in heads:
+                    w = best_weights(keys, model.weight_step, partial(_pool_loss, model, head, val_tr, o_tr))
+                    if w is not None:
+                        chosen[head] = w
+                pooled, regs, _ = model._pooled(val_te, chosen, o_te)
+                pred[pool]["class"][te] = pooled["class"]
+                for t in model.targets:
+                    pred[pool][t][te] = regs[t][0]
+        both = np.asarray(val["present"]["spectrum"]) & np.asarray(val["present"]["sed"])
+        row: dict[str, Any] = {}
+        for subset, keep in (("all", np.ones(n, bool)), ("spectrum+sed", both)):
+            for pool in pools:
+                ok = keep & (y >= 0)
+                r = {"n": int(ok.sum()), "logloss": negative_log_likelihood(pred[pool]["class"][ok], y[ok]),
+                     "accuracy": float(np.mean(pred[pool]["class"][ok].argmax(1) == y[ok]))}  # fmt: skip
+                for t in model.targets:
+                    est = 10.0 ** pred[pool][t] if t in model.log_targets else pred[pool][t]
+                    err = np.abs(est - np.asarray(val[t], dtype=np.float64))[keep]
+                    r[f"{t}_median_ae" if t == "teff" else f"{t}_mae"] = float(
+                        np.nanmedian(err) if t == "teff" else np.nanmean(err)
+                    )
+                row.setdefault(subset, {})[pool] = r
+        res[f"f{fold}"] = row
+        print(fold, json.dumps(row), flush=True)
+    first = next(iter(res.values()))
+    mean = {sub: {pool: {k: float(np.mean([r[sub][pool][k] for r in res.values()])) for k in rs}
+                  for pool, rs in first[sub].items()} for sub in first}  # fmt: skip
+    diff = {sub: {k: [r[sub]["with"][k] - r[sub]["without"][k] for r in res.values()]
+                  for k in next(iter(res.values()))[sub]["with"] if k != "n"} for sub in mean}  # fmt: skip
+    print("mean", json.dumps(mean))
+    print("with − without per fold", json.dumps(diff))
+    out = {"overrides": args.overrides, "folds": args.folds, "split_seed": args.split_seed, "member": args.member,
+           "mean_over_val_folds": mean, "with_minus_without": diff, "per_fold": res}  # fmt: skip
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2))
+
+
 def choose_sed(args: argparse.Namespace) -> None:
     """The SED member alone, per candidate, on each fold's validation part (its SED objects): log loss, accuracy,
     Teff median error, logg and [Fe/H] MAE. Never reads a test part."""
@@ -241,16 +404,21 @@ def stack_check(args: argparse.Namespace) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("mode", choices=["folds", "choose-sed", "stack-check", "table"])
+    p.add_argument("mode", choices=["folds", "choose-sed", "stack-check", "table", "compare", "val-check"])
     p.add_argument("--out", required=True, help="results JSON to write (table: to read)")
     p.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--split-seed", type=int, default=0, help="seed of the fold assignment (split.base.seed)")
+    p.add_argument("--runs", nargs="+", default=[], help="compare: the variant's folds JSONs, one per assignment")
+    p.add_argument("--baseline", nargs="+", default=[], help="compare: the late fusion's, in the same order")
+    p.add_argument("--member", default="joint", help="val-check: the member whose worth is checked")
     p.add_argument("overrides", nargs="*")
     args = p.parse_intermixed_args()
     if args.mode == "table":
         print(table(json.loads(Path(args.out).read_text())))
         return
-    {"folds": folds, "choose-sed": choose_sed, "stack-check": stack_check}[args.mode](args)
+    modes = {"folds": folds, "choose-sed": choose_sed, "stack-check": stack_check, "compare": compare,
+             "val-check": val_check}  # fmt: skip
+    modes[args.mode](args)
 
 
 if __name__ == "__main__":

@@ -86,6 +86,12 @@ MODEL_OVERRIDES = {
         "model.members.sed.n_jobs=1",
         "model.members.sed.num_boost_round=15",
     ],
+    "late_fusion_joint": [
+        "datamodule=miles_paired",
+        *MILES_PAIRED,
+        "model.members.sed.n_jobs=1",
+        "model.members.sed.num_boost_round=15",
+    ],
     "contrastive": FAST_MULTIMODAL,
     "lightcurve_multitask": ["datamodule=lightcurve"],
     "lightcurve_xgboost": ["datamodule=lightcurve", *FAST_XGB],

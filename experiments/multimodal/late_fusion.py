@@ -295,9 +295,13 @@ def val_check(args: argparse.Namespace) -> None:
                         np.nanmedian(err) if t == "teff" else np.nanmean(err)
                     )
                 row.setdefault(subset, {})[pool] = r
+        member = next(m.model for k, m in model.models.items() if k.startswith(f"{args.member}_"))
+        # what the member chose on its training part (a kernel ridge: the first block's weight, width, penalty, C)
+        row["member_choices"] = {k: getattr(member, k) for k in ("weight", "gamma", "alpha", "mk_c")
+                                 if hasattr(member, k)}  # fmt: skip
         res[f"f{fold}"] = row
         print(fold, json.dumps(row), flush=True)
-    first = next(iter(res.values()))
+    first = {sub: r for sub, r in next(iter(res.values())).items() if sub != "member_choices"}
     mean = {sub: {pool: {k: float(np.mean([r[sub][pool][k] for r in res.values()])) for k in rs}
                   for pool, rs in first[sub].items()} for sub in first}  # fmt: skip
     diff = {sub: {k: [r[sub]["with"][k] - r[sub]["without"][k] for r in res.values()]

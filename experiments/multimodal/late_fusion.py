@@ -217,6 +217,16 @@ def compare(args: argparse.Namespace) -> None:
     print("variant − late per fold: " + json.dumps({k: [round(d, 4) for d in ds] for k, ds in val_diff.items()}))
 
 
+def _saved_run(args: argparse.Namespace, fold: int) -> tuple[Any, dict[str, Any]]:
+    """The model of a fold's saved ``folds`` run (``paths.output_dir``) and that fold's validation part."""
+    cfg = _cfg(["experiment=miles_fusion", *args.overrides, *_split(fold, args.split_seed)])
+    dm = instantiate(cfg.datamodule, split=instantiate(cfg.split))
+    dm.setup("fit")
+    model = instantiate(cfg.model, class_names=dm.class_names, target_stats=dm.target_stats)
+    model.load(Path(cfg.paths.output_dir) / f"late_f{fold}_k{args.split_seed}" / "checkpoints")
+    return model, dm.arrays("val")
+
+
 def _rows(x: Any, keep: np.ndarray) -> Any:
     """The rows ``keep`` of (nested) per-object arrays or of a member's ``(outputs, probs)``."""
     if isinstance(x, dict):
@@ -249,13 +259,7 @@ def val_check(args: argparse.Namespace) -> None:
 
     res: dict[str, Any] = {}
     for fold in args.folds:
-        base = ["experiment=miles_fusion", *args.overrides, *_split(fold, args.split_seed)]
-        cfg = _cfg(base)
-        dm = instantiate(cfg.datamodule, split=instantiate(cfg.split))
-        dm.setup("fit")
-        model = instantiate(cfg.model, class_names=dm.class_names, target_stats=dm.target_stats)
-        model.load(Path(cfg.paths.output_dir) / f"late_f{fold}_k{args.split_seed}" / "checkpoints")
-        val = dm.arrays("val")
+        model, val = _saved_run(args, fold)
         outs = {key: model._member_outputs(key, val) for key in model.models}
         y = np.asarray(val["label"])
         n = len(y)
@@ -365,13 +369,7 @@ def stack_check(args: argparse.Namespace) -> None:
 
     res: dict[str, Any] = {}
     for fold in args.folds:
-        base = ["experiment=miles_fusion", *args.overrides, *_split(fold, args.split_seed)]
-        cfg = _cfg(base)
-        dm = instantiate(cfg.datamodule, split=instantiate(cfg.split))
-        dm.setup("fit")
-        model = instantiate(cfg.model, class_names=dm.class_names, target_stats=dm.target_stats)
-        model.load(Path(cfg.paths.output_dir) / f"late_f{fold}_k{args.split_seed}" / "checkpoints")
-        val = dm.arrays("val")
+        model, val = _saved_run(args, fold)
         probs = model.member_probs(val)
         y = np.asarray(val["label"])
         keep = (y >= 0) & np.all([np.isfinite(p).all(axis=1) for p in probs.values()], axis=0)

@@ -14,6 +14,10 @@
         --out experiments/multimodal/results/late_fusion_joint_compare.json \\
         --runs experiments/multimodal/results/late_fusion_joint_folds_k0.json ... \\
         --baseline experiments/multimodal/results/late_fusion_folds.json ...
+    # is that third member worth it on the validation parts (pool weights out of sample; saved runs of ``folds``)
+    OMP_NUM_THREADS=1 PYTHONPATH=. python experiments/multimodal/late_fusion.py val-check --member joint \\
+        --out experiments/multimodal/results/late_fusion_joint_val_check_k0.json --split-seed 0 -- \\
+        model=late_fusion_joint …
 
 ``folds``: per fold, one ``train.run`` of ``experiment=miles_fusion`` (``model=late_fusion``) with
 ``split=group_kfold split.fold=K split.base.seed=<split seed>`` (the test folds partition the objects; fold K+1 is

@@ -23,6 +23,7 @@ object that none of the members answering that head (members may have different 
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -34,6 +35,8 @@ from stellar.errors import StellarConfigError
 from stellar.evaluation.calibration import negative_log_likelihood
 from stellar.models.ensemble import Ensemble, best_weights, gaussian_product, log_linear_pool
 from stellar.models.estimators import log_probs, physical_outputs, read_meta
+
+log = logging.getLogger(__name__)
 
 #: fields of a multi-modal part that are per-object labels (handed to every member with its modality's fields)
 _LABEL_FIELDS = ("label", "index")
@@ -249,7 +252,8 @@ class LateFusion(Ensemble):
     def _fit_weights(self, val: Mapping[str, Any]) -> dict[str, dict[str, float]]:
         """Per head, the member weights of the simplex grid with the lowest validation loss of the presence-masked
         pool: log loss of the log-linear pool (class head), MAE of the Gaussian product's mean in the learned space
-        (a target)."""
+        (a target). A head left out (equal weights): one with a single member kind, or whose scored validation
+        objects never have two member kinds present (nothing there to choose the weights on)."""
         weights: dict[str, dict[str, float]] = {}
         y = np.asarray(val["label"])
         outs = {key: self._member_outputs(key, val) for key in self.models}
@@ -266,6 +270,16 @@ class LateFusion(Ensemble):
                 ok = np.isfinite(truth) & ~none[head]
                 return float(np.mean(np.abs(regs[head][0][ok] - truth[ok]))) if ok.sum() else 0.0
 
+            # the weights only matter where two member kinds answer a scored object: without one, any weights give
+            # the same loss, and the grid's first row (all weight on the last kind) would be kept as if chosen
+            scored = (y >= 0) if head == "class" else np.isfinite(self._learned(head, np.asarray(val[head], float)))
+            kinds: dict[str, np.ndarray] = {}
+            for k in keys:
+                kind = k.rsplit("_", 1)[0]
+                kinds[kind] = kinds.get(kind, np.zeros(len(y), bool)) | self.models[k].present(val)
+            if len(kinds) > 1 and not (scored & (np.sum(list(kinds.values()), axis=0) >= 2)).any():
+                log.info("late fusion: no validation object with %s has two of %s; equal weights", head, keys)
+                continue
             chosen = best_weights(keys, self.weight_step, loss)
             if chosen is not None:
                 weights[head] = chosen

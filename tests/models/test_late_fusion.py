@@ -184,3 +184,21 @@ def test_a_head_no_present_member_answers_falls_back_to_the_prior_not_nan() -> N
     # where the head's member is present, its answer
     _, p = model._member_outputs("a_0", test)
     np.testing.assert_allclose(softmax(out["logits"][only_a]), p[only_a], rtol=1e-5)
+
+
+def test_weights_are_not_chosen_on_a_validation_part_where_no_object_has_two_members() -> None:
+    """Where no validation object has both modalities every weight gives the same loss: the head keeps equal
+    weights rather than the grid's first row (all weight on one member), which would drop a member on test."""
+    val = _objects(200, 1)
+    val["present"]["b"] = ~val["present"]["a"]
+    model = _late()
+    metrics = model.fit(_objects(300, 0), val)
+    assert model.weights == {} and not any(k.startswith("val/weight.") for k in metrics)
+    test = _objects(100, 2)
+    both = test["present"]["a"] & test["present"]["b"]
+    assert both.any()
+    (oa, pa), (ob, pb) = model._member_outputs("a_0", test), model._member_outputs("b_0", test)
+    expected = log_linear_pool([pa, pb], [0.5, 0.5])[both]
+    np.testing.assert_allclose(softmax(model.predict_outputs(test)["logits"][both]), expected, rtol=1e-5)
+    mean, _ = gaussian_product([oa["t_mean"], ob["t_mean"]], [oa["t_logvar"], ob["t_logvar"]], [0.5, 0.5])
+    np.testing.assert_allclose(model.predict_outputs(test)["t_mean"][both], mean[both], rtol=1e-5)

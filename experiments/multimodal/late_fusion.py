@@ -246,10 +246,10 @@ def _pool_loss(model: Any, head: str, arrays: dict[str, Any], outs: dict[str, An
     pooled, regs, none = model._pooled(arrays, {head: w}, outs)
     if head == "class":
         y = np.asarray(arrays["label"])
-        ok = (y >= 0) & ~none
+        ok = (y >= 0) & ~none["class"]
         return negative_log_likelihood(pooled["class"][ok], y[ok])
     truth = model._learned(head, np.asarray(arrays[head], dtype=np.float64))
-    ok = np.isfinite(truth) & ~none
+    ok = np.isfinite(truth) & ~none[head]
     return float(np.mean(np.abs(regs[head][0][ok] - truth[ok])))
 
 

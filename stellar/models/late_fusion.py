@@ -17,11 +17,13 @@ with the weights normalised over the present members, so an object with one moda
 The weights of each head (the class head and each target) are chosen on the validation part on the simplex grid
 of ``weight_step`` (the :class:`~stellar.models.ensemble.Ensemble` machinery with ``weighting="validation"``):
 lowest log loss for the class head, lowest MAE of the combined mean for a target. An object with no modality a
-member reads gets the training part's class frequencies and target means and spreads.
+member reads gets the training part's class frequencies and target means and spreads; so does, for one head, an
+object that none of the members answering that head (members may have different heads) can answer.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -33,6 +35,8 @@ from stellar.errors import StellarConfigError
 from stellar.evaluation.calibration import negative_log_likelihood
 from stellar.models.ensemble import Ensemble, best_weights, gaussian_product, log_linear_pool
 from stellar.models.estimators import log_probs, physical_outputs, read_meta
+
+log = logging.getLogger(__name__)
 
 #: fields of a multi-modal part that are per-object labels (handed to every member with its modality's fields)
 _LABEL_FIELDS = ("label", "index")
@@ -216,16 +220,21 @@ class LateFusion(Ensemble):
         arrays: Mapping[str, Any],
         weights: Mapping[str, Mapping[str, float]] | None = None,
         outputs: Mapping[str, tuple[dict[str, Any], np.ndarray | None]] | None = None,
-    ) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    ) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, np.ndarray]], dict[str, np.ndarray]]:
         """Per head, the pooled answer in the learned space: class probabilities and ``{t: (mean, logvar)}``, and
-        which objects have no member present (NaN there). ``outputs``: the members' calibrated outputs on
-        ``arrays`` where already computed."""
+        per head which objects have none of the members that answer it present (NaN there): members may have
+        different heads. ``outputs``: the members' calibrated outputs on ``arrays`` where already computed."""
         ws = self.weights if weights is None else weights
         outs = outputs if outputs is not None else {key: self._member_outputs(key, arrays) for key in self.models}
         present = {key: m.present(arrays) for key, m in self.models.items()}
-        none = ~np.any(np.stack(list(present.values())), axis=0)
+        n = len(next(iter(present.values())))
+
+        def none_of(keys: Sequence[str]) -> np.ndarray:
+            return ~np.any(np.stack([present[k] for k in keys]), axis=0) if keys else np.ones(n, bool)
+
         pooled: dict[str, np.ndarray] = {}
         probs = {k: p for k, (_, p) in outs.items() if p is not None}
+        none = {"class": none_of(list(probs))}
         if self.class_names and probs:
             w = ws.get("class")
             pooled["class"] = log_linear_pool(list(probs.values()), None if not w else [w[k] for k in probs],
@@ -233,6 +242,7 @@ class LateFusion(Ensemble):
         regs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for t in self.targets:
             keys = [k for k, (o, _) in outs.items() if f"{t}_mean" in o]
+            none[t] = none_of(keys)
             learned = [self._to_learned(t, outs[k][0][f"{t}_mean"], outs[k][0][f"{t}_logvar"]) for k in keys]
             w = ws.get(t)
             regs[t] = gaussian_product([m for m, _ in learned], [v for _, v in learned],
@@ -242,7 +252,8 @@ class LateFusion(Ensemble):
     def _fit_weights(self, val: Mapping[str, Any]) -> dict[str, dict[str, float]]:
         """Per head, the member weights of the simplex grid with the lowest validation loss of the presence-masked
         pool: log loss of the log-linear pool (class head), MAE of the Gaussian product's mean in the learned space
-        (a target)."""
+        (a target). A head left out (equal weights): one with a single member kind, or whose scored validation
+        objects never have two member kinds present (nothing there to choose the weights on)."""
         weights: dict[str, dict[str, float]] = {}
         y = np.asarray(val["label"])
         outs = {key: self._member_outputs(key, val) for key in self.models}
@@ -253,12 +264,22 @@ class LateFusion(Ensemble):
             def loss(w: Mapping[str, float], head: str = head) -> float:
                 pooled, regs, none = self._pooled(val, {head: w}, outs)
                 if head == "class":
-                    ok = (y >= 0) & ~none
+                    ok = (y >= 0) & ~none["class"]
                     return negative_log_likelihood(pooled["class"][ok], y[ok]) if ok.sum() else 0.0
                 truth = self._learned(head, np.asarray(val[head], dtype=np.float64))
-                ok = np.isfinite(truth) & ~none
+                ok = np.isfinite(truth) & ~none[head]
                 return float(np.mean(np.abs(regs[head][0][ok] - truth[ok]))) if ok.sum() else 0.0
 
+            # the weights only matter where two member kinds answer a scored object: without one, any weights give
+            # the same loss, and the grid's first row (all weight on the last kind) would be kept as if chosen
+            scored = (y >= 0) if head == "class" else np.isfinite(self._learned(head, np.asarray(val[head], float)))
+            kinds: dict[str, np.ndarray] = {}
+            for k in keys:
+                kind = k.rsplit("_", 1)[0]
+                kinds[kind] = kinds.get(kind, np.zeros(len(y), bool)) | self.models[k].present(val)
+            if len(kinds) > 1 and not (scored & (np.sum(list(kinds.values()), axis=0) >= 2)).any():
+                log.info("late fusion: no validation object with %s has two of %s; equal weights", head, keys)
+                continue
             chosen = best_weights(keys, self.weight_step, loss)
             if chosen is not None:
                 weights[head] = chosen
@@ -273,18 +294,20 @@ class LateFusion(Ensemble):
 
     def predict_outputs(self, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """``logits`` (log of the pooled probabilities) and ``<t>_mean``/``<t>_logvar`` (physical units) of every
-        object, pooled over the members whose modality it has; the training prior where it has none."""
+        object, pooled over the members whose modality it has; per head, the training prior where none of the
+        members that answer that head has its modality."""
         pooled, regs, none = self._pooled(arrays)
         result: dict[str, np.ndarray] = {}
         if self.class_names:
             prior = np.asarray(self.prior.get("class") or np.full(len(self.class_names), 1.0 / len(self.class_names)))
-            p = pooled.get("class", np.full((len(none), len(self.class_names)), np.nan))
-            result["logits"] = log_probs(np.where(none[:, None], prior[None, :], p))
+            nc = none["class"]
+            p = pooled.get("class", np.full((len(nc), len(self.class_names)), np.nan))
+            result["logits"] = log_probs(np.where(nc[:, None], prior[None, :], p))
         for t in self.targets:
             mean, logvar = regs[t]
             mu0, sd0 = self.prior.get(t, (0.0, 1.0))
-            mean = np.where(none, mu0, mean)
-            sigma = np.exp(0.5 * np.where(none, 2.0 * np.log(max(sd0, 1e-6)), logvar))
+            mean = np.where(none[t], mu0, mean)
+            sigma = np.exp(0.5 * np.where(none[t], 2.0 * np.log(max(sd0, 1e-6)), logvar))
             result[f"{t}_mean"], result[f"{t}_logvar"] = physical_outputs(mean, sigma, t in self.log_targets)
         return result
 

@@ -150,3 +150,55 @@ def test_a_joint_member_answers_only_where_all_its_modalities_are_and_carries_wh
     clash = {**_joint_objects(10, 3), "b": {"xa": np.zeros((10, 1), np.float32)}}
     with pytest.raises(StellarConfigError, match="field 'xa' is in more than one of the modalities"):
         model.models["joint_0"].part(clash)
+
+
+def _one_head(kind: str):
+    """An XGBoost member with only the class head (``kind="class"``) or only the target ``t``."""
+
+    def factory(**kw):
+        if kind == "class":
+            return XGBoostEstimator(inputs=["x"], targets=[], log_targets=[], num_boost_round=20,
+                                    early_stopping_rounds=None, n_jobs=1, class_names=kw["class_names"],
+                                    seed=kw["seed"], name=kw["name"])  # fmt: skip
+        return XGBoostEstimator(inputs=["x"], targets=["t"], log_targets=[], num_boost_round=20,
+                                early_stopping_rounds=None, n_jobs=1, seed=kw["seed"], name=kw["name"])  # fmt: skip
+
+    return factory
+
+
+def test_a_head_no_present_member_answers_falls_back_to_the_prior_not_nan() -> None:
+    """Members with different heads: an object whose only present member has no class head (or no target) gets the
+    training prior for that head, as an object with no modality does, never NaN."""
+    members = {"a": _one_head("class"), "b": _one_head("t")}
+    model = LateFusion(members, {"a": "a", "b": "b"}, class_names=["0", "1", "2"])
+    metrics = model.fit(_objects(300, 0), _objects(200, 1))
+    assert np.isfinite(metrics["val/class_mlogloss"]) and np.isfinite(metrics["val/t_mae"])
+    test = _objects(100, 2)
+    out = model.predict_outputs(test)
+    assert all(np.isfinite(v).all() for v in out.values())
+    only_a = test["present"]["a"] & ~test["present"]["b"]
+    only_b = test["present"]["b"] & ~test["present"]["a"]
+    assert only_a.any() and only_b.any()
+    np.testing.assert_allclose(softmax(out["logits"][only_b]), np.tile(model.prior["class"], (only_b.sum(), 1)), 1e-5)
+    assert out["t_mean"][only_a] == pytest.approx(model.prior["t"][0], rel=1e-5)
+    # where the head's member is present, its answer
+    _, p = model._member_outputs("a_0", test)
+    np.testing.assert_allclose(softmax(out["logits"][only_a]), p[only_a], rtol=1e-5)
+
+
+def test_weights_are_not_chosen_on_a_validation_part_where_no_object_has_two_members() -> None:
+    """Where no validation object has both modalities every weight gives the same loss: the head keeps equal
+    weights rather than the grid's first row (all weight on one member), which would drop a member on test."""
+    val = _objects(200, 1)
+    val["present"]["b"] = ~val["present"]["a"]
+    model = _late()
+    metrics = model.fit(_objects(300, 0), val)
+    assert model.weights == {} and not any(k.startswith("val/weight.") for k in metrics)
+    test = _objects(100, 2)
+    both = test["present"]["a"] & test["present"]["b"]
+    assert both.any()
+    (oa, pa), (ob, pb) = model._member_outputs("a_0", test), model._member_outputs("b_0", test)
+    expected = log_linear_pool([pa, pb], [0.5, 0.5])[both]
+    np.testing.assert_allclose(softmax(model.predict_outputs(test)["logits"][both]), expected, rtol=1e-5)
+    mean, _ = gaussian_product([oa["t_mean"], ob["t_mean"]], [oa["t_logvar"], ob["t_logvar"]], [0.5, 0.5])
+    np.testing.assert_allclose(model.predict_outputs(test)["t_mean"][both], mean[both], rtol=1e-5)

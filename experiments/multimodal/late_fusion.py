@@ -188,14 +188,8 @@ def _coverage_summary(args: argparse.Namespace, runs: dict[str, Any], t0: float)
                 tag: [abs(r[f"pooled_{tag}"] - lv) - abs(r[f"by_subset_{tag}"] - lv) for r in rows]
                 for lv, tag in zip(REPORT_LEVELS, ("68", "95"), strict=True)
             }
-    result = {
-        "overrides": args.overrides, "folds": args.folds, "split_seed": args.split_seed,
-        "summary_mean_std": summary, "closer_to_nominal_by_subset_minus_pooled": gain, "runs": runs,
-        "seconds": time.perf_counter() - t0,
-    }  # fmt: skip
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2, default=float))
-    return result
+    body = {"summary_mean_std": summary, "closer_to_nominal_by_subset_minus_pooled": gain, "runs": runs}
+    return _save(args, body, t0)
 
 
 def coverage_table(result: dict[str, Any]) -> str:
@@ -227,11 +221,13 @@ def _write(args: argparse.Namespace, runs: dict[str, Any], t0: float) -> dict[st
             k: [r["rows"]["fused"][subset][k] - r["rows"]["spectrum"][subset][k] for r in runs.values()]
             for k in KEYS[1:]
         }
-    result = {
-        "overrides": args.overrides, "folds": args.folds, "split_seed": args.split_seed,
-        "summary_mean_std": summary, "fused_minus_spectrum": diffs, "runs": runs,
-        "seconds": time.perf_counter() - t0,
-    }  # fmt: skip
+    return _save(args, {"summary_mean_std": summary, "fused_minus_spectrum": diffs, "runs": runs}, t0)
+
+
+def _save(args: argparse.Namespace, body: dict[str, Any], t0: float) -> dict[str, Any]:
+    """``body`` with the study's settings and its seconds so far, written to ``args.out``."""
+    result = {"overrides": args.overrides, "folds": args.folds, "split_seed": args.split_seed, **body,
+              "seconds": time.perf_counter() - t0}  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2, default=float))
     return result

@@ -58,7 +58,14 @@ from stellar.evaluation.calibration import (
 )
 from stellar.models.ensemble import log_linear_pool
 from stellar.models.late_fusion import ModalityMember
-from stellar.pipelines.common import score_outputs, subset_outputs, subset_row, truths_of
+from stellar.pipelines.common import (
+    build_interval_calibrator,
+    predict,
+    score_outputs,
+    subset_outputs,
+    subset_row,
+    truths_of,
+)
 from stellar.pipelines.train import run
 
 KEYS = ("n", "accuracy", "teff_median_ae", "logg_mae", "feh_mae")
@@ -145,6 +152,39 @@ def subset_coverage(model: Any, dm: Any, cal: SubsetIntervalCalibrator) -> dict[
     return res
 
 
+def _hits(cal: Any, out: dict[str, Any], truth: np.ndarray, t: str, name: str, level: float) -> tuple[int, int]:
+    ok = np.isfinite(truth)
+    lo, hi = cal.interval(out, t, level, [name] * len(truth))
+    return int(((truth >= lo) & (truth <= hi))[ok].sum()), int(ok.sum())
+
+
+def val_crossfit(cfg: Any, model: Any, dm: Any) -> dict[str, Any]:
+    """The choice pooled vs per subset on the validation part alone: its objects in two random halves; both
+    calibrators fitted on one half (as ``train.run`` fits them) and scored on the other, then the other way round;
+    coverage per subset, target and level over both held-out halves."""
+    val, subs = predict(None, model, dm, "val"), dict(subset_outputs(None, model, dm, "val"))
+    side = dict(zip(val["index"].tolist(), np.random.default_rng(0).permutation(len(val["index"])) % 2, strict=True))
+
+    def half(out: dict[str, Any], h: int) -> dict[str, Any]:
+        keep = np.array([side[int(i)] == h for i in out["index"]])
+        return {k: np.asarray(v)[keep] for k, v in out.items()}
+
+    targets, counts = list(model.targets), {}
+    for h in (0, 1):
+        cal = build_interval_calibrator(cfg.interval_calibrator, dm)
+        fit = {n: (half(o, h), truths_of(half(o, h), dm, targets)) for n, o in subs.items()}
+        cal.fit_subsets(half(val, h), truths_of(half(val, h), dm, targets), fit, model.log_targets)
+        for name, out in subs.items():
+            held = half(out, 1 - h)
+            for t, truth in truths_of(held, dm, targets).items():
+                for how, c in (("pooled", cal.pooled), ("by_subset", cal)):
+                    for level, tag in zip(REPORT_LEVELS, ("68", "95"), strict=True):
+                        got = counts.setdefault(name, {}).setdefault(t, {}).setdefault(f"{how}_{tag}", [0, 0])
+                        k, n = _hits(c, held, truth, t, name, level)
+                        got[0], got[1] = got[0] + k, got[1] + n
+    return {name: {t: {k: h / n for k, (h, n) in row.items()} for t, row in ts.items()} for name, ts in counts.items()}
+
+
 def coverage(args: argparse.Namespace) -> None:
     """Per fold one ``train.run`` (its interval calibrator per subset, ``interval_calibrator.by_subset=true``, whose
     ``pooled`` member is the single calibrator of ``by_subset=false``: both fitted on the validation part), then
@@ -164,6 +204,7 @@ def coverage(args: argparse.Namespace) -> None:
             raise SystemExit(f"fold {fold}: the run's interval calibrator is {cal!r}, not one per subset")
         runs[f"f{fold}"] = {
             "coverage": subset_coverage(objs["model"], objs["datamodule"], cal),
+            "val_crossfit": val_crossfit(cfg, objs["model"], objs["datamodule"]),
             "own_subsets": {s: c.targets for s, c in cal.subsets_.items()},
             "n_val": {s: {t: p["n"] for t, p in (c.params_ or {}).items()} for s, c in cal.subsets_.items()},
             "seconds": time.perf_counter() - start,
@@ -188,7 +229,14 @@ def _coverage_summary(args: argparse.Namespace, runs: dict[str, Any], t0: float)
                 tag: [abs(r[f"pooled_{tag}"] - lv) - abs(r[f"by_subset_{tag}"] - lv) for r in rows]
                 for lv, tag in zip(REPORT_LEVELS, ("68", "95"), strict=True)
             }
-    body = {"summary_mean_std": summary, "closer_to_nominal_by_subset_minus_pooled": gain, "runs": runs}
+    # the decision figure, on the validation parts only: mean |coverage - nominal| over subsets, targets and folds
+    val_dev = {
+        f"{how}_{tag}": float(np.mean([abs(row[f"{how}_{tag}"] - lv) for r in runs.values()
+                                       for ts in r["val_crossfit"].values() for row in ts.values()]))
+        for how in ("pooled", "by_subset") for lv, tag in zip(REPORT_LEVELS, ("68", "95"), strict=True)
+    }  # fmt: skip
+    body = {"summary_mean_std": summary, "closer_to_nominal_by_subset_minus_pooled": gain,
+            "val_crossfit_mean_abs_dev": val_dev, "runs": runs}  # fmt: skip
     return _save(args, body, t0)
 
 
@@ -203,6 +251,9 @@ def coverage_table(result: dict[str, Any]) -> str:
             cells = [f"{r[c][0]:.3f} ± {r[c][1]:.3f}" for c in cols]
             closer = f"{np.mean(g['68']):+.3f} / {np.mean(g['95']):+.3f}"
             lines.append(f"| {name} | {t} | {r['n'][0]:.0f} | " + " | ".join(cells) + f" | {closer} |")
+    dev = result.get("val_crossfit_mean_abs_dev", {})
+    lines.append("\nvalidation parts, cross-fitted halves, mean |coverage − nominal|: "
+                 + ", ".join(f"{k} {v:.3f}" for k, v in dev.items()))  # fmt: skip
     return "\n".join(lines)
 
 

@@ -73,6 +73,7 @@ from stellar.models.components.encoders import SpectralStarNet
 from stellar.models.ensemble import gaussian_mixture
 from stellar.models.ridge import FluxOverMedian
 from stellar.pipelines.common import (
+    build_interval_calibrator,
     checkpoint_hparams,
     fit_calibrator,
     fit_interval_calibrator,
@@ -279,7 +280,7 @@ def estimator_summary(model: Any, dm: Any, cfg: Any) -> dict[str, Any]:
     """A fitted estimator calibrated on val and scored on test as ``train.run`` does (its calibrator configs)."""
     val_out = predict(None, model, dm, "val")
     calibrator = fit_calibrator(instantiate(cfg.calibrator), val_out, labels_of(val_out, dm))
-    intervals = fit_interval_calibrator(instantiate(cfg.interval_calibrator), val_out, dm, model)
+    intervals = fit_interval_calibrator(build_interval_calibrator(cfg.interval_calibrator, dm), val_out, dm, model)
     return score_outputs(predict(None, model, dm, "test"), dm, model.class_names, model.targets, calibrator, intervals)
 
 

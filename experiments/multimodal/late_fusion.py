@@ -8,6 +8,10 @@
         --out experiments/multimodal/results/late_fusion_folds.json --folds 0 1 2 3 4 --split-seed 0 -- [overrides]
     PYTHONPATH=. python experiments/multimodal/late_fusion.py table \\
         --out experiments/multimodal/results/late_fusion_folds.json
+    # 68%/95% interval coverage per modality subset and target on the test folds: the model's own σ, the pooled
+    # interval calibrator and the per-subset one (section 8d), both fitted on the validation parts by train.run
+    OMP_NUM_THREADS=1 PYTHONPATH=. python experiments/multimodal/late_fusion.py coverage \\
+        --out experiments/multimodal/results/late_fusion_subset_coverage.json --folds 0 1 2 3 4 --split-seed 0 -- …
     # a variant (e.g. model=late_fusion_joint, section 8c) against the late fusion on the same folds: ``folds`` with
     # the variant's override, then
     PYTHONPATH=. python experiments/multimodal/late_fusion.py compare \\
@@ -45,10 +49,23 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from stellar.evaluation.calibration import negative_log_likelihood, softmax
+from stellar.evaluation.calibration import (
+    REPORT_LEVELS,
+    NoIntervalCalibration,
+    SubsetIntervalCalibrator,
+    negative_log_likelihood,
+    softmax,
+)
 from stellar.models.ensemble import log_linear_pool
 from stellar.models.late_fusion import ModalityMember
-from stellar.pipelines.common import score_outputs, subset_row
+from stellar.pipelines.common import (
+    build_interval_calibrator,
+    predict,
+    score_outputs,
+    subset_outputs,
+    subset_row,
+    truths_of,
+)
 from stellar.pipelines.train import run
 
 KEYS = ("n", "accuracy", "teff_median_ae", "logg_mae", "feh_mae")
@@ -115,6 +132,131 @@ def folds(args: argparse.Namespace) -> None:
     print(table(_write(args, runs, t0)))
 
 
+CALIBRATIONS = ("none", "pooled", "by_subset")
+
+
+def subset_coverage(model: Any, dm: Any, cal: SubsetIntervalCalibrator) -> dict[str, Any]:
+    """Per modality subset (the test objects that have it, the other modalities masked) and target: ``n`` and the
+    fraction of truths inside the 68.27% and 95% intervals of the model's own σ (``none``), of the pooled calibrator
+    and of the per-subset one."""
+    res: dict[str, Any] = {}
+    for name, out in subset_outputs(None, model, dm, "test"):
+        for t, truth in truths_of(out, dm, list(model.targets)).items():
+            ok = np.isfinite(truth)
+            row: dict[str, Any] = {"n": int(ok.sum())}
+            for how, c in zip(CALIBRATIONS, (NoIntervalCalibration(), cal.pooled, cal), strict=True):
+                for level, tag in zip(REPORT_LEVELS, ("68", "95"), strict=True):
+                    lo, hi = c.interval(out, t, level, [name] * len(truth))
+                    row[f"{how}_{tag}"] = float(np.mean((truth[ok] >= lo[ok]) & (truth[ok] <= hi[ok])))
+            res.setdefault(name, {})[t] = row
+    return res
+
+
+def _hits(cal: Any, out: dict[str, Any], truth: np.ndarray, t: str, name: str, level: float) -> tuple[int, int]:
+    ok = np.isfinite(truth)
+    lo, hi = cal.interval(out, t, level, [name] * len(truth))
+    return int(((truth >= lo) & (truth <= hi))[ok].sum()), int(ok.sum())
+
+
+def val_crossfit(cfg: Any, model: Any, dm: Any) -> dict[str, Any]:
+    """The choice pooled vs per subset on the validation part alone: its objects in two random halves; both
+    calibrators fitted on one half (as ``train.run`` fits them) and scored on the other, then the other way round;
+    coverage per subset, target and level over both held-out halves."""
+    val, subs = predict(None, model, dm, "val"), dict(subset_outputs(None, model, dm, "val"))
+    side = dict(zip(val["index"].tolist(), np.random.default_rng(0).permutation(len(val["index"])) % 2, strict=True))
+
+    def half(out: dict[str, Any], h: int) -> dict[str, Any]:
+        keep = np.array([side[int(i)] == h for i in out["index"]])
+        return {k: np.asarray(v)[keep] for k, v in out.items()}
+
+    targets, counts = list(model.targets), {}
+    for h in (0, 1):
+        cal = build_interval_calibrator(cfg.interval_calibrator, dm)
+        fit = {n: (half(o, h), truths_of(half(o, h), dm, targets)) for n, o in subs.items()}
+        cal.fit_subsets(half(val, h), truths_of(half(val, h), dm, targets), fit, model.log_targets)
+        for name, out in subs.items():
+            held = half(out, 1 - h)
+            for t, truth in truths_of(held, dm, targets).items():
+                for how, c in (("pooled", cal.pooled), ("by_subset", cal)):
+                    for level, tag in zip(REPORT_LEVELS, ("68", "95"), strict=True):
+                        got = counts.setdefault(name, {}).setdefault(t, {}).setdefault(f"{how}_{tag}", [0, 0])
+                        k, n = _hits(c, held, truth, t, name, level)
+                        got[0], got[1] = got[0] + k, got[1] + n
+    return {name: {t: {k: h / n for k, (h, n) in row.items()} for t, row in ts.items()} for name, ts in counts.items()}
+
+
+def coverage(args: argparse.Namespace) -> None:
+    """Per fold one ``train.run`` (its interval calibrator per subset, ``interval_calibrator.by_subset=true``, whose
+    ``pooled`` member is the single calibrator of ``by_subset=false``: both fitted on the validation part), then
+    :func:`subset_coverage` on the test part; mean ± std over folds and the paired per-fold |coverage − nominal|
+    differences per-subset − pooled."""
+    runs: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    for fold in args.folds:
+        base = ["experiment=miles_fusion", "logger=none", "test=true", "interval_calibrator.by_subset=true",
+                *args.overrides, *_split(fold, args.split_seed)]  # fmt: skip
+        probe = _cfg(base)
+        cfg = _cfg([*base, f"paths.output_dir={probe.paths.output_dir}/late_f{fold}_k{args.split_seed}"])
+        start = time.perf_counter()
+        _, objs = run(cfg)
+        cal = objs["interval_calibrator"]
+        if not isinstance(cal, SubsetIntervalCalibrator):
+            raise SystemExit(f"fold {fold}: the run's interval calibrator is {cal!r}, not one per subset")
+        runs[f"f{fold}"] = {
+            "coverage": subset_coverage(objs["model"], objs["datamodule"], cal),
+            "val_crossfit": val_crossfit(cfg, objs["model"], objs["datamodule"]),
+            "own_subsets": {s: c.targets for s, c in cal.subsets_.items()},
+            "n_val": {s: {t: p["n"] for t, p in (c.params_ or {}).items()} for s, c in cal.subsets_.items()},
+            "seconds": time.perf_counter() - start,
+        }
+        print(f"fold {fold}", f"{time.perf_counter() - start:.0f}s", flush=True)
+        result = _coverage_summary(args, runs, t0)
+    print(coverage_table(result))
+
+
+def _coverage_summary(args: argparse.Namespace, runs: dict[str, Any], t0: float) -> dict[str, Any]:
+    first = next(iter(runs.values()))["coverage"]
+    summary: dict[str, Any] = {}
+    gain: dict[str, Any] = {}
+    for name, targets in first.items():
+        for t in targets:
+            rows = [r["coverage"][name][t] for r in runs.values()]
+            summary.setdefault(name, {})[t] = {
+                k: [float(np.mean([r[k] for r in rows])), float(np.std([r[k] for r in rows]))] for k in rows[0]
+            }
+            # paired per fold: how much closer to nominal the per-subset calibrator is (positive: closer)
+            gain.setdefault(name, {})[t] = {
+                tag: [abs(r[f"pooled_{tag}"] - lv) - abs(r[f"by_subset_{tag}"] - lv) for r in rows]
+                for lv, tag in zip(REPORT_LEVELS, ("68", "95"), strict=True)
+            }
+    # the decision figure, on the validation parts only: mean |coverage - nominal| over subsets, targets and folds
+    val_dev = {
+        f"{how}_{tag}": float(np.mean([abs(row[f"{how}_{tag}"] - lv) for r in runs.values()
+                                       for ts in r["val_crossfit"].values() for row in ts.values()]))
+        for how in ("pooled", "by_subset") for lv, tag in zip(REPORT_LEVELS, ("68", "95"), strict=True)
+    }  # fmt: skip
+    body = {"summary_mean_std": summary, "closer_to_nominal_by_subset_minus_pooled": gain,
+            "val_crossfit_mean_abs_dev": val_dev, "runs": runs}  # fmt: skip
+    return _save(args, body, t0)
+
+
+def coverage_table(result: dict[str, Any]) -> str:
+    """Markdown: one row per subset and target, coverage at 68.27% and 95% (mean ± std over folds)."""
+    cols = [f"{how}_{tag}" for tag in ("68", "95") for how in CALIBRATIONS]
+    lines = ["| subset | target | n | " + " | ".join(cols) + " | closer to nominal 68 / 95 (per fold mean) |",
+             "|" + "---|" * (4 + len(cols))]  # fmt: skip
+    for name, targets in result["summary_mean_std"].items():
+        for t, r in targets.items():
+            g = result["closer_to_nominal_by_subset_minus_pooled"][name][t]
+            cells = [f"{r[c][0]:.3f} ± {r[c][1]:.3f}" for c in cols]
+            closer = f"{np.mean(g['68']):+.3f} / {np.mean(g['95']):+.3f}"
+            lines.append(f"| {name} | {t} | {r['n'][0]:.0f} | " + " | ".join(cells) + f" | {closer} |")
+    dev = result.get("val_crossfit_mean_abs_dev", {})
+    lines.append("\nvalidation parts, cross-fitted halves, mean |coverage − nominal|: "
+                 + ", ".join(f"{k} {v:.3f}" for k, v in dev.items()))  # fmt: skip
+    return "\n".join(lines)
+
+
 def _write(args: argparse.Namespace, runs: dict[str, Any], t0: float) -> dict[str, Any]:
     """Mean ± std over folds per variant and subset, the paired per-fold differences fused − spectrum only, and the
     runs; written at once so an interrupted study keeps its folds."""
@@ -130,11 +272,13 @@ def _write(args: argparse.Namespace, runs: dict[str, Any], t0: float) -> dict[st
             k: [r["rows"]["fused"][subset][k] - r["rows"]["spectrum"][subset][k] for r in runs.values()]
             for k in KEYS[1:]
         }
-    result = {
-        "overrides": args.overrides, "folds": args.folds, "split_seed": args.split_seed,
-        "summary_mean_std": summary, "fused_minus_spectrum": diffs, "runs": runs,
-        "seconds": time.perf_counter() - t0,
-    }  # fmt: skip
+    return _save(args, {"summary_mean_std": summary, "fused_minus_spectrum": diffs, "runs": runs}, t0)
+
+
+def _save(args: argparse.Namespace, body: dict[str, Any], t0: float) -> dict[str, Any]:
+    """``body`` with the study's settings and its seconds so far, written to ``args.out``."""
+    result = {"overrides": args.overrides, "folds": args.folds, "split_seed": args.split_seed, **body,
+              "seconds": time.perf_counter() - t0}  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2, default=float))
     return result
@@ -410,7 +554,8 @@ def stack_check(args: argparse.Namespace) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("mode", choices=["folds", "choose-sed", "stack-check", "table", "compare", "val-check"])
+    modes_list = ["folds", "choose-sed", "stack-check", "table", "compare", "val-check", "coverage", "coverage-table"]
+    p.add_argument("mode", choices=modes_list)
     p.add_argument("--out", required=True, help="results JSON to write (table: to read)")
     p.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--split-seed", type=int, default=0, help="seed of the fold assignment (split.base.seed)")
@@ -419,11 +564,12 @@ def main() -> None:
     p.add_argument("--member", default="joint", help="val-check: the member whose worth is checked")
     p.add_argument("overrides", nargs="*")
     args = p.parse_intermixed_args()
-    if args.mode == "table":
-        print(table(json.loads(Path(args.out).read_text())))
+    if args.mode in ("table", "coverage-table"):
+        show = table if args.mode == "table" else coverage_table
+        print(show(json.loads(Path(args.out).read_text())))
         return
     modes = {"folds": folds, "choose-sed": choose_sed, "stack-check": stack_check, "compare": compare,
-             "val-check": val_check}  # fmt: skip
+             "val-check": val_check, "coverage": coverage}  # fmt: skip
     modes[args.mode](args)
 
 

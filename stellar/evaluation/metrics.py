@@ -144,19 +144,25 @@ def classification_report(
 
 
 def regression_report(
-    mean: np.ndarray, logvar: np.ndarray, truth: np.ndarray, factors: tuple[float, float] | None = None
+    mean: np.ndarray, logvar: np.ndarray, truth: np.ndarray, factors: tuple[Any, Any] | None = None
 ) -> dict[str, float]:
     """MAE, RMSE, R², median absolute error and the fraction of truths inside the 68% and 95% intervals.
 
     ``coverage_68`` and ``coverage_95`` are those of the model's own Gaussian intervals, ``mean ± σ`` and
     ``mean ± 1.96σ`` (before interval calibration); ``coverage_68_after`` and ``coverage_95_after`` those of
     ``mean ± k σ`` with ``factors = (k68, k95)`` from an interval calibrator
-    (:meth:`~stellar.evaluation.calibration.BaseIntervalCalibrator.factor`), equal to the former without one.
+    (:meth:`~stellar.evaluation.calibration.BaseIntervalCalibrator.factor`), equal to the former without one;
+    each factor is a number or one per row, shape (N,)
+    (:meth:`~stellar.evaluation.calibration.BaseIntervalCalibrator.factors`).
     """
     ok = np.isfinite(truth)
     t, m, sd = truth[ok], mean[ok], np.exp(0.5 * logvar[ok])
     err = m - t
-    k68, k95 = factors if factors is not None else (1.0, gaussian_factor(0.95))
+    k68, k95 = (
+        (np.broadcast_to(np.asarray(k, dtype=np.float64), truth.shape)[ok] for k in factors)
+        if factors is not None
+        else (1.0, gaussian_factor(0.95))
+    )
     return {
         "n": int(ok.sum()),
         "mae": float(np.mean(np.abs(err))),

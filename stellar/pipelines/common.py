@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import combinations
 from pathlib import Path
 from typing import Any, cast
@@ -12,6 +12,8 @@ from typing import Any, cast
 import lightning as L
 import numpy as np
 import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader
 
 from stellar.data.datamodules import StellarDataModule
@@ -21,8 +23,10 @@ from stellar.evaluation.calibration import (
     REPORT_LEVELS,
     BaseIntervalCalibrator,
     BaseProbCalibrator,
+    SubsetIntervalCalibrator,
     calibrated_probs,
     softmax,
+    subset_names,
 )
 from stellar.evaluation.metrics import classification_report, regression_report
 
@@ -124,11 +128,39 @@ def truths_of(outputs: Mapping[str, np.ndarray], dm: StellarDataModule, targets:
     return {t: dm.meta[t].to_numpy(dtype=float)[outputs["index"]] for t in targets}
 
 
+def build_interval_calibrator(node: Any, dm: StellarDataModule) -> BaseIntervalCalibrator | None:
+    """The ``interval_calibrator`` config group's calibrator, unfitted (``None`` without one).
+
+    ``by_subset`` (default true) and ``min_subset_rows`` (default 30) are read here, not by the calibrator: on a
+    multi-modal datamodule with ``by_subset`` the calibrator is wrapped in a
+    :class:`~stellar.evaluation.calibration.SubsetIntervalCalibrator` (one per modality subset, the pooled one for
+    a subset or target with fewer than ``min_subset_rows`` usable validation rows); elsewhere they are ignored.
+    """
+    if not node:
+        return None
+    cfg = node.copy() if isinstance(node, DictConfig) else OmegaConf.create(dict(node))
+    with open_dict(cfg):
+        by_subset, min_rows = cfg.pop("by_subset", True), cfg.pop("min_subset_rows", 30)
+    calibrator = cast(BaseIntervalCalibrator, instantiate(cfg))
+    if by_subset and isinstance(dm, MultiModalDataModule) and len(dm.modalities) > 1:
+        return SubsetIntervalCalibrator(calibrator, min_rows=int(min_rows))
+    return calibrator
+
+
 def fit_interval_calibrator(
-    calibrator: BaseIntervalCalibrator | None, outputs: Mapping[str, np.ndarray], dm: StellarDataModule, model: Any
+    calibrator: BaseIntervalCalibrator | None,
+    outputs: Mapping[str, np.ndarray],
+    dm: StellarDataModule,
+    model: Any,
+    trainer: L.Trainer | None = None,
+    part: str = "val",
 ) -> BaseIntervalCalibrator | None:
     """Fit on the validation rows with a known truth, in the model's learned space (its ``log_targets``);
-    ``None`` when there is no calibrator, no regression target or too few truths."""
+    ``None`` when there is no calibrator, no regression target or too few truths.
+
+    A :class:`~stellar.evaluation.calibration.SubsetIntervalCalibrator` is also fitted per modality subset, on the
+    model's outputs over the objects of ``part`` that have the subset, with only it present (:func:`subset_outputs`;
+    ``trainer`` predicts with a LightningModule)."""
     targets = list(getattr(model, "targets", ()) or ())
     if calibrator is None or not targets or not outputs:
         return None
@@ -136,7 +168,25 @@ def fit_interval_calibrator(
     if not truths:
         log.warning("interval calibrator not fitted: no target has 2 or more validation truths")
         return None
-    return calibrator.fit(outputs, truths, log_targets=getattr(model, "log_targets", ()) or ())
+    log_targets = getattr(model, "log_targets", ()) or ()
+    if isinstance(calibrator, SubsetIntervalCalibrator):
+        by_subset = {
+            name: (out, {t: v for t, v in truths_of(out, dm, list(truths)).items()})
+            for name, out in subset_outputs(trainer, model, dm, part)
+        }
+        return calibrator.fit_subsets(outputs, truths, by_subset, log_targets=log_targets)
+    return calibrator.fit(outputs, truths, log_targets=log_targets)
+
+
+def row_subsets(dm: StellarDataModule, part: str, outputs: Mapping[str, np.ndarray]) -> list[str] | None:
+    """The modality subset (``spectrum+sed``…) each row of ``outputs`` has in ``part`` (all its modalities
+    present), for a per-subset interval calibrator; ``None`` for a single-modality datamodule."""
+    if not isinstance(dm, MultiModalDataModule) or not outputs:
+        return None
+    ds = cast(Any, dm.part(part))
+    names = subset_names({m: (r >= 0).numpy() for m, r in ds.rows.items()})
+    where = dict(zip(ds.common["index"].numpy().tolist(), names, strict=True))
+    return [str(where[int(i)]) for i in outputs["index"]]
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -167,9 +217,11 @@ def score_outputs(
     targets: list[str],
     calibrator: BaseProbCalibrator | None,
     interval_calibrator: BaseIntervalCalibrator | None = None,
+    groups: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """``{"classification": …, "regression": {target: …}}`` of outputs against the stored truths of their rows;
-    regression coverage is reported before and after ``interval_calibrator``."""
+    regression coverage is reported before and after ``interval_calibrator`` (``groups``: the modality subset of
+    each row, for a per-subset one; see :func:`row_subsets`)."""
     report: dict[str, Any] = {}
     if "logits" in outputs:
         labels = labels_of(outputs, dm)
@@ -182,7 +234,7 @@ def score_outputs(
         if np.isfinite(truth).any():
             factors = None
             if interval_calibrator is not None:
-                k68, k95 = (interval_calibrator.factor(t, level) for level in REPORT_LEVELS)
+                k68, k95 = (interval_calibrator.factors(t, level, len(truth), groups) for level in REPORT_LEVELS)
                 factors = (k68, k95)
             regression[t] = regression_report(outputs[f"{t}_mean"], outputs[f"{t}_logvar"], truth, factors)
     if regression:
@@ -203,24 +255,17 @@ def subset_row(report: Mapping[str, Any]) -> dict[str, float]:
     return row
 
 
-def score_subsets(
-    trainer: L.Trainer | None,
-    model: L.LightningModule | Any,
-    dm: StellarDataModule,
-    part: str,
-    calibrator: BaseProbCalibrator | None,
-    interval_calibrator: BaseIntervalCalibrator | None = None,
-) -> dict[str, dict[str, float]]:
-    """Metrics of a multi-modal model for every non-empty subset of the datamodule's modalities (``spectrum``,
-    ``sed``, ``spectrum+sed``…): each over the objects of ``part`` that have all of the subset, with the other
-    modalities masked, so every subset is scored on objects that could be scored by it; ``{}`` for a single-modality
-    datamodule. Rows are :func:`subset_row`."""
+def subset_outputs(
+    trainer: L.Trainer | None, model: L.LightningModule | Any, dm: StellarDataModule, part: str
+) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+    """``(subset name, outputs)`` for every non-empty subset of a multi-modal datamodule's modalities
+    (``spectrum``, ``sed``, ``spectrum+sed``…): the model's outputs over the objects of ``part`` that have all of the
+    subset, with the other modalities masked. Nothing for a single-modality datamodule, or a model that does not read
+    the presence masks."""
     lightning = isinstance(model, L.LightningModule)
     # a LightningModule, or an estimator that reads the presence masks (late fusion): a model of the objects
     if not isinstance(dm, MultiModalDataModule) or not (lightning or "present" in getattr(model, "inputs", ())):
-        return {}
-    class_names, targets = list(getattr(model, "class_names", [])), list(getattr(model, "targets", []))
-    table: dict[str, dict[str, float]] = {}
+        return
     for k in range(1, len(dm.modalities) + 1):
         for subset in combinations(dm.modalities, k):
             if lightning:
@@ -233,6 +278,25 @@ def score_subsets(
                 if not len(arrays["index"]):
                     continue
                 outputs = {**cast(Any, model).predict_outputs(arrays), "index": arrays["index"]}
-            report = score_outputs(outputs, dm, class_names, targets, calibrator, interval_calibrator)
-            table["+".join(subset)] = subset_row(report)
+            yield "+".join(subset), outputs
+
+
+def score_subsets(
+    trainer: L.Trainer | None,
+    model: L.LightningModule | Any,
+    dm: StellarDataModule,
+    part: str,
+    calibrator: BaseProbCalibrator | None,
+    interval_calibrator: BaseIntervalCalibrator | None = None,
+) -> dict[str, dict[str, float]]:
+    """Metrics of a multi-modal model for every non-empty subset of the datamodule's modalities (``spectrum``,
+    ``sed``, ``spectrum+sed``…): each over the objects of ``part`` that have all of the subset, with the other
+    modalities masked (:func:`subset_outputs`), so every subset is scored on objects that could be scored by it, and
+    its intervals calibrated as that subset's; ``{}`` for a single-modality datamodule. Rows are :func:`subset_row`."""
+    class_names, targets = list(getattr(model, "class_names", [])), list(getattr(model, "targets", []))
+    table: dict[str, dict[str, float]] = {}
+    for name, outputs in subset_outputs(trainer, model, dm, part):
+        groups = [name] * len(outputs["index"])
+        report = score_outputs(outputs, dm, class_names, targets, calibrator, interval_calibrator, groups)
+        table[name] = subset_row(report)
     return table

@@ -43,6 +43,7 @@ from stellar.pipelines.common import (
     load_interval_calibrator,
     load_weights,
     predict,
+    row_subsets,
     score_outputs,
     score_subsets,
     truths_of,
@@ -119,7 +120,8 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     outputs = predict(trainer, model, dm, "test")
     if not outputs:
         raise StellarDataError(f"nothing to score: the test part of {dm.dataset_name} is empty")
-    report = score_outputs(outputs, dm, class_names, list(model.targets), calibrator, interval_calibrator)
+    groups = row_subsets(dm, "test", outputs)  # the modality subset of each object, for a per-subset calibrator
+    report = score_outputs(outputs, dm, class_names, list(model.targets), calibrator, interval_calibrator, groups)
     subsets = score_subsets(trainer, model, dm, "test", calibrator, interval_calibrator)
     if subsets:
         report["subsets"] = subsets
@@ -133,7 +135,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "interval_calibrator": type(interval_calibrator).__name__ if interval_calibrator is not None else None,
         "n_scored": len(outputs["index"]),
     }
-    figures = _figures(report, outputs, dm, calibrator, interval_calibrator, int(cfg.n_bins))
+    figures = _figures(report, outputs, dm, calibrator, interval_calibrator, int(cfg.n_bins), groups)
     out_dir = Path(cfg.paths.output_dir)
     paths = write_report(out_dir, report, figures)
     _to_tensorboard(out_dir / "tensorboard", report, paths)
@@ -148,6 +150,7 @@ def _figures(
     calibrator: Any,
     interval_calibrator: Any,
     n_bins: int,
+    groups: Any = None,
 ) -> dict[str, Any]:
     figs: dict[str, Any] = {}
     cls = report.get("classification")
@@ -159,7 +162,7 @@ def _figures(
         curves, skipped = one_vs_rest_curves(after, labels, cls["class_names"])
         figs["roc"] = roc_figure(curves, skipped)
         figs["precision_recall"] = pr_figure(curves, skipped)
-    calibrated = calibrated_outputs(interval_calibrator, outputs)  # error bars: the calibrated 1-sigma
+    calibrated = calibrated_outputs(interval_calibrator, outputs, groups)  # error bars: the calibrated 1-sigma
     for t, truth in truths_of(outputs, dm, list(report.get("regression", {}))).items():
         figs[f"regression_{t}"] = regression_figure(
             t, truth, calibrated[f"{t}_mean"], calibrated[f"{t}_logvar"], UNITS.get(t, "")

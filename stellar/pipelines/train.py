@@ -24,12 +24,14 @@ from stellar.data.datamodules import StellarDataModule
 from stellar.errors import StellarConfigError
 from stellar.pipelines.common import (
     INTERVAL_CALIBRATOR_FILE,
+    build_interval_calibrator,
     fit_calibrator,
     fit_interval_calibrator,
     flat_scalars,
     flatten,
     labels_of,
     predict,
+    row_subsets,
     save_calibrator,
     score_outputs,
     score_subsets,
@@ -113,7 +115,8 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             calibrator = fit_calibrator(instantiate(cfg.calibrator), val_out, labels_of(val_out, dm))
             metrics["calibrator"] = str(save_calibrator(calibrator, output_dir))
         if want_intervals:
-            interval_calibrator = fit_interval_calibrator(instantiate(cfg.interval_calibrator), val_out, dm, model)
+            unfitted = build_interval_calibrator(cfg.interval_calibrator, dm)
+            interval_calibrator = fit_interval_calibrator(unfitted, val_out, dm, model, trainer)
             path = save_calibrator(interval_calibrator, output_dir, INTERVAL_CALIBRATOR_FILE)
             metrics["interval_calibrator"] = str(path)
 
@@ -127,7 +130,8 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
     if testing and (model.class_names or model.targets):  # a model with heads to score (not a pretraining one)
         test_out = predict(trainer, model, dm, "test")
-        summary = score_outputs(test_out, dm, model.class_names, model.targets, calibrator, interval_calibrator)
+        groups = row_subsets(dm, "test", test_out)
+        summary = score_outputs(test_out, dm, model.class_names, model.targets, calibrator, interval_calibrator, groups)
         subsets = score_subsets(trainer, model, dm, "test", calibrator, interval_calibrator)
         if subsets:
             summary["subsets"] = subsets

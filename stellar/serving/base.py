@@ -254,6 +254,10 @@ class StellarAPI(ls.LitAPI):
                 parts.append({k: v.float().cpu().numpy() for k, v in out.items()})
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
+    def subset_groups(self, arrays: dict[str, np.ndarray]) -> list[str] | None:
+        """The modality subset of each row (``None`` here: one modality; the multi-modal endpoint overrides it)."""
+        return None
+
     def _predictions(self, arrays: dict[str, np.ndarray]) -> list[dict[str, Any]]:
         out = self._outputs(arrays)
         valid = self.valid_fraction(arrays)
@@ -271,8 +275,9 @@ class StellarAPI(ls.LitAPI):
                 probs[~bad] = self._calibrated_probs(self.calibrator, out["logits"][~bad])
         intervals: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         if self.interval_calibrator is not None:  # the calibrated 95% interval, then the calibrated 1-sigma std
-            intervals = {t: self.interval_calibrator.interval(out, t, 0.95) for t in self.targets}
-            out = self.interval_calibrator.transform(out)
+            groups = self.subset_groups(arrays)  # the modality subset of each row, for a per-subset calibrator
+            intervals = {t: self.interval_calibrator.interval(out, t, 0.95, groups) for t in self.targets}
+            out = self.interval_calibrator.transform(out, groups)
         preds = []
         for k in range(n):
             p: dict[str, Any] = {"valid_fraction": float(valid[k]), "probabilities": {}, "targets": {}}

@@ -205,6 +205,13 @@ class MultiModalAPI(StellarAPI):
                 parts.append({k: v.float().cpu().numpy() for k, v in out.items()})
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
+    def subset_groups(self, arrays: dict[str, np.ndarray]) -> list[str] | None:
+        """Each object's modality subset from its presence masks (model modality names, e.g. ``spectrum+sed``)."""
+        from stellar.evaluation.calibration import subset_names
+
+        masks = {m: arrays[f"present{_SEP}{m}"] for m in self.used.values() if f"present{_SEP}{m}" in arrays}
+        return [str(g) for g in subset_names(masks)] if masks else None
+
     def _predictions(self, arrays: dict[str, np.ndarray]) -> list[dict[str, Any]]:
         preds = super()._predictions(arrays)
         for k, p in enumerate(preds):

@@ -189,7 +189,7 @@ def test_bad_input_is_refused_with_the_argument_named():
 
 
 def test_from_dict_refuses_unknown_foreign_and_malformed_payloads():
-    with pytest.raises(StellarValueError, match=r"must be one of \['conformal', 'none', 'variance'\]"):
+    with pytest.raises(StellarValueError, match=r"must be one of \['by_subset', 'conformal', 'none', 'variance'\]"):
         BaseIntervalCalibrator.from_dict({"type": "temperature", "temperature": 1.0})
     # the two families do not mix: a probability calibrator's payload is not an interval calibrator's
     temp = TemperatureScaler().fit(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([0, 1])).to_dict()

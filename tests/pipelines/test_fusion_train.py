@@ -10,8 +10,9 @@ import lightning as L
 import numpy as np
 import pytest
 
+from stellar.evaluation.calibration import ONE_SIGMA, SubsetIntervalCalibrator, VarianceScaler
 from stellar.pipelines import evaluate, train
-from stellar.pipelines.common import predict
+from stellar.pipelines.common import build_interval_calibrator, predict, subset_outputs, truths_of
 from stellar.registry import ModelRegistry
 from tests.pipelines.conftest import FAST_MULTIMODAL
 
@@ -29,7 +30,7 @@ SUBSETS = {
 def test_fusion_run_scores_every_subset_registers_and_reloads_identically(make_cfg, tmp_path):
     cfg = make_cfg(
         "model=fusion", *FAST_MULTIMODAL, "debug=limit", "logger=none",
-        "register=true", f"registry.root={tmp_path / 'registry'}",
+        "register=true", f"registry.root={tmp_path / 'registry'}", "interval_calibrator.min_subset_rows=2",
     )  # fmt: skip
     metrics, objs = train.run(cfg)
     run_dir = Path(cfg.paths.output_dir)
@@ -42,6 +43,20 @@ def test_fusion_run_scores_every_subset_registers_and_reloads_identically(make_c
     assert summary["subsets"]["spectrum"]["n"] == int(have["spectrum"].sum())
     assert summary["subsets"]["spectrum+sed+lightcurve"]["n"] == int(np.all(list(have.values()), axis=0).sum())
     assert (run_dir / "calibrator.json").is_file() and (run_dir / "interval_calibrator.json").is_file()
+
+    # intervals per modality subset: one calibrator per subset, and each subset's row scored with its own factors
+    cal = objs["interval_calibrator"]
+    assert isinstance(cal, SubsetIntervalCalibrator) and set(cal.subsets_) == SUBSETS
+    assert json.loads((run_dir / "interval_calibrator.json").read_text())["type"] == "by_subset"
+    sed = dict(subset_outputs(objs["trainer"], objs["model"], dm, "test"))["sed"]
+    truth = truths_of(sed, dm, ["logg"])["logg"]
+    lo, hi = cal.interval(sed, "logg", ONE_SIGMA, ["sed"] * len(truth))
+    ok = np.isfinite(truth)
+    expected = np.mean((truth[ok] >= lo[ok]) & (truth[ok] <= hi[ok]))
+    assert summary["subsets"]["sed"]["logg_coverage_68"] == pytest.approx(expected)
+    assert isinstance(build_interval_calibrator({**cfg.interval_calibrator, "by_subset": False}, dm), type(cal.pooled))
+    assert isinstance(build_interval_calibrator({"_target_": f"{VarianceScaler.__module__}.VarianceScaler"}, dm),
+                      SubsetIntervalCalibrator)  # fmt: skip
 
     # the registry stores the version and rebuilds the model: the same predictions on the test part
     version = ModelRegistry(tmp_path / "registry").get("fusion")

@@ -15,6 +15,7 @@ from hydra import compose, initialize_config_dir
 from litserve.utils import wrap_litserve_start
 from pydantic import ValidationError
 
+from stellar.evaluation.calibration import ONE_SIGMA, SubsetIntervalCalibrator
 from stellar.models.late_fusion import LateFusion
 from stellar.pipelines import train
 from stellar.serving.api import Failure, MultiModalAPI
@@ -56,7 +57,10 @@ def miles_registry(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def sim_registry(tmp_path_factory) -> Path:
     """model=fusion on the paired simulation (spectrum, SED with parallax, light curve)."""
-    return _register(tmp_path_factory.mktemp("mm_sim"), "model=fusion", *FAST_MULTIMODAL, "datamodule.source.n=96")
+    return _register(
+        tmp_path_factory.mktemp("mm_sim"), "model=fusion", *FAST_MULTIMODAL, "datamodule.source.n=96",
+        "interval_calibrator.min_subset_rows=2",  # every subset its own interval calibrator, even on a tiny val part
+    )  # fmt: skip
 
 
 def _api(root: Path) -> MultiModalAPI:
@@ -140,6 +144,16 @@ def test_every_subset_of_parts_answers_and_matches_the_batched_answer(sim_regist
         assert b["modalities_used"] == a["modalities_used"]
         assert b["probabilities"] == pytest.approx(a["probabilities"], rel=1e-4, abs=1e-6)
         assert b["targets"]["teff"]["mean"] == pytest.approx(a["targets"]["teff"]["mean"], rel=1e-4)
+    # each object's σ is calibrated by its modality subset's calibrator: the raw σ times that subset's factor
+    cal = api.interval_calibrator
+    assert isinstance(cal, SubsetIntervalCalibrator) and len(cal.subsets_) == len(subsets)
+    api.interval_calibrator = None
+    raw = _answer(api, {"objects": [{p: parts[p] for p in s} for s in subsets]})["predictions"]
+    api.interval_calibrator = cal
+    for s, a, r in zip(subsets, batched, raw, strict=True):
+        name = "+".join(api.used[p] for p in s)
+        k = cal.factors("logg", ONE_SIGMA, 1, [name])[0]
+        assert a["targets"]["logg"]["std"] == pytest.approx(r["targets"]["logg"]["std"] * k, rel=1e-4), name
     # the parts change the answer: spectrum alone vs spectrum + photometry differ
     assert alone[0]["probabilities"] != pytest.approx(alone[3]["probabilities"], abs=1e-6)
     failed = api.decode_request(MultiModalRequest.model_validate({"objects": [{"photometry": {"magnitudes": [1.0]}}]}))

@@ -14,7 +14,8 @@ what to feed it. Labels must be known here (integers in ``[0, C)``); drop unlabe
   :class:`IsotonicCalibrator`
 - :mod:`~stellar.evaluation.calibration.intervals` — regression intervals: :class:`BaseIntervalCalibrator`
   (the same registry and JSON round trip), :class:`NoIntervalCalibration`, :class:`VarianceScaler`,
-  :class:`ConformalIntervals`, fitted on normalised residuals of ``<t>_mean``/``<t>_logvar``
+  :class:`ConformalIntervals`, fitted on normalised residuals of ``<t>_mean``/``<t>_logvar``, and
+  :class:`SubsetIntervalCalibrator` (one of them per modality subset of a multi-modal model, pooled fallback)
 - :mod:`~stellar.evaluation.calibration.registry` — :class:`TypeRegistered`, the ``type_name`` registry both
   families share
 
@@ -36,11 +37,14 @@ from stellar.evaluation.calibration.intervals import (
     BaseIntervalCalibrator,
     ConformalIntervals,
     NoIntervalCalibration,
+    SubsetIntervalCalibrator,
     VarianceScaler,
     calibrated_outputs,
     conformal_quantile,
     gaussian_factor,
     normalised_residuals,
+    subset_key,
+    subset_names,
 )
 from stellar.evaluation.calibration.scores import INPUT_KINDS, PROB_SUM_TOL, InputKind, softmax, validate_scores
 
@@ -56,6 +60,7 @@ __all__ = [
     "IsotonicCalibrator",
     "NoCalibration",
     "NoIntervalCalibration",
+    "SubsetIntervalCalibrator",
     "TemperatureScaler",
     "VarianceScaler",
     "brier_score",
@@ -68,5 +73,7 @@ __all__ = [
     "normalised_residuals",
     "reliability_curve",
     "softmax",
+    "subset_key",
+    "subset_names",
     "validate_scores",
 ]

@@ -17,10 +17,18 @@ target and interval level, a factor ``k`` such that ``mean ± k · std`` holds t
 :meth:`BaseIntervalCalibrator.transform` rescales every fitted target's standard deviation by its 68.27% factor,
 so ``mean ± std`` is the calibrated 1σ interval (what the server answers); wider levels use :meth:`factor`.
 The JSON round trip (``to_dict`` / ``BaseIntervalCalibrator.from_dict``) mirrors the probability calibrators'.
+
+:class:`SubsetIntervalCalibrator` wraps any of them for multi-modal models: one calibrator per modality subset
+(``spectrum``, ``sed``, ``spectrum+sed``…), fitted on the model's outputs with only that subset present, and the
+pooled one for a subset or target with too few fitting rows. Its factors depend on each row's subset, so
+:meth:`~BaseIntervalCalibrator.factors`, :meth:`~BaseIntervalCalibrator.transform` and
+:meth:`~BaseIntervalCalibrator.interval` take an optional ``groups`` (the subset name of each row; every other
+calibrator ignores it).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from abc import ABC, abstractmethod
@@ -207,25 +215,35 @@ class BaseIntervalCalibrator(TypeRegistered, ABC):
         state = (self.params_ or {}).get(target)
         return gaussian_factor(lv) if state is None else self._factor(state, lv)
 
-    def transform(self, outputs: Mapping[str, Any]) -> dict[str, Any]:
+    def factors(self, target: str, level: float, n: int, groups: Sequence[str] | None = None) -> np.ndarray:
+        """``k`` of each of ``n`` rows (shape (n,)): :meth:`factor` for every row here; a calibrator per group
+        (:class:`SubsetIntervalCalibrator`) reads ``groups``, the group (modality subset) of each row."""
+        return np.full(n, self.factor(target, level))
+
+    def transform(self, outputs: Mapping[str, Any], groups: Sequence[str] | None = None) -> dict[str, Any]:
         """A copy of ``outputs`` with each fitted target's ``<t>_logvar`` rescaled so that ``mean ± std`` is the
-        calibrated 68.27% interval; other keys (and targets without a fitted state) are unchanged."""
+        calibrated 68.27% interval; other keys (and targets without a fitted state) are unchanged. ``groups``:
+        see :meth:`factors`."""
         out = dict(outputs)
         for t in self.targets:
             key = f"{t}_logvar"
             if key in out:
                 lv = np.asarray(out[key])
-                out[key] = (lv + 2.0 * math.log(self.factor(t, ONE_SIGMA))).astype(lv.dtype, copy=False)
+                k = self.factors(t, ONE_SIGMA, len(lv), groups)
+                out[key] = (lv + 2.0 * np.log(k)).astype(lv.dtype, copy=False)
         return out
 
-    def interval(self, outputs: Mapping[str, Any], target: str, level: float) -> tuple[np.ndarray, np.ndarray]:
+    def interval(
+        self, outputs: Mapping[str, Any], target: str, level: float, groups: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated ``level`` interval ``mean ± k · std`` of ``target`` (physical units; ``outputs`` as the model
-        gives them, before :meth:`transform`), as (low, high) arrays."""
+        gives them, before :meth:`transform`), as (low, high) arrays. ``groups``: see :meth:`factors`."""
         for key in (f"{target}_mean", f"{target}_logvar"):
             if key not in outputs:
                 raise StellarValueError(f"outputs must hold {key!r} for target {target!r}; found {sorted(outputs)}")
         mean = np.asarray(outputs[f"{target}_mean"], dtype=np.float64)
-        half = self.factor(target, level) * np.exp(0.5 * np.asarray(outputs[f"{target}_logvar"], dtype=np.float64))
+        k = self.factors(target, level, len(mean), groups)
+        half = k * np.exp(0.5 * np.asarray(outputs[f"{target}_logvar"], dtype=np.float64))
         return mean - half, mean + half
 
     def to_dict(self) -> dict[str, Any]:
@@ -368,6 +386,160 @@ class ConformalIntervals(BaseIntervalCalibrator):
         return {**super()._check_state(target, state), "quantiles": [list(p) for p in pairs]}
 
 
-def calibrated_outputs(calibrator: BaseIntervalCalibrator | None, outputs: Mapping[str, Any]) -> dict[str, Any]:
-    """``outputs`` with calibrated σ (a plain copy without a calibrator)."""
-    return dict(outputs) if calibrator is None else calibrator.transform(outputs)
+def subset_key(name: str) -> str:
+    """A modality subset's name in canonical form (its modalities sorted), so ``sed+spectrum`` is ``spectrum+sed``."""
+    return "+".join(sorted(p for p in str(name).split("+") if p))
+
+
+def subset_names(present: Mapping[str, Any]) -> np.ndarray:
+    """The modality subset of each row, ``"+"``-joined in the order of ``present`` (modality → (N,) bool mask);
+    ``""`` for a row with none."""
+    masks = {m: np.asarray(v, dtype=bool).ravel() for m, v in present.items()}
+    n = len(next(iter(masks.values()))) if masks else 0
+    return np.array(["+".join(m for m, v in masks.items() if v[i]) for i in range(n)], dtype=object)
+
+
+class SubsetIntervalCalibrator(BaseIntervalCalibrator):
+    """One interval calibrator per modality subset, with the pooled one as the fallback.
+
+    The modality subsets of a multi-modal model have different error scales (a spectrum knows Teff, a parallax
+    knows log g), so one factor per target cannot cover every subset at its level. This fits a copy of ``pooled``
+    per subset on the model's outputs with only that subset present (:meth:`fit_subsets`) and uses it for rows of
+    that subset; a subset (or a target of it) with fewer than ``min_rows`` usable rows, or a subset never seen, gets
+    the pooled factor, which is also what :meth:`factor` (no rows) answers.
+
+    Parameters
+    ----------
+    pooled : BaseIntervalCalibrator
+        The calibrator to fit on all rows and to copy per subset (unfitted; e.g. :class:`ConformalIntervals`).
+    min_rows : int
+        Fewest usable validation rows of a target in a subset for that subset's own factor.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> out = {"x_mean": np.zeros(4000), "x_logvar": np.zeros(4000)}  # predicted σ = 1 for both subsets
+    >>> a, b = rng.normal(0, 0.5, 4000), rng.normal(0, 2.0, 4000)
+    >>> cal = SubsetIntervalCalibrator(VarianceScaler(), min_rows=30)
+    >>> cal = cal.fit_subsets(out, {"x": a}, {"a": (out, {"x": a}), "b": (out, {"x": b})})
+    >>> [round(float(k), 1) for k in cal.factors("x", ONE_SIGMA, 2, ["a", "b"])]
+    [0.5, 2.0]
+    """
+
+    type_name = "by_subset"
+
+    def __init__(self, pooled: BaseIntervalCalibrator, min_rows: int = 30) -> None:
+        super().__init__()
+        if not isinstance(pooled, BaseIntervalCalibrator) or isinstance(pooled, SubsetIntervalCalibrator):
+            raise StellarValueError(f"pooled must be an interval calibrator of one scope, found {pooled!r}")
+        if int(min_rows) != min_rows or min_rows < 2:
+            raise StellarValueError(f"min_rows must be an integer >= 2, found {min_rows!r}")
+        self.pooled = pooled
+        self.min_rows = int(min_rows)
+        #: per subset name (as fitted), its own calibrator
+        self.subsets_: dict[str, BaseIntervalCalibrator] = {}
+        self._template = copy.deepcopy(pooled)
+
+    @property
+    def requires_fit(self) -> bool:  # type: ignore[override]
+        return self.pooled.requires_fit
+
+    def fit(
+        self,
+        outputs: Mapping[str, Any],
+        truths: Mapping[str, Any],
+        log_targets: Iterable[str] = (),
+        min_rows: int = 2,
+    ) -> SubsetIntervalCalibrator:
+        """Fit the pooled calibrator only (no subsets: every row gets the pooled factor); see :meth:`fit_subsets`."""
+        self.pooled.fit(outputs, truths, log_targets, min_rows)
+        self.log_targets, self.params_ = self.pooled.log_targets, self.pooled.params_
+        return self
+
+    def fit_subsets(
+        self,
+        outputs: Mapping[str, Any],
+        truths: Mapping[str, Any],
+        by_subset: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]],
+        log_targets: Iterable[str] = (),
+    ) -> SubsetIntervalCalibrator:
+        """Fit the pooled calibrator on ``outputs``/``truths`` (every held-out row as it comes) and one per subset.
+
+        Parameters
+        ----------
+        outputs, truths : mapping
+            As in :meth:`BaseIntervalCalibrator.fit`: the pooled fit.
+        by_subset : mapping of str to (outputs, truths)
+            Per modality subset name, the model's outputs on the held-out objects that have the subset, with only it
+            present, and their truths.
+        log_targets : iterable of str
+            Targets the model learns as log10.
+        """
+        log_targets = list(log_targets)
+        self.fit(outputs, truths, log_targets)
+        self.subsets_ = {}
+        for name, (sub_out, sub_truths) in by_subset.items():
+            usable = {
+                t: v
+                for t, v in sub_truths.items()
+                if len(normalised_residuals(sub_out[f"{t}_mean"], sub_out[f"{t}_logvar"], v, t in log_targets, t))
+                >= self.min_rows
+            }
+            if not usable:
+                log.warning("subset %s: under %d usable rows for every target: pooled factors", name, self.min_rows)
+                continue
+            log.info("subset %s: own interval calibrator for %s", name, sorted(usable))
+            self.subsets_[name] = copy.deepcopy(self._template).fit(sub_out, usable, log_targets, self.min_rows)
+        return self
+
+    def factors(self, target: str, level: float, n: int, groups: Sequence[str] | None = None) -> np.ndarray:
+        """Per row, the factor of its subset's calibrator where that has a state for ``target``, else the pooled
+        factor (every row when ``groups`` is ``None``)."""
+        k = np.full(n, self.factor(target, level))
+        if groups is None:
+            return k
+        g = np.asarray(groups, dtype=object).ravel()
+        if len(g) != n:
+            raise StellarValueError(f"groups must hold one subset name per row ({n}), found {len(g)}")
+        own = {subset_key(s): cal for s, cal in self.subsets_.items() if target in cal.targets}
+        keys = np.array([subset_key(x) for x in g], dtype=object)
+        for key, cal in own.items():
+            k[keys == key] = cal.factor(target, level)
+        return k
+
+    def _factor(self, state: Mapping[str, Any], level: float) -> float:
+        return self.pooled._factor(state, level)
+
+    def _fit_target(self, z: np.ndarray) -> dict[str, Any]:
+        return self.pooled._fit_target(z)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``type``, ``min_rows``, the ``pooled`` calibrator's and each subset's ``to_dict()`` (``subsets``)."""
+        return {
+            "type": self.type_name,
+            "min_rows": self.min_rows,
+            "pooled": self.pooled.to_dict(),
+            "subsets": {s: cal.to_dict() for s, cal in self.subsets_.items()},
+        }
+
+    @classmethod
+    def _from_payload(cls, payload: Mapping[str, Any]) -> SubsetIntervalCalibrator:
+        pooled = BaseIntervalCalibrator.from_dict(payload["pooled"])
+        if isinstance(pooled, SubsetIntervalCalibrator):
+            raise StellarValueError("payload['pooled'] must be an interval calibrator of one scope, not 'by_subset'")
+        obj = cls(copy.deepcopy(pooled), int(payload["min_rows"]))
+        obj.pooled = pooled
+        obj.log_targets, obj.params_ = pooled.log_targets, pooled.params_
+        obj.subsets_ = {str(s): BaseIntervalCalibrator.from_dict(p) for s, p in dict(payload["subsets"]).items()}
+        return obj
+
+    def __repr__(self) -> str:
+        return f"SubsetIntervalCalibrator(pooled={self.pooled!r}, subsets={sorted(self.subsets_)})"
+
+
+def calibrated_outputs(
+    calibrator: BaseIntervalCalibrator | None, outputs: Mapping[str, Any], groups: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """``outputs`` with calibrated σ (a plain copy without a calibrator); ``groups``: the subset of each row."""
+    return dict(outputs) if calibrator is None else calibrator.transform(outputs, groups)

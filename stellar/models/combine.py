@@ -29,11 +29,9 @@ from scipy.optimize import minimize
 from stellar.errors import StellarConfigError, StellarDataError
 from stellar.evaluation.calibration import BaseProbCalibrator, softmax
 from stellar.models.ensemble import EnsembleClassifier
-from stellar.models.estimators import read_meta
+from stellar.models.estimators import LOGIT_FLOOR, members_log_probs, read_meta
 
 log = logging.getLogger(__name__)
-
-_FLOOR = 1e-12
 
 
 class StackedPool:
@@ -59,7 +57,7 @@ class StackedPool:
 
     def fit(self, probs: Sequence[np.ndarray], y: np.ndarray) -> StackedPool:
         """Fit on the members' probabilities (each (N, C)) and labels ``y`` (N,) in ``[0, C)``."""
-        log_p = np.log(np.clip(np.stack([np.asarray(p, dtype=np.float64) for p in probs]), _FLOOR, 1.0))
+        log_p = members_log_probs(probs)
         m, n, c = log_p.shape
         y = np.asarray(y, dtype=np.int64)
         if n < 2 or len(y) != n or y.min() < 0 or y.max() >= c:
@@ -88,7 +86,7 @@ class StackedPool:
         """Combined probabilities (N, C) of the members' probabilities."""
         if self.weights is None or self.bias is None:
             raise StellarConfigError("the stacked pool is not fitted (fit() or from_dict() first)")
-        log_p = np.log(np.clip(np.stack([np.asarray(p, dtype=np.float64) for p in probs]), _FLOOR, 1.0))
+        log_p = members_log_probs(probs)
         if log_p.shape[0] != len(self.weights) or log_p.shape[2] != len(self.bias):
             raise StellarDataError(
                 f"probs has {log_p.shape[0]} members x {log_p.shape[2]} classes; the pool was fitted on "
@@ -177,7 +175,7 @@ class CalibratedEnsemble(EnsembleClassifier):
         if self.member_calibrator is not None:
             for key, p in raw.items():
                 cal = self.member_calibrator()
-                cal.fit(np.log(np.clip(p[ok], _FLOOR, 1.0)) if cal.input_kind == "logits" else p[ok], y[ok])
+                cal.fit(np.log(np.clip(p[ok], LOGIT_FLOOR, 1.0)) if cal.input_kind == "logits" else p[ok], y[ok])
                 self.prob_calibrators[key] = cal
         calibrated = self.adjust_probs(raw)
         if self.stack:
@@ -185,7 +183,7 @@ class CalibratedEnsemble(EnsembleClassifier):
         for key, p in calibrated.items():
             metrics[f"val/{key}.calibrated_acc"] = float(np.mean(p[ok].argmax(1) == y[ok]))
         p = self.combine(calibrated)[ok]
-        metrics["val/combined_mlogloss"] = float(-np.mean(np.log(np.clip(p[np.arange(len(p)), y[ok]], _FLOOR, 1))))
+        metrics["val/combined_mlogloss"] = float(-np.mean(np.log(np.clip(p[np.arange(len(p)), y[ok]], LOGIT_FLOOR, 1))))
         metrics["val/combined_acc"] = float(np.mean(p.argmax(1) == y[ok]))
         return metrics
 
@@ -197,7 +195,7 @@ class CalibratedEnsemble(EnsembleClassifier):
             if cal is None:
                 out[key] = p
             else:
-                out[key] = cal.transform(np.log(np.clip(p, _FLOOR, 1.0)) if cal.input_kind == "logits" else p)
+                out[key] = cal.transform(np.log(np.clip(p, LOGIT_FLOOR, 1.0)) if cal.input_kind == "logits" else p)
         return out
 
     def combine(self, probs: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -37,11 +37,16 @@ from stellar.evaluation.calibration import (
     negative_log_likelihood,
     softmax,
 )
-from stellar.models.estimators import PIPELINE_KEYS, Estimator, log_probs, read_meta, write_meta
+from stellar.models.estimators import (
+    PIPELINE_KEYS,
+    Estimator,
+    log_probs,
+    members_log_probs,
+    read_meta,
+    write_meta,
+)
 
 log = logging.getLogger(__name__)
-
-_FLOOR = 1e-12
 
 
 def gaussian_mixture(
@@ -174,7 +179,7 @@ def log_linear_pool(
     """
     if not probs:
         raise StellarConfigError("probs must hold at least one member's probabilities")
-    log_p = np.log(np.clip(np.stack([np.asarray(p, dtype=np.float64) for p in probs]), _FLOOR, 1.0))
+    log_p = members_log_probs(probs)
     w = _present_weights(weights, present, log_p.shape[0], log_p.shape[1])
     return softmax(np.einsum("mn,mnc->nc", np.nan_to_num(w), log_p)) * np.where(np.isnan(w[0]), np.nan, 1.0)[:, None]
 

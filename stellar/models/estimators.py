@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 #: file name of the estimator's metadata inside a checkpoint folder
 META_FILE = "estimator.json"
-_LOGIT_FLOOR = 1e-12
+#: floor of a probability before its log (logits of the output contract, pools of members' probabilities)
+LOGIT_FLOOR = 1e-12
 
 
 def feature_matrix(arrays: Mapping[str, np.ndarray], inputs: Sequence[str]) -> np.ndarray:
@@ -374,7 +375,13 @@ def physical_outputs(y: np.ndarray, sigma: np.ndarray, log10: bool) -> tuple[np.
 
 def log_probs(p: np.ndarray) -> np.ndarray:
     """``logits`` of the output contract from class probabilities: their log, floored at 1e-12, as float32."""
-    return np.log(np.clip(p, _LOGIT_FLOOR, 1.0)).astype(np.float32)
+    return np.log(np.clip(p, LOGIT_FLOOR, 1.0)).astype(np.float32)
+
+
+def members_log_probs(probs: Sequence[np.ndarray]) -> np.ndarray:
+    """(M, N, C) float64 log of M members' (N, C) class probabilities, floored as :func:`log_probs` floors them:
+    what a log-linear pool of the members sums."""
+    return np.log(np.clip(np.stack([np.asarray(p, dtype=np.float64) for p in probs]), LOGIT_FLOOR, 1.0))
 
 
 def write_meta(directory: Path, prefix: str, meta: Mapping[str, Any]) -> Path:

@@ -38,9 +38,6 @@ from stellar.models.estimators import log_probs, physical_outputs, read_meta
 
 log = logging.getLogger(__name__)
 
-#: fields of a multi-modal part that are per-object labels (handed to every member with its modality's fields)
-_LABEL_FIELDS = ("label", "index")
-
 
 class ModalityMember:
     """An estimator that reads one modality, or a set of modalities, of multi-modal per-object arrays: it is fitted on

@@ -171,8 +171,7 @@ def fit_interval_calibrator(
     log_targets = getattr(model, "log_targets", ()) or ()
     if isinstance(calibrator, SubsetIntervalCalibrator):
         by_subset = {
-            name: (out, {t: v for t, v in truths_of(out, dm, list(truths)).items()})
-            for name, out in subset_outputs(trainer, model, dm, part)
+            name: (out, truths_of(out, dm, list(truths))) for name, out in subset_outputs(trainer, model, dm, part)
         }
         return calibrator.fit_subsets(outputs, truths, by_subset, log_targets=log_targets)
     return calibrator.fit(outputs, truths, log_targets=log_targets)

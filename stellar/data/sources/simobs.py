@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stellar.data.labels import mk_letter_from_sptype
 from stellar.data.objects import ObjectTable
 from stellar.data.preprocess.spectra import SpectrumPreprocessing
 from stellar.data.simulate.spectra import SpectrumSimulator
@@ -93,20 +92,7 @@ class MilesSimObsSource(_Paired):
     def _meta(self) -> pd.DataFrame:
         """The MILES spectra's metadata (rows and ``object_id`` of the ``datamodule=miles`` dataset) and labels."""
         _, _, table = self._miles.read()
-        names = table["name"].fillna("miles_id:" + table["miles_id"])
-        sptype = table["sptype"].fillna("").astype(str)
-        return pd.DataFrame(
-            {
-                "object_id": names.to_numpy(),
-                "obs_id": ("miles-" + table["miles_id"]).to_numpy(),
-                "survey": "miles",
-                "ra": np.nan,
-                "dec": np.nan,
-                "epoch": np.nan,
-                "mk_class": [mk_letter_from_sptype(s) or "" for s in sptype],
-                **{c: pd.to_numeric(table[c], errors="coerce").to_numpy(float) for c in SIM_LABELS},
-            }
-        )
+        return MilesSource.stars(table).drop(columns=["sptype"]).assign(epoch=np.nan)
 
     @functools.cached_property
     def training_objects(self) -> list[str]:

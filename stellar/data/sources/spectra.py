@@ -175,6 +175,27 @@ class MilesSource:
             )
         return wave, flux, table
 
+    @staticmethod
+    def stars(table: pd.DataFrame) -> pd.DataFrame:
+        """Identity and label columns of the spectra of :meth:`read`'s ``table``, one row per spectrum:
+        ``object_id`` (the star's name, or ``miles_id:<id>`` without a parameter row), ``obs_id``, ``survey``,
+        ``ra``/``dec`` (NaN: MILES gives no positions), ``sptype``, ``mk_class`` and ``teff``, ``logg``, ``feh``."""
+        sptype = table["sptype"].fillna("")
+        return pd.DataFrame(
+            {
+                "object_id": table["name"].fillna("miles_id:" + table["miles_id"]).to_numpy(),
+                "obs_id": ("miles-" + table["miles_id"]).to_numpy(),
+                "survey": "miles",
+                "ra": np.nan,
+                "dec": np.nan,
+                "sptype": sptype.to_numpy(),
+                "mk_class": [mk_letter_from_sptype(s) or "" for s in sptype],
+                "teff": table["teff"].to_numpy(dtype=float),
+                "logg": table["logg"].to_numpy(dtype=float),
+                "feh": table["feh"].to_numpy(dtype=float),
+            }
+        )
+
     def build(self, preprocessing: SpectrumPreprocessing) -> dict[str, Any]:
         wave, flux, table = self.read()
         flux = flux.astype(np.float64)
@@ -189,22 +210,7 @@ class MilesSource:
         ivar = np.where(bad, 0.0, 1.0 / np.maximum(sigma, 1e-12)[:, None] ** 2)
         preprocessing = dataclasses.replace(preprocessing, air=True)  # MILES wavelengths are in air
         processed = preprocessing(wave, np.where(bad, 0.0, flux), ivar=ivar, mask=bad)
-        names = table["name"].fillna("miles_id:" + table["miles_id"])
-        meta = pd.DataFrame(
-            {
-                "object_id": names.to_numpy(),
-                "obs_id": ("miles-" + table["miles_id"]).to_numpy(),
-                "survey": "miles",
-                "ra": np.nan,
-                "dec": np.nan,
-                "sptype": table["sptype"].fillna("").to_numpy(),
-                "mk_class": [mk_letter_from_sptype(s) or "" for s in table["sptype"].fillna("")],
-                "teff": table["teff"].to_numpy(dtype=float),
-                "logg": table["logg"].to_numpy(dtype=float),
-                "feh": table["feh"].to_numpy(dtype=float),
-                "snr_der": np.nanmedian(np.where(bad, np.nan, flux), axis=1) / sigma,
-            }
-        )
+        meta = self.stars(table).assign(snr_der=np.nanmedian(np.where(bad, np.nan, flux), axis=1) / sigma)
         prov = {
             "source": "miles",
             "data_dir": str(Path(self.data_dir).resolve()),

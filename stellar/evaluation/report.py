@@ -9,7 +9,7 @@ import base64
 import html
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -129,28 +129,36 @@ def _png_bytes(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def write_report(out_dir: str | Path, report: Mapping[str, Any], figures: Mapping[str, Figure]) -> dict[str, Path]:
-    """Write ``report.json``, one PNG per figure and a self-contained ``report.html`` (images inlined)."""
+def write_report(
+    out_dir: str | Path,
+    report: Mapping[str, Any],
+    figures: Mapping[str, Figure],
+    name: str = "report",
+    render: Callable[[Mapping[str, Any], list[str]], str] | None = None,
+) -> dict[str, Path]:
+    """Write ``<name>.json``, one PNG per figure and a self-contained ``<name>.html`` (images inlined) made by
+    ``render(report, figure_blocks)`` (default: the evaluation report's page)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "report.json", "html": out / "report.html"}
+    paths = {"json": out / f"{name}.json", "html": out / f"{name}.html"}
     paths["json"].write_text(json.dumps(report, indent=2, default=float))
     blocks = []
-    for name, fig in figures.items():
+    for fig_name, fig in figures.items():
         data = _png_bytes(fig)
         plt.close(fig)
-        (out / f"{name}.png").write_bytes(data)
-        paths[name] = out / f"{name}.png"
+        (out / f"{fig_name}.png").write_bytes(data)
+        paths[fig_name] = out / f"{fig_name}.png"
         b64 = base64.b64encode(data).decode()
         blocks.append(
-            f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{b64}"/>'
-            f"<figcaption>{html.escape(name)}</figcaption></figure>"
+            f'<figure><img alt="{html.escape(fig_name)}" src="data:image/png;base64,{b64}"/>'
+            f"<figcaption>{html.escape(fig_name)}</figcaption></figure>"
         )
-    paths["html"].write_text(_html(report, blocks))
+    paths["html"].write_text((render or _html)(report, blocks))
     return paths
 
 
-def _table(rows: Mapping[str, Mapping[str, Any]]) -> str:
+def html_table(rows: Mapping[str, Mapping[str, Any]]) -> str:
+    """An HTML table: one row per key of ``rows``, one column per key of any row."""
     cols = sorted({k for r in rows.values() for k in r})
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     body = "".join(
@@ -175,20 +183,30 @@ def _html(report: Mapping[str, Any], figure_blocks: list[str]) -> str:
     cls = report.get("classification")
     if cls:
         scalars = {k: v for k, v in cls.items() if isinstance(v, (int, float))}
-        parts += ["<h2>Classification</h2>", _table({"all": scalars}), "<h3>Per class</h3>", _table(cls["per_class"])]
+        parts += [
+            "<h2>Classification</h2>",
+            html_table({"all": scalars}),
+            "<h3>Per class</h3>",
+            html_table(cls["per_class"]),
+        ]
     reg = report.get("regression")
     if reg:
-        parts += ["<h2>Regression</h2>", _table(reg)]
+        parts += ["<h2>Regression</h2>", html_table(reg)]
     subsets = report.get("subsets")
     if subsets:  # multi-modal models: the same objects scored with each subset of their modalities
-        parts += ["<h2>Per modality subset</h2>", _table(subsets)]
+        parts += ["<h2>Per modality subset</h2>", html_table(subsets)]
     parts += ["<h2>Figures</h2>", *figure_blocks]
+    return html_page("stellar report", parts)
+
+
+def html_page(title: str, parts: Sequence[str]) -> str:
+    """A self-contained HTML page of ``parts`` (with the reports' style)."""
     style = (
         "body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse;margin:8px 0}"
         "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}figure{display:inline-block;margin:8px}"
-        "img{max-width:100%}"
+        "img{max-width:100%}.alert{color:#b00;font-weight:bold}.ok{color:#070}"
     )
     return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>stellar report</title><style>{style}</style>"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style>"
         f"</head><body>{''.join(parts)}</body></html>"
     )

@@ -64,6 +64,21 @@ def predict_loader(trainer: L.Trainer | None, model: L.LightningModule, loader: 
     return {k: v.numpy() if k == "index" else v.float().numpy() for k, v in out.items()}
 
 
+def model_embeddings(model: L.LightningModule | Any, loader: DataLoader) -> np.ndarray | None:
+    """The encoder output (one vector per object) of a neural model over ``loader``, for the monitor; ``None`` for
+    models without an encoder (estimators)."""
+    encoder, inputs_of = getattr(model, "encoder", None), getattr(model, "_inputs_of", None)
+    if not isinstance(model, L.LightningModule) or encoder is None or not callable(inputs_of):
+        return None
+    model.eval()
+    parts = []
+    with torch.inference_mode():
+        for batch in loader:
+            h = encoder(*inputs_of(batch))
+            parts.append(h.float().reshape(len(h), -1).cpu().numpy())
+    return np.concatenate(parts) if parts else None
+
+
 def checkpoint_hparams(path: Path) -> dict[str, Any]:
     """What a checkpoint says about its model (name, class names, target statistics): the hyper-parameters of a
     Lightning ``.ckpt``, or the metadata JSON an estimator saves beside its boosters."""

@@ -83,6 +83,11 @@ def load_run_config(cfg: DictConfig) -> DictConfig:
     train_cfg = OmegaConf.load(path)
     if not isinstance(train_cfg, DictConfig):
         raise StellarDataError(f"{path} does not hold a mapping")
+    return with_overrides(train_cfg, cfg)
+
+
+def with_overrides(train_cfg: DictConfig, cfg: DictConfig) -> DictConfig:
+    """``train_cfg`` (changed in place) with the paths, non-null ``datamodule.*`` values and split of ``cfg``."""
     with open_dict(train_cfg):
         train_cfg.paths = cfg.paths
         for key, value in (cfg.get("datamodule") or {}).items():
@@ -93,8 +98,11 @@ def load_run_config(cfg: DictConfig) -> DictConfig:
     return train_cfg
 
 
-def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Score the run's model; returns ``(report, objects)``."""
+def load_run(cfg: DictConfig, stage: str = "test") -> dict[str, Any]:
+    """The trained run of ``cfg.run_dir`` rebuilt for scoring: its datamodule (this command's data overrides and
+    split, set up for ``stage``), model with the best checkpoint (or ``cfg.ckpt_path``), calibrators and checkpoint
+    hyper-parameters, as ``dm``, ``model``, ``calibrator``, ``interval_calibrator``, ``class_names``, ``ckpt_path``,
+    ``hparams`` and ``train_cfg``."""
     run_dir = Path(cfg.run_dir)
     train_cfg = load_run_config(cfg)
     ckpt_path = Path(cfg.ckpt_path) if cfg.get("ckpt_path") else best_checkpoint(run_dir)
@@ -102,7 +110,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
     split = instantiate(train_cfg.split) if train_cfg.get("split") else None
     dm: StellarDataModule = instantiate(train_cfg.datamodule, split=split)
-    dm.setup("test")
+    dm.setup(stage)
     class_names = list(hp.get("class_names", []))
     if class_names and class_names != list(dm.class_names):
         raise StellarConfigError(f"model classes {class_names} differ from the datamodule's {dm.class_names}")
@@ -113,8 +121,25 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
                 train_cfg.model.pretrained_modality = None
     model = instantiate(train_cfg.model, class_names=class_names, target_stats=hp.get("target_stats"))
     load_weights(model, ckpt_path)
-    calibrator = load_calibrator(run_dir)
-    interval_calibrator = load_interval_calibrator(run_dir)
+    return {
+        "dm": dm,
+        "model": model,
+        "calibrator": load_calibrator(run_dir),
+        "interval_calibrator": load_interval_calibrator(run_dir),
+        "class_names": class_names,
+        "ckpt_path": ckpt_path,
+        "hparams": hp,
+        "train_cfg": train_cfg,
+    }
+
+
+def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Score the run's model; returns ``(report, objects)``."""
+    run_dir = Path(cfg.run_dir)
+    loaded = load_run(cfg)
+    dm, model, class_names = loaded["dm"], loaded["model"], loaded["class_names"]
+    calibrator, interval_calibrator = loaded["calibrator"], loaded["interval_calibrator"]
+    train_cfg, ckpt_path, hp = loaded["train_cfg"], loaded["ckpt_path"], loaded["hparams"]
 
     trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, logger=False, enable_checkpointing=False)
     outputs = predict(trainer, model, dm, "test")

@@ -107,6 +107,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
     # calibration of class probabilities and of regression intervals: fitted on the validation part only, never on test
     calibrator = interval_calibrator = None
+    val_out: dict[str, Any] | None = None
     want_probs = bool(cfg.get("calibrator") and model.class_names)
     want_intervals = bool(cfg.get("interval_calibrator") and model.targets)
     if (want_probs or want_intervals) and len(dm.part("val")):
@@ -119,6 +120,15 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             interval_calibrator = fit_interval_calibrator(unfitted, val_out, dm, model, trainer)
             path = save_calibrator(interval_calibrator, output_dir, INTERVAL_CALIBRATOR_FILE)
             metrics["interval_calibrator"] = str(path)
+
+    # the training reference of the monitor: the validation part's inputs, embeddings, calibrated confidences, metrics
+    if cfg.get("monitor_reference") and len(dm.part("val")) and (model.class_names or model.targets):
+        from stellar.pipelines.monitor import reference_of
+
+        val_out = val_out if val_out is not None else predict(trainer, model, dm, "val")
+        ref = reference_of(trainer, model, dm, val_out, calibrator, interval_calibrator, cfg.monitor_reference)
+        if ref is not None:
+            metrics["reference"] = str(ref.save(output_dir))
 
     save_pretrained = getattr(model, "save_pretrained", None)  # a pretraining model leaves its encoders for fine-tuning
     if callable(save_pretrained):

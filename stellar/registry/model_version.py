@@ -5,7 +5,8 @@ fingerprint, files), ``checkpoints/<file>`` (the run's best checkpoint or booste
 ``config_resolved.yaml`` (the training config as composed and resolved: the server rebuilds the model from the
 latter), ``calibrator.json`` (``BaseProbCalibrator.to_dict()``, absent when the run had none),
 ``interval_calibrator.json`` (``BaseIntervalCalibrator.to_dict()``, absent in versions from before interval
-calibration or without regression targets), ``metrics.json`` and ``MODEL_CARD.md``. Only ``stellar.*`` (and
+calibration or without regression targets), ``reference.npz`` (the training reference of the monitor, absent in
+versions from before monitoring), ``metrics.json`` and ``MODEL_CARD.md``. Only ``stellar.*`` (and
 ``torch.*``) ``_target_``s in those files are ever instantiated.
 """
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from omegaconf import DictConfig
 
     from stellar.evaluation.calibration import BaseIntervalCalibrator, BaseProbCalibrator
+    from stellar.monitoring import TrainingReference
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,17 @@ class ModelVersion:
         if "interval_calibrator.json" not in self.files:
             return None
         return BaseIntervalCalibrator.from_dict(json.loads(self.read_text("interval_calibrator.json")))
+
+    def reference(self) -> TrainingReference:
+        """The training reference the monitor compares against (``reference.npz``); a clear error for versions
+        registered before monitoring."""
+        from stellar.monitoring import REFERENCE_FILE, TrainingReference
+
+        if REFERENCE_FILE not in self.files:
+            raise StellarDataError(
+                f"{self.tag} has no {REFERENCE_FILE} (registered before monitoring): register a new run"
+            )
+        return TrainingReference.from_bytes(self.read_bytes(REFERENCE_FILE))
 
     def preprocessing(self) -> Any:
         """The training preprocessing object, rebuilt from its stored parameters (``None`` if none stored)."""

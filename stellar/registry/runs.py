@@ -83,6 +83,7 @@ def register_run(
         "calibrator.json",
         "interval_calibrator.json",
         "split_audit.json",
+        "reference.npz",
     ):
         if (run / rel).is_file():
             files[rel] = run / rel

@@ -84,9 +84,9 @@ class InputSketch:
         order = rng.permutation(len(matrix))
         fit_rows, held = (order[: len(order) // 2], order[len(order) // 2 :]) if len(order) >= 20 else (order, order)
         x = matrix[fit_rows]
-        mean = np.nanmean(x, axis=0)
-        mean = np.where(np.isfinite(mean), mean, 0.0)
-        scale = np.nanstd(x, axis=0)
+        seen = np.isfinite(x).any(axis=0)  # a column with no value in the reference (a band never observed) stays 0
+        mean, scale = np.zeros(x.shape[1]), np.ones(x.shape[1])
+        mean[seen], scale[seen] = np.nanmean(x[:, seen], axis=0), np.nanstd(x[:, seen], axis=0)
         scale = np.where(np.isfinite(scale) & (scale > 1e-9), scale, 1.0)
         z = np.nan_to_num((x - mean) / scale)
         k = max(1, min(int(n_components), z.shape[1], len(z) - 1))

@@ -111,8 +111,7 @@ def _spectra(arrays: Mapping[str, Any], prep: Any) -> pd.DataFrame:
         out["wave_blue"] = np.where(first >= 0, wave[np.clip(first, 0, None)], np.nan)
         out["wave_red"] = np.where(last >= 0, wave[np.clip(last, 0, None)], np.nan)
     centred = np.where(good, flux - _nanmedian(flux, good)[:, None], np.nan)
-    with np.errstate(invalid="ignore"):
-        out["flux_mad"] = np.where(good.any(axis=1), np.nanmedian(np.abs(centred), axis=1), np.nan)
+    out["flux_mad"] = _nanmedian(np.abs(centred), good)
     if "continuum" in arrays:
         cont = np.asarray(arrays["continuum"], dtype=np.float64)
         x = np.linspace(-1.0, 1.0, k) if grid is None or len(grid) != k else np.asarray(grid) - np.mean(grid)

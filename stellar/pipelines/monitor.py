@@ -101,7 +101,9 @@ def _load(cfg: DictConfig) -> dict[str, Any]:
 
     name, _, ref = str(cfg.model_ref).partition("@")
     version = ModelRegistry(cfg.registry.root).get(name, ref or LATEST)
-    train_cfg = with_overrides(version.training_config(), cfg)
+    # the config as composed (interpolations intact), so that datamodule.data_dir= reaches the source's paths
+    composed = OmegaConf.create(version.read_text("config.yaml")) if "config.yaml" in version.files else None
+    train_cfg = with_overrides(composed if isinstance(composed, DictConfig) else version.training_config(), cfg)
     split = instantiate(train_cfg.split) if train_cfg.get("split") else None
     dm: StellarDataModule = instantiate(train_cfg.datamodule, split=split)
     dm.setup("test")

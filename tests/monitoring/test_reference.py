@@ -1,0 +1,69 @@
+"""The training reference: built from real inputs, round trip through reference.npz, OOD flags at their rate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stellar.errors import StellarDataError, StellarValueError
+from stellar.monitoring import TrainingReference, build_reference, check_batch, summarize
+
+
+def _sed_arrays(rng: np.random.Generator, n: int, shift: float = 0.0) -> dict[str, np.ndarray]:
+    mag = rng.normal(10.0, 1.0, size=(n, 3)) + shift
+    return {"mag": mag, "features": np.hstack([mag, mag[:, :2] - mag[:, 1:]])}
+
+
+def test_summaries_of_photometry_count_bands() -> None:
+    mag = np.array([[10.0, 11.0], [10.0, np.nan]])
+    t = summarize({"mag": mag, "features": mag})
+    assert t["n_bands"].tolist() == [2.0, 1.0]
+    assert t["band_present_1"].tolist() == [1.0, 0.0]
+    with pytest.raises(StellarValueError, match="cannot summarise"):
+        summarize({"weird": mag})
+
+
+def test_summaries_of_spectra_and_light_curves() -> None:
+    flux = np.ones((2, 100))
+    ivar = np.full((2, 100), 100.0)  # S/N 10 per pixel
+    mask = np.zeros((2, 100), bool)
+    mask[1, :50] = True
+    t = summarize({"flux": flux, "ivar": ivar, "mask": mask})
+    assert t["snr_median"].tolist() == pytest.approx([10.0, 10.0])
+    assert t["valid_fraction"].tolist() == pytest.approx([1.0, 0.5])
+    time = np.array([[0.0, 1.0, 2.0, 10.0, 0.0]])
+    lc = summarize({"time": time, "flux": np.zeros((1, 5)), "mask": np.array([[0, 0, 0, 0, 1]], bool)})
+    assert lc["n_epochs"].item() == 4 and lc["baseline_days"].item() == 10.0 and lc["cadence_days"].item() == 1.0
+
+
+def test_reference_round_trip_and_ood_rate(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    arrays = _sed_arrays(rng, 1500)
+    probs = rng.dirichlet(np.ones(3), size=1500)
+    ref = build_reference(arrays, probs=probs, class_names=["a", "b", "c"], ood_alpha=0.05, max_rows=800)
+    assert len(ref.summaries) == 800 and ref.meta["n_objects"] == 1500
+    path = ref.save(tmp_path)
+    back = TrainingReference.load(tmp_path)
+    assert path.stat().st_size < 200_000
+    assert list(back.summaries.columns) == list(ref.summaries.columns)
+    new = _sed_arrays(rng, 2000)
+    score, flag = back.ood(new)
+    assert np.allclose(score, ref.ood(new)[0], rtol=1e-5)
+    assert flag.mean() == pytest.approx(0.05, abs=0.02)  # thresholds set on held-out reference rows
+    far = _sed_arrays(rng, 200, shift=5.0)
+    assert back.ood(far)[1].mean() > 0.9
+    with pytest.raises(StellarDataError, match="no reference.npz"):
+        TrainingReference.load(tmp_path / "nowhere")
+
+
+def test_check_batch_alerts_on_a_shift_and_not_on_the_same_distribution() -> None:
+    rng = np.random.default_rng(3)
+    ref = build_reference(_sed_arrays(rng, 1500), probs=rng.dirichlet(np.ones(3), 1500), class_names=["a", "b", "c"])
+    same = _sed_arrays(rng, 500)
+    quiet = check_batch(ref, summarize(same), arrays=same, probs=rng.dirichlet(np.ones(3), 500))
+    assert quiet["alert"] is False, quiet["alerts"]
+    moved = _sed_arrays(rng, 500, shift=0.5)
+    loud = check_batch(ref, summarize(moved), arrays=moved, probs=rng.dirichlet(np.ones(3), 500))
+    assert loud["alert"] is True
+    assert {"feature_0", "input_sketch"} <= set(loud["alerts"])
+    assert loud["performance_estimate"]["n"] == 500

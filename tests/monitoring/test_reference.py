@@ -52,7 +52,7 @@ def test_reference_round_trip_and_ood_rate(tmp_path) -> None:
     assert flag.mean() == pytest.approx(0.05, abs=0.02)  # thresholds set on held-out reference rows
     far = _sed_arrays(rng, 200, shift=5.0)
     assert back.ood(far)[1].mean() > 0.9
-    with pytest.raises(StellarDataError, match="no reference.npz"):
+    with pytest.raises(StellarDataError, match=r"no reference\.npz"):
         TrainingReference.load(tmp_path / "nowhere")
 
 

@@ -96,6 +96,17 @@ def load_weights(model: L.LightningModule | Any, path: Path) -> None:
         model.load(path)
 
 
+def rows_of(arrays: dict[str, Any], index: np.ndarray) -> dict[str, Any]:
+    """The rows of a part's (possibly nested) arrays whose ``index`` is ``index``, in that order."""
+    where = {int(i): k for k, i in enumerate(np.asarray(arrays["index"]))}
+    take = np.array([where[int(i)] for i in index], dtype=np.int64)
+
+    def pick(x: Any) -> Any:
+        return {k: pick(v) for k, v in x.items()} if isinstance(x, dict) else np.asarray(x)[take]
+
+    return {k: pick(v) for k, v in arrays.items()}
+
+
 def labels_of(outputs: Mapping[str, np.ndarray], dm: StellarDataModule) -> np.ndarray:
     """Class index (-1 where unknown) of the rows of ``outputs``."""
     return dm.meta["label"].to_numpy()[outputs["index"]]

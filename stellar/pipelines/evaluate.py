@@ -6,7 +6,8 @@ this evaluation's paths and any ``datamodule.*`` overrides; the best checkpoint 
 interval calibrator (``interval_calibrator.json``; runs without one are scored with the model's own σ) are applied.
 Writes ``report.json``, PNG figures (confusion matrix, reliability diagram, one-vs-rest ROC and precision-recall
 curves of a classifier; predicted vs true per regression target, with calibrated error bars), ``report.html`` and
-TensorBoard events in this evaluation's own run folder.
+TensorBoard events in this evaluation's own run folder, and ``predictions.csv``: one row per object with its
+calibrated prediction and, for runs with a training reference, its out-of-distribution score and flag.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import lightning as L
 import numpy as np
+import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.tensorboard import SummaryWriter
@@ -35,6 +37,7 @@ from stellar.evaluation.report import (
     write_report,
 )
 from stellar.models.estimators import META_FILE as ESTIMATOR_META
+from stellar.monitoring import TrainingReference
 from stellar.pipelines.common import (
     checkpoint_hparams,
     flat_scalars,
@@ -44,6 +47,7 @@ from stellar.pipelines.common import (
     load_weights,
     predict,
     row_subsets,
+    rows_of,
     score_outputs,
     score_subsets,
     truths_of,
@@ -160,12 +164,58 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "interval_calibrator": type(interval_calibrator).__name__ if interval_calibrator is not None else None,
         "n_scored": len(outputs["index"]),
     }
+    table = prediction_table(outputs, dm, class_names, list(model.targets), calibrator, interval_calibrator, groups)
+    reference = _reference_or_none(run_dir)
+    if reference is not None:  # every prediction's out-of-distribution score against the training reference
+        score, flag = reference.ood(rows_of(dm.arrays("test"), outputs["index"]), dm.preprocessing)
+        table["ood_score"], table["ood"] = score, flag
+        report["ood"] = {"flagged": int(flag.sum()), "fraction": float(flag.mean()), "expected": reference.sketch.alpha}
     figures = _figures(report, outputs, dm, calibrator, interval_calibrator, int(cfg.n_bins), groups)
     out_dir = Path(cfg.paths.output_dir)
     paths = write_report(out_dir, report, figures)
+    table.to_csv(out_dir / "predictions.csv", index=False)
+    paths["predictions"] = out_dir / "predictions.csv"
     _to_tensorboard(out_dir / "tensorboard", report, paths)
     log.info("report written to %s", paths["html"])
     return report, {"model": model, "datamodule": dm, "outputs": outputs, "paths": paths}
+
+
+def _reference_or_none(run_dir: Path) -> TrainingReference | None:
+    try:
+        return TrainingReference.load(run_dir)
+    except StellarDataError as err:
+        log.warning("no out-of-distribution scores: %s", err)
+        return None
+
+
+def prediction_table(
+    outputs: dict[str, np.ndarray],
+    dm: StellarDataModule,
+    class_names: list[str],
+    targets: list[str],
+    calibrator: Any,
+    interval_calibrator: Any,
+    groups: Any = None,
+) -> pd.DataFrame:
+    """One row per scored object: its row ``index`` and ``object_id``, the true ``label`` and class, calibrated
+    ``p_<class>`` and ``predicted_class``, and per target the truth, ``<t>_mean`` and calibrated ``<t>_std``."""
+    index = outputs["index"]
+    table = pd.DataFrame({"index": index})
+    if "object_id" in dm.meta:
+        table["object_id"] = dm.meta["object_id"].to_numpy()[index]
+    if "logits" in outputs and class_names:
+        probs = calibrated_probs(calibrator, outputs["logits"])
+        labels = labels_of(outputs, dm)
+        table["true_class"] = [class_names[k] if k >= 0 else "" for k in labels]
+        table["predicted_class"] = [class_names[k] for k in probs.argmax(axis=1)]
+        for j, c in enumerate(class_names):
+            table[f"p_{c}"] = probs[:, j]
+    calibrated = calibrated_outputs(interval_calibrator, outputs, groups)
+    for t, truth in truths_of(outputs, dm, targets).items():
+        table[t] = truth
+        table[f"{t}_mean"] = calibrated[f"{t}_mean"]
+        table[f"{t}_std"] = np.exp(0.5 * calibrated[f"{t}_logvar"])
+    return table
 
 
 def _figures(

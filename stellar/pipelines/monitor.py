@@ -35,6 +35,7 @@ from stellar.pipelines.common import (
     model_embeddings,
     predict,
     row_subsets,
+    rows_of,
     score_outputs,
     truths_of,
 )
@@ -59,9 +60,7 @@ def reference_of(
     if not outputs or not len(outputs["index"]):
         return None
     s = dict(settings or {})
-    arrays = dm.arrays(part)
-    if not np.array_equal(np.asarray(arrays["index"]), np.asarray(outputs["index"])):
-        raise StellarDataError(f"the {part} outputs are not in the order of the {part} part")
+    arrays = rows_of(dm.arrays(part), outputs["index"])
     class_names, targets = list(getattr(model, "class_names", []) or []), list(getattr(model, "targets", []) or [])
     probs = calibrated_probs(calibrator, outputs["logits"]) if "logits" in outputs and class_names else None
     groups = row_subsets(dm, part, outputs)
@@ -128,7 +127,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     outputs = predict(trainer, model, dm, "test")
     if not outputs:
         raise StellarDataError(f"nothing to monitor: the test part of {dm.dataset_name} is empty")
-    arrays = dm.arrays("test")
+    arrays = rows_of(dm.arrays("test"), outputs["index"])
     summaries = summarize(arrays, dm.preprocessing)
     class_names = reference.class_names
     probs = calibrated_probs(calibrator, outputs["logits"]) if "logits" in outputs and class_names else None

@@ -77,6 +77,19 @@ def test_monitor_by_registry_name_alerts_on_a_shifted_folder(make_cfg, hipparcos
         monitor.run(make_cfg(f"run_dir={hipparcos_run}", "model_ref=x", name="monitor", tiny=False))
 
 
+def test_evaluate_scores_every_prediction_against_the_reference(make_cfg, hipparcos_run, tmp_path):
+    from stellar.pipelines import evaluate
+
+    cfg = make_cfg(f"run_dir={hipparcos_run}", f"paths.output_dir={tmp_path / 'eval'}", name="evaluate", tiny=False)
+    report, _ = evaluate.run(cfg)
+    table = pd.read_csv(tmp_path / "eval" / "predictions.csv")
+    assert len(table) == report["meta"]["n_scored"]
+    assert {"predicted_class", "p_giant", "ood_score", "ood"} <= set(table.columns)
+    assert report["ood"]["fraction"] == pytest.approx(table["ood"].mean()) and report["ood"]["fraction"] < 0.2
+    accuracy = (table["predicted_class"] == table["true_class"]).mean()
+    assert accuracy == pytest.approx(report["classification"]["accuracy"])
+
+
 def test_fail_on_alert_exits_non_zero(hipparcos_run, tmp_path):
     folder = _shifted_folder(tmp_path)
     base = [sys.executable, "-m", "stellar.monitor", f"run_dir={hipparcos_run}", f"hydra.run.dir={tmp_path / 'h'}"]

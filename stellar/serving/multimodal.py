@@ -171,6 +171,12 @@ class MultiModalAPI(StellarAPI):
         prefix = f"{modality}{_SEP}"
         return {k[len(prefix) :]: a for k, a in arrays.items() if k.startswith(prefix)}
 
+    def summary_inputs(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+        """The inputs nested per modality with their presence flags, as
+        :func:`~stellar.monitoring.summaries.summarize` reads several modalities."""
+        present = {m: arrays[f"present{_SEP}{m}"] for m in self.used.values() if f"present{_SEP}{m}" in arrays}
+        return {"present": present, **{m: self._modal(arrays, m) for m in present}}
+
     def valid_fraction(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """Per object: the mean over its parts of each part's valid fraction (as its own endpoint counts it)."""
         n = len(next(iter(inputs.values())))

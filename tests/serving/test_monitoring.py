@@ -135,7 +135,7 @@ def test_metrics_false_serves_no_metrics(spectral_version, registry_root):
 
 
 def test_request_log_has_exactly_the_predicted_rows(served, spectral_version):
-    client, log_dir, answers, _ = served
+    _, log_dir, answers, _ = served
     deadline = time.monotonic() + 20
     while True:  # 9 rows with flush_rows=5: one file of >= 5 rows now, the rest at shutdown or after flush_seconds
         try:
@@ -161,7 +161,9 @@ def test_request_log_has_exactly_the_predicted_rows(served, spectral_version):
         assert {f"{target}_mean", f"{target}_std"} <= set(t.columns)
     assert "valid_fraction" in t and (t["valid_fraction"] > 0).all()
     # the input summaries of the spectra, in_ prefixed; no payload
-    assert {"in_snr_median", "in_valid_fraction", "in_wave_blue", "in_wave_red", "in_flux_mad"} <= set(t.columns), list(t.columns)
+    assert {"in_snr_median", "in_valid_fraction", "in_wave_blue", "in_wave_red", "in_flux_mad"} <= set(t.columns), list(
+        t.columns
+    )
     assert not any(c.startswith("payload_") for c in t.columns)
     # a request's rows share its id and are numbered 0..n-1
     for _, g in t.groupby("request_id"):
@@ -210,10 +212,11 @@ def test_request_log_payloads_only_when_asked(tmp_path):
     rl = RequestLog(RequestLogConfig(str(tmp_path), flush_rows=3, payloads=True), "/predict/sed")
     _append(rl, 3, seed=1)
     t = read_request_log(tmp_path, endpoint="/predict/sed")
-    flux = np.random.default_rng(1)
-    flux.uniform(size=3), flux.uniform(5, 50, size=3)  # the draws _append made before the payload
-    expected = flux.normal(size=(3, 2, 3))
-    got = np.stack([np.asarray(v).reshape(list(s)) for v, s in zip(t["payload_flux"], t["payload_flux_shape"])])
+    rng = np.random.default_rng(1)
+    rng.uniform(size=3), rng.uniform(5, 50, size=3)  # the draws _append made before the payload
+    expected = rng.normal(size=(3, 2, 3))
+    shaped = zip(t["payload_flux"], t["payload_flux_shape"], strict=True)
+    got = np.stack([np.asarray(v).reshape(list(s)) for v, s in shaped])
     np.testing.assert_array_equal(got, expected)
 
 

@@ -11,8 +11,9 @@ its shape in ``payload_<input>_shape``). ``stellar.monitor requests=<dir>`` read
 :func:`read_request_log`.
 
 Files: ``<dir>/<endpoint-slug>/requests-<utc>-<pid>-<seq>.parquet``, each written to a hidden temporary file and
-moved into place (``os.replace``), so a reader never sees half a file. Rows are buffered and written when
-``flush_rows`` are waiting, ``flush_seconds`` after the oldest waiting row, and when the worker stops. After each
+moved into place (``os.replace``), so a reader never sees half a file. Rows are buffered and written, by a thread of
+the log's own so that no batch waits for the disk, when ``flush_rows`` are waiting, ``flush_seconds`` after the
+oldest waiting row, and when the worker stops (SIGTERM, as the server stops its workers, or exit). After each
 write the oldest files of the endpoint are deleted until at most ``max_rows`` rows are kept. A write that fails is
 logged and counted (``stellar_request_log_errors_total``); it never fails a request.
 """
@@ -135,12 +136,16 @@ class RequestLog:
         self._oldest: float | None = None  # monotonic time of the oldest buffered row
         self._seq = 0
         self._sizes: dict[str, int] = {}  # rows of the files seen (read from their footers once)
-        self._lock = threading.RLock()  # RLock: the SIGTERM handler may run while the worker holds it
+        # RLocks: the SIGTERM handler runs in the worker's main thread, which may hold them at that moment
+        self._lock = threading.RLock()  # the buffer
+        self._io_lock = threading.RLock()  # the files
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set when flush_rows are waiting
         self._timer = threading.Thread(target=self._flush_periodically, name="request-log", daemon=True)
 
     def start(self) -> RequestLog:
-        """Start the time-based flushes and flush what is left when the worker stops (exit or SIGTERM)."""
+        """Write from a thread of the log's own (when ``flush_rows`` are waiting or ``flush_seconds`` after the oldest
+        row), and flush what is left when the worker stops (exit or SIGTERM); without it, :meth:`append` writes."""
         self._timer.start()
         atexit.register(self.close)
         if threading.current_thread() is threading.main_thread():
@@ -207,15 +212,18 @@ class RequestLog:
             if self._oldest is None:
                 self._oldest = time.monotonic()
             full = self._rows >= self.cfg.flush_rows
-        if full:
+        if full and self._timer.is_alive():  # written by the log's thread: the batch does not wait for the disk
+            self._wake.set()
+        elif full:
             self.flush()
 
     def flush(self) -> None:
         """Write the buffered rows to a new file, then keep the endpoint's files within ``max_rows``."""
-        with self._lock:
+        with self._lock:  # held only to take the buffer: appends never wait for the disk
             frames, self._buffer, self._rows, self._oldest = self._buffer, [], 0, None
-            if not frames:
-                return
+        if not frames:
+            return
+        with self._io_lock:
             try:
                 self._write(pd.concat(frames, ignore_index=True))
                 self._enforce_bound()
@@ -225,8 +233,9 @@ class RequestLog:
                     self.on_error()
 
     def close(self) -> None:
-        """Flush and stop the timer (idempotent)."""
+        """Flush and stop the log's thread (idempotent)."""
         self._stop.set()
+        self._wake.set()
         self.flush()
 
     # ---- files -------------------------------------------------------------------------------------------
@@ -263,9 +272,11 @@ class RequestLog:
             total -= size
 
     def _flush_periodically(self) -> None:
-        while not self._stop.wait(min(1.0, self.cfg.flush_seconds)):
+        while not self._stop.is_set():
+            full = self._wake.wait(min(1.0, self.cfg.flush_seconds))
+            self._wake.clear()
             oldest = self._oldest
-            if oldest is not None and time.monotonic() - oldest >= self.cfg.flush_seconds:
+            if full or (oldest is not None and time.monotonic() - oldest >= self.cfg.flush_seconds):
                 self.flush()
 
 

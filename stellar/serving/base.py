@@ -17,6 +17,7 @@ import logging
 import math
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import litserve as ls
@@ -266,13 +267,16 @@ class StellarAPI(ls.LitAPI):
         try:
             mine = {k: v[keep] for k, v in arrays.items()}
             meta = {"model": self.model_name, "version": self.version_number}
-            columns = prediction_rows(answered, self.class_names, self.targets)
-            summaries = summarize(self.summary_inputs(mine), self.prep)
-            self.request_log.append(meta, request_ids, rows, columns, summaries, mine)
+            self.request_log.append(  # the columns are made in the log's thread, when it writes them
+                meta,
+                request_ids,
+                rows,
+                partial(prediction_rows, answered, self.class_names, self.targets),
+                partial(summarize, self.summary_inputs(mine), self.prep),
+                mine,
+            )
         except Exception:  # the log must never fail a request: say so, count it, go on
-            log.exception("request log of %s: %d rows not logged", self.api_path, len(keep))
-            if self.request_log.on_error is not None:
-                self.request_log.on_error()
+            self.request_log.report_failure(f"logging {len(keep)} rows of {self.api_path}")
 
     def _preprocess_jobs(
         self, jobs: list[Any], todo: list[int], results: list[Any]

@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,7 @@ class RequestLog:
         self.endpoint = endpoint
         self.folder = Path(cfg.dir) / endpoint_slug(endpoint)
         self.on_error = on_error
-        self._buffer: list[pd.DataFrame] = []
+        self._buffer: list[Callable[[], pd.DataFrame]] = []  # each gives the rows of one batch
         self._rows = 0
         self._oldest: float | None = None  # monotonic time of the oldest buffered row
         self._seq = 0
@@ -168,11 +169,11 @@ class RequestLog:
         meta: Mapping[str, Any],
         request_ids: list[str],
         rows: list[int],
-        preds: Mapping[str, list[Any]],
-        summaries: pd.DataFrame,
+        preds: Mapping[str, list[Any]] | Callable[[], Mapping[str, list[Any]]],
+        summaries: pd.DataFrame | Callable[[], pd.DataFrame],
         arrays: Mapping[str, np.ndarray],
     ) -> None:
-        """Buffer one row per object (and write a file when the buffer is full).
+        """Buffer one row per object (and have a file written when the buffer is full).
 
         Parameters
         ----------
@@ -180,32 +181,18 @@ class RequestLog:
             Columns with one value for all rows (``model``, ``version``).
         request_ids, rows : list
             The request of each object and its row in that request.
-        preds : Mapping[str, list]
-            Prediction columns (:func:`prediction_rows`).
-        summaries : DataFrame
-            The objects' input summaries (:func:`~stellar.monitoring.summaries.summarize`), stored ``in_`` prefixed.
+        preds : Mapping[str, list] or callable
+            Prediction columns (:func:`prediction_rows`), or a function that gives them: called when the rows are
+            written, in the log's thread, so that the batch does not wait for it.
+        summaries : DataFrame or callable
+            The objects' input summaries (:func:`~stellar.monitoring.summaries.summarize`), stored ``in_`` prefixed,
+            or a function that gives them (called as ``preds``).
         arrays : Mapping[str, ndarray]
             The objects' model inputs, stored when ``payloads`` is on.
         """
         n = len(rows)
-        frame = pd.DataFrame(
-            {
-                "timestamp": pd.Timestamp.now(tz="UTC"),
-                "endpoint": self.endpoint,
-                **meta,
-                "request_id": request_ids,
-                "row": np.asarray(rows, dtype=np.int64),
-                **preds,
-            },
-            index=pd.RangeIndex(n),
-        )
-        if len(summaries.columns):
-            frame = pd.concat([frame, summaries.add_prefix("in_").reset_index(drop=True)], axis=1)
-        if self.cfg.payloads:
-            for key, value in arrays.items():
-                v = np.asarray(value, dtype=np.float64)
-                frame[f"payload_{key}"] = [v[k].ravel() for k in range(n)]
-                frame[f"payload_{key}_shape"] = [list(v.shape[1:])] * n
+        stamp = pd.Timestamp.now(tz="UTC")
+        frame = partial(self._frame, stamp, dict(meta), list(request_ids), list(rows), preds, summaries, arrays)
         with self._lock:
             self._buffer.append(frame)
             self._rows += n
@@ -224,19 +211,65 @@ class RequestLog:
         if not frames:
             return
         with self._io_lock:
+            made = []
+            for make in frames:  # a batch whose rows cannot be made is lost alone
+                try:
+                    made.append(make())
+                except Exception:
+                    self.report_failure(f"making the rows of a batch for {self.folder}")
+            if not made:
+                return
             try:
-                self._write(pd.concat(frames, ignore_index=True))
+                self._write(pd.concat(made, ignore_index=True))
                 self._enforce_bound()
-            except Exception:  # the log must never fail a request: say so, count it, go on
-                log.exception("request log: writing %d rows to %s failed", sum(map(len, frames)), self.folder)
-                if self.on_error is not None:
-                    self.on_error()
+            except Exception:
+                self.report_failure(f"writing {sum(map(len, made))} rows to {self.folder}")
+
+    def report_failure(self, what: str) -> None:
+        """The log must never fail a request: say what failed, count it, go on."""
+        log.exception("request log: %s failed", what)
+        if self.on_error is not None:
+            self.on_error()
 
     def close(self) -> None:
         """Flush and stop the log's thread (idempotent)."""
         self._stop.set()
         self._wake.set()
         self.flush()
+
+    def _frame(
+        self,
+        stamp: pd.Timestamp,
+        meta: dict[str, Any],
+        request_ids: list[str],
+        rows: list[int],
+        preds: Mapping[str, list[Any]] | Callable[[], Mapping[str, list[Any]]],
+        summaries: pd.DataFrame | Callable[[], pd.DataFrame],
+        arrays: Mapping[str, np.ndarray],
+    ) -> pd.DataFrame:
+        """The log rows of one batch (see :meth:`append`)."""
+        n = len(rows)
+        columns = preds() if callable(preds) else preds
+        frame = pd.DataFrame(
+            {
+                "timestamp": stamp,
+                "endpoint": self.endpoint,
+                **meta,
+                "request_id": request_ids,
+                "row": np.asarray(rows, dtype=np.int64),
+                **columns,
+            },
+            index=pd.RangeIndex(n),
+        )
+        table = summaries() if callable(summaries) else summaries
+        if len(table.columns):
+            frame = pd.concat([frame, table.add_prefix("in_").reset_index(drop=True)], axis=1)
+        if self.cfg.payloads:
+            for key, value in arrays.items():
+                v = np.asarray(value, dtype=np.float64)
+                frame[f"payload_{key}"] = [v[k].ravel() for k in range(n)]
+                frame[f"payload_{key}_shape"] = [list(v.shape[1:])] * n
+        return frame
 
     # ---- files -------------------------------------------------------------------------------------------
     def _write(self, frame: pd.DataFrame) -> None:

@@ -277,3 +277,18 @@ def test_request_log_off_by_default():
     assert RequestLogConfig.from_cfg({"dir": None, "max_rows": 5}) is None
     assert endpoint_slug("/predict/spectral") == "predict_spectral"
     assert Path(REPO / "conf" / "serve.yaml").read_text().count("request_log:") == 1
+
+
+def test_request_log_a_batch_that_cannot_be_made_is_lost_alone(tmp_path):
+    errors: list[int] = []
+    rl = RequestLog(RequestLogConfig(str(tmp_path), flush_rows=100), "/predict/spectral", lambda: errors.append(1))
+    _append(rl, 2, seed=0)
+
+    def broken() -> pd.DataFrame:
+        raise ValueError("cannot summarise")
+
+    rl.append({"model": "m", "version": 1}, ["bad"] * 3, [0, 1, 2], {"valid_fraction": [1.0] * 3}, broken, {})
+    _append(rl, 4, seed=2)
+    rl.flush()
+    t = read_request_log(tmp_path)
+    assert errors == [1] and len(t) == 6 and sorted(set(t["request_id"])) == ["r0", "r2"]

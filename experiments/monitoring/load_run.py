@@ -6,8 +6,9 @@
 
 Each model's endpoint is found from its registry manifest (modality → route of ``conf/serve.yaml``); the bodies are
 seeded synthetic objects shaped for the model (its bands, a spectrum, a light curve), 1 to ``--max-rows`` objects
-each. Prints the answer statuses and latency percentiles, the ``stellar_*`` lines of ``/metrics``, and the rows of
-the request log (after waiting for its time-based flush); ``--out`` writes the figures as JSON.
+each (``--bad``: that fraction names a model the endpoint does not serve, a 404). Prints the answer statuses and
+latency percentiles, the ``stellar_*`` lines of ``/metrics``, and the rows of the request log (after waiting for its
+time-based flush); ``--out`` writes the figures as JSON.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--url", default="http://127.0.0.1:8000", help="the running serve.py")
     ap.add_argument("--request-log", help="the server's request_log.dir: count its rows after the run")
     ap.add_argument("--wait", type=float, default=15.0, help="s to wait for the request log's time-based flush")
+    ap.add_argument("--bad", type=float, default=0.0, help="fraction of requests naming an unknown model (a 404)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="write the figures to this JSON file")
     args = ap.parse_args(argv)
@@ -78,7 +80,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         route = ROUTES.get(str(manifest.get("modality")), "")
         for _ in range(args.n):
             n = int(rng.integers(1, args.max_rows + 1))
-            jobs.append((route, body(str(manifest.get("modality")), manifest, n, rng), n))
+            payload = body(str(manifest.get("modality")), manifest, n, rng)
+            if rng.uniform() < args.bad:
+                payload["model"] = "not_registered"
+            jobs.append((route, payload, n))
 
     def fire(job: tuple[str, dict[str, Any], int]) -> tuple[str, int, float, int]:
         route, payload, n = job

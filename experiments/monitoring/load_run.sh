@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The server half of experiments/monitoring/README.md: serve.py with /metrics (and the request log or not), a load
 # run against it, then the server's process group stopped (SIGTERM, as in production). Alternates three settings.
-#   bash experiments/monitoring/load_run.sh <registry root> <model> <out dir> [repeats] [n] [concurrency]
+#   bash experiments/monitoring/load_run.sh <registry root> <model> <out dir> [repeats] [n] [concurrency] [bad]
 set -euo pipefail
-REG=$1; MODEL=$2; OUT=$3; REPEATS=${4:-3}; N=${5:-500}; CONC=${6:-8}
+REG=$1; MODEL=$2; OUT=$3; REPEATS=${4:-3}; N=${5:-500}; CONC=${6:-8}; BAD=${7:-0}
 PORT=8717
 mkdir -p "$OUT"
 for rep in $(seq 1 "$REPEATS"); do
@@ -27,7 +27,7 @@ for rep in $(seq 1 "$REPEATS"); do
       sleep 0.5
     done
     PYTHONPATH=. python experiments/monitoring/load_run.py --registry "$REG" --models "$MODEL" --n "$N" \
-      --concurrency "$CONC" --url "http://127.0.0.1:$PORT" --seed "$rep" "${logarg[@]}" \
+      --concurrency "$CONC" --url "http://127.0.0.1:$PORT" --seed "$rep" --bad "$BAD" "${logarg[@]}" \
       --out "$OUT/load_run-$setting-$rep.json" > "$OUT/load_run-$setting-$rep.txt"
     kill -TERM -- "-$SERVER"
     while kill -0 -- "-$SERVER" 2>/dev/null; do sleep 0.5; done

@@ -10,8 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from hydra import compose, initialize_config_dir
-from litserve.utils import wrap_litserve_start
 from omegaconf import DictConfig
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -19,24 +17,15 @@ from stellar.errors import StellarConfigError, StellarDataError
 from stellar.serving.request_log import RequestLog, RequestLogConfig, endpoint_slug, read_request_log
 from stellar.serving.server import build_server
 from tests.conftest import REPO
-from tests.serving.helpers import wait_ready
+from tests.serving.helpers import in_process_server, serve_cfg
 
 SPECTRAL = "/predict/spectral"
 
 
 def _cfg(registry_root: Any, model: str, *overrides: str) -> DictConfig:
-    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
-        return compose(
-            "serve",
-            overrides=[
-                f"registry.root={registry_root}",
-                f"endpoints.spectral.model={model}",
-                "endpoints.lightcurve=null",
-                "endpoints.sed=null",
-                "endpoints.multimodal=null",
-                *overrides,
-            ],
-        )
+    """The spectral endpoint alone (the others left out)."""
+    others = ["endpoints.lightcurve=null", "endpoints.sed=null", "endpoints.multimodal=null"]
+    return serve_cfg(registry_root, model, *others, *overrides)
 
 
 def _samples(text: str) -> dict[tuple[str, frozenset], float]:
@@ -71,9 +60,7 @@ def served(spectral_version, registry_root, tmp_path_factory) -> Any:
         "max_batch_size=4",
         "batch_timeout=0.05",
     )
-    server = build_server(cfg)
-    with wrap_litserve_start(server) as srv, TestClient(srv.app) as c:
-        wait_ready(c)
+    with in_process_server(cfg) as c:
         # the load: 4 requests with 1, 2, 3 and 3 objects; one 422 (off the grid), one 404, one 413, one unknown route
         answers = [c.post(SPECTRAL, json={"spectra": _spectra(n, seed)}) for seed, n in enumerate([1, 2, 3, 3])]
         bad = c.post(SPECTRAL, json={"spectra": [[1.0, 2.0, 3.0]], "wavelengths": [10.0, 20.0, 30.0]})
@@ -174,10 +161,8 @@ def test_request_log_has_exactly_the_predicted_rows(served, spectral_version):
 def test_request_log_after_shutdown_holds_all_rows(spectral_version, registry_root, tmp_path):
     """N requests, then the worker stops: exactly the predicted objects are in the log (flushed at shutdown)."""
     cfg = _cfg(registry_root, spectral_version.name, f"request_log.dir={tmp_path}", "request_log.flush_rows=1000")
-    server = build_server(cfg)
     sizes = [1, 3, 2, 1, 4]
-    with wrap_litserve_start(server) as srv, TestClient(srv.app) as c:
-        wait_ready(c)
+    with in_process_server(cfg) as c:
         for seed, n in enumerate(sizes):
             assert c.post(SPECTRAL, json={"spectra": _spectra(n, seed)}).status_code == 200
         assert c.post(SPECTRAL, json={"spectra": [[0.0, 0.0, 0.0]]}).status_code == 422  # not logged
@@ -233,11 +218,14 @@ def test_request_log_write_error_does_not_fail_the_request(spectral_version, reg
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     cfg = _cfg(registry_root, spectral_version.name, f"request_log.dir={blocker}", "request_log.flush_rows=1")
-    server = build_server(cfg)
-    with wrap_litserve_start(server) as srv, TestClient(srv.app) as c:
-        wait_ready(c)
+    with in_process_server(cfg) as c:
         assert c.post(SPECTRAL, json={"spectra": _spectra(2, 0)}).status_code == 200
-        s = _samples(c.get("/metrics").text)
+        deadline = time.monotonic() + 20
+        while True:  # the log's thread writes (and fails) after the answer
+            s = _samples(c.get("/metrics").text)
+            if _value(s, "stellar_request_log_errors_total", endpoint=SPECTRAL) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
     assert _value(s, "stellar_request_log_errors_total", endpoint=SPECTRAL) == 1
     assert _value(s, "stellar_objects_predicted_total", endpoint=SPECTRAL) == 2
 

@@ -4,10 +4,14 @@ A LitServe server is several processes: ``api_servers`` HTTP processes (forked f
 and answer them, and one spawned inference worker per endpoint and device runs the model. Each process keeping its
 own in-memory counters would make every scrape of ``/metrics`` report the share of whichever process answered it
 (and the worker-side counts, such as predicted classes, never). So the server runs ``prometheus_client`` in its
-multiprocess mode (as LitServe's Prometheus guide and every pre-forking server do): :func:`prepare_multiprocess_dir`
-gives the server a fresh, private folder in ``PROMETHEUS_MULTIPROC_DIR`` before any process starts, every process
-writes its counters to its own memory-mapped files there, and ``GET /metrics`` (:func:`metrics_app`) sums the
-files of all processes, alive or finished, at each scrape. The HTTP-side metrics are counted by
+multiprocess mode (as its documentation prescribes for pre-forking servers, and as Prometheus set-ups for LitServe
+do). LitServe's own ``Logger`` (``LitAPI.log`` → a queue → one logger process that could own the counters) is not
+used: it sees only what the workers log, not the HTTP statuses (the 401s and 413s of the middlewares, the 422s of
+request validation) nor the latency the client sees, and costs a queue message per event.
+
+:func:`prepare_multiprocess_dir` gives the server a fresh, private folder in ``PROMETHEUS_MULTIPROC_DIR`` before any
+process starts, every process writes its counters to its own memory-mapped files there, and ``GET /metrics``
+(:func:`metrics_app`) sums the files of all processes, alive or finished, at each scrape. The HTTP-side metrics are counted by
 :class:`~stellar.serving.server.MetricsMiddleware`, outermost, so that the 401s and 413s of the other middlewares
 count too; the worker-side ones by :class:`WorkerMetrics` in :meth:`stellar.serving.base.StellarAPI.predict`.
 

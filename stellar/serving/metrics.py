@@ -11,9 +11,10 @@ request validation) nor the latency the client sees, and costs a queue message p
 
 :func:`prepare_multiprocess_dir` gives the server a fresh, private folder in ``PROMETHEUS_MULTIPROC_DIR`` before any
 process starts, every process writes its counters to its own memory-mapped files there, and ``GET /metrics``
-(:func:`metrics_app`) sums the files of all processes, alive or finished, at each scrape. The HTTP-side metrics are counted by
-:class:`~stellar.serving.server.MetricsMiddleware`, outermost, so that the 401s and 413s of the other middlewares
-count too; the worker-side ones by :class:`WorkerMetrics` in :meth:`stellar.serving.base.StellarAPI.predict`.
+(:func:`metrics_app`) sums the files of all processes, alive or finished, at each scrape. The HTTP-side metrics are
+counted by :class:`~stellar.serving.server.MetricsMiddleware`, outermost, so that the 401s and 413s of the other
+middlewares count too; the worker-side ones by :class:`WorkerMetrics` in
+:meth:`stellar.serving.base.StellarAPI.predict`.
 
 Metrics (all prefixed ``stellar_``):
 

@@ -17,6 +17,7 @@ import logging
 import math
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import litserve as ls
@@ -24,7 +25,10 @@ import numpy as np
 from fastapi.responses import JSONResponse
 
 from stellar.errors import StellarError
+from stellar.monitoring.summaries import summarize
 from stellar.registry import DEFAULT_ROOT, LATEST, ModelRegistry, ModelVersion
+from stellar.serving.metrics import WorkerMetrics, use_multiprocess_dir
+from stellar.serving.request_log import RequestLog, RequestLogConfig, new_request_id, prediction_rows
 from stellar.serving.schemas import PredictionResponse
 
 log = logging.getLogger(__name__)
@@ -91,6 +95,16 @@ class StellarAPI(ls.LitAPI):
         self.version_number = 0
         self.class_names: list[str] = []
         self.targets: list[str] = []
+        self.metrics_dir: str | None = None
+        self.request_log_cfg: RequestLogConfig | None = None
+        self.worker_metrics: WorkerMetrics | None = None
+        self.request_log: RequestLog | None = None
+
+    def enable_monitoring(self, metrics_dir: str | None, request_log: RequestLogConfig | None) -> None:
+        """Count this endpoint's predictions in the server's metric files (``metrics_dir``) and keep its request
+        log; both start in :meth:`setup`, in the inference worker. ``None`` leaves either off."""
+        self.metrics_dir = metrics_dir
+        self.request_log_cfg = request_log
 
     # ---- setup -------------------------------------------------------------------------------------------
     def setup(self, device: str = "cpu") -> None:
@@ -123,7 +137,16 @@ class StellarAPI(ls.LitAPI):
         self.inputs = tuple(getattr(self.net, "inputs", ()))
         if hasattr(self.net, "to"):
             self.net = self.net.to(device)
+        self._start_monitoring()
         log.info("%s serves %s at %s", type(self).__name__, version.tag, self.api_path)
+
+    def _start_monitoring(self) -> None:
+        if self.metrics_dir:
+            use_multiprocess_dir(self.metrics_dir)
+            self.worker_metrics = WorkerMetrics(self.api_path, self.model_name, self.version_number, self.class_names)
+        if self.request_log_cfg is not None:
+            on_error = self.worker_metrics.log_errors.inc if self.worker_metrics else None
+            self.request_log = RequestLog(self.request_log_cfg, self.api_path, on_error).start()
 
     def load_preprocessing(self, version: ModelVersion) -> Any:
         """The training preprocessing of ``version`` (``None`` if it stores none)."""
@@ -205,7 +228,55 @@ class StellarAPI(ls.LitAPI):
                     results[i] = Failure(422, f"object(s) {broken}: {why}")
                 else:
                     results[i] = (jobs[i], mine)
+            self._monitor(jobs, todo, arrays, preds, results)
         return results if isinstance(x, list) else results[0]
+
+    def summary_inputs(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+        """The model inputs as :func:`~stellar.monitoring.summaries.summarize` reads them (here: as they are)."""
+        return arrays
+
+    def _monitor(
+        self,
+        jobs: list[Any],
+        todo: list[int],
+        arrays: dict[str, np.ndarray],
+        preds: list[dict[str, Any]],
+        results: list[Any],
+    ) -> None:
+        """Count the objects answered in the metrics and log them in the request log; never fails the batch."""
+        if self.worker_metrics is None and self.request_log is None:
+            return
+        keep: list[int] = []
+        request_ids: list[str] = []
+        rows: list[int] = []
+        start = 0
+        for i in todo:
+            n = len(jobs[i].rows)
+            if not isinstance(results[i], Failure):
+                keep += range(start, start + n)
+                request_ids += [new_request_id()] * n
+                rows += range(n)
+            start += n
+        if not keep:
+            return
+        answered = [preds[k] for k in keep]
+        if self.worker_metrics is not None:
+            self.worker_metrics.record([p.get("predicted_class") for p in answered])
+        if self.request_log is None:
+            return
+        try:
+            mine = {k: v[keep] for k, v in arrays.items()}
+            meta = {"model": self.model_name, "version": self.version_number}
+            self.request_log.append(  # the columns are made in the log's thread, when it writes them
+                meta,
+                request_ids,
+                rows,
+                partial(prediction_rows, answered, self.class_names, self.targets),
+                partial(summarize, self.summary_inputs(mine), self.prep),
+                mine,
+            )
+        except Exception:  # the log must never fail a request: say so, count it, go on
+            self.request_log.report_failure(f"logging {len(keep)} rows of {self.api_path}")
 
     def _preprocess_jobs(
         self, jobs: list[Any], todo: list[int], results: list[Any]

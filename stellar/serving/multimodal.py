@@ -171,6 +171,13 @@ class MultiModalAPI(StellarAPI):
         prefix = f"{modality}{_SEP}"
         return {k[len(prefix) :]: a for k, a in arrays.items() if k.startswith(prefix)}
 
+    def summary_inputs(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+        """The inputs nested per modality with their presence flags, as
+        :func:`~stellar.monitoring.summaries.summarize` reads several modalities."""
+        present = {m: arrays[f"present{_SEP}{m}"] for m in self.used.values() if f"present{_SEP}{m}" in arrays}
+        fields = {m: self._modal(arrays, m) for m in present}  # none for a modality absent from the whole batch
+        return {"present": present, **{m: f for m, f in fields.items() if f}}
+
     def valid_fraction(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """Per object: the mean over its parts of each part's valid fraction (as its own endpoint counts it)."""
         n = len(next(iter(inputs.values())))

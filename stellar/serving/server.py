@@ -1,9 +1,10 @@
-"""One LitServe server for every configured endpoint, with a payload limit and an optional API key.
+"""One LitServe server for every configured endpoint, with a payload limit, an optional API key and metrics.
 
 :func:`build_server` turns ``conf/serve.yaml`` into a :class:`litserve.LitServer`; ``serve.py`` runs it through
 ``stellar.pipelines.serve.run``. The two ASGI middlewares answer before any parsing: 413 for a body larger than
 ``max_body_mb`` (by its ``Content-Length`` or, when streamed, as soon as it grows past the limit) and 401 for a
 ``/predict`` request without the right ``X-API-Key`` when the environment variable named by ``api_key_env`` is set.
+The third, :class:`MetricsMiddleware`, counts every request for ``GET /metrics`` (:mod:`stellar.serving.metrics`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import hmac
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 import litserve as ls
@@ -21,6 +23,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from stellar.errors import StellarConfigError
+from stellar.serving.base import StellarAPI
+from stellar.serving.metrics import FIXED_ROUTES, HTTPMetrics, metrics_app, prepare_multiprocess_dir
+from stellar.serving.request_log import RequestLogConfig
 from stellar.serving.validation import validation_error_response
 
 log = logging.getLogger(__name__)
@@ -108,6 +113,51 @@ class APIKeyMiddleware:
         await self.app(scope, receive, send)
 
 
+class MetricsMiddleware:
+    """Counts every HTTP request by route, model and status, its errors and its latency.
+
+    Parameters
+    ----------
+    app : ASGI app
+        The app it wraps (the outermost middleware: it sees the answers of the others).
+    models : Mapping[str, str]
+        Route → the model it serves (the endpoints of ``conf/serve.yaml``).
+    """
+
+    def __init__(self, app: ASGIApp, models: Mapping[str, str]):
+        self.app = app
+        self.models = dict(models)
+        self.routes = {*self.models, *FIXED_ROUTES}
+        self.metrics: HTTPMetrics | None = None  # created on the first request, in the process that serves it
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.metrics is None:
+            self.metrics = HTTPMetrics()
+        path = str(scope.get("path", ""))
+        endpoint = path if path in self.routes else "other"
+        model = self.models.get(path, "")
+        status = 500  # what the client gets when the app raises before answering
+        start = time.perf_counter()
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            m = self.metrics
+            m.latency.labels(endpoint, model).observe(time.perf_counter() - start)
+            m.requests.labels(endpoint, model, str(status)).inc()
+            if status >= 400:
+                m.errors.labels(endpoint, model, f"{status // 100}xx").inc()
+
+
 def build_apis(cfg: DictConfig) -> list[ls.LitAPI]:
     """The configured endpoints (``cfg.endpoints``: name → ``_target_`` node; ``null`` leaves one out)."""
     apis = [instantiate(node) for node in (cfg.get("endpoints") or {}).values() if node]
@@ -117,16 +167,26 @@ def build_apis(cfg: DictConfig) -> list[ls.LitAPI]:
 
 
 def build_server(cfg: DictConfig) -> ls.LitServer:
-    """A LitServer with every configured endpoint, the payload limit, the optional API key, and 422 answers that
-    are strict JSON (no ``NaN``/``Infinity`` echoed from the body)."""
+    """A LitServer with every configured endpoint, the payload limit, the optional API key, 422 answers that are
+    strict JSON (no ``NaN``/``Infinity`` echoed from the body), Prometheus metrics at ``GET /metrics`` (``metrics``;
+    not behind the API key) and the optional request log (``request_log.dir``)."""
+    apis = build_apis(cfg)
     middlewares: list[Any] = [(BodyLimitMiddleware, {"max_bytes": int(float(cfg.max_body_mb) * 2**20)})]
     key_env = cfg.get("api_key_env")
     key = os.environ.get(str(key_env)) if key_env else None
     if key:
         middlewares.append((APIKeyMiddleware, {"key": key}))
         log.info("API key required on /predict (from $%s)", key_env)
+    metrics_dir = prepare_multiprocess_dir() if cfg.get("metrics", True) else None
+    if metrics_dir:  # last in the list: the outermost middleware, it sees the others' 401s and 413s
+        models = {api.api_path: api.model_name for api in apis if isinstance(api, StellarAPI)}
+        middlewares.append((MetricsMiddleware, {"models": models}))
+    request_log = RequestLogConfig.from_cfg(cfg.get("request_log"))
+    for api in apis:
+        if isinstance(api, StellarAPI):
+            api.enable_monitoring(metrics_dir, request_log)
     server = ls.LitServer(
-        build_apis(cfg),
+        apis,
         accelerator=str(cfg.get("accelerator", "cpu")),
         devices=cfg.get("devices", 1),
         workers_per_device=int(cfg.get("workers_per_device", 1)),
@@ -135,4 +195,6 @@ def build_server(cfg: DictConfig) -> ls.LitServer:
         fast_queue=bool(cfg.get("fast_queue", False)),
     )
     server.app.add_exception_handler(RequestValidationError, validation_error_response)  # 422s as strict JSON
+    if metrics_dir:
+        server.app.add_route("/metrics", metrics_app(metrics_dir), methods=["GET"], include_in_schema=False)
     return server

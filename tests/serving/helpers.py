@@ -96,6 +96,28 @@ class RecordingSpectralAPI(SpectralAPI):
         return super().predict(x)
 
 
+def serve_cfg(registry_root: Any, model: str, *overrides: str) -> Any:
+    """``conf/serve.yaml`` with its spectral endpoint on ``model`` of the registry at ``registry_root``."""
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        return compose(
+            "serve", overrides=[f"registry.root={registry_root}", f"endpoints.spectral.model={model}", *overrides]
+        )
+
+
+@contextmanager
+def in_process_server(cfg: Any) -> Iterator[Any]:
+    """A test client of :func:`~stellar.serving.server.build_server` ``(cfg)`` run in-process (its inference workers
+    are processes), once every worker has loaded its model; the workers stop on exit."""
+    from fastapi.testclient import TestClient
+    from litserve.utils import wrap_litserve_start
+
+    from stellar.serving.server import build_server
+
+    with wrap_litserve_start(build_server(cfg)) as srv, TestClient(srv.app) as client:
+        wait_ready(client)
+        yield client
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

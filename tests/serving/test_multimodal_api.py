@@ -19,6 +19,7 @@ from stellar.evaluation.calibration import ONE_SIGMA, SubsetIntervalCalibrator
 from stellar.models.late_fusion import LateFusion
 from stellar.pipelines import train
 from stellar.serving.api import Failure, MultiModalAPI
+from stellar.serving.request_log import RequestLogConfig, read_request_log
 from stellar.serving.schemas import MultiModalRequest, MultiModalResponse
 from stellar.serving.server import build_server
 from tests.conftest import REPO
@@ -241,3 +242,27 @@ def test_miles_fusion_serves_late_fusion_that_pools_the_modalities_present(miles
         lo, hi = sorted(got[k]["targets"][t]["mean"] for k in ("spectrum", "photometry"))
         assert lo - 1e-6 * abs(lo) <= got["both"]["targets"][t]["mean"] <= hi + 1e-6 * abs(hi), t
     assert got["spectrum"]["probabilities"] != pytest.approx(got["photometry"]["probabilities"], abs=1e-3)
+
+
+def test_request_log_keeps_each_objects_modalities_and_their_summaries(sim_registry, tmp_path) -> None:
+    api = MultiModalAPI("fusion", registry_root=str(sim_registry), api_path=ROUTE)
+    api.enable_monitoring(None, RequestLogConfig(str(tmp_path), flush_rows=1))
+    api.setup("cpu")
+    bands = list(api.parts["photometry"].bands)
+    spectrum = {"flux": [1.0 + 0.01 * k for k in range(50)]}
+    photometry = {"magnitudes": [15.0 - 0.2 * k for k in range(len(bands))], "parallax": 2.0}
+    body = {
+        "objects": [
+            {"spectrum": spectrum},
+            {"photometry": photometry},
+            {"spectrum": spectrum, "photometry": photometry},
+        ]
+    }
+    _answer(api, body)
+    api.request_log.close()
+    t = read_request_log(tmp_path, endpoint=ROUTE)
+    assert list(t["row"]) == [0, 1, 2] and t["request_id"].nunique() == 1
+    assert list(t["in_present_spectrum"]) == [1.0, 0.0, 1.0] and list(t["in_present_sed"]) == [0.0, 1.0, 1.0]
+    # each modality's summaries where it is present, NaN where it is absent
+    assert list(t["in_spectrum.valid_fraction"].notna()) == [True, False, True]
+    assert list(t["in_sed.n_bands"].notna()) == [False, True, True]

@@ -9,15 +9,9 @@ from typing import Any
 import litserve as ls
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
-from hydra import compose, initialize_config_dir
-from litserve.utils import wrap_litserve_start
-from omegaconf import DictConfig
 
 from stellar.pipelines.serve import run
-from stellar.serving.server import build_server
-from tests.conftest import REPO
-from tests.serving.helpers import strict_json, wait_ready
+from tests.serving.helpers import in_process_server, serve_cfg, strict_json
 
 SPECTRAL = "/predict/spectral"
 LIGHTCURVE = "/predict/lightcurve"
@@ -30,14 +24,6 @@ def _raw(body: bytes) -> dict[str, Any]:
     return {"content": body, "headers": {"Content-Type": "application/json"}}
 
 
-def _serve_cfg(registry_root: Any, model: str, *overrides: str) -> DictConfig:
-    """``conf/serve.yaml`` with its spectral endpoint on ``model`` of the registry at ``registry_root``."""
-    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
-        return compose(
-            "serve", overrides=[f"registry.root={registry_root}", f"endpoints.spectral.model={model}", *overrides]
-        )
-
-
 @pytest.fixture(scope="module")
 def batch_log(tmp_path_factory) -> Any:
     return tmp_path_factory.mktemp("batches") / "sizes.txt"
@@ -47,7 +33,7 @@ def batch_log(tmp_path_factory) -> Any:
 def client(spectral_version, registry_root, batch_log) -> Any:
     mp = pytest.MonkeyPatch()
     mp.setenv("STELLAR_TEST_BATCH_LOG", str(batch_log))  # inherited by the inference workers
-    cfg = _serve_cfg(
+    cfg = serve_cfg(
         registry_root,
         spectral_version.name,
         "endpoints.spectral._target_=tests.serving.helpers.RecordingSpectralAPI",
@@ -56,9 +42,7 @@ def client(spectral_version, registry_root, batch_log) -> Any:
         "batch_timeout=0.2",
         "max_body_mb=1",
     )
-    server = build_server(cfg)
-    with wrap_litserve_start(server) as srv, TestClient(srv.app) as c:
-        wait_ready(c)
+    with in_process_server(cfg) as c:
         yield c
     mp.undo()
 
@@ -279,7 +263,7 @@ def test_run_starts_the_configured_server(spectral_version, registry_root, monke
     """``python serve.py``'s ``run(cfg)``: the configured endpoints, started at the configured address."""
     started: list[dict[str, Any]] = []
     monkeypatch.setattr(ls.LitServer, "run", lambda self, **kw: started.append(kw))  # blocks for real
-    cfg = _serve_cfg(
+    cfg = serve_cfg(
         registry_root,
         spectral_version.name,
         "endpoints.lightcurve=null",

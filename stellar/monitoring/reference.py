@@ -134,6 +134,9 @@ def input_matrix(
     blocks = [values, (~np.isfinite(values)).astype(np.float64)]
     names = cols + [f"missing:{c}" for c in cols]
     flux = flux_block(arrays)
+    width = sum(c.startswith("flux:") for c in columns or [])
+    if flux is None and width:  # no spectrum in this batch (several modalities): the continuum, as absent ones
+        flux = np.ones((len(values), width))
     if flux is not None:
         blocks.append(flux)
         names += [f"flux:{j}" for j in range(flux.shape[1])]

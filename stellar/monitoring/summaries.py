@@ -153,7 +153,8 @@ def _lightcurve(arrays: Mapping[str, Any], prep: Any) -> pd.DataFrame:
         first[some], last[some] = np.nanmin(t[some], axis=1), np.nanmax(t[some], axis=1)
     out["baseline_days"] = last - first
     ts = np.sort(np.where(good, time, np.inf), axis=1)
-    dt = np.diff(ts, axis=1)
+    with np.errstate(invalid="ignore"):  # inf - inf between padding slots: NaN, left out below
+        dt = np.diff(ts, axis=1)
     out["cadence_days"] = _nanmedian(dt, np.isfinite(dt) & (dt > 0))
     if "band" in arrays:
         band = np.asarray(arrays["band"])

@@ -118,6 +118,7 @@ class StellarAPI(ls.LitAPI):
 
         self._calibrated_probs = calibrated_probs
         self.interval_calibrator: Any = None
+        self.reference: Any = None
         if self.num_threads:
             torch.set_num_threads(int(self.num_threads))
         self.device = device
@@ -127,6 +128,7 @@ class StellarAPI(ls.LitAPI):
             self.calibrator = version.calibrator()
             self.interval_calibrator = version.interval_calibrator()  # None for versions without one
             self.use_preprocessing(self.load_preprocessing(version))
+            self.reference = self.load_reference(version)
         except StellarError as err:
             self.load_error = f"model {self.model_name!r} ({self.ref}) is not available at {self.api_path}: {err}"
             log.error("%s", self.load_error)
@@ -147,6 +149,26 @@ class StellarAPI(ls.LitAPI):
         if self.request_log_cfg is not None:
             on_error = self.worker_metrics.log_errors.inc if self.worker_metrics else None
             self.request_log = RequestLog(self.request_log_cfg, self.api_path, on_error).start()
+
+    def load_reference(self, version: ModelVersion) -> Any:
+        """The training reference of ``version`` for per-object OOD scores (``None``, logged, for versions from
+        before monitoring: their answers carry no score)."""
+        if "reference.npz" not in version.files:
+            log.warning("%s has no training reference: %s answers carry no OOD score", version.tag, self.api_path)
+            return None
+        return version.reference()
+
+    def ood_scores(self, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+        """Out-of-distribution score and flag of every row against the training reference (``None`` without one,
+        or when the score cannot be computed, which is logged and never fails the request)."""
+        if self.reference is None:
+            return None
+        try:
+            score, flag = self.reference.ood(self.summary_inputs(arrays), self.prep)
+        except (StellarError, ValueError, KeyError) as err:
+            log.warning("%s: no OOD score for this batch: %s", self.api_path, err)
+            return None
+        return np.asarray(score), np.asarray(flag)
 
     def load_preprocessing(self, version: ModelVersion) -> Any:
         """The training preprocessing of ``version`` (``None`` if it stores none)."""
@@ -349,9 +371,12 @@ class StellarAPI(ls.LitAPI):
             groups = self.subset_groups(arrays)  # the modality subset of each row, for a per-subset calibrator
             intervals = {t: self.interval_calibrator.interval(out, t, 0.95, groups) for t in self.targets}
             out = self.interval_calibrator.transform(out, groups)
+        ood = self.ood_scores(arrays)
         preds = []
         for k in range(n):
             p: dict[str, Any] = {"valid_fraction": float(valid[k]), "probabilities": {}, "targets": {}}
+            if ood is not None:
+                p["ood_score"], p["ood"] = _finite(ood[0][k]), bool(ood[1][k])
             if bad[k]:
                 preds.append({**p, "not_finite": True})
                 continue

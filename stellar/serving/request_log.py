@@ -107,6 +107,8 @@ def prediction_rows(preds: list[dict[str, Any]], class_names: list[str], targets
         for stat in ("mean", "std"):
             cols[f"{t}_{stat}"] = [_nan_if_none(p["targets"].get(t, {}).get(stat)) for p in preds]
     cols["valid_fraction"] = [p["valid_fraction"] for p in preds]
+    if any("ood_score" in p for p in preds):
+        cols["ood_score"] = [_nan_if_none(p.get("ood_score")) for p in preds]
     return cols
 
 

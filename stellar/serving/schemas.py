@@ -389,6 +389,12 @@ class Prediction(BaseModel):
     probabilities: dict[str, float] = Field(default_factory=dict, description="Calibrated, keyed by class name.")
     targets: dict[str, TargetEstimate] = Field(default_factory=dict)
     valid_fraction: float = Field(..., description="Fraction of the model's input samples that held valid data.")
+    ood_score: float | None = Field(
+        None,
+        description="Out-of-distribution score against the model's training reference: above 1 the object is "
+        "outside what the model was trained on (1% of in-distribution objects are); null for models without one.",
+    )
+    ood: bool | None = Field(None, description="Whether ood_score is above 1.")
 
 
 class PredictionResponse(BaseModel):

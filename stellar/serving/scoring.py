@@ -14,7 +14,8 @@ Two kinds of input:
 Objects are scored ``chunk_size`` at a time; each chunk is written atomically to ``<output>.parts/`` and skipped
 when the command is run again, so an interrupted run resumes where it stopped. The parts are then joined into
 ``output`` (CSV or Parquet): the id column, ``predicted_class``, ``p_<class>`` per class, ``<target>_mean`` and
-``<target>_std``, ``valid_fraction`` and ``error``.
+``<target>_std``, ``valid_fraction``, ``ood_score`` and ``ood`` (against the model's training reference, for versions
+that have one) and ``error``.
 
     python -m stellar.serving.scoring --model spectral_cnn --input catalogue.parquet --output scores.parquet
     python -m stellar.serving.scoring --model spectral_cnn --input ../shared/data/miles --output miles.csv
@@ -143,6 +144,8 @@ def _rows_of(api: Any, oids: Sequence[str], outputs: Sequence[Any]) -> list[dict
 
 def _flatten(pred: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"predicted_class": pred.get("predicted_class"), "valid_fraction": pred["valid_fraction"]}
+    if "ood_score" in pred:  # models with a training reference
+        row["ood_score"], row["ood"] = pred["ood_score"], pred["ood"]
     row.update({f"p_{c}": p for c, p in pred["probabilities"].items()})
     for t, est in pred["targets"].items():
         row[f"{t}_mean"], row[f"{t}_std"] = est["mean"], est["std"]

@@ -1,0 +1,77 @@
+"""Per-object out-of-distribution scores in the server's answers and in catalogue scoring, from a real Hipparcos
+model's training reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+
+from stellar.serving.api import SEDAPI
+from stellar.serving.schemas import PredictionResponse, SEDRequest
+from stellar.serving.scoring import score
+from tests.conftest import DATA, REPO
+
+HIPPARCOS = DATA / "sed" / "hipparcos"
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory) -> Path:
+    from stellar.pipelines.train import run
+
+    tmp = tmp_path_factory.mktemp("ood")
+    overrides = [
+        "experiment=hipparcos_sed",
+        f"datamodule.data_dir={HIPPARCOS}",
+        "model.n_jobs=1",
+        "logger=none",
+        f"paths.output_dir={tmp / 'run'}",
+        f"paths.store_dir={tmp / 'store'}",
+        f"paths.log_dir={tmp}",
+        "register=true",
+        f"registry.root={tmp / 'registry'}",
+    ]
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        run(compose("train", overrides=overrides))
+    return tmp / "registry"
+
+
+def _answer(api: SEDAPI, request: SEDRequest) -> dict:
+    out = api.encode_response(api.predict(api.decode_request(request)))
+    assert isinstance(out, dict), getattr(out, "body", out)
+    return PredictionResponse.model_validate(out).model_dump()
+
+
+def test_answers_carry_an_ood_score_that_flags_stars_unlike_the_training_set(registry):
+    api = SEDAPI("sed_xgboost", registry_root=str(registry), api_path="/predict/sed")
+    api.setup("cpu")
+    stars = pd.read_csv(HIPPARCOS / "hipparcos_giant_dwarf.csv").iloc[:100]
+    v, bv = stars["Vmag"].to_numpy(), stars["B-V"].to_numpy()
+    request = SEDRequest(
+        magnitudes=np.stack([v + bv, v], axis=1).tolist(),
+        bands=["johnson_b", "johnson_v"],
+        parallax=stars["Plx"].tolist(),
+        parallax_err=stars["e_Plx"].tolist(),
+    )
+    preds = _answer(api, request)["predictions"]
+    flags = np.array([p["ood"] for p in preds])
+    assert all(p["ood_score"] is not None and p["ood_score"] >= 0 for p in preds)
+    assert flags.mean() < 0.1  # the catalogue's own stars: about 1% expected
+    far = _answer(api, SEDRequest(magnitudes=[[24.0, 16.0]], bands=["johnson_b", "johnson_v"], parallax=[0.01]))
+    assert far["predictions"][0]["ood"] is True and far["predictions"][0]["ood_score"] > 1
+
+
+def test_catalogue_scoring_writes_the_ood_columns(registry, tmp_path):
+    table = score(
+        HIPPARCOS,
+        tmp_path / "scores.csv",
+        "sed_xgboost",
+        registry_root=str(registry),
+        progress=False,
+        store_root=str(tmp_path / "store"),
+    )
+    assert {"ood_score", "ood"} <= set(table.columns)
+    assert len(table) == 400 and table["ood"].mean() < 0.1

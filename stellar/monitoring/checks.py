@@ -131,12 +131,14 @@ def check_batch(
     outputs: Mapping[str, np.ndarray] | None = None,
     truths: Mapping[str, np.ndarray] | None = None,
     factors68: Mapping[str, Any] | None = None,
+    ood_score: np.ndarray | None = None,
     cfg: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every check of one batch against ``reference`` (see the module docstring); the ``monitor.json`` mapping.
 
     ``summaries`` are the batch's input summaries; ``arrays`` its model inputs (for the input sketch and the OOD
-    score; a request log without payloads has none); ``probs`` its calibrated probabilities; ``labels``,
+    score; a request log without payloads has none, and gives the ``ood_score`` the server computed instead);
+    ``probs`` its calibrated probabilities; ``labels``,
     ``outputs`` + ``truths`` (+ ``factors68``, the interval calibrator's 68% factors) where it has labels.
     """
     alpha = float(_setting(cfg, "alpha"))
@@ -145,7 +147,6 @@ def check_batch(
     report: dict[str, Any] = {"n_objects": len(summaries), "n_reference": len(reference.summaries)}
 
     data: list[Check] = feature_checks(reference.summaries, summaries, float(_setting(cfg, "min_effect", "feature")))
-    ood_score = None
     if arrays is not None:
         matrix = reference.input_sketch(summaries, arrays)
         ood_score = reference.sketch.ood_score(matrix)
@@ -161,6 +162,9 @@ def check_batch(
             )
             if mmd is not None:
                 data.append(mmd)
+    if ood_score is not None:
+        ood_score = np.asarray(ood_score, np.float64)
+        ood_score = ood_score[np.isfinite(ood_score)]
         rate = float(reference.sketch.alpha)
         flagged = int((ood_score > 1.0).sum())
         ood = binomial_excess("ood_fraction", flagged, len(ood_score), rate, float(_setting(cfg, "min_effect", "ood")))

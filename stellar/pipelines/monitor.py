@@ -182,7 +182,9 @@ def _run_requests(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     names = reference.class_names
     prob_cols = [f"p_{c}" for c in names]
     probs = log_rows[prob_cols].to_numpy(dtype=float) if names and set(prob_cols) <= set(log_rows.columns) else None
-    report = check_batch(reference, summaries, probs=probs, cfg=OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    ood = log_rows["ood_score"].to_numpy(dtype=float) if "ood_score" in log_rows.columns else None
+    settings = OmegaConf.to_container(cfg, resolve=True)
+    report = check_batch(reference, summaries, probs=probs, ood_score=ood, cfg=settings)  # type: ignore[arg-type]
     report["meta"] = {"model": str(cfg.get("model_ref") or cfg.get("run_dir")), "batch": f"request log {cfg.requests}"}
     figures = monitor_figures(report, reference, summaries, probs)
     paths = _write(cfg, report, figures, None)

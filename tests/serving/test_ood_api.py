@@ -75,3 +75,44 @@ def test_catalogue_scoring_writes_the_ood_columns(registry, tmp_path):
     )
     assert {"ood_score", "ood"} <= set(table.columns)
     assert len(table) == 400 and table["ood"].mean() < 0.1
+
+
+def _star_request(stars: pd.DataFrame, v_shift: float = 0.0) -> SEDRequest:
+    v, bv = stars["Vmag"].to_numpy() + v_shift, stars["B-V"].to_numpy()
+    return SEDRequest(
+        magnitudes=np.stack([v + bv, v], axis=1).tolist(),
+        bands=["johnson_b", "johnson_v"],
+        parallax=stars["Plx"].tolist(),
+        parallax_err=stars["e_Plx"].tolist(),
+    )
+
+
+@pytest.mark.parametrize(("v_shift", "alert"), [(0.0, False), (2.0, True)])
+def test_monitor_reads_the_request_log_as_a_batch(registry, tmp_path, v_shift, alert):
+    from stellar.pipelines import monitor
+    from stellar.serving.request_log import RequestLogConfig
+
+    api = SEDAPI("sed_xgboost", registry_root=str(registry), api_path="/predict/sed")
+    api.enable_monitoring(None, RequestLogConfig(str(tmp_path / "log"), flush_rows=50))
+    api.setup("cpu")
+    stars = pd.read_csv(HIPPARCOS / "hipparcos_giant_dwarf.csv")
+    for start in range(0, 400, 40):  # 10 requests of 40 stars
+        _answer(api, _star_request(stars.iloc[start : start + 40], v_shift))
+    assert api.request_log is not None
+    api.request_log.close()
+    overrides = [
+        "model_ref=sed_xgboost",
+        f"registry.root={registry}",
+        f"requests={tmp_path / 'log'}",
+        f"paths.output_dir={tmp_path / 'mon'}",
+    ]
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        report, objs = monitor.run(compose("monitor", overrides=overrides))
+    assert len(objs["requests"]) == 400 and report["n_objects"] == 400
+    assert report["alert"] is alert, report["alerts"]
+    names = {c["name"] for c in report["data_drift"]["checks"]}
+    assert {"mag_johnson_v", "parallax"} <= names
+    assert {c["name"] for c in report["prediction_drift"]["checks"]} == {"predicted_class", "confidence"}
+    assert "ood_fraction" in names and report["ood"]["flagged"] >= 0
+    if alert:
+        assert "mag_johnson_v" in report["alerts"]

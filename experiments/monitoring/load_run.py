@@ -57,6 +57,20 @@ def body(modality: str, manifest: dict[str, Any], n: int, rng: np.random.Generat
     raise SystemExit(f"no load for modality {modality!r} (one of {sorted(ROUTES)})")
 
 
+def hipparcos_body(stars: Any, n: int, rng: np.random.Generator, v_shift: float = 0.0) -> dict[str, Any]:
+    """A request of ``n`` real Hipparcos stars (the catalogue's V, B−V, parallax and its error), ``v_shift`` mag
+    fainter (a deeper survey's population seen by the same model)."""
+    rows = stars.iloc[rng.integers(0, len(stars), n)]
+    v = rows["Vmag"].to_numpy() + v_shift
+    b = v + rows["B-V"].to_numpy()
+    return {
+        "magnitudes": np.stack([b, v], axis=1).round(3).tolist(),
+        "bands": ["johnson_b", "johnson_v"],
+        "parallax": rows["Plx"].round(3).tolist(),
+        "parallax_err": rows["e_Plx"].round(3).tolist(),
+    }
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--registry", required=True, help="registry root the server serves from")
@@ -70,7 +84,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--bad", type=float, default=0.0, help="fraction of requests naming an unknown model (a 404)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="write the figures to this JSON file")
+    ap.add_argument("--hipparcos", help="SED bodies from this hipparcos_giant_dwarf.csv's real stars, not synthetic")
+    ap.add_argument("--v-shift", type=float, default=0.0, help="with --hipparcos: make the stars this many mag fainter")
     args = ap.parse_args(argv)
+    stars = None
+    if args.hipparcos:
+        import pandas as pd
+
+        stars = pd.read_csv(args.hipparcos)
 
     registry = ModelRegistry(args.registry)
     rng = np.random.default_rng(args.seed)
@@ -80,7 +101,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         route = ROUTES.get(str(manifest.get("modality")), "")
         for _ in range(args.n):
             n = int(rng.integers(1, args.max_rows + 1))
-            payload = body(str(manifest.get("modality")), manifest, n, rng)
+            if stars is not None and manifest.get("modality") == "sed":
+                payload = hipparcos_body(stars, n, rng, args.v_shift)
+            else:
+                payload = body(str(manifest.get("modality")), manifest, n, rng)
             if rng.uniform() < args.bad:
                 payload["model"] = "not_registered"
             jobs.append((route, payload, n))

@@ -194,7 +194,9 @@ def check_batch(
         check = chi2_counts("predicted_class", ref_counts, np.bincount(p.argmax(axis=1), minlength=k), min_pred, names)
         if check is not None:
             prediction.append(check)
-        conf = ks_check("confidence", reference.probs.max(axis=1), p.max(axis=1), min_pred)
+        # both at the precision the reference keeps probabilities in (float32): a float64 confidence of 1 - 1e-9
+        # beside its stored twin, 1.0, is another number, and a confident model's batch would differ entirely
+        conf = ks_check("confidence", _stored(reference.probs.max(axis=1)), _stored(p.max(axis=1)), min_pred)
         if conf is not None:
             prediction.append(conf)
 
@@ -229,6 +231,11 @@ def check_batch(
     report["alert"] = bool(alerts)
     report["settings"] = {"alpha": alpha, "performance": perf_cfg, "n_permutations": n_perm}
     return report
+
+
+def _stored(values: np.ndarray) -> np.ndarray:
+    """``values`` rounded to float32, the precision of a saved reference."""
+    return np.asarray(values, np.float32).astype(np.float64)
 
 
 def _family(checks: list[Check]) -> dict[str, Any]:

@@ -67,3 +67,24 @@ def test_check_batch_alerts_on_a_shift_and_not_on_the_same_distribution() -> Non
     assert loud["alert"] is True
     assert {"feature_0", "input_sketch"} <= set(loud["alerts"])
     assert loud["performance_estimate"]["n"] == 500
+
+
+def test_confidence_of_a_confident_model_does_not_drift_through_a_saved_reference(tmp_path) -> None:
+    # the reference keeps probabilities in float32: 1 - 1e-9 is stored as 1.0, so a float64 batch of the very same
+    # confidences sat entirely below the reference's and the KS distance was 1 on every in-distribution batch
+    rng = np.random.default_rng(4)
+
+    def confident(n: int) -> np.ndarray:
+        logits = rng.normal(size=(n, 3))
+        logits[np.arange(n), rng.integers(0, 3, n)] += 25.0
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return p / p.sum(axis=1, keepdims=True)
+
+    arrays = _sed_arrays(rng, 600)
+    ref = build_reference(arrays, probs=confident(600), class_names=["a", "b", "c"])
+    ref.save(tmp_path)
+    back = TrainingReference.load(tmp_path)
+    batch = _sed_arrays(rng, 600)
+    report = check_batch(back, summarize(batch), probs=confident(600))
+    conf = next(c for c in report["prediction_drift"]["checks"] if c["name"] == "confidence")
+    assert conf["effect"] < 0.1 and not conf["alert"]

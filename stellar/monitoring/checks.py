@@ -26,7 +26,7 @@ import pandas as pd
 
 from stellar.monitoring.drift import Check, binomial_excess, chi2_counts, feature_checks, holm, ks_check, mmd_check
 from stellar.monitoring.performance import estimate_performance, measured_classification, measured_regression
-from stellar.monitoring.reference import InputSketch, TrainingReference, input_matrix
+from stellar.monitoring.reference import InputSketch, TrainingReference, halves, input_matrix
 from stellar.monitoring.summaries import summarize
 
 __all__ = ["DEFAULTS", "build_reference", "check_batch"]
@@ -82,11 +82,13 @@ def build_reference(
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.choice(n, max_rows, replace=False)) if n > max_rows else np.arange(n)
     sketch = InputSketch.fit(matrix, columns, n_components, ood_alpha, seed)
+    # the MMD's reference sample: kept rows that neither basis was fitted on (both fits split the rows alike)
+    unseen = np.intersect1d(keep, halves(n, seed)[1])
     basis = emb = None
     if embeddings is not None and len(embeddings) == n:
         dims = [f"e{j}" for j in range(embeddings.shape[1])]
         basis = InputSketch.fit(np.asarray(embeddings, np.float64), dims, n_components, ood_alpha, seed)
-        emb = basis.project(embeddings)[keep]
+        emb = basis.project(embeddings)[unseen]
     meta: dict[str, Any] = {
         "n_objects": int(n),
         "n_kept": len(keep),
@@ -104,7 +106,7 @@ def build_reference(
         sketch=sketch,
         meta=meta,
         probs=None if probs is None else np.asarray(probs, np.float64)[keep],
-        sketch_coords=sketch.project(matrix)[keep],
+        sketch_coords=sketch.project(matrix)[unseen],
         embedding_basis=basis,
         embeddings=emb,
     )

@@ -10,8 +10,9 @@ seed:
   PCA-monitoring statistics (Hotelling's T² inside the basis, the squared prediction error Q outside it) at the
   ``1 - ood_alpha`` quantile, measured on the half of the reference the basis was *not* fitted on; every object's
   out-of-distribution score is ``max(T²/T²_q, Q/Q_q)`` and it is flagged when the score exceeds 1;
-- the model's embeddings (the encoder output of a neural model, projected on their own principal components), when
-  the model has an encoder;
+- the coordinates of the kept objects on the input sketch's components and the model's embeddings (the encoder
+  output of a neural model, projected on their own principal components, when the model has an encoder), both
+  for the held-out objects only, the basis-fitted ones being no sample of what new data look like;
 - calibrated class probabilities (class priors, predicted-class distribution, confidence distribution) and the
   validation metrics (accuracy, macro F1, ECE after calibration; per regression target MAE, median error and
   calibrated 68% coverage).
@@ -64,6 +65,13 @@ def flux_block(arrays: Mapping[str, Any]) -> np.ndarray | None:
     return np.asarray(flux[:, :usable].reshape(len(flux), -1, step).mean(axis=2))
 
 
+def halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows :meth:`InputSketch.fit` fits its basis on and the held-out rows it sets the thresholds on (a seeded
+    split in halves; all rows for both when there are fewer than 20)."""
+    order = np.random.default_rng(seed).permutation(n)
+    return (order[: n // 2], order[n // 2 :]) if n >= 20 else (order, order)
+
+
 @dataclasses.dataclass
 class InputSketch:
     """A principal-component basis of standardised inputs, and the OOD thresholds measured on held-out rows."""
@@ -80,9 +88,7 @@ class InputSketch:
     @classmethod
     def fit(cls, matrix: np.ndarray, columns: list[str], n_components: int, alpha: float, seed: int) -> InputSketch:
         """Fit on half of the rows, set the thresholds on the other half (all rows when there are fewer than 20)."""
-        rng = np.random.default_rng(seed)
-        order = rng.permutation(len(matrix))
-        fit_rows, held = (order[: len(order) // 2], order[len(order) // 2 :]) if len(order) >= 20 else (order, order)
+        fit_rows, held = halves(len(matrix), seed)
         x = matrix[fit_rows]
         seen = np.isfinite(x).any(axis=0)  # a column with no value in the reference (a band never observed) stays 0
         mean, scale = np.zeros(x.shape[1]), np.ones(x.shape[1])
@@ -154,7 +160,8 @@ class TrainingReference:
     sketch: InputSketch
     meta: dict[str, Any]
     probs: np.ndarray | None = None
-    #: the kept objects' coordinates on the input sketch's components
+    #: coordinates on the input sketch's components of the kept objects the basis was not fitted on (the fitted
+    #: rows spread more along their own components than new objects do, which an MMD would take for drift)
     sketch_coords: np.ndarray | None = None
     embedding_basis: InputSketch | None = None
     embeddings: np.ndarray | None = None

@@ -88,3 +88,24 @@ def test_confidence_of_a_confident_model_does_not_drift_through_a_saved_referenc
     report = check_batch(back, summarize(batch), probs=confident(600))
     conf = next(c for c in report["prediction_drift"]["checks"] if c["name"] == "confidence")
     assert conf["effect"] < 0.1 and not conf["alert"]
+
+
+def test_the_sketch_mmd_is_quiet_on_in_distribution_spectra() -> None:
+    # the reference's sketch coordinates must come from rows the PCA basis was not fitted on: the fitted rows
+    # spread more along their own components than any new object does, and with 256 flux pixels the MMD then
+    # found every in-distribution batch "different" (p at its floor)
+    rng = np.random.default_rng(5)
+    sd = 0.2 / np.sqrt(np.arange(1, 257))
+
+    def spectra(n: int) -> dict[str, np.ndarray]:
+        flux = 1.0 + rng.normal(size=(n, 256)) * sd
+        return {"flux": flux, "ivar": np.full((n, 256), 400.0), "mask": np.zeros((n, 256), bool)}
+
+    ref = build_reference(spectra(1000), n_components=16)
+    assert ref.sketch_coords is not None and len(ref.sketch_coords) < len(ref.summaries)  # the held-out half only
+    p = []
+    for _ in range(3):
+        batch = spectra(400)
+        report = check_batch(ref, summarize(batch), arrays=batch, cfg={"mmd": {"n_permutations": 199}})
+        p.append(next(c["p_value"] for c in report["data_drift"]["checks"] if c["name"] == "input_sketch"))
+    assert min(p) > 0.01, p

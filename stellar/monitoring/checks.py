@@ -149,6 +149,10 @@ def check_batch(
     report: dict[str, Any] = {"n_objects": len(summaries), "n_reference": len(reference.summaries)}
 
     data: list[Check] = feature_checks(reference.summaries, summaries, float(_setting(cfg, "min_effect", "feature")))
+    # a permutation p-value is at least 1/(n_permutations + 1): enough permutations that it can clear Holm's first
+    # step over every check of the run (the summaries', two MMDs, the OOD fraction, two prediction checks) at half
+    # of alpha, or the MMD could never alert beside the many summaries of a light-curve model
+    n_perm = max(n_perm, int(np.ceil(2.0 * (len(data) + 5) / alpha)))
     if arrays is not None:
         matrix = reference.input_sketch(summaries, arrays)
         ood_score = reference.sketch.ood_score(matrix)

@@ -35,7 +35,7 @@ __all__ = ["DEFAULTS", "build_reference", "check_batch"]
 DEFAULTS: dict[str, Any] = {
     "alpha": 0.05,
     "min_effect": {"feature": 0.1, "sketch": 0.0, "embedding": 0.0, "prediction": 0.1, "ood": 0.02},
-    "mmd": {"n_permutations": 500, "max_reference": 1000},
+    "mmd": {"n_permutations": 500, "max_reference": 1000, "max_batch": 2000},
     "performance": {
         "max_accuracy_drop": 0.05,
         "max_ece_rise": 0.05,
@@ -146,6 +146,7 @@ def check_batch(
     alpha = float(_setting(cfg, "alpha"))
     seed = int(_setting(cfg, "seed"))
     n_perm, max_ref = int(_setting(cfg, "mmd", "n_permutations")), int(_setting(cfg, "mmd", "max_reference"))
+    max_batch = int(_setting(cfg, "mmd", "max_batch"))
     report: dict[str, Any] = {"n_objects": len(summaries), "n_reference": len(reference.summaries)}
 
     data: list[Check] = feature_checks(reference.summaries, summaries, float(_setting(cfg, "min_effect", "feature")))
@@ -165,6 +166,7 @@ def check_batch(
                 n_perm,
                 max_ref,
                 seed,
+                max_batch,
             )
             if mmd is not None:
                 data.append(mmd)
@@ -185,6 +187,7 @@ def check_batch(
             n_perm,
             max_ref,
             seed + 1,
+            max_batch,
         )
         if mmd is not None:
             data.append(mmd)

@@ -215,7 +215,7 @@ def check_batch(
     if ood_score is not None:
         report["ood"] = {
             "flagged": int((ood_score > 1.0).sum()),
-            "fraction": float(np.mean(ood_score > 1.0)),
+            "fraction": float(np.mean(ood_score > 1.0)) if len(ood_score) else None,
             "expected_fraction": float(reference.sketch.alpha),
             "score_median": float(np.median(ood_score)) if len(ood_score) else None,
         }

@@ -129,3 +129,18 @@ def test_the_mmd_can_alert_beside_many_summary_checks() -> None:
     assert len(checks) >= 40
     assert not any(checks[f"feature_{j}"]["alert"] for j in range(40))  # the marginals did not move
     assert checks["input_sketch"]["alert"], checks["input_sketch"]
+
+
+def test_an_empty_batch_gives_a_quiet_report_in_strict_json() -> None:
+    # e.g. a request log whose rows all lack an OOD score: nothing to test, and no NaN (invalid JSON) in monitor.json
+    import json
+    import warnings
+
+    rng = np.random.default_rng(7)
+    ref = build_reference(_sed_arrays(rng, 300), probs=rng.dirichlet(np.ones(3), 300), class_names=["a", "b", "c"])
+    empty = _sed_arrays(rng, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = check_batch(ref, summarize(empty), arrays=empty, probs=np.zeros((0, 3)))
+    assert report["alert"] is False and report["ood"]["flagged"] == 0
+    json.dumps(report, allow_nan=False)

@@ -8,8 +8,9 @@ seed:
 - an input sketch: a principal-component basis of the standardised inputs (summaries, missing-value flags and, for
   spectra, the flux binned to at most :data:`MAX_PIXELS` pixels), with the thresholds of the two classical
   PCA-monitoring statistics (Hotelling's T² inside the basis, the squared prediction error Q outside it) at the
-  ``1 - ood_alpha`` quantile, measured on the half of the reference the basis was *not* fitted on; every object's
-  out-of-distribution score is ``max(T²/T²_q, Q/Q_q)`` and it is flagged when the score exceeds 1;
+  ``1 - ood_alpha`` quantile, measured on the half of the reference the basis was *not* fitted on, then both scaled
+  so that ``ood_alpha`` of that half exceeds either; every object's out-of-distribution score is
+  ``max(T²/T²_q, Q/Q_q)`` and it is flagged when the score exceeds 1;
 - the coordinates of the kept objects on the input sketch's components and the model's embeddings (the encoder
   output of a neural model, projected on their own principal components, when the model has an encoder), both
   for the held-out objects only, the basis-fitted ones being no sample of what new data look like;
@@ -105,6 +106,11 @@ class InputSketch:
         floor = 1e-6 * z.shape[1]
         sketch.t2_threshold = max(float(np.quantile(t2, 1.0 - alpha)), floor)
         sketch.q_threshold = max(float(np.quantile(q, 1.0 - alpha)), floor)
+        # an object is flagged when either exceeds its threshold: scale both so that the union, not each, holds
+        # ``alpha`` of the held-out rows (each at its own quantile, up to 2 alpha were flagged)
+        c = float(np.quantile(sketch.ood_score(matrix[held]), 1.0 - alpha))
+        if np.isfinite(c) and c > 0:
+            sketch.t2_threshold, sketch.q_threshold = sketch.t2_threshold * c, sketch.q_threshold * c
         return sketch
 
     def standardise(self, matrix: np.ndarray) -> np.ndarray:

@@ -144,3 +144,18 @@ def test_an_empty_batch_gives_a_quiet_report_in_strict_json() -> None:
         report = check_batch(ref, summarize(empty), arrays=empty, probs=np.zeros((0, 3)))
     assert report["alert"] is False and report["ood"]["flagged"] == 0
     json.dumps(report, allow_nan=False)
+
+
+def test_ood_flags_in_distribution_spectra_at_the_reference_rate() -> None:
+    # an object is flagged when T² or Q exceeds its threshold: each at its own 1 - alpha quantile, the union flagged
+    # about 2 alpha of in-distribution spectra (Q is not round-off there), and the OOD-fraction test assumes alpha
+    rng = np.random.default_rng(8)
+    sd = 0.2 / np.sqrt(np.arange(1, 257))
+
+    def spectra(n: int) -> dict[str, np.ndarray]:
+        flux = 1.0 + rng.normal(size=(n, 256)) * sd
+        return {"flux": flux, "ivar": np.full((n, 256), 400.0), "mask": np.zeros((n, 256), bool)}
+
+    ref = build_reference(spectra(2000), n_components=16, ood_alpha=0.05)
+    _, flag = ref.ood(spectra(4000))
+    assert flag.mean() == pytest.approx(0.05, abs=0.02)

@@ -63,7 +63,7 @@ def flux_block(arrays: Mapping[str, Any]) -> np.ndarray | None:
     k = flux.shape[1]
     step = int(np.ceil(k / MAX_PIXELS))
     usable = (k // step) * step
-    return np.asarray(flux[:, :usable].reshape(len(flux), -1, step).mean(axis=2))
+    return np.asarray(flux[:, :usable].reshape(len(flux), usable // step, step).mean(axis=2))  # 0 rows too
 
 
 def halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

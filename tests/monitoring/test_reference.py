@@ -159,3 +159,15 @@ def test_ood_flags_in_distribution_spectra_at_the_reference_rate() -> None:
     ref = build_reference(spectra(2000), n_components=16, ood_alpha=0.05)
     _, flag = ref.ood(spectra(4000))
     assert flag.mean() == pytest.approx(0.05, abs=0.02)
+
+
+def test_an_empty_batch_of_spectra_is_scored() -> None:
+    rng = np.random.default_rng(9)
+
+    def spectra(n: int) -> dict[str, np.ndarray]:
+        return {"flux": 1.0 + 0.1 * rng.normal(size=(n, 300)), "ivar": np.full((n, 300), 100.0)}
+
+    ref = build_reference(spectra(100))
+    score, flag = ref.ood(spectra(0))
+    assert score.shape == flag.shape == (0,)
+    assert check_batch(ref, summarize(spectra(0)), arrays=spectra(0))["alert"] is False

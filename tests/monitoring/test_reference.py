@@ -14,6 +14,12 @@ def _sed_arrays(rng: np.random.Generator, n: int, shift: float = 0.0) -> dict[st
     return {"mag": mag, "features": np.hstack([mag, mag[:, :2] - mag[:, 1:]])}
 
 
+def _spectra(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Spectra of 256 pixels whose pixels vary less and less (a PCA basis of them leaves much outside)."""
+    flux = 1.0 + rng.normal(size=(n, 256)) * (0.2 / np.sqrt(np.arange(1, 257)))
+    return {"flux": flux, "ivar": np.full((n, 256), 400.0), "mask": np.zeros((n, 256), bool)}
+
+
 def test_summaries_of_photometry_count_bands() -> None:
     mag = np.array([[10.0, 11.0], [10.0, np.nan]])
     t = summarize({"mag": mag, "features": mag})
@@ -95,17 +101,12 @@ def test_the_sketch_mmd_is_quiet_on_in_distribution_spectra() -> None:
     # spread more along their own components than any new object does, and with 256 flux pixels the MMD then
     # found every in-distribution batch "different" (p at its floor)
     rng = np.random.default_rng(5)
-    sd = 0.2 / np.sqrt(np.arange(1, 257))
 
-    def spectra(n: int) -> dict[str, np.ndarray]:
-        flux = 1.0 + rng.normal(size=(n, 256)) * sd
-        return {"flux": flux, "ivar": np.full((n, 256), 400.0), "mask": np.zeros((n, 256), bool)}
-
-    ref = build_reference(spectra(1000), n_components=16)
+    ref = build_reference(_spectra(rng, 1000), n_components=16)
     assert ref.sketch_coords is not None and len(ref.sketch_coords) < len(ref.summaries)  # the held-out half only
     p = []
     for _ in range(3):
-        batch = spectra(400)
+        batch = _spectra(rng, 400)
         report = check_batch(ref, summarize(batch), arrays=batch, cfg={"mmd": {"n_permutations": 199}})
         p.append(next(c["p_value"] for c in report["data_drift"]["checks"] if c["name"] == "input_sketch"))
     assert min(p) > 0.01, p
@@ -150,14 +151,9 @@ def test_ood_flags_in_distribution_spectra_at_the_reference_rate() -> None:
     # an object is flagged when T² or Q exceeds its threshold: each at its own 1 - alpha quantile, the union flagged
     # about 2 alpha of in-distribution spectra (Q is not round-off there), and the OOD-fraction test assumes alpha
     rng = np.random.default_rng(8)
-    sd = 0.2 / np.sqrt(np.arange(1, 257))
 
-    def spectra(n: int) -> dict[str, np.ndarray]:
-        flux = 1.0 + rng.normal(size=(n, 256)) * sd
-        return {"flux": flux, "ivar": np.full((n, 256), 400.0), "mask": np.zeros((n, 256), bool)}
-
-    ref = build_reference(spectra(2000), n_components=16, ood_alpha=0.05)
-    _, flag = ref.ood(spectra(4000))
+    ref = build_reference(_spectra(rng, 2000), n_components=16, ood_alpha=0.05)
+    _, flag = ref.ood(_spectra(rng, 4000))
     assert flag.mean() == pytest.approx(0.05, abs=0.02)
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 
 from stellar.monitoring.drift import Check, binomial_excess, chi2_counts, feature_checks, holm, ks_check, mmd_check
 from stellar.monitoring.performance import estimate_performance, measured_classification, measured_regression
-from stellar.monitoring.reference import InputSketch, TrainingReference, input_matrix
+from stellar.monitoring.reference import InputSketch, TrainingReference, halves, input_matrix
 from stellar.monitoring.summaries import summarize
 
 __all__ = ["DEFAULTS", "build_reference", "check_batch"]
@@ -35,7 +35,7 @@ __all__ = ["DEFAULTS", "build_reference", "check_batch"]
 DEFAULTS: dict[str, Any] = {
     "alpha": 0.05,
     "min_effect": {"feature": 0.1, "sketch": 0.0, "embedding": 0.0, "prediction": 0.1, "ood": 0.02},
-    "mmd": {"n_permutations": 500, "max_reference": 1000},
+    "mmd": {"n_permutations": 500, "max_reference": 1000, "max_batch": 2000},
     "performance": {
         "max_accuracy_drop": 0.05,
         "max_ece_rise": 0.05,
@@ -82,11 +82,13 @@ def build_reference(
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.choice(n, max_rows, replace=False)) if n > max_rows else np.arange(n)
     sketch = InputSketch.fit(matrix, columns, n_components, ood_alpha, seed)
+    # the MMD's reference sample: kept rows that neither basis was fitted on (both fits split the rows alike)
+    unseen = np.intersect1d(keep, halves(n, seed)[1])
     basis = emb = None
     if embeddings is not None and len(embeddings) == n:
         dims = [f"e{j}" for j in range(embeddings.shape[1])]
         basis = InputSketch.fit(np.asarray(embeddings, np.float64), dims, n_components, ood_alpha, seed)
-        emb = basis.project(embeddings)[keep]
+        emb = basis.project(embeddings)[unseen]
     meta: dict[str, Any] = {
         "n_objects": int(n),
         "n_kept": len(keep),
@@ -104,7 +106,7 @@ def build_reference(
         sketch=sketch,
         meta=meta,
         probs=None if probs is None else np.asarray(probs, np.float64)[keep],
-        sketch_coords=sketch.project(matrix)[keep],
+        sketch_coords=sketch.project(matrix)[unseen],
         embedding_basis=basis,
         embeddings=emb,
     )
@@ -144,9 +146,14 @@ def check_batch(
     alpha = float(_setting(cfg, "alpha"))
     seed = int(_setting(cfg, "seed"))
     n_perm, max_ref = int(_setting(cfg, "mmd", "n_permutations")), int(_setting(cfg, "mmd", "max_reference"))
+    max_batch = int(_setting(cfg, "mmd", "max_batch"))
     report: dict[str, Any] = {"n_objects": len(summaries), "n_reference": len(reference.summaries)}
 
     data: list[Check] = feature_checks(reference.summaries, summaries, float(_setting(cfg, "min_effect", "feature")))
+    # a permutation p-value is at least 1/(n_permutations + 1): enough permutations that it can clear Holm's first
+    # step over every check of the run (the summaries', two MMDs, the OOD fraction, two prediction checks) at half
+    # of alpha, or the MMD could never alert beside the many summaries of a light-curve model
+    n_perm = max(n_perm, int(np.ceil(2.0 * (len(data) + 5) / alpha)))
     if arrays is not None:
         matrix = reference.input_sketch(summaries, arrays)
         ood_score = reference.sketch.ood_score(matrix)
@@ -159,6 +166,7 @@ def check_batch(
                 n_perm,
                 max_ref,
                 seed,
+                max_batch,
             )
             if mmd is not None:
                 data.append(mmd)
@@ -179,6 +187,7 @@ def check_batch(
             n_perm,
             max_ref,
             seed + 1,
+            max_batch,
         )
         if mmd is not None:
             data.append(mmd)
@@ -194,7 +203,9 @@ def check_batch(
         check = chi2_counts("predicted_class", ref_counts, np.bincount(p.argmax(axis=1), minlength=k), min_pred, names)
         if check is not None:
             prediction.append(check)
-        conf = ks_check("confidence", reference.probs.max(axis=1), p.max(axis=1), min_pred)
+        # both at the precision the reference keeps probabilities in (float32): a float64 confidence of 1 - 1e-9
+        # beside its stored twin, 1.0, is another number, and a confident model's batch would differ entirely
+        conf = ks_check("confidence", _stored(reference.probs.max(axis=1)), _stored(p.max(axis=1)), min_pred)
         if conf is not None:
             prediction.append(conf)
 
@@ -204,7 +215,7 @@ def check_batch(
     if ood_score is not None:
         report["ood"] = {
             "flagged": int((ood_score > 1.0).sum()),
-            "fraction": float(np.mean(ood_score > 1.0)),
+            "fraction": float(np.mean(ood_score > 1.0)) if len(ood_score) else None,
             "expected_fraction": float(reference.sketch.alpha),
             "score_median": float(np.median(ood_score)) if len(ood_score) else None,
         }
@@ -229,6 +240,11 @@ def check_batch(
     report["alert"] = bool(alerts)
     report["settings"] = {"alpha": alpha, "performance": perf_cfg, "n_permutations": n_perm}
     return report
+
+
+def _stored(values: np.ndarray) -> np.ndarray:
+    """``values`` rounded to float32, the precision of a saved reference."""
+    return np.asarray(values, np.float32).astype(np.float64)
 
 
 def _family(checks: list[Check]) -> dict[str, Any]:

@@ -174,19 +174,24 @@ def mmd_check(
     n_permutations: int = 500,
     max_reference: int = 1000,
     seed: int = 0,
+    max_batch: int = 2000,
 ) -> Check | None:
     """Maximum mean discrepancy between two samples of vectors, with a permutation p-value.
 
-    ``ref`` is subsampled to ``max_reference`` rows (seeded) to bound the kernel matrix; the p-value is
-    ``(1 + #{permuted MMD² ≥ observed}) / (1 + n_permutations)``.
+    ``ref`` and ``batch`` are subsampled to ``max_reference`` and ``max_batch`` rows (seeded) to bound the kernel
+    matrix, of (reference + batch)² entries; the p-value is ``(1 + #{permuted MMD² ≥ observed}) / (1 +
+    n_permutations)``.
     """
     rng = np.random.default_rng(seed)
     x, y = np.asarray(ref, np.float64), np.asarray(batch, np.float64)
     x, y = x[np.isfinite(x).all(axis=1)], y[np.isfinite(y).all(axis=1)]
     if len(x) < MIN_SAMPLES or len(y) < MIN_SAMPLES:
         return None
+    batch_rows = len(y)
     if len(x) > max_reference:
         x = x[rng.choice(len(x), max_reference, replace=False)]
+    if len(y) > max_batch:
+        y = y[rng.choice(len(y), max_batch, replace=False)]
     z = np.vstack([x, y])
     sq = np.einsum("ij,ij->i", z, z)
     d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * z @ z.T, 0.0)
@@ -210,7 +215,12 @@ def mmd_check(
         min_effect,
         ny,
         nx,
-        extra={"null_median_mmd": null_mmd, "n_permutations": int(n_permutations), "dims": int(z.shape[1])},
+        extra={
+            "null_median_mmd": null_mmd,
+            "n_permutations": int(n_permutations),
+            "dims": int(z.shape[1]),
+            "batch_rows": batch_rows,
+        },
     )
 
 

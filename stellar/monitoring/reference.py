@@ -8,10 +8,12 @@ seed:
 - an input sketch: a principal-component basis of the standardised inputs (summaries, missing-value flags and, for
   spectra, the flux binned to at most :data:`MAX_PIXELS` pixels), with the thresholds of the two classical
   PCA-monitoring statistics (Hotelling's T² inside the basis, the squared prediction error Q outside it) at the
-  ``1 - ood_alpha`` quantile, measured on the half of the reference the basis was *not* fitted on; every object's
-  out-of-distribution score is ``max(T²/T²_q, Q/Q_q)`` and it is flagged when the score exceeds 1;
-- the model's embeddings (the encoder output of a neural model, projected on their own principal components), when
-  the model has an encoder;
+  ``1 - ood_alpha`` quantile, measured on the half of the reference the basis was *not* fitted on, then both scaled
+  so that ``ood_alpha`` of that half exceeds either; every object's out-of-distribution score is
+  ``max(T²/T²_q, Q/Q_q)`` and it is flagged when the score exceeds 1;
+- the coordinates of the kept objects on the input sketch's components and the model's embeddings (the encoder
+  output of a neural model, projected on their own principal components, when the model has an encoder), both
+  for the held-out objects only, the basis-fitted ones being no sample of what new data look like;
 - calibrated class probabilities (class priors, predicted-class distribution, confidence distribution) and the
   validation metrics (accuracy, macro F1, ECE after calibration; per regression target MAE, median error and
   calibrated 68% coverage).
@@ -61,7 +63,14 @@ def flux_block(arrays: Mapping[str, Any]) -> np.ndarray | None:
     k = flux.shape[1]
     step = int(np.ceil(k / MAX_PIXELS))
     usable = (k // step) * step
-    return np.asarray(flux[:, :usable].reshape(len(flux), -1, step).mean(axis=2))
+    return np.asarray(flux[:, :usable].reshape(len(flux), usable // step, step).mean(axis=2))  # 0 rows too
+
+
+def halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows :meth:`InputSketch.fit` fits its basis on and the held-out rows it sets the thresholds on (a seeded
+    split in halves; all rows for both when there are fewer than 20)."""
+    order = np.random.default_rng(seed).permutation(n)
+    return (order[: n // 2], order[n // 2 :]) if n >= 20 else (order, order)
 
 
 @dataclasses.dataclass
@@ -80,9 +89,7 @@ class InputSketch:
     @classmethod
     def fit(cls, matrix: np.ndarray, columns: list[str], n_components: int, alpha: float, seed: int) -> InputSketch:
         """Fit on half of the rows, set the thresholds on the other half (all rows when there are fewer than 20)."""
-        rng = np.random.default_rng(seed)
-        order = rng.permutation(len(matrix))
-        fit_rows, held = (order[: len(order) // 2], order[len(order) // 2 :]) if len(order) >= 20 else (order, order)
+        fit_rows, held = halves(len(matrix), seed)
         x = matrix[fit_rows]
         seen = np.isfinite(x).any(axis=0)  # a column with no value in the reference (a band never observed) stays 0
         mean, scale = np.zeros(x.shape[1]), np.ones(x.shape[1])
@@ -99,6 +106,11 @@ class InputSketch:
         floor = 1e-6 * z.shape[1]
         sketch.t2_threshold = max(float(np.quantile(t2, 1.0 - alpha)), floor)
         sketch.q_threshold = max(float(np.quantile(q, 1.0 - alpha)), floor)
+        # an object is flagged when either exceeds its threshold: scale both so that the union, not each, holds
+        # ``alpha`` of the held-out rows (each at its own quantile, up to 2 alpha were flagged)
+        c = float(np.quantile(sketch.ood_score(matrix[held]), 1.0 - alpha))
+        if np.isfinite(c) and c > 0:
+            sketch.t2_threshold, sketch.q_threshold = sketch.t2_threshold * c, sketch.q_threshold * c
         return sketch
 
     def standardise(self, matrix: np.ndarray) -> np.ndarray:
@@ -154,7 +166,8 @@ class TrainingReference:
     sketch: InputSketch
     meta: dict[str, Any]
     probs: np.ndarray | None = None
-    #: the kept objects' coordinates on the input sketch's components
+    #: coordinates on the input sketch's components of the kept objects the basis was not fitted on (the fitted
+    #: rows spread more along their own components than new objects do, which an MMD would take for drift)
     sketch_coords: np.ndarray | None = None
     embedding_basis: InputSketch | None = None
     embeddings: np.ndarray | None = None

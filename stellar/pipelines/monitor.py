@@ -2,9 +2,10 @@
 
 The model comes from a train run (``run_dir=``) or the registry (``model=<name>[@<version or alias>]``); the batch
 is the test part of a datamodule (``datamodule.data_dir=<folder> split=none``: every object of a folder) or a
-server's request log (``requests=<log dir>``: the input summaries and predictions it kept). Writes ``monitor.json``,
-``monitor.html`` with figures, ``objects.csv`` (per-object OOD score and flag) and TensorBoard scalars in the run
-directory; ``fail_on_alert=true`` makes the command exit with status 1 when any check alerts.
+server's request log (``requests=<log dir>``: the input summaries and predictions it kept for that model version).
+Writes ``monitor.json``, ``monitor.html`` with figures, ``objects.csv`` (per-object OOD score and flag) and
+TensorBoard scalars in the run directory; ``fail_on_alert=true`` makes the command exit with status 1 when any
+check alerts.
 
 :func:`reference_of` makes the training reference that ``train.py`` saves in every run (``reference.npz``) and
 ``register=true`` stores in the registry version.
@@ -174,8 +175,8 @@ def _run_requests(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
     if not cfg.get("model_ref") and not cfg.get("run_dir"):
         raise StellarConfigError("requests= needs the model it logged: model=<name>[@ref] or run_dir=<train run>")
-    reference = _reference_only(cfg)
-    log_rows = read_request_log(str(cfg.requests), endpoint=cfg.get("endpoint"))
+    reference, logged_as = _reference_only(cfg)
+    log_rows = _rows_of_model(read_request_log(str(cfg.requests), endpoint=cfg.get("endpoint")), logged_as, cfg)
     summaries = pd.DataFrame(
         {c[3:]: pd.to_numeric(log_rows[c], errors="coerce") for c in log_rows.columns if c.startswith("in_")}
     )
@@ -191,13 +192,36 @@ def _run_requests(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     return report, {"reference": reference, "requests": log_rows, "paths": paths}
 
 
-def _reference_only(cfg: DictConfig) -> TrainingReference:
+def _reference_only(cfg: DictConfig) -> tuple[TrainingReference, tuple[str, int] | None]:
+    """The reference of ``run_dir=`` or ``model=``, and the registered (name, version) a server logs it as."""
     if cfg.get("run_dir"):
-        return TrainingReference.load(cfg.run_dir)
+        return TrainingReference.load(cfg.run_dir), None
     from stellar.registry import LATEST, ModelRegistry
 
     name, _, ref = str(cfg.model_ref).partition("@")
-    return ModelRegistry(cfg.registry.root).get(name, ref or LATEST).reference()
+    version = ModelRegistry(cfg.registry.root).get(name, ref or LATEST)
+    return version.reference(), (version.name, int(version.version))
+
+
+def _rows_of_model(rows: pd.DataFrame, logged_as: tuple[str, int] | None, cfg: DictConfig) -> pd.DataFrame:
+    """The log rows of the monitored model: a server logs every endpoint (and every version it served) under one
+    folder, and another model's rows are no sample of this one's inputs. A train run is not known to the log by
+    name: its rows must then be the only model's."""
+    if "model" not in rows.columns or "version" not in rows.columns:
+        return rows
+    held = sorted({f"{m}:v{v}" for m, v in zip(rows["model"], rows["version"], strict=True)})
+    if logged_as is None:
+        if len(held) > 1:
+            raise StellarConfigError(
+                f"the request log {cfg.requests} holds rows of {held}: pick one with endpoint= or monitor it by "
+                "model=<name>@<version>"
+            )
+        return rows
+    name, version = logged_as
+    mine = (rows["model"].astype(str) == name) & (pd.to_numeric(rows["version"], errors="coerce") == version)
+    if not mine.any():
+        raise StellarDataError(f"the request log {cfg.requests} holds no rows of {name}:v{version}, only of {held}")
+    return rows[mine].reset_index(drop=True)
 
 
 def _write(cfg: DictConfig, report: dict[str, Any], figures: dict[str, Any], objects: pd.DataFrame | None) -> dict:

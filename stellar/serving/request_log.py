@@ -349,5 +349,13 @@ def read_request_log(path: str | os.PathLike[str], endpoint: str | None = None) 
             f"no request log files ({FILE_GLOB}) under {where}: is request_log.dir of the server this folder, and "
             "has it answered a request and flushed (flush_rows, flush_seconds, or shutdown)?"
         )
-    frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    frames = []
+    for f in files:
+        try:
+            frames.append(pd.read_parquet(f))
+        except FileNotFoundError:  # rolled away by a live server (max_rows) since the listing
+            log.info("request log: %s was deleted while reading the log", f)
+    if not frames:
+        raise StellarDataError(f"the request log files under {root} were all deleted while reading them")
+    frame = pd.concat(frames, ignore_index=True)
     return frame.sort_values("timestamp", kind="stable", ignore_index=True)

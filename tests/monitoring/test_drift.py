@@ -76,3 +76,14 @@ def test_binomial_excess() -> None:
     assert binomial_excess("ood", 10, 1000, 0.01, 0.02).p_value > 0.4  # type: ignore[union-attr]
     c = binomial_excess("ood", 60, 1000, 0.01, 0.02)
     assert c is not None and c.p_value < 1e-10 and c.effect == pytest.approx(0.05)
+
+
+def test_mmd_draws_at_most_max_batch_rows_of_a_large_batch() -> None:
+    # the kernel matrix is (reference + batch)²: a whole-folder batch of 100,000 objects would need 80 GB
+    rng = np.random.default_rng(3)
+    ref, batch = rng.normal(size=(300, 4)), rng.normal(size=(5000, 4))
+    c = mmd_check("e", ref, batch, 0.0, 99, max_reference=200, max_batch=400)
+    assert c is not None and (c.n_reference, c.n_batch) == (200, 400)
+    assert c.extra["batch_rows"] == 5000 and c.p_value > 0.01
+    moved = batch + np.array([0.5, 0.0, 0.0, 0.0])
+    assert mmd_check("e", ref, moved, 0.0, 99, max_reference=200, max_batch=400).p_value == pytest.approx(0.01)  # type: ignore[union-attr]

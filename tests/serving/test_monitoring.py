@@ -280,3 +280,21 @@ def test_request_log_a_batch_that_cannot_be_made_is_lost_alone(tmp_path):
     rl.flush()
     t = read_request_log(tmp_path)
     assert errors == [1] and len(t) == 6 and sorted(set(t["request_id"])) == ["r0", "r2"]
+
+
+def test_read_request_log_skips_a_file_the_server_rolled_away_meanwhile(tmp_path, monkeypatch):
+    # a live server deletes its oldest files (max_rows) at any time: one gone between listing and reading is no error
+    rl = RequestLog(RequestLogConfig(str(tmp_path), flush_rows=2), "/predict/spectral")
+    for seed in range(3):
+        _append(rl, 2, seed)
+    oldest = sorted((tmp_path / "predict_spectral").glob("requests-*.parquet"))[0]
+    real = pd.read_parquet
+
+    def racing(path: Any, *args: Any, **kwargs: Any) -> pd.DataFrame:
+        if Path(path) == oldest:
+            oldest.unlink()
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(pd, "read_parquet", racing)
+    t = read_request_log(tmp_path)
+    assert sorted(set(t["request_id"])) == ["r1", "r2"]

@@ -87,9 +87,17 @@ def _star_request(stars: pd.DataFrame, v_shift: float = 0.0) -> SEDRequest:
     )
 
 
+def _monitor_log(registry: Path, log: Path, out: Path) -> tuple[dict, dict]:
+    """``python -m stellar.monitor model=sed_xgboost requests=<log>``."""
+    from stellar.pipelines import monitor
+
+    overrides = ["model_ref=sed_xgboost", f"registry.root={registry}", f"requests={log}", f"paths.output_dir={out}"]
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        return monitor.run(compose("monitor", overrides=overrides))
+
+
 @pytest.mark.parametrize(("v_shift", "alert"), [(0.0, False), (2.0, True)])
 def test_monitor_reads_the_request_log_as_a_batch(registry, tmp_path, v_shift, alert):
-    from stellar.pipelines import monitor
     from stellar.serving.request_log import RequestLogConfig
 
     api = SEDAPI("sed_xgboost", registry_root=str(registry), api_path="/predict/sed")
@@ -100,14 +108,7 @@ def test_monitor_reads_the_request_log_as_a_batch(registry, tmp_path, v_shift, a
         _answer(api, _star_request(stars.iloc[start : start + 40], v_shift))
     assert api.request_log is not None
     api.request_log.close()
-    overrides = [
-        "model_ref=sed_xgboost",
-        f"registry.root={registry}",
-        f"requests={tmp_path / 'log'}",
-        f"paths.output_dir={tmp_path / 'mon'}",
-    ]
-    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
-        report, objs = monitor.run(compose("monitor", overrides=overrides))
+    report, objs = _monitor_log(registry, tmp_path / "log", tmp_path / "mon")
     assert len(objs["requests"]) == 400 and report["n_objects"] == 400
     assert report["alert"] is alert, report["alerts"]
     names = {c["name"] for c in report["data_drift"]["checks"]}
@@ -116,3 +117,28 @@ def test_monitor_reads_the_request_log_as_a_batch(registry, tmp_path, v_shift, a
     assert "ood_fraction" in names and report["ood"]["flagged"] >= 0
     if alert:
         assert "mag_johnson_v" in report["alerts"]
+
+
+def test_monitor_reads_only_the_given_models_rows_of_a_shared_log(registry, tmp_path):
+    # a server logs every endpoint under one request_log.dir: another model's rows (other summaries, other
+    # classes), or an older version's, are no sample of this model's inputs
+    from stellar.serving.request_log import RequestLog, RequestLogConfig
+
+    api = SEDAPI("sed_xgboost", registry_root=str(registry), api_path="/predict/sed")
+    api.enable_monitoring(None, RequestLogConfig(str(tmp_path / "log"), flush_rows=50))
+    api.setup("cpu")
+    stars = pd.read_csv(HIPPARCOS / "hipparcos_giant_dwarf.csv")
+    for start in range(0, 200, 40):
+        _answer(api, _star_request(stars.iloc[start : start + 40]))
+    assert api.request_log is not None
+    api.request_log.close()
+    cfg = RequestLogConfig(str(tmp_path / "log"), flush_rows=100)
+    spectra = pd.DataFrame({"snr_median": np.full(100, 30.0), "valid_fraction": np.ones(100)})
+    for endpoint, meta in (("/predict/spectral", {"model": "spectral_cnn", "version": 1}), ("/predict/sed", None)):
+        other = RequestLog(cfg, endpoint)
+        meta = meta or {"model": "sed_xgboost", "version": 99}  # a version that is not the one asked for
+        other.append(meta, ["r"] * 100, list(range(100)), {"predicted_class": ["x"] * 100}, spectra, {})
+        other.flush()
+    report, objs = _monitor_log(registry, tmp_path / "log", tmp_path / "mon")
+    assert report["n_objects"] == 200 and len(objs["requests"]) == 200
+    assert set(objs["requests"]["model"]) == {"sed_xgboost"} and set(objs["requests"]["version"]) == {1}

@@ -12,8 +12,8 @@ with it and returns the ``monitor.json`` mapping:
   median error and 68% coverage, with bootstrap intervals, alerting when the whole interval is worse than the
   reference by more than the configured tolerance.
 
-Every p-value of the run is corrected together (Holm), so the chance of any false alarm on an in-distribution batch
-stays near ``alpha``.
+Every p-value of the run is corrected together (Holm), so the chance that any drift test alarms on an
+in-distribution batch is at most ``alpha``; the performance checks are threshold rules outside that family.
 """
 
 from __future__ import annotations

@@ -137,10 +137,15 @@ def chi2_counts(
 
 def feature_checks(ref: pd.DataFrame, batch: pd.DataFrame, min_effect: float) -> list[Check]:
     """One check per summary column present on both sides (χ² for categories, KS for values), plus a χ² of the
-    missing fraction of a continuous column when either side has missing values."""
+    missing fraction of a continuous column when either side has missing values; values are compared in float32,
+    the precision of a saved reference."""
     checks: list[Check] = []
     for col in [c for c in ref.columns if c in batch.columns]:
-        r, b = ref[col].to_numpy(dtype=float), batch[col].to_numpy(dtype=float)
+        # both at the precision the reference is stored in (float32): a float64 batch value beside its float32
+        # twin in the reference is a different number, and a column that is constant (a spectral grid edge) or
+        # has ties would show a KS distance up to 1 between identical data
+        r = ref[col].to_numpy(dtype=np.float32).astype(np.float64)
+        b = batch[col].to_numpy(dtype=np.float32).astype(np.float64)
         if is_categorical(col):
             cats = np.unique(np.concatenate([r, b]).round(6).astype(str))
             rc = np.array([(r.round(6).astype(str) == c).sum() for c in cats])

@@ -1,0 +1,27 @@
+"""Per-summary drift checks against a saved training reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from stellar.monitoring import TrainingReference, build_reference, check_batch
+from stellar.monitoring.drift import feature_checks
+
+
+def test_identical_summaries_have_no_ks_distance_after_the_reference_is_saved_in_float32(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 400
+    # a constant column (the blue edge of a spectral grid, Å) and a tied one (magnitudes to 0.01 mag)
+    summaries = pd.DataFrame({"wave_blue": np.full(n, 3600.8289), "mag": np.round(rng.normal(8.0, 1.0, n), 2)})
+    checks = {c.name: c for c in feature_checks(summaries.astype(np.float32).astype(float), summaries, 0.1)}
+    assert checks["wave_blue"].effect == 0.0 and checks["mag"].effect == 0.0
+
+    arrays = {"features": summaries.to_numpy(), "mag": summaries[["mag"]].to_numpy()}
+    ref = build_reference(arrays, n_components=2)
+    ref.save(tmp_path)
+    loaded = TrainingReference.load(tmp_path)
+    report = check_batch(loaded, ref.summaries)  # the very objects of the reference, in float64
+    ks = [c for c in report["data_drift"]["checks"] if c["test"] == "ks"]
+    assert ks and all(c["effect"] == 0.0 and not c["alert"] for c in ks)
+    assert not report["alert"]

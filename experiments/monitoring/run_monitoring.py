@@ -33,6 +33,7 @@ import torch
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from stellar.data.datamodules.base import StellarDataModule, TensorDictDataset
@@ -143,6 +144,16 @@ def other_data(ctx: dict[str, Any], dm: StellarDataModule, part: str = "test") -
     )
 
 
+def datamodule_on(ctx: dict[str, Any], source: Any) -> StellarDataModule:
+    """The model's datamodule (its preprocessing, classes and targets) on another source, every object in the
+    test part."""
+    node = OmegaConf.to_container(ctx["cfg"].datamodule, resolve=True)
+    node.pop("source")  # type: ignore[union-attr]
+    dm: StellarDataModule = instantiate(node, _partial_=True)(source=source, split=None)
+    dm.setup("test")
+    return dm
+
+
 def test_rows(ctx: dict[str, Any]) -> np.ndarray:
     """Stored-dataset row of every object of the test part (its ``index``)."""
     return np.asarray(ctx["test"]["arrays"]["index"])
@@ -244,9 +255,7 @@ def sim_spectra_shifts(ctx: dict[str, Any], seed: int) -> dict[str, Callable[[],
         return whole(shifted_part(ctx, "wave75", prep(wave * (1 + 75.0 / C_KMS), flux, ivar=ivar, mask=mask, rv=rv)))
 
     def to_miles() -> Shift:
-        dm = instantiate(ctx["cfg"].datamodule, source=MilesSource(str(DATA / "miles")), split=None)
-        dm.setup("test")
-        return whole(other_data(ctx, dm))
+        return whole(other_data(ctx, datamodule_on(ctx, MilesSource(str(DATA / "miles")))))
 
     return {
         "class_prior_3x_rarest": lambda: prior_shift(ctx),
@@ -270,9 +279,7 @@ def miles_shifts(ctx: dict[str, Any], out: Path, seed: int) -> dict[str, Callabl
             arrays = dict(z)
         arrays["wave_air_angstrom"], arrays["flux"] = change(arrays["wave_air_angstrom"], arrays["flux"])
         np.savez(d / "miles_spectra.npz", **arrays)
-        other = instantiate(ctx["cfg"].datamodule, source=MilesSource(str(d)), split=None)
-        other.setup("test")
-        return whole(other_data(ctx, other))
+        return whole(other_data(ctx, datamodule_on(ctx, MilesSource(str(d)))))
 
     def snr10(w: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         bad = ~np.isfinite(f) | (f == 0)
@@ -427,13 +434,16 @@ def monitor_settings() -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run: 5 batches each, cheap models only")
+    ap.add_argument(
+        "--quick", action="store_true", help="smoke run: 5 batches of 50 each (default model: hipparcos_sed)"
+    )
     ap.add_argument("--models", nargs="*", default=None, help="model names (default: all)")
     ap.add_argument("--n-null", type=int, default=100, help="in-distribution batches per size")
     ap.add_argument("--n-shift", type=int, default=50, help="batches per shift and size")
     ap.add_argument("--out", type=Path, default=Path("/tmp/mon17"), help="run folders and the dataset store")
     ap.add_argument("--results", type=Path, default=None, help="results JSON (default: results/monitoring.json)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--extra", nargs="*", default=[], help="overrides appended to every model's (e.g. a small n)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
@@ -444,7 +454,10 @@ def main() -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = json.loads(path.read_text()) if path.is_file() and args.models else {}
     results["settings"] = {"monitor": cfg, "n_null": n_null, "n_shift": n_shift, "seed": args.seed}
-    for model in [m for m in MODELS if m.name in wanted]:
+    chosen = [dataclasses.replace(m, overrides=m.overrides + args.extra) for m in MODELS if m.name in wanted]
+    for model in chosen:
+        if args.quick:  # a smoke run: small batches, so that small test parts (--extra datamodule.source.n=…) fit
+            model = dataclasses.replace(model, sizes=(50,))
         t0 = time.time()
         ctx = train(model, args.out)
         reference = ctx["reference"]
@@ -463,7 +476,7 @@ def main() -> None:
             row["null"][str(size)] = batches(model.name, reference, whole(ctx["test"]), size, n_null, cfg, args.seed)
         for s_name, make in shifts_of(model, ctx, args.out, args.seed).items():
             shift = make()
-            sizes = model.sizes if model.name != "sim_spectra" or s_name != "simulated_to_MILES" else (200,)
+            sizes = (200,) if s_name == "simulated_to_MILES" and not args.quick else model.sizes
             row["shifts"][s_name] = {
                 str(size): batches(f"{model.name}:{s_name}", reference, shift, size, n_shift, cfg, args.seed + 1)
                 for size in sizes

@@ -370,6 +370,7 @@ def one_batch(reference: TrainingReference, inputs: dict[str, Any], rows: np.nda
         "alert_label_free": any(family(a) != "performance_labelled" for a in fired),
         "fired": fired,
         "estimated_accuracy": report.get("performance_estimate", {}).get("accuracy"),
+        "estimated_accuracy_std": report.get("performance_estimate", {}).get("accuracy_std"),
         "true_accuracy": true_acc,
     }
 
@@ -384,13 +385,9 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     n = len(records)
     fams = Counter(f for r in records for f in {family(a) for a in r["fired"]})
     checks = Counter(a for r in records for a in r["fired"])
-    err = np.array(
-        [
-            r["estimated_accuracy"] - r["true_accuracy"]
-            for r in records
-            if r["true_accuracy"] is not None and r["estimated_accuracy"] is not None
-        ]
-    )
+    known = [r for r in records if r["true_accuracy"] is not None and r["estimated_accuracy"] is not None]
+    err = np.array([r["estimated_accuracy"] - r["true_accuracy"] for r in known])
+    sds = np.array([r["estimated_accuracy_std"] for r in known])
     out: dict[str, Any] = {
         "n_batches": n,
         "alert_rate": float(np.mean([r["alert"] for r in records])),
@@ -400,14 +397,15 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
     if len(err):
         out["accuracy_estimate"] = {
-            "mean_true": float(np.mean([r["true_accuracy"] for r in records if r["true_accuracy"] is not None])),
-            "mean_estimated": float(
-                np.mean([r["estimated_accuracy"] for r in records if r["estimated_accuracy"] is not None])
-            ),
+            "mean_true": float(np.mean([r["true_accuracy"] for r in known])),
+            "mean_estimated": float(np.mean([r["estimated_accuracy"] for r in known])),
             "mean_error": float(err.mean()),
             "mean_abs_error": float(np.abs(err).mean()),
             "p95_abs_error": float(np.quantile(np.abs(err), 0.95)),
             "within_0.02": float(np.mean(np.abs(err) <= 0.02)),
+            # the estimate's own 95% interval (Poisson-binomial sd): how often it holds the batch's true accuracy
+            "mean_estimated_std": float(np.mean(sds)),
+            "interval_95_coverage": float(np.mean(np.abs(err) <= 1.96 * sds)),
         }
     return out
 

@@ -430,6 +430,61 @@ def monitor_settings() -> dict[str, Any]:
     return {k: cfg[k] for k in ("alpha", "min_effect", "mmd", "performance", "seed")}
 
 
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.0f}%"
+
+
+def tables(results: dict[str, Any]) -> str:
+    """The README's three tables (Markdown) from a results JSON."""
+    models = {k: v for k, v in results.items() if k != "settings"}
+    lines = [
+        "| model | batch | batches | alert rate | label-free checks only | families that fired (rate) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m, r in models.items():
+        for size, v in r["null"].items():
+            fams = ", ".join(f"{k} {_pct(x)}" for k, x in v["family_rate"].items()) or "none"
+            lines.append(
+                f"| {m} | {size} | {v['n_batches']} | {_pct(v['alert_rate'])} | {_pct(v['alert_rate_label_free'])} "
+                f"| {fams} |"
+            )
+    lines += [
+        "",
+        "| model | shift | batch | pool | detection rate | label-free checks only | families that fired (rate) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m, r in models.items():
+        for s_name, by_size in r["shifts"].items():
+            for size, v in by_size.items():
+                if not v.get("n_batches"):
+                    lines.append(f"| {m} | {s_name} | {size} | – | n/a: {v['skipped']} | | |")
+                    continue
+                fams = ", ".join(f"{k} {_pct(x)}" for k, x in v["family_rate"].items()) or "none"
+                lines.append(
+                    f"| {m} | {s_name} | {size} | {v['pool']} | {_pct(v['alert_rate'])} "
+                    f"| {_pct(v['alert_rate_label_free'])} | {fams} |"
+                )
+    lines += [
+        "",
+        "| model | batches | batch | true accuracy | estimated | mean error | mean abs. error | 95th pct abs. error "
+        "| within 0.02 | estimate's sd | its 95% interval holds the truth |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m, r in models.items():
+        rows = [("in distribution", size, v) for size, v in r["null"].items()]
+        rows += [(s_name, size, v) for s_name, d in r["shifts"].items() for size, v in d.items()]
+        for label, size, v in rows:
+            a = v.get("accuracy_estimate")
+            if not a:
+                continue
+            lines.append(
+                f"| {m} | {label} | {size} | {a['mean_true']:.3f} | {a['mean_estimated']:.3f} | {a['mean_error']:+.3f} "
+                f"| {a['mean_abs_error']:.3f} | {a['p95_abs_error']:.3f} | {_pct(a['within_0.02'])} "
+                f"| {a['mean_estimated_std']:.3f} | {_pct(a['interval_95_coverage'])} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
@@ -442,7 +497,11 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=None, help="results JSON (default: results/monitoring.json)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--extra", nargs="*", default=[], help="overrides appended to every model's (e.g. a small n)")
+    ap.add_argument("--tables", action="store_true", help="print the README tables of the results JSON and stop")
     args = ap.parse_args()
+    if args.tables:
+        print(tables(json.loads((args.results or RESULTS / "monitoring.json").read_text())))
+        return
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
     n_null, n_shift = (5, 5) if args.quick else (args.n_null, args.n_shift)

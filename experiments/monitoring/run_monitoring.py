@@ -434,6 +434,12 @@ def _pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.0f}%"
 
 
+def _rates(v: dict[str, Any]) -> str:
+    """Table cells: alert rate, label-free alert rate, and the rate of each family that fired."""
+    fams = ", ".join(f"{k} {_pct(x)}" for k, x in v["family_rate"].items()) or "none"
+    return f"{_pct(v['alert_rate'])} | {_pct(v['alert_rate_label_free'])} | {fams} |"
+
+
 def tables(results: dict[str, Any]) -> str:
     """The README's three tables (Markdown) from a results JSON."""
     models = {k: v for k, v in results.items() if k != "settings"}
@@ -443,11 +449,7 @@ def tables(results: dict[str, Any]) -> str:
     ]
     for m, r in models.items():
         for size, v in r["null"].items():
-            fams = ", ".join(f"{k} {_pct(x)}" for k, x in v["family_rate"].items()) or "none"
-            lines.append(
-                f"| {m} | {size} | {v['n_batches']} | {_pct(v['alert_rate'])} | {_pct(v['alert_rate_label_free'])} "
-                f"| {fams} |"
-            )
+            lines.append(f"| {m} | {size} | {v['n_batches']} | {_rates(v)}")
     lines += [
         "",
         "| model | shift | batch | pool | detection rate | label-free checks only | families that fired (rate) |",
@@ -459,11 +461,7 @@ def tables(results: dict[str, Any]) -> str:
                 if not v.get("n_batches"):
                     lines.append(f"| {m} | {s_name} | {size} | – | n/a: {v['skipped']} | | |")
                     continue
-                fams = ", ".join(f"{k} {_pct(x)}" for k, x in v["family_rate"].items()) or "none"
-                lines.append(
-                    f"| {m} | {s_name} | {size} | {v['pool']} | {_pct(v['alert_rate'])} "
-                    f"| {_pct(v['alert_rate_label_free'])} | {fams} |"
-                )
+                lines.append(f"| {m} | {s_name} | {size} | {v['pool']} | {_rates(v)}")
     lines += [
         "",
         "| model | batches | batch | true accuracy | estimated | mean error | mean abs. error | 95th pct abs. error "

@@ -82,8 +82,16 @@ def holm(checks: Sequence[Check], alpha: float) -> None:
         c.alert = bool(np.isfinite(c.p_adjusted) and c.p_adjusted < alpha and c.effect >= c.min_effect)
 
 
+def _as_saved(values: Any) -> np.ndarray:
+    """``values`` rounded to float32 (how a reference saves them), as float64."""
+    return np.asarray(values, dtype=np.float32).astype(np.float64)
+
+
 def ks_check(name: str, ref: np.ndarray, batch: np.ndarray, min_effect: float) -> Check | None:
-    """KS test of the finite values of a continuous quantity (``None`` with too few values on a side)."""
+    """KS test of the finite values of a continuous quantity (``None`` with too few values on a side), both sides
+    in float32, the precision of a saved reference (see :func:`feature_checks`: confidences that round to 1.0 in
+    float32 are below 1.0 in float64)."""
+    ref, batch = _as_saved(ref), _as_saved(batch)
     r, b = ref[np.isfinite(ref)], batch[np.isfinite(batch)]
     if len(r) < MIN_SAMPLES or len(b) < MIN_SAMPLES:
         return None
@@ -144,8 +152,7 @@ def feature_checks(ref: pd.DataFrame, batch: pd.DataFrame, min_effect: float) ->
         # both at the precision the reference is stored in (float32): a float64 batch value beside its float32
         # twin in the reference is a different number, and a column that is constant (a spectral grid edge) or
         # has ties would show a KS distance up to 1 between identical data
-        r = ref[col].to_numpy(dtype=np.float32).astype(np.float64)
-        b = batch[col].to_numpy(dtype=np.float32).astype(np.float64)
+        r, b = _as_saved(ref[col].to_numpy()), _as_saved(batch[col].to_numpy())
         if is_categorical(col):
             cats = np.unique(np.concatenate([r, b]).round(6).astype(str))
             rc = np.array([(r.round(6).astype(str) == c).sum() for c in cats])

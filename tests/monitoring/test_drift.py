@@ -25,3 +25,19 @@ def test_identical_summaries_have_no_ks_distance_after_the_reference_is_saved_in
     ks = [c for c in report["data_drift"]["checks"] if c["test"] == "ks"]
     assert ks and all(c["effect"] == 0.0 and not c["alert"] for c in ks)
     assert not report["alert"]
+
+
+def test_confidences_of_the_reference_objects_do_not_drift_from_their_saved_copy(tmp_path):
+    rng = np.random.default_rng(1)
+    n = 500
+    # a confident classifier: many probabilities within float32 round-off of 1
+    logits = np.stack([rng.normal(0.0, 1.0, n), rng.normal(18.0, 3.0, n)], axis=1)
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    assert (probs.max(axis=1).astype(np.float32) == 1.0).mean() > 0.1
+    arrays = {"features": rng.normal(size=(n, 2)), "mag": rng.normal(size=(n, 1))}
+    build_reference(arrays, probs=probs, class_names=["a", "b"], n_components=2).save(tmp_path)
+    loaded = TrainingReference.load(tmp_path)
+    report = check_batch(loaded, loaded.summaries, probs=probs)
+    conf = next(c for c in report["prediction_drift"]["checks"] if c["name"] == "confidence")
+    assert conf["effect"] == 0.0 and not conf["alert"]

@@ -9,7 +9,8 @@ seed:
   spectra, the flux binned to at most :data:`MAX_PIXELS` pixels), with the thresholds of the two classical
   PCA-monitoring statistics (Hotelling's T² inside the basis, the squared prediction error Q outside it) at the
   ``1 - ood_alpha`` quantile, measured on the half of the reference the basis was *not* fitted on; every object's
-  out-of-distribution score is ``max(T²/T²_q, Q/Q_q)`` and it is flagged when the score exceeds 1;
+  out-of-distribution score is ``max(T²/T²_q, Q/Q_q)`` (both thresholds scaled so that this maximum exceeds 1 on
+  ``ood_alpha`` of those held rows, not up to twice that) and it is flagged when the score exceeds 1;
 - the model's embeddings (the encoder output of a neural model, projected on their own principal components), when
   the model has an encoder;
 - calibrated class probabilities (class priors, predicted-class distribution, confidence distribution) and the
@@ -79,7 +80,9 @@ class InputSketch:
 
     @classmethod
     def fit(cls, matrix: np.ndarray, columns: list[str], n_components: int, alpha: float, seed: int) -> InputSketch:
-        """Fit on half of the rows, set the thresholds on the other half (all rows when there are fewer than 20)."""
+        """Fit on half of the rows, set the thresholds on the other half (all rows when there are fewer than 20):
+        each statistic's ``1 - alpha`` quantile, both scaled so that the score exceeds 1 on ``alpha`` of those
+        rows."""
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(matrix))
         fit_rows, held = (order[: len(order) // 2], order[len(order) // 2 :]) if len(order) >= 20 else (order, order)
@@ -99,6 +102,13 @@ class InputSketch:
         floor = 1e-6 * z.shape[1]
         sketch.t2_threshold = max(float(np.quantile(t2, 1.0 - alpha)), floor)
         sketch.q_threshold = max(float(np.quantile(q, 1.0 - alpha)), floor)
+        # an object is flagged when either statistic exceeds its quantile: up to 2 alpha of the held rows would be,
+        # while the monitor tests the flagged fraction against alpha; both thresholds are scaled together so that
+        # the score, max(T²/T²_q, Q/Q_q), exceeds 1 on a fraction alpha of the held rows
+        combined = float(np.quantile(sketch.ood_score(matrix[held]), 1.0 - alpha))
+        if np.isfinite(combined) and combined > 1.0:
+            sketch.t2_threshold *= combined
+            sketch.q_threshold *= combined
         return sketch
 
     def standardise(self, matrix: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from stellar.monitoring import TrainingReference, build_reference, check_batch
 from stellar.monitoring.drift import feature_checks
@@ -41,3 +42,16 @@ def test_confidences_of_the_reference_objects_do_not_drift_from_their_saved_copy
     report = check_batch(loaded, loaded.summaries, probs=probs)
     conf = next(c for c in report["prediction_drift"]["checks"] if c["name"] == "confidence")
     assert conf["effect"] == 0.0 and not conf["alert"]
+
+
+def test_the_ood_flag_rate_of_new_in_distribution_objects_is_alpha_not_twice_alpha():
+    from stellar.monitoring import InputSketch
+
+    rng = np.random.default_rng(2)
+    cov = np.diag(np.linspace(3.0, 0.2, 12))
+    ref, new = rng.multivariate_normal(np.zeros(12), cov, 4000), rng.multivariate_normal(np.zeros(12), cov, 20000)
+    sketch = InputSketch.fit(ref, [f"c{j}" for j in range(12)], n_components=4, alpha=0.01, seed=0)
+    t2, q = sketch.statistics(new)
+    # each statistic alone flags about alpha; their union, the score, must too (it flagged ~2 alpha before)
+    assert (sketch.ood_score(new) > 1.0).mean() == pytest.approx(0.01, abs=0.004)
+    assert (t2 > sketch.t2_threshold).mean() < 0.01 and (q > sketch.q_threshold).mean() < 0.01

@@ -93,7 +93,20 @@ MODELS = [
             "model.n_jobs=1",
         ],
         sizes=(200,),
-        note="the held-out part is ~580 light curves: batches of 200 only",
+        note="split by EROS field patch (the experiment's split): the test part is other patches than the "
+        "validation part, so its 'in-distribution' batches are a patch shift; ~440 test light curves: batches of 200",
+    ),
+    Model(
+        "eros_lightcurves_random",
+        [
+            "experiment=eros_lightcurves",
+            "model=lightcurve_xgboost",
+            f"datamodule.data_dir={DATA / 'eros'}",
+            "model.n_jobs=1",
+            "split=random",
+        ],
+        sizes=(200,),
+        note="split=random: the test part is exchangeable with the validation part; batches of 200",
     ),
 ]
 

@@ -104,6 +104,7 @@ MODELS = [
             f"datamodule.data_dir={DATA / 'eros'}",
             "model.n_jobs=1",
             "split=random",
+            "~split.group_key",  # the experiment's patch key, which a random split does not take
         ],
         sizes=(200,),
         note="split=random: the test part is exchangeable with the validation part; batches of 200",

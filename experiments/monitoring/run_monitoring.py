@@ -455,9 +455,21 @@ def _rates(v: dict[str, Any]) -> str:
 
 
 def tables(results: dict[str, Any]) -> str:
-    """The README's three tables (Markdown) from a results JSON."""
+    """The README's tables (Markdown) from a results JSON: models, false alarms, power, accuracy estimate."""
     models = {k: v for k, v in results.items() if k != "settings"}
     lines = [
+        "| model | config (besides `paths`) | reference (val) | test part | reference accuracy / ECE | notes |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m, r in models.items():
+        ovs = " ".join(f"`{o}`" for o in r["overrides"] if "data_dir" not in o and "n_jobs" not in o)
+        ref = r["reference_metrics"]
+        lines.append(
+            f"| {m} | {ovs} | {r['n_reference']} | {r['n_test']} | {ref.get('accuracy', float('nan')):.3f} / "
+            f"{ref.get('ece', float('nan')):.3f} | {r['note']} |"
+        )
+    lines += [
+        "",
         "| model | batch | batches | alert rate | label-free checks only | families that fired (rate) |",
         "|---|---|---|---|---|---|",
     ]

@@ -82,8 +82,16 @@ def holm(checks: Sequence[Check], alpha: float) -> None:
         c.alert = bool(np.isfinite(c.p_adjusted) and c.p_adjusted < alpha and c.effect >= c.min_effect)
 
 
+def _as_saved(values: Any) -> np.ndarray:
+    """``values`` rounded to float32 (how a reference saves them), as float64."""
+    return np.asarray(values, dtype=np.float32).astype(np.float64)
+
+
 def ks_check(name: str, ref: np.ndarray, batch: np.ndarray, min_effect: float) -> Check | None:
-    """KS test of the finite values of a continuous quantity (``None`` with too few values on a side)."""
+    """KS test of the finite values of a continuous quantity (``None`` with too few values on a side), both sides
+    in float32, the precision of a saved reference (see :func:`feature_checks`: confidences that round to 1.0 in
+    float32 are below 1.0 in float64)."""
+    ref, batch = _as_saved(ref), _as_saved(batch)
     r, b = ref[np.isfinite(ref)], batch[np.isfinite(batch)]
     if len(r) < MIN_SAMPLES or len(b) < MIN_SAMPLES:
         return None
@@ -137,10 +145,14 @@ def chi2_counts(
 
 def feature_checks(ref: pd.DataFrame, batch: pd.DataFrame, min_effect: float) -> list[Check]:
     """One check per summary column present on both sides (χ² for categories, KS for values), plus a χ² of the
-    missing fraction of a continuous column when either side has missing values."""
+    missing fraction of a continuous column when either side has missing values; values are compared in float32,
+    the precision of a saved reference."""
     checks: list[Check] = []
     for col in [c for c in ref.columns if c in batch.columns]:
-        r, b = ref[col].to_numpy(dtype=float), batch[col].to_numpy(dtype=float)
+        # both at the precision the reference is stored in (float32): a float64 batch value beside its float32
+        # twin in the reference is a different number, and a column that is constant (a spectral grid edge) or
+        # has ties would show a KS distance up to 1 between identical data
+        r, b = _as_saved(ref[col].to_numpy()), _as_saved(batch[col].to_numpy())
         if is_categorical(col):
             cats = np.unique(np.concatenate([r, b]).round(6).astype(str))
             rc = np.array([(r.round(6).astype(str) == c).sum() for c in cats])

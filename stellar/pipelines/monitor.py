@@ -117,6 +117,59 @@ def _load(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+def batch_inputs(
+    trainer: L.Trainer | None,
+    model: Any,
+    dm: StellarDataModule,
+    part: str,
+    reference: TrainingReference,
+    calibrator: Any,
+    interval_calibrator: Any,
+) -> dict[str, Any]:
+    """The keyword arguments of :func:`~stellar.monitoring.check_batch` (and ``summaries``) for every object of
+    one part of ``dm``: the model is run once, so that batches can be drawn from the result by row
+    (:func:`batch_rows`). Empty when the part is."""
+    outputs = predict(trainer, model, dm, part)
+    if not outputs:
+        return {}
+    arrays = rows_of(dm.arrays(part), outputs["index"])
+    class_names = reference.class_names
+    probs = calibrated_probs(calibrator, outputs["logits"]) if "logits" in outputs and class_names else None
+    labels = labels_of(outputs, dm) if probs is not None else None
+    targets = [t for t in reference.meta.get("targets", []) if f"{t}_mean" in outputs]
+    truths = {t: v for t, v in truths_of(outputs, dm, targets).items() if np.isfinite(v).any()}
+    factors68 = None
+    if interval_calibrator is not None and truths:
+        groups = row_subsets(dm, part, outputs)
+        n = len(outputs["index"])
+        factors68 = {t: interval_calibrator.factors(t, REPORT_LEVELS[0], n, groups) for t in truths}
+    return {
+        "summaries": summarize(arrays, dm.preprocessing),
+        "arrays": arrays,
+        "embeddings": model_embeddings(model, dm.loader(part)),
+        "probs": probs,
+        "labels": labels if labels is not None and (labels >= 0).any() else None,
+        "outputs": outputs,
+        "truths": truths,
+        "factors68": factors68,
+    }
+
+
+def batch_rows(inputs: dict[str, Any], rows: np.ndarray) -> dict[str, Any]:
+    """The :func:`batch_inputs` of the objects at positions ``rows`` (a batch drawn without re-running the model)."""
+
+    def take(v: Any) -> Any:
+        if v is None:
+            return None
+        if isinstance(v, pd.DataFrame):
+            return v.iloc[rows].reset_index(drop=True)
+        if isinstance(v, dict):
+            return {k: take(x) for k, x in v.items()}
+        return np.asarray(v)[rows]
+
+    return {k: take(v) for k, v in inputs.items()}
+
+
 def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Monitor one batch; returns ``(monitor report, objects)``."""
     if cfg.get("requests"):
@@ -125,34 +178,11 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     dm, model, reference = loaded["dm"], loaded["model"], loaded["reference"]
     calibrator, interval_calibrator = loaded["calibrator"], loaded["interval_calibrator"]
     trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, logger=False, enable_checkpointing=False)
-    outputs = predict(trainer, model, dm, "test")
-    if not outputs:
+    inputs = batch_inputs(trainer, model, dm, "test", reference, calibrator, interval_calibrator)
+    if not inputs:
         raise StellarDataError(f"nothing to monitor: the test part of {dm.dataset_name} is empty")
-    arrays = rows_of(dm.arrays("test"), outputs["index"])
-    summaries = summarize(arrays, dm.preprocessing)
-    class_names = reference.class_names
-    probs = calibrated_probs(calibrator, outputs["logits"]) if "logits" in outputs and class_names else None
-    labels = labels_of(outputs, dm) if probs is not None else None
-    targets = [t for t in reference.meta.get("targets", []) if f"{t}_mean" in outputs]
-    truths = {t: v for t, v in truths_of(outputs, dm, targets).items() if np.isfinite(v).any()}
-    factors68 = None
-    if interval_calibrator is not None and truths:
-        groups = row_subsets(dm, "test", outputs)
-        n = len(outputs["index"])
-        factors68 = {t: interval_calibrator.factors(t, REPORT_LEVELS[0], n, groups) for t in truths}
-    embeddings = model_embeddings(model, dm.loader("test"))
-    report = check_batch(
-        reference,
-        summaries,
-        arrays=arrays,
-        embeddings=embeddings,
-        probs=probs,
-        labels=labels if labels is not None and (labels >= 0).any() else None,
-        outputs=outputs,
-        truths=truths,
-        factors68=factors68,
-        cfg=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
-    )
+    summaries, arrays, probs, outputs = inputs["summaries"], inputs["arrays"], inputs["probs"], inputs["outputs"]
+    report = check_batch(reference, cfg=OmegaConf.to_container(cfg, resolve=True), **inputs)  # type: ignore[arg-type]
     report["meta"] = {
         "model": loaded["source"],
         "dataset": dm.dataset_name,

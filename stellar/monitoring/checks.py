@@ -4,7 +4,8 @@
 with it and returns the ``monitor.json`` mapping:
 
 - ``data_drift``: one check per input summary (KS / χ²), the MMD of the input sketch and, for neural models, of the
-  embeddings, and a binomial test of the fraction of objects flagged out of distribution;
+  embeddings, and a one-sided Fisher test of the fraction of objects flagged out of distribution against the
+  reference rows its threshold was set on;
 - ``prediction_drift``: χ² of the predicted-class distribution and KS of the confidence (max calibrated probability);
 - ``performance_estimate``: the label-free accuracy and per-class F1 (:func:`estimate_performance`), alerting when the
   estimated accuracy is more than ``max_accuracy_drop`` below the reference's;
@@ -24,7 +25,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stellar.monitoring.drift import Check, binomial_excess, chi2_counts, feature_checks, holm, ks_check, mmd_check
+from stellar.monitoring.drift import (
+    Check,
+    binomial_excess,
+    chi2_counts,
+    feature_checks,
+    flagged_excess,
+    holm,
+    ks_check,
+    mmd_check,
+)
 from stellar.monitoring.performance import estimate_performance, measured_classification, measured_regression
 from stellar.monitoring.reference import InputSketch, TrainingReference, halves, input_matrix
 from stellar.monitoring.summaries import summarize
@@ -173,9 +183,13 @@ def check_batch(
     if ood_score is not None:
         ood_score = np.asarray(ood_score, np.float64)
         ood_score = ood_score[np.isfinite(ood_score)]
-        rate = float(reference.sketch.alpha)
+        rate, sketch = float(reference.sketch.alpha), reference.sketch
         flagged = int((ood_score > 1.0).sum())
-        ood = binomial_excess("ood_fraction", flagged, len(ood_score), rate, float(_setting(cfg, "min_effect", "ood")))
+        min_ood = float(_setting(cfg, "min_effect", "ood"))
+        if sketch.n_held:  # against the rows the threshold was set on (references from before: an exact alpha)
+            ood = flagged_excess("ood_fraction", flagged, len(ood_score), sketch.held_flagged, sketch.n_held, min_ood)
+        else:
+            ood = binomial_excess("ood_fraction", flagged, len(ood_score), rate, min_ood)
         if ood is not None:
             data.append(ood)
     if embeddings is not None and reference.embedding_basis is not None and reference.embeddings is not None:

@@ -13,7 +13,8 @@ exactly like the reference.
 - categorical summaries, predicted classes: χ² on the category counts (effect: total-variation distance);
 - embeddings: the maximum mean discrepancy with a Gaussian kernel (median-distance bandwidth on the pooled sample)
   and a permutation p-value (effect: MMD, the square root of the biased MMD²);
-- the fraction of objects flagged out of distribution: a one-sided binomial test against the reference's rate.
+- the fraction of objects flagged out of distribution: a one-sided Fisher exact test against the held-out reference
+  rows its threshold was set on (a binomial test against ``alpha`` for references that do not keep them).
 """
 
 from __future__ import annotations
@@ -28,7 +29,16 @@ from scipy import stats
 
 from stellar.monitoring.summaries import is_categorical
 
-__all__ = ["Check", "binomial_excess", "chi2_counts", "feature_checks", "holm", "ks_check", "mmd_check"]
+__all__ = [
+    "Check",
+    "binomial_excess",
+    "chi2_counts",
+    "feature_checks",
+    "flagged_excess",
+    "holm",
+    "ks_check",
+    "mmd_check",
+]
 
 #: fewest finite values on each side for a KS test, or counts for a χ² test
 MIN_SAMPLES = 5
@@ -244,3 +254,21 @@ def binomial_excess(name: str, flagged: int, n: int, rate: float, min_effect: fl
     p = float(stats.binomtest(int(flagged), int(n), rate, alternative="greater").pvalue)
     frac = flagged / n
     return Check(name, "binomial", frac, p, frac - rate, min_effect, int(n), 0, extra={"expected_fraction": rate})
+
+
+def flagged_excess(name: str, flagged: int, n: int, ref_flagged: int, ref_n: int, min_effect: float) -> Check | None:
+    """One-sided Fisher exact test that a larger fraction of the batch is flagged than of the ``ref_n`` reference
+    rows the threshold was set on (``ref_flagged`` of them flagged); effect: the difference of the fractions.
+
+    A threshold set at the ``1 - alpha`` quantile of a few dozen rows flags new in-distribution objects at a rate
+    that is itself uncertain (the quantile of 59 stars is set by the most extreme one); comparing with the counts
+    it was set on, rather than with an exact ``alpha``, carries that uncertainty into the p-value.
+    """
+    if n < MIN_SAMPLES or ref_n < MIN_SAMPLES:
+        return None
+    table = [[int(flagged), int(n - flagged)], [int(ref_flagged), int(ref_n - ref_flagged)]]
+    p = float(stats.fisher_exact(table, alternative="greater").pvalue)
+    frac, ref_frac = flagged / n, ref_flagged / ref_n
+    return Check(
+        name, "fisher", frac, p, frac - ref_frac, min_effect, int(n), int(ref_n), extra={"reference_fraction": ref_frac}
+    )

@@ -85,6 +85,11 @@ class InputSketch:
     t2_threshold: float
     q_threshold: float
     alpha: float
+    #: the held-out rows the thresholds were set on, and how many of them the score flags (about ``alpha`` of them):
+    #: the monitor tests a batch's flagged fraction against these counts, so a threshold set on few rows is not
+    #: taken for an exact ``alpha``
+    n_held: int = 0
+    held_flagged: int = 0
 
     @classmethod
     def fit(cls, matrix: np.ndarray, columns: list[str], n_components: int, alpha: float, seed: int) -> InputSketch:
@@ -111,6 +116,7 @@ class InputSketch:
         c = float(np.quantile(sketch.ood_score(matrix[held]), 1.0 - alpha))
         if np.isfinite(c) and c > 0:
             sketch.t2_threshold, sketch.q_threshold = sketch.t2_threshold * c, sketch.q_threshold * c
+        sketch.n_held, sketch.held_flagged = len(held), int((sketch.ood_score(matrix[held]) > 1.0).sum())
         return sketch
 
     def standardise(self, matrix: np.ndarray) -> np.ndarray:
@@ -226,6 +232,8 @@ class TrainingReference:
                 "t2_threshold": self.sketch.t2_threshold,
                 "q_threshold": self.sketch.q_threshold,
                 "alpha": self.sketch.alpha,
+                "n_held": self.sketch.n_held,
+                "held_flagged": self.sketch.held_flagged,
             },
             "embedding": None
             if self.embedding_basis is None
@@ -234,6 +242,8 @@ class TrainingReference:
                 "t2_threshold": self.embedding_basis.t2_threshold,
                 "q_threshold": self.embedding_basis.q_threshold,
                 "alpha": self.embedding_basis.alpha,
+                "n_held": self.embedding_basis.n_held,
+                "held_flagged": self.embedding_basis.held_flagged,
             },
         }
         arrays["header"] = np.array(json.dumps(header, default=_json_default))
@@ -262,6 +272,8 @@ class TrainingReference:
                 float(node["t2_threshold"]),
                 float(node["q_threshold"]),
                 float(node["alpha"]),
+                int(node.get("n_held", 0)),
+                int(node.get("held_flagged", 0)),
             )
 
         emb = header.get("embedding")

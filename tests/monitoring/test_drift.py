@@ -133,3 +133,27 @@ def test_the_ood_flag_rate_of_new_in_distribution_objects_is_alpha_not_twice_alp
     # each statistic alone flags about alpha; their union, the score, must too (it flagged ~2 alpha before)
     assert (sketch.ood_score(new) > 1.0).mean() == pytest.approx(0.01, abs=0.004)
     assert (t2 > sketch.t2_threshold).mean() < 0.01 and (q > sketch.q_threshold).mean() < 0.01
+
+
+def test_flagged_excess_carries_the_uncertainty_of_a_threshold_set_on_few_rows() -> None:
+    from stellar.monitoring.drift import flagged_excess
+
+    # 6 of 100 batch objects beyond a threshold that 1 of 59 reference rows passed: not evidence of a shift
+    few = flagged_excess("ood", 6, 100, 1, 59, 0.02)
+    assert few is not None and few.p_value > 0.1
+    # the same 6% against a threshold set on 1,000 rows (10 passed): a shift
+    many = flagged_excess("ood", 60, 1000, 10, 1000, 0.02)
+    assert many is not None and many.p_value < 1e-8 and many.effect == pytest.approx(0.05)
+
+
+def test_the_sketch_keeps_its_held_out_counts_through_the_file(tmp_path) -> None:
+    rng = np.random.default_rng(4)
+    arrays = {"features": rng.normal(size=(400, 3)), "mag": rng.normal(size=(400, 3))}
+    ref = build_reference(arrays, ood_alpha=0.05)
+    assert ref.sketch.n_held == 200 and 5 <= ref.sketch.held_flagged <= 15
+    ref.save(tmp_path)
+    back = TrainingReference.load(tmp_path).sketch
+    assert (back.n_held, back.held_flagged) == (ref.sketch.n_held, ref.sketch.held_flagged)
+    report = check_batch(TrainingReference.load(tmp_path), ref.summaries, arrays=arrays)
+    ood = next(c for c in report["data_drift"]["checks"] if c["name"] == "ood_fraction")
+    assert ood["test"] == "fisher" and ood["n_reference"] == 200

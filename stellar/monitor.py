@@ -18,9 +18,15 @@ from stellar.pipelines.monitor import run
 @hydra.main(version_base="1.3", config_path="../conf", config_name="monitor")
 def main(cfg: DictConfig) -> None:
     report, _ = run(cfg)
-    if cfg.fail_on_alert and report["alert"]:
+    status = exit_status(report, bool(cfg.fail_on_alert))
+    if status:
         print(f"monitor: ALERT {report['alerts']}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(status)
+
+
+def exit_status(report: dict, fail_on_alert: bool) -> int:
+    """1 when ``fail_on_alert`` and the report alerts, else 0."""
+    return int(fail_on_alert and bool(report["alert"]))
 
 
 def _registry_model_argument(argv: list[str]) -> list[str]:

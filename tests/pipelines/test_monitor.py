@@ -91,14 +91,25 @@ def test_evaluate_scores_every_prediction_against_the_reference(make_cfg, hippar
 
 
 def test_fail_on_alert_exits_non_zero(hipparcos_run, tmp_path):
+    from stellar.monitor import _registry_model_argument, exit_status
+
+    assert exit_status({"alert": False}, True) == 0 and exit_status({"alert": True}, False) == 0
+    assert _registry_model_argument(["model=a@production", "split=none"]) == ["model_ref=a@production", "split=none"]
     folder = _shifted_folder(tmp_path)
-    base = [sys.executable, "-m", "stellar.monitor", f"run_dir={hipparcos_run}", f"hydra.run.dir={tmp_path / 'h'}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "stellar.monitor",
+        "model=sed_xgboost@latest",  # the command line's spelling of model_ref
+        f"registry.root={tmp_path / 'registry'}",
+        f"datamodule.data_dir={folder}",
+        "split=none",
+        "fail_on_alert=true",
+        f"hydra.run.dir={tmp_path / 'h'}",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    quiet = subprocess.run([*base, "fail_on_alert=true"], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert quiet.returncode == 0, quiet.stderr[-2000:]
-    loud = [*base, f"datamodule.data_dir={folder}", "split=none", "fail_on_alert=true"]
-    proc = subprocess.run(loud, cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert proc.returncode == 1 and "ALERT" in proc.stderr
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 1 and "ALERT" in proc.stderr, proc.stderr[-2000:]
 
 
 def test_a_neural_models_reference_has_embeddings(make_cfg, tmp_path):

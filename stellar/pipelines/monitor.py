@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import numpy as np
@@ -40,6 +40,9 @@ from stellar.pipelines.common import (
     score_outputs,
     truths_of,
 )
+
+if TYPE_CHECKING:
+    from stellar.registry import ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +100,8 @@ def _load(cfg: DictConfig) -> dict[str, Any]:
         loaded["source"] = str(cfg.run_dir)
         return loaded
     from stellar.pipelines.evaluate import with_overrides
-    from stellar.registry import LATEST, ModelRegistry
 
-    name, _, ref = str(cfg.model_ref).partition("@")
-    version = ModelRegistry(cfg.registry.root).get(name, ref or LATEST)
+    version = _registered(cfg)
     # the config as composed (interpolations intact), so that datamodule.data_dir= reaches the source's paths
     composed = OmegaConf.create(version.read_text("config.yaml")) if "config.yaml" in version.files else None
     train_cfg = with_overrides(composed if isinstance(composed, DictConfig) else version.training_config(), cfg)
@@ -189,11 +190,12 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "batch": "datamodule test part",
         "reference": {k: v for k, v in reference.meta.items() if k != "metrics"},
     }
-    score = reference.sketch.ood_score(reference.input_sketch(summaries, arrays))
+    sketch = reference.input_sketch(summaries, arrays)  # once, for the per-object scores and the figure
+    score = reference.sketch.ood_score(sketch)
     objects = pd.DataFrame({"index": outputs["index"], "ood_score": score, "ood": score > 1.0})
     if "object_id" in dm.meta:
         objects.insert(1, "object_id", dm.meta["object_id"].to_numpy()[outputs["index"]])
-    coords = reference.sketch.project(reference.input_sketch(summaries, arrays))
+    coords = reference.sketch.project(sketch)
     figures = monitor_figures(report, reference, summaries, probs, score, coords)
     paths = _write(cfg, report, figures, objects)
     return report, {"model": model, "datamodule": dm, "reference": reference, "objects": objects, "paths": paths}
@@ -226,11 +228,16 @@ def _reference_only(cfg: DictConfig) -> tuple[TrainingReference, tuple[str, int]
     """The reference of ``run_dir=`` or ``model=``, and the registered (name, version) a server logs it as."""
     if cfg.get("run_dir"):
         return TrainingReference.load(cfg.run_dir), None
+    version = _registered(cfg)
+    return version.reference(), (version.name, int(version.version))
+
+
+def _registered(cfg: DictConfig) -> ModelVersion:
+    """The registry version ``model_ref=<name>[@<version or alias>]`` names (latest without one)."""
     from stellar.registry import LATEST, ModelRegistry
 
     name, _, ref = str(cfg.model_ref).partition("@")
-    version = ModelRegistry(cfg.registry.root).get(name, ref or LATEST)
-    return version.reference(), (version.name, int(version.version))
+    return ModelRegistry(cfg.registry.root).get(name, ref or LATEST)
 
 
 def _rows_of_model(rows: pd.DataFrame, logged_as: tuple[str, int] | None, cfg: DictConfig) -> pd.DataFrame:

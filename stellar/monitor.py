@@ -12,6 +12,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from stellar.pipelines.common import registry_model_argument
 from stellar.pipelines.monitor import run
 
 
@@ -29,11 +30,6 @@ def exit_status(report: dict, fail_on_alert: bool) -> int:
     return int(fail_on_alert and bool(report["alert"]))
 
 
-def _registry_model_argument(argv: list[str]) -> list[str]:
-    """``model=…`` → ``model_ref=…`` (see the module docstring); other arguments unchanged."""
-    return [f"model_ref={a[len('model=') :]}" if a.startswith("model=") else a for a in argv]
-
-
 if __name__ == "__main__":
-    sys.argv = [sys.argv[0], *_registry_model_argument(sys.argv[1:])]
+    sys.argv = [sys.argv[0], *registry_model_argument(sys.argv[1:])]
     main()

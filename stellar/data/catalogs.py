@@ -23,6 +23,7 @@ import pandas as pd
 from astropy.table import Table
 
 from stellar.errors import StellarDataError, StellarValueError
+from stellar.utils import urls
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,8 @@ TABLE_FORMATS = {
 }
 
 
-def _format_of(path: Path) -> str:
-    name = path.name.lower()
+def _format_of(path: str) -> str:
+    name = urls.basename(path).lower()
     for suffix in sorted(TABLE_FORMATS, key=len, reverse=True):
         if name.endswith(suffix):
             return TABLE_FORMATS[suffix]
@@ -63,29 +64,31 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
         One row per catalogue row, columns as in the file (FITS/VOTable units are dropped: the column names
         given to the cross-match say what they hold).
     """
-    p = Path(path)
+    p = str(path)
     fmt = _format_of(p)
-    if not p.is_file():
-        raise StellarDataError(f"path {str(p)!r}: no such file")
+    if not urls.is_file(p):
+        raise StellarDataError(f"path {p!r}: no such file")
     try:
-        if fmt == "csv":
-            return pd.read_csv(p)
-        if fmt == "parquet":
-            return pd.read_parquet(p)
-        df = Table.read(p, format=fmt).to_pandas()
+        with urls.local_file(p) as local:  # astropy and pyarrow read local files; a remote one is copied first
+            if fmt == "csv":
+                return pd.read_csv(local)
+            if fmt == "parquet":
+                return pd.read_parquet(local)
+            df = Table.read(local, format=fmt).to_pandas()
     except (OSError, ValueError, TypeError, KeyError, IndexError) as err:
-        raise StellarDataError(f"path {str(p)!r}: cannot read it as {fmt}: {err}") from err
+        raise StellarDataError(f"path {p!r}: cannot read it as {fmt}: {err}") from err
     for col in df.columns:  # FITS strings come back as bytes
         if df[col].dtype == object and df[col].map(lambda v: isinstance(v, bytes)).any():
             df[col] = df[col].map(lambda v: v.decode("utf-8").strip() if isinstance(v, bytes) else v)
     return df
 
 
-def _fixed_width(path: Path, width: int) -> list[str]:
+def _fixed_width(path: str | os.PathLike[str], width: int) -> list[str]:
     """The lines of a fixed-width text file (gzipped when its name ends in ``.gz``), padded to ``width``."""
-    if not path.is_file():
+    if not urls.is_file(path):
         raise StellarDataError(f"path {str(path)!r}: no such file")
-    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    raw = urls.read_bytes(path)
+    raw = gzip.decompress(raw) if str(path).endswith(".gz") else raw
     return [line.rstrip("\r\n").ljust(width) for line in raw.decode("ascii").splitlines() if line]
 
 
@@ -126,7 +129,7 @@ def read_bsc5(path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
         ``u_b``, ``r_i`` (mag), ``parallax`` (mas, old ground-based values), ``radvel`` (km/s), ``sptype`` (a
         label: never an input). 9,096 stars in the shipped copy.
     """
-    lines = _fixed_width(Path(path) if path is not None else bsc5_path(), 197)
+    lines = _fixed_width(path if path is not None else bsc5_path(), 197)
     ra_h, ra_m, ra_s = _numbers(lines, 76, 77), _numbers(lines, 78, 79), _numbers(lines, 80, 83)
     sign = np.where(np.array(_strings(lines, 84, 84)) == "-", -1.0, 1.0)
     de_d, de_m, de_s = _numbers(lines, 85, 86), _numbers(lines, 87, 88), _numbers(lines, 89, 90)
@@ -200,12 +203,13 @@ def read_hipparcos(path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
         ``e_ra``, ``e_dec`` (mas), ``hpmag``, ``e_hpmag`` (mag), ``b_v``, ``e_b_v``, ``v_i`` (mag).
         117,955 stars in the full file.
     """
-    p = Path(path) if path is not None else hipparcos_path()
-    if not p.is_file():
+    p = path if path is not None else hipparcos_path()
+    if not urls.is_file(p):
         raise StellarDataError(f"path {str(p)!r}: no such file")
     specs = [(a - 1, b) for a, b in _HIP2_COLUMNS.values()]
     try:
-        out = pd.read_fwf(p, colspecs=specs, names=list(_HIP2_COLUMNS), header=None)
+        with urls.open_url(p, compression="infer") as f:
+            out = pd.read_fwf(f, colspecs=specs, names=list(_HIP2_COLUMNS), header=None)
     except (OSError, ValueError) as err:
         raise StellarDataError(f"path {str(p)!r}: not a Hipparcos hip2.dat file: {err}") from err
     if out.empty or not pd.api.types.is_numeric_dtype(out["ra"]):
@@ -255,10 +259,11 @@ def read_miles_params(path: str | os.PathLike[str]) -> pd.DataFrame:
         The file's columns (``name`` and ``miles_id`` as stripped strings; ``sptype``, ``teff``, ``logg``,
         ``feh`` are labels, never inputs) plus ``hd``, ``component`` and ``cluster`` from :func:`hd_identifiers`.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise StellarDataError(f"path {str(p)!r}: no such file")
-    table = pd.read_csv(p, dtype={"name": str, "miles_id": str})
+    p = str(path)
+    if not urls.is_file(p):
+        raise StellarDataError(f"path {p!r}: no such file")
+    with urls.open_url(p) as f:
+        table = pd.read_csv(f, dtype={"name": str, "miles_id": str})
     missing = [c for c in ("name", "miles_id") if c not in table.columns]
     if missing:
         raise StellarDataError(f"path {str(p)!r}: lacks column(s) {missing}; it has {list(table.columns)}")

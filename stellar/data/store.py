@@ -27,13 +27,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import numpy as np
 import pandas as pd
 import zarr
 
 from stellar import __version__
 from stellar.errors import StellarDataError, StellarValueError
+from stellar.utils import urls
 from stellar.utils.names import validate_name
 
 log = logging.getLogger(__name__)
@@ -125,16 +125,16 @@ class DatasetStore:
 
     def __init__(self, root: str | os.PathLike[str]):
         self.root = str(root).rstrip("/")
-        self.fs, self._path = fsspec.core.url_to_fs(self.root)
-        self.is_local = getattr(self.fs, "protocol", None) in ("file", ("file", "local")) or isinstance(
-            self.fs, fsspec.implementations.local.LocalFileSystem
-        )
+        self.fs, self._path = urls.url_to_fs(self.root)
+        self.is_local = urls.is_local(self.fs)
 
     def _url(self, name: str) -> str:
         return f"{self.root}/{name}"
 
     def list(self) -> list[str]:
         """Names of the complete datasets in the store."""
+        # zarr writes through its own file system instance, other processes through theirs: list afresh
+        self.fs.invalidate_cache(self._path)
         if not self.fs.exists(self._path):
             return []
         names = []

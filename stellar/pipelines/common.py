@@ -37,6 +37,14 @@ CALIBRATOR_FILE = "calibrator.json"
 INTERVAL_CALIBRATOR_FILE = "interval_calibrator.json"
 
 
+def registry_model_argument(argv: list[str]) -> list[str]:
+    """Command-line arguments with ``model=<name>[@ref]`` read as ``model_ref=<name>[@ref]``, others unchanged.
+
+    ``model`` is the name of train's config group, which Hydra will not let a command line of ``evaluate.py`` or
+    ``python -m stellar.monitor`` set as a value; their entry points rewrite the argument with this."""
+    return [f"model_ref={a[len('model=') :]}" if a.startswith("model=") else a for a in argv]
+
+
 def predict(
     trainer: L.Trainer | None, model: L.LightningModule | Any, dm: StellarDataModule, part: str
 ) -> dict[str, np.ndarray]:

@@ -1,6 +1,8 @@
-"""``run(cfg)`` behind ``python evaluate.py``: rebuild a trained run's model and score a part of its data.
+"""``run(cfg)`` behind ``python evaluate.py``: rebuild a trained model and score a part of its data.
 
-The run folder's ``config.yaml`` (as composed, interpolations intact) rebuilds the datamodule and the model, with
+The model is a train run (``run_dir=``, a local folder) or a registry version (``model=<name>[@ref]``, from
+``registry.root``, a path or an fsspec URL such as ``s3://bucket/registry``). The run folder's (or version's)
+``config.yaml`` (as composed, interpolations intact) rebuilds the datamodule and the model, with
 this evaluation's paths and any ``datamodule.*`` overrides; the best checkpoint is loaded with
 ``weights_only=True`` (an estimator run's boosters from ``checkpoints/estimator.json``); the run's calibrator and
 interval calibrator (``interval_calibrator.json``; runs without one are scored with the model's own σ) are applied.
@@ -15,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import numpy as np
@@ -52,6 +54,10 @@ from stellar.pipelines.common import (
     score_subsets,
     truths_of,
 )
+from stellar.utils import urls
+
+if TYPE_CHECKING:
+    from stellar.registry import ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +86,11 @@ def best_checkpoint(run_dir: Path) -> Path:
 
 def load_run_config(cfg: DictConfig) -> DictConfig:
     """The training config of ``cfg.run_dir`` with this evaluation's paths, data overrides and split."""
+    if not urls.is_local(cfg.run_dir):
+        raise StellarConfigError(
+            f"run_dir={cfg.run_dir!r}: a train run folder is local (Hydra writes it on this machine); register the "
+            "run (register=true registry.root=<URL>) and evaluate it as model=<name>[@<version or alias>]"
+        )
     run_dir = Path(cfg.run_dir)
     path = run_dir / "config.yaml"
     if not path.is_file():
@@ -137,10 +148,62 @@ def load_run(cfg: DictConfig, stage: str = "test") -> dict[str, Any]:
     }
 
 
+def registered(cfg: DictConfig) -> ModelVersion:
+    """The registry version ``model_ref=<name>[@<version or alias>]`` names (latest without one), in
+    ``cfg.registry.root`` (a path or an fsspec URL)."""
+    from stellar.registry import LATEST, ModelRegistry
+
+    name, _, ref = str(cfg.model_ref).partition("@")
+    return ModelRegistry(cfg.registry.root).get(name, ref or LATEST)
+
+
+def load_registered(cfg: DictConfig, stage: str = "test") -> dict[str, Any]:
+    """The registered model of ``cfg.model_ref`` rebuilt for scoring, with the keys of :func:`load_run` and
+    ``source`` (the version's ``name:vN``): its datamodule from the version's config as composed (so that
+    ``datamodule.data_dir=`` reaches the source), this command's overrides and split, the model, calibrators and
+    the version's class names. The registry root may be an fsspec URL."""
+    version = registered(cfg)
+    composed = OmegaConf.create(version.read_text("config.yaml")) if "config.yaml" in version.files else None
+    train_cfg = with_overrides(composed if isinstance(composed, DictConfig) else version.training_config(), cfg)
+    split = instantiate(train_cfg.split) if train_cfg.get("split") else None
+    dm: StellarDataModule = instantiate(train_cfg.datamodule, split=split)
+    dm.setup(stage)
+    return {
+        "dm": dm,
+        "model": version.load_model(),
+        "calibrator": version.calibrator(),
+        "interval_calibrator": version.interval_calibrator(),
+        "class_names": version.class_names,
+        "ckpt_path": f"{version.url}/{version.manifest.get('artifact', {}).get('primary')}",
+        "hparams": {"name": version.name},
+        "train_cfg": train_cfg,
+        "source": version.tag,
+    }
+
+
+def load(cfg: DictConfig, stage: str = "test") -> dict[str, Any]:
+    """The model of ``run_dir=`` (:func:`load_run`) or of ``model_ref=`` (:func:`load_registered`), plus ``source``:
+    the run folder or the version's ``name:vN``."""
+    if bool(cfg.get("run_dir")) == bool(cfg.get("model_ref")):
+        raise StellarConfigError(
+            "give exactly one of run_dir=<train run> or model=<name>[@<version or alias>] (model_ref=); "
+            f"got run_dir={cfg.get('run_dir')!r}, model_ref={cfg.get('model_ref')!r}"
+        )
+    if cfg.get("run_dir"):
+        return {**load_run(cfg, stage), "source": str(cfg.run_dir)}
+    return load_registered(cfg, stage)
+
+
+def training_reference(cfg: DictConfig) -> TrainingReference:
+    """The training reference of ``run_dir=`` (its ``reference.npz``) or of the version ``model_ref=`` names."""
+    if cfg.get("run_dir"):
+        return TrainingReference.load(cfg.run_dir)
+    return registered(cfg).reference()
+
+
 def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Score the run's model; returns ``(report, objects)``."""
-    run_dir = Path(cfg.run_dir)
-    loaded = load_run(cfg)
+    """Score the model of ``run_dir=`` or ``model=<name>[@ref]``; returns ``(report, objects)``."""
+    loaded = load(cfg)
     dm, model, class_names = loaded["dm"], loaded["model"], loaded["class_names"]
     calibrator, interval_calibrator = loaded["calibrator"], loaded["interval_calibrator"]
     train_cfg, ckpt_path, hp = loaded["train_cfg"], loaded["ckpt_path"], loaded["hparams"]
@@ -156,7 +219,8 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         report["subsets"] = subsets
     report["meta"] = {
         "model": hp.get("name", ""),
-        "run_dir": str(run_dir),
+        "source": loaded["source"],
+        "run_dir": str(cfg.run_dir) if cfg.get("run_dir") else None,
         "checkpoint": str(ckpt_path),
         "dataset": dm.dataset_name,
         "split": OmegaConf.to_container(train_cfg.split, resolve=True) if train_cfg.get("split") else "none",
@@ -165,7 +229,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "n_scored": len(outputs["index"]),
     }
     table = prediction_table(outputs, dm, class_names, list(model.targets), calibrator, interval_calibrator, groups)
-    reference = _reference_or_none(run_dir)
+    reference = _reference_or_none(cfg)
     if reference is not None:  # every prediction's out-of-distribution score against the training reference
         score, flag = reference.ood(rows_of(dm.arrays("test"), outputs["index"]), dm.preprocessing)
         table["ood_score"], table["ood"] = score, flag
@@ -180,9 +244,9 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     return report, {"model": model, "datamodule": dm, "outputs": outputs, "paths": paths}
 
 
-def _reference_or_none(run_dir: Path) -> TrainingReference | None:
+def _reference_or_none(cfg: DictConfig) -> TrainingReference | None:
     try:
-        return TrainingReference.load(run_dir)
+        return training_reference(cfg)
     except StellarDataError as err:
         log.warning("no out-of-distribution scores: %s", err)
         return None

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import lightning as L
 import numpy as np
 import pandas as pd
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
@@ -40,9 +39,6 @@ from stellar.pipelines.common import (
     score_outputs,
     truths_of,
 )
-
-if TYPE_CHECKING:
-    from stellar.registry import ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -87,35 +83,12 @@ def reference_of(
 
 
 def _load(cfg: DictConfig) -> dict[str, Any]:
-    """Model, datamodule (set up for scoring), calibrators and reference of ``run_dir=`` or ``model=name@ref``."""
-    if bool(cfg.get("run_dir")) == bool(cfg.get("model_ref")):
-        raise StellarConfigError(
-            "give exactly one of run_dir=<train run> or model=<name>[@<version or alias>] (model_ref=)"
-        )
-    if cfg.get("run_dir"):
-        from stellar.pipelines.evaluate import load_run
+    """Model, datamodule (set up for scoring), calibrators, reference and ``source`` of ``run_dir=`` or
+    ``model=name@ref``."""
+    from stellar.pipelines.evaluate import load, training_reference
 
-        loaded = load_run(cfg)
-        loaded["reference"] = TrainingReference.load(cfg.run_dir)
-        loaded["source"] = str(cfg.run_dir)
-        return loaded
-    from stellar.pipelines.evaluate import with_overrides
-
-    version = _registered(cfg)
-    # the config as composed (interpolations intact), so that datamodule.data_dir= reaches the source's paths
-    composed = OmegaConf.create(version.read_text("config.yaml")) if "config.yaml" in version.files else None
-    train_cfg = with_overrides(composed if isinstance(composed, DictConfig) else version.training_config(), cfg)
-    split = instantiate(train_cfg.split) if train_cfg.get("split") else None
-    dm: StellarDataModule = instantiate(train_cfg.datamodule, split=split)
-    dm.setup("test")
-    return {
-        "dm": dm,
-        "model": version.load_model(),
-        "calibrator": version.calibrator(),
-        "interval_calibrator": version.interval_calibrator(),
-        "reference": version.reference(),
-        "source": version.tag,
-    }
+    loaded = load(cfg)
+    return {**loaded, "reference": training_reference(cfg)}
 
 
 def batch_inputs(
@@ -226,18 +199,12 @@ def _run_requests(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _reference_only(cfg: DictConfig) -> tuple[TrainingReference, tuple[str, int] | None]:
     """The reference of ``run_dir=`` or ``model=``, and the registered (name, version) a server logs it as."""
+    from stellar.pipelines.evaluate import registered, training_reference
+
     if cfg.get("run_dir"):
-        return TrainingReference.load(cfg.run_dir), None
-    version = _registered(cfg)
+        return training_reference(cfg), None
+    version = registered(cfg)
     return version.reference(), (version.name, int(version.version))
-
-
-def _registered(cfg: DictConfig) -> ModelVersion:
-    """The registry version ``model_ref=<name>[@<version or alias>]`` names (latest without one)."""
-    from stellar.registry import LATEST, ModelRegistry
-
-    name, _, ref = str(cfg.model_ref).partition("@")
-    return ModelRegistry(cfg.registry.root).get(name, ref or LATEST)
 
 
 def _rows_of_model(rows: pd.DataFrame, logged_as: tuple[str, int] | None, cfg: DictConfig) -> pd.DataFrame:

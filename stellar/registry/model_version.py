@@ -12,6 +12,7 @@ versions from before monitoring), ``metrics.json`` and ``MODEL_CARD.md``. Only `
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -98,8 +99,13 @@ class ModelVersion:
         return cache
 
     def _fetch_folder(self, folder: str) -> Path:
-        """A local copy of every file of this version under ``folder`` (for artifacts made of several files)."""
-        out = Path(tempfile.gettempdir()) / "stellar-registry-cache" / f"{self.name}-v{self.version}-{folder}"
+        """A local copy of every file of this version under ``folder`` (for artifacts made of several files).
+
+        The copy is named by the hashes of its files, not by ``name-vN``: two registries (or a version number
+        claimed again after a crash) may hold different files under the same name and version."""
+        files = {rel: h for rel, h in self.manifest.get("files", {}).items() if rel.startswith(f"{folder}/")}
+        key = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+        out = Path(tempfile.gettempdir()) / "stellar-registry-cache" / f"{self.name}-{folder}-{key}"
         out.mkdir(parents=True, exist_ok=True)
         for rel in self.files:
             if rel.startswith(f"{folder}/") and not (out / Path(rel).name).is_file():

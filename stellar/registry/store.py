@@ -17,9 +17,8 @@ import re
 import uuid
 from pathlib import Path
 
-import fsspec
-
 from stellar.errors import StellarValueError
+from stellar.utils import urls
 from stellar.utils.names import is_valid_name, validate_name
 
 DEFAULT_ROOT = "registry"
@@ -41,8 +40,8 @@ class RegistryStore:
 
     def __init__(self, root: str | os.PathLike[str] = DEFAULT_ROOT):
         self.root = str(root).rstrip("/") or DEFAULT_ROOT
-        self.fs, self._path = fsspec.core.url_to_fs(self.root)
-        self.is_local = isinstance(self.fs, fsspec.implementations.local.LocalFileSystem)
+        self.fs, self._path = urls.url_to_fs(self.root)
+        self.is_local = urls.is_local(self.fs)
         if self.is_local:
             self._path = str(Path(self._path).resolve())
 

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from stellar.errors import StellarConfigError, StellarDataError
+from stellar.utils import urls
 
 log = logging.getLogger(__name__)
 
@@ -326,7 +327,7 @@ def read_request_log(path: str | os.PathLike[str], endpoint: str | None = None) 
     Parameters
     ----------
     path : str or PathLike
-        The ``request_log.dir`` of the server.
+        The ``request_log.dir`` of the server: a folder or an fsspec URL (e.g. a copy synced to ``s3://…``).
     endpoint : str, optional
         Only this endpoint's rows (its route, ``/predict/spectral``, or its folder name, ``predict_spectral``).
 
@@ -340,11 +341,11 @@ def read_request_log(path: str | os.PathLike[str], endpoint: str | None = None) 
     StellarDataError
         If the folder holds no log files (for that endpoint).
     """
-    root = Path(path)
-    folders = [root / endpoint_slug(endpoint)] if endpoint else sorted(p for p in root.glob("*") if p.is_dir())
-    files = sorted((f for d in folders for f in d.glob(FILE_GLOB)), key=lambda f: f.name)
+    root = str(path)
+    pattern = f"{endpoint_slug(endpoint) if endpoint else '*'}/{FILE_GLOB}"
+    files = sorted(urls.glob(root, pattern), key=urls.basename)
     if not files:
-        where = f"{root} (endpoint {endpoint!r})" if endpoint else str(root)
+        where = f"{root} (endpoint {endpoint!r})" if endpoint else root
         raise StellarDataError(
             f"no request log files ({FILE_GLOB}) under {where}: is request_log.dir of the server this folder, and "
             "has it answered a request and flushed (flush_rows, flush_seconds, or shutdown)?"
@@ -352,7 +353,7 @@ def read_request_log(path: str | os.PathLike[str], endpoint: str | None = None) 
     frames = []
     for f in files:
         try:
-            frames.append(pd.read_parquet(f))
+            frames.append(pd.read_parquet(f))  # pandas opens a URL through fsspec itself
         except FileNotFoundError:  # rolled away by a live server (max_rows) since the listing
             log.info("request log: %s was deleted while reading the log", f)
     if not frames:

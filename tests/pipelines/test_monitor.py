@@ -91,10 +91,11 @@ def test_evaluate_scores_every_prediction_against_the_reference(make_cfg, hippar
 
 
 def test_fail_on_alert_exits_non_zero(hipparcos_run, tmp_path):
-    from stellar.monitor import _registry_model_argument, exit_status
+    from stellar.monitor import exit_status
+    from stellar.pipelines.common import registry_model_argument
 
     assert exit_status({"alert": False}, True) == 0 and exit_status({"alert": True}, False) == 0
-    assert _registry_model_argument(["model=a@production", "split=none"]) == ["model_ref=a@production", "split=none"]
+    assert registry_model_argument(["model=a@production", "split=none"]) == ["model_ref=a@production", "split=none"]
     folder = _shifted_folder(tmp_path)
     cmd = [
         sys.executable,

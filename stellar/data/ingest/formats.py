@@ -26,6 +26,7 @@ from stellar.data.ingest.lightcurves import parse_lc
 from stellar.data.ingest.records import Record
 from stellar.data.ingest.sdss import SPECTRA_UNITS, parse_skyserver_csv, parse_spec
 from stellar.errors import StellarDataError
+from stellar.utils import urls
 
 log = logging.getLogger(__name__)
 
@@ -240,13 +241,15 @@ def parse_macho_tar(body: bytes, source: str) -> Record:
     return _mag_lc("macho", f"macho-{star}", bands, {"ra": ra, "dec": dec}, source, None)
 
 
-def parse_file(path: str | Path, *, wcs1d_medium: str = "air") -> list[Record]:
-    """Records of one local file, recognised by content and name.
+def parse_file(path: str | Path, *, body: bytes | None = None, wcs1d_medium: str = "air") -> list[Record]:
+    """Records of one file (a path or an fsspec URL), recognised by content and name.
 
     Parameters
     ----------
     path : str or Path
         The file.
+    body : bytes, optional
+        Its content, when the caller has read it already (default: read from ``path``).
     wcs1d_medium : {"air", "vacuum"}
         Wavelength medium of a 1-D WCS FITS spectrum whose header does not say (:mod:`~stellar.data.ingest.wcs1d`).
 
@@ -255,9 +258,8 @@ def parse_file(path: str | Path, *, wcs1d_medium: str = "air") -> list[Record]:
     StellarDataError
         ``unsupported: …`` when no parser recognises the file; otherwise the parser's own complaint.
     """
-    path = Path(path)
-    body = path.read_bytes()
-    name = path.name.lower()
+    body = urls.read_bytes(path) if body is None else body
+    name = urls.basename(path).lower()
     source = str(path)
     if name.endswith(".gz") and body[:2] == b"\x1f\x8b" and ".tar" not in name:
         body = gzip.decompress(body)
@@ -304,5 +306,5 @@ def parse_file(path: str | Path, *, wcs1d_medium: str = "air") -> list[Record]:
     if name.endswith(".csv") and b"2MASS" in head and b"Jmag" in head:
         return parse_xmatch_2mass(body, source)
     raise StellarDataError(
-        f"unsupported: {path.name} is none of the recognised formats (see stellar.data.ingest.formats)"
+        f"unsupported: {urls.basename(path)} is none of the recognised formats (see stellar.data.ingest.formats)"
     )

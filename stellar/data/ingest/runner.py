@@ -18,6 +18,8 @@ from stellar.data.ingest.manifest import Manifest
 from stellar.data.ingest.policy import Fetcher
 from stellar.data.ingest.records import Record, store_records
 from stellar.data.store import DatasetStore
+from stellar.errors import StellarDataError
+from stellar.utils import urls
 
 log = logging.getLogger(__name__)
 
@@ -158,28 +160,31 @@ def ingest_files(
     from stellar.data.ingest.formats import parse_file
 
     t0 = time.perf_counter()
-    root = Path(input_dir)
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    root = str(input_dir)
+    if not urls.is_dir(root):
+        raise StellarDataError(f"input_dir: {root!r} is not a folder")
+    files = [rel for rel in urls.find(root) if not urls.basename(rel).startswith(".")]
     records: list[Record] = []
     failed: dict[str, str] = {}
     hashes: dict[str, str] = {}
-    for path in tqdm(files, desc="ingest files", unit="file", disable=not progress):
-        rel = str(path.relative_to(root))
+    for rel in tqdm(files, desc="ingest files", unit="file", disable=not progress):
+        path = urls.join(root, rel)
         try:
-            recs = parse_file(path, wcs1d_medium=wcs1d_medium)
+            body = urls.read_bytes(path)
+            recs = parse_file(path, body=body, wcs1d_medium=wcs1d_medium)
         except Exception as err:  # listed with its reason; the other files go on
             failed[rel] = f"{type(err).__name__}: {err}"
             manifest.append([rel], "failed", failed[rel])
             continue
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = hashlib.sha256(body).hexdigest()
         manifest.append([rel], "done", n_records=len(recs), sha256=digest)
-        hashes[str(path)] = digest
+        hashes[urls.display(path)] = digest
         records.extend(recs)
     from stellar.data.ingest.lightcurves import stitch
 
     lcs = [r for r in records if r.modality == "lightcurve"]
     records = [r for r in records if r.modality != "lightcurve"] + stitch(lcs)
-    provenance = {"input_dir": str(root), "file_sha256": hashes}
+    provenance = {"input_dir": urls.display(root), "file_sha256": hashes}
     names = store_records(store, records, provenance) if store is not None and records else []
     if failed:
         log.warning("%d of %d file(s) not ingested: %s", len(failed), len(files), failed)

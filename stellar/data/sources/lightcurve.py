@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ from stellar.data.labels import EROS_TYPES, RR_LYRAE_TYPES
 from stellar.data.preprocess.lightcurve_inputs import LightCurvePreprocessing, band_indices
 from stellar.data.sources.base import digest, simulated_meta
 from stellar.errors import StellarDataError
+from stellar.utils import urls
 
 log = logging.getLogger(__name__)
 
@@ -124,43 +124,48 @@ class ErosSource:
 
     data_dir: str
 
-    def _pairs(self) -> list[tuple[Path, Path]]:
-        d = Path(self.data_dir)
-        if not d.is_dir():
-            raise StellarDataError(f"EROS data_dir {str(d)!r} is not a folder")
+    def _pairs(self) -> list[tuple[str, str]]:
+        """``(<name>.csv, <name>_varlength_features.csv.gz)`` paths or URLs of the folder, sorted."""
+        d = self.data_dir
+        if not urls.is_dir(d):
+            raise StellarDataError(f"data_dir: EROS folder {d!r} is not a folder")
         pairs = []
-        for var in sorted(d.glob("*_varlength_features.csv.gz")):
-            static = d / (var.name.removesuffix("_varlength_features.csv.gz") + ".csv")
-            if not static.is_file():
-                raise StellarDataError(f"{var.name} has no matching {static.name} in {d}")
+        for var in urls.glob(d, "*_varlength_features.csv.gz"):
+            static = urls.join(d, urls.basename(var).removesuffix("_varlength_features.csv.gz") + ".csv")
+            if not urls.is_file(static):
+                raise StellarDataError(f"{urls.basename(var)} has no matching {urls.basename(static)} in {d}")
             pairs.append((static, var))
         if not pairs:
             raise StellarDataError(
-                f"EROS folder {str(d)!r} holds no <name>.csv + <name>_varlength_features.csv.gz pair"
+                f"data_dir: EROS folder {d!r} holds no <name>.csv + <name>_varlength_features.csv.gz pair"
             )
         return pairs
 
     def dataset_name(self, preprocessing: dict[str, Any]) -> str:
-        files = [p.read_bytes() for pair in self._pairs() for p in pair]
+        files = [urls.read_bytes(p) for pair in self._pairs() for p in pair]
         return f"eros-{digest(*files, preprocessing)}"
 
     def read(self) -> tuple[list[dict[str, np.ndarray]], pd.DataFrame]:
         rows: list[dict[str, np.ndarray]] = []
         tables = []
         for static_path, var_path in self._pairs():
-            static, var = pd.read_csv(static_path), pd.read_csv(var_path)
+            static_name, var_name = urls.basename(static_path), urls.basename(var_path)
+            with urls.open_url(static_path) as f:
+                static = pd.read_csv(f)
+            with urls.open_url(var_path, compression="infer") as f:
+                var = pd.read_csv(f)
             if len(static) != len(var):
-                raise StellarDataError(f"{static_path.name} has {len(static)} rows but {var_path.name} {len(var)}")
+                raise StellarDataError(f"{static_name} has {len(static)} rows but {var_name} {len(var)}")
             need = [f"{k}_points_{b}" for k in ("time", "light", "error") for b in "br"]
             missing = [c for c in need if c not in var.columns]
             if missing:
-                raise StellarDataError(f"{var_path.name} lacks columns {missing}")
+                raise StellarDataError(f"{var_name} lacks columns {missing}")
             for _, r in var.iterrows():
                 parts = [(_float_list(r[f"time_points_{b}"]), _float_list(r[f"light_points_{b}"]),
                           _float_list(r[f"error_points_{b}"]), k) for k, b in enumerate("br")]  # fmt: skip
                 for t, v, e, _ in parts:
                     if not len(t) == len(v) == len(e):
-                        raise StellarDataError(f"{var_path.name} row {r.iloc[0]}: time/light/error lengths differ")
+                        raise StellarDataError(f"{var_name} row {r.iloc[0]}: time/light/error lengths differ")
                 rows.append(
                     {
                         "time": np.concatenate([p[0] for p in parts]),
@@ -169,7 +174,7 @@ class ErosSource:
                         "band": np.concatenate([np.full(len(p[0]), p[3]) for p in parts]),
                     }
                 )
-            static["source_file"] = static_path.name
+            static["source_file"] = static_name
             tables.append(static)
         return rows, pd.concat(tables, ignore_index=True)
 
@@ -209,7 +214,7 @@ class ErosSource:
                 "source_file": t["source_file"].to_numpy(),
             }
         )
-        kwargs = _write_kwargs(padded, meta, preprocessing, {"source": "eros", "data_dir": str(Path(self.data_dir))})
+        kwargs = _write_kwargs(padded, meta, preprocessing, {"source": "eros", "data_dir": urls.display(self.data_dir)})
         _add_amplitude(kwargs, preprocessing, "r")
         return kwargs
 
@@ -231,24 +236,28 @@ class SesarRRLyraeSource:
 
     data_dir: str
 
-    def _files(self) -> tuple[Path, list[Path]]:
-        d = Path(self.data_dir)
-        periods = d / "periods.csv"
-        if not periods.is_file() or not (d / "light-curves").is_dir():
-            raise StellarDataError(f"Sesar folder {str(d)!r} needs periods.csv and a light-curves/ folder")
-        return periods, sorted((d / "light-curves").glob("*.csv"))
+    def _files(self) -> tuple[str, list[str]]:
+        """The paths or URLs of ``periods.csv`` and of every ``light-curves/*.csv`` (sorted)."""
+        periods, curves = urls.join(self.data_dir, "periods.csv"), urls.join(self.data_dir, "light-curves")
+        if not urls.is_file(periods) or not urls.is_dir(curves):
+            raise StellarDataError(
+                f"data_dir: Sesar folder {self.data_dir!r} needs periods.csv and a light-curves/ folder"
+            )
+        return periods, urls.glob(curves, "*.csv")
 
     def dataset_name(self, preprocessing: dict[str, Any]) -> str:
         periods, curves = self._files()
-        return f"sesar_rrlyrae-{digest(periods.read_bytes(), *[c.read_bytes() for c in curves], preprocessing)}"
+        files = [urls.read_bytes(periods), *[urls.read_bytes(c) for c in curves]]
+        return f"sesar_rrlyrae-{digest(*files, preprocessing)}"
 
     def build(self, preprocessing: LightCurvePreprocessing) -> dict[str, Any]:
         periods_path, curves = self._files()
-        periods = pd.read_csv(periods_path)
+        with urls.open_url(periods_path) as f:
+            periods = pd.read_csv(f)
         for col in ("Num", "Type", "Per"):
             if col not in periods.columns:
                 raise StellarDataError(f"{periods_path} lacks column {col!r} (needs Num, Type, Per)")
-        by_num = {c.stem: c for c in curves}
+        by_num = {urls.basename(c).removesuffix(".csv"): c for c in curves}
         missing = [str(n) for n in periods["Num"] if str(n) not in by_num]
         if missing:
             log.warning(
@@ -257,7 +266,8 @@ class SesarRRLyraeSource:
         periods = periods[[str(n) in by_num for n in periods["Num"]]].reset_index(drop=True)
         rows = []
         for num in periods["Num"]:
-            lc = pd.read_csv(by_num[str(num)])
+            with urls.open_url(by_num[str(num)]) as f:
+                lc = pd.read_csv(f)
             rows.append(
                 {
                     "time": lc["time"].to_numpy(float),
@@ -278,7 +288,7 @@ class SesarRRLyraeSource:
                 "period": periods["Per"].to_numpy(float),
             }
         )
-        prov = {"source": "sesar_rrlyrae", "data_dir": str(Path(self.data_dir))}
+        prov = {"source": "sesar_rrlyrae", "data_dir": urls.display(self.data_dir)}
         kwargs = _write_kwargs(pad_rows(rows), meta, preprocessing, prov)
         _add_amplitude(kwargs, preprocessing, "r")
         return kwargs

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -36,6 +35,7 @@ from stellar.data.sources.sed import sed_write_kwargs
 from stellar.data.sources.spectra import MilesSource, simulated_spectra_kwargs
 from stellar.data.store import DatasetStore
 from stellar.errors import StellarConfigError, StellarDataError
+from stellar.utils import urls
 
 log = logging.getLogger(__name__)
 
@@ -209,17 +209,18 @@ class MilesPairedSource(_Paired):
     def __post_init__(self) -> None:
         self._objects: ObjectTable | None = None
 
-    def _files(self) -> list[Path]:
-        files = [Path(self.data_dir) / "miles_spectra.npz", Path(self.data_dir) / "miles_params.csv"]
-        files.append(Path(self.bsc5) if self.bsc5 else bsc5_path())
-        files.append(Path(self.hipparcos) if self.hipparcos else hipparcos_path())
+    def _files(self) -> list[str]:
+        """Paths or URLs of the MILES spectra and parameters, the BSC5 file and the Hipparcos file."""
+        files = [urls.join(self.data_dir, "miles_spectra.npz"), urls.join(self.data_dir, "miles_params.csv")]
+        files.append(str(self.bsc5 or bsc5_path()))
+        files.append(str(self.hipparcos or hipparcos_path()))
         for arg, f in zip(("data_dir", "data_dir", "bsc5", "hipparcos"), files, strict=True):
-            if not f.is_file():
-                raise StellarDataError(f"{arg}: {str(f)!r} is not a file")
+            if not urls.is_file(f):
+                raise StellarDataError(f"{arg}: {f!r} is not a file")
         return files
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"files": [digest(f.read_bytes()) for f in self._files()], "radius_arcsec": self.radius_arcsec}
+        return {"files": [digest(urls.read_bytes(f)) for f in self._files()], "radius_arcsec": self.radius_arcsec}
 
     @functools.cached_property
     def _params(self) -> pd.DataFrame:
@@ -237,11 +238,11 @@ class MilesPairedSource(_Paired):
         if self._objects is not None:
             return self._objects
         params = self._params
-        miles = Catalog(params, name="miles", ra=None, dec=None, id="hd", source=str(self._files()[1]))
-        bsc5 = Catalog(self._bsc5, name="bsc5", pmra="pmra", pmdec="pmdec", id="hd", source=str(self._files()[2]))
+        miles = Catalog(params, name="miles", ra=None, dec=None, id="hd", source=self._files()[1])
+        bsc5 = Catalog(self._bsc5, name="bsc5", pmra="pmra", pmdec="pmdec", id="hd", source=self._files()[2])
         hip = Catalog(
             self._hipparcos, name="hipparcos", epoch=1991.25, pmra="pmra", pmdec="pmdec",
-            parallax="parallax", id="hip", source=str(self._files()[3]),
+            parallax="parallax", id="hip", source=self._files()[3],
         )  # fmt: skip
         objects = ObjectTable.from_catalog(miles, survey="miles", key="name", ids={"miles": "miles_id", "hd": "hd"})
         objects = objects.add_match(IdMatch()(miles, bsc5), bsc5, survey="bsc5", ids={"hr": "hr"})

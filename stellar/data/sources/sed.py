@@ -8,10 +8,8 @@ named in its ``bands`` attribute, a ``wave_eff`` grid (Å) and a metadata table;
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +19,7 @@ from stellar.data.preprocess.sed import BAND_INFO, merge_bands
 from stellar.data.simulate.sed import SEDSimulator
 from stellar.data.sources.base import digest, simulated_meta
 from stellar.errors import StellarDataError
+from stellar.utils import urls
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +62,11 @@ class SimulatedSEDSource:
         return sed_write_kwargs(sim.bands, sim.mag, sim.mag_err, meta, {"source": "simulator", **self._params()})
 
 
-def _require(path: Path, what: str) -> Path:
-    if not path.is_file():
-        raise StellarDataError(f"data_dir={str(path.parent)!r} lacks {path.name} ({what})")
+def _require(data_dir: str, file_name: str, what: str) -> str:
+    """The path or URL of ``file_name`` in ``data_dir``, checked to be a file."""
+    path = urls.join(data_dir, file_name)
+    if not urls.is_file(path):
+        raise StellarDataError(f"data_dir={data_dir!r} lacks {file_name} ({what})")
     return path
 
 
@@ -83,15 +84,15 @@ class SDSS17Source:
     data_dir: str
     file_name: str = "sdss17_photometry.csv.gz"
 
-    def _file(self) -> Path:
-        return _require(Path(self.data_dir) / self.file_name, "the SDSS17 photometry table")
+    def _file(self) -> str:
+        return _require(self.data_dir, self.file_name, "the SDSS17 photometry table")
 
     def dataset_name(self, preprocessing: dict[str, Any] | None = None) -> str:
-        return f"sdss17-{digest(self._file().read_bytes())}"
+        return f"sdss17-{digest(urls.read_bytes(self._file()))}"
 
     def read(self) -> pd.DataFrame:
         path = self._file()
-        with gzip.open(path, "rt") if path.suffix == ".gz" else path.open() as f:
+        with urls.open_url(path, compression="infer") as f:
             table = pd.read_csv(f)
         missing = [c for c in ("class", "alpha", "delta", "u", "g", "r", "i", "z") if c not in table.columns]
         if missing:
@@ -115,7 +116,7 @@ class SDSS17Source:
                 "date": table["date"].astype(str).to_numpy() if "date" in table else "",
             }
         )
-        prov = {"source": "sdss17", "data_dir": str(Path(self.data_dir).resolve()), "files": [self.file_name]}
+        prov = {"source": "sdss17", "data_dir": urls.display(self.data_dir), "files": [self.file_name]}
         return sed_write_kwargs(bands, mag, err, meta, prov)
 
 
@@ -133,15 +134,16 @@ class HipparcosSource:
     data_dir: str
     file_name: str = "hipparcos_giant_dwarf.csv"
 
-    def _file(self) -> Path:
-        return _require(Path(self.data_dir) / self.file_name, "the Hipparcos giants/dwarfs table")
+    def _file(self) -> str:
+        return _require(self.data_dir, self.file_name, "the Hipparcos giants/dwarfs table")
 
     def dataset_name(self, preprocessing: dict[str, Any] | None = None) -> str:
-        return f"hipparcos-{digest(self._file().read_bytes())}"
+        return f"hipparcos-{digest(urls.read_bytes(self._file()))}"
 
     def build(self, preprocessing: Any = None) -> dict[str, Any]:
         path = self._file()
-        table = pd.read_csv(path)
+        with urls.open_url(path, compression="infer") as f:
+            table = pd.read_csv(f)
         missing = [c for c in ("Vmag", "Plx", "e_Plx", "B-V", "TargetClass") if c not in table.columns]
         if missing:
             raise StellarDataError(f"{path} lacks column(s) {missing}; it has {list(table.columns)}")
@@ -169,7 +171,7 @@ class HipparcosSource:
                 "parallax_err": pd.to_numeric(table["e_Plx"], errors="coerce").to_numpy(float),
             }
         )
-        prov = {"source": "hipparcos", "data_dir": str(Path(self.data_dir).resolve()), "files": [self.file_name]}
+        prov = {"source": "hipparcos", "data_dir": urls.display(self.data_dir), "files": [self.file_name]}
         return sed_write_kwargs(BANDS_HIP, mag, err, meta, prov)
 
 

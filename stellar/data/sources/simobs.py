@@ -22,7 +22,6 @@ import dataclasses
 import functools
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +34,7 @@ from stellar.data.sources.base import digest
 from stellar.data.sources.paired import _Paired
 from stellar.data.sources.spectra import MilesSource, simulated_spectra_kwargs
 from stellar.errors import StellarConfigError, StellarDataError
+from stellar.utils import urls
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class MilesSimObsSource(_Paired):
     def fingerprint(self) -> dict[str, Any]:
         files = self._miles._files()
         return {
-            "files": [digest(Path(f).read_bytes()) for f in files],
+            "files": [digest(urls.read_bytes(f)) for f in files],
             "simulator": self.simulator.to_dict(),
             "snr": float(self.snr),
             "seed": int(self.seed),

@@ -16,6 +16,7 @@ from stellar.data.preprocess.spectra import SpectrumPreprocessing
 from stellar.data.simulate.spectra import SimulatedSpectra, SpectrumSimulator
 from stellar.data.sources.base import digest, simulated_meta
 from stellar.errors import StellarDataError
+from stellar.utils import urls
 
 log = logging.getLogger(__name__)
 
@@ -95,19 +96,20 @@ class MilesSource:
 
     data_dir: str
 
-    def _files(self) -> tuple[Path, Path]:
-        d = Path(self.data_dir)
-        npz, csv = d / "miles_spectra.npz", d / "miles_params.csv"
+    def _files(self) -> tuple[str, str]:
+        """The paths or URLs of ``miles_spectra.npz`` and ``miles_params.csv`` (checked to exist)."""
+        npz, csv = urls.join(self.data_dir, "miles_spectra.npz"), urls.join(self.data_dir, "miles_params.csv")
         for f in (npz, csv):
-            if not f.is_file():
+            if not urls.is_file(f):
                 raise StellarDataError(
-                    f"MILES folder {str(d)!r} lacks {f.name} (expected miles_spectra.npz and miles_params.csv)"
+                    f"data_dir: MILES folder {self.data_dir!r} lacks {urls.basename(f)} (expected "
+                    "miles_spectra.npz and miles_params.csv)"
                 )
         return npz, csv
 
     def dataset_name(self, preprocessing: dict[str, Any]) -> str:
         npz, csv = self._files()
-        return f"miles-{digest(npz.read_bytes(), csv.read_bytes(), preprocessing)}"
+        return f"miles-{digest(urls.read_bytes(npz), urls.read_bytes(csv), preprocessing)}"
 
     def write_subset(self, names: Sequence[str], folder: str | Path) -> Path:
         """Write a MILES-format folder holding only the stars ``names`` of this one: their spectra (the same
@@ -118,17 +120,18 @@ class MilesSource:
         a ``folder`` that already holds MILES files (nothing is overwritten).
         """
         npz, csv = self._files()
-        params = pd.read_csv(csv, dtype={"miles_id": str})
+        with urls.open_url(csv) as f:
+            params = pd.read_csv(f, dtype={"miles_id": str})
         wanted = {str(n).strip() for n in names}
         rows = params[params["name"].astype(str).str.strip().isin(wanted)]
         unknown = sorted(wanted - set(rows["name"].astype(str).str.strip()))
         if unknown:
             raise StellarDataError(f"MILES folder {self.data_dir!r} has no star named {unknown}")
-        with np.load(npz) as z:
+        with urls.open_url(npz) as f, np.load(f) as z:
             arrays = dict(z)
         keep = np.isin(np.char.strip(arrays["miles_id"].astype(str)), rows["miles_id"].str.strip())
         out = Path(folder)
-        there = [f.name for f in (out / npz.name, out / csv.name) if f.exists()]
+        there = [n for n in ("miles_spectra.npz", "miles_params.csv") if (out / n).exists()]
         if there:
             raise StellarDataError(f"{str(out)!r} already holds {there}; write the subset to a new folder")
         out.mkdir(parents=True, exist_ok=True)
@@ -144,7 +147,7 @@ class MilesSource:
     def read(self) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
         """Air wavelengths (Å), flux (N, M) and the labels table aligned with the spectra."""
         npz, csv = self._files()
-        with np.load(npz) as z:
+        with urls.open_url(npz) as f, np.load(f) as z:
             try:
                 wave, flux, ids = z["wave_air_angstrom"], z["flux"], z["miles_id"]
             except KeyError as err:
@@ -153,7 +156,8 @@ class MilesSource:
             raise StellarDataError(
                 f"{npz}: flux {flux.shape} does not match wave {wave.shape} and miles_id {ids.shape}"
             )
-        params = pd.read_csv(csv, dtype={"miles_id": str})
+        with urls.open_url(csv) as f:
+            params = pd.read_csv(f, dtype={"miles_id": str})
         params["miles_id"] = params["miles_id"].str.strip()
         ids = np.asarray([str(i).strip() for i in ids])
         unmatched = sorted(set(params["miles_id"]) - set(ids))
@@ -213,7 +217,7 @@ class MilesSource:
         meta = self.stars(table).assign(snr_der=np.nanmedian(np.where(bad, np.nan, flux), axis=1) / sigma)
         prov = {
             "source": "miles",
-            "data_dir": str(Path(self.data_dir).resolve()),
+            "data_dir": urls.display(self.data_dir),
             "files": ["miles_spectra.npz", "miles_params.csv"],
         }
         return _spectra_write_kwargs(processed, meta, preprocessing, prov)

@@ -90,11 +90,15 @@ class ModelVersion:
         if self.registry.is_local:
             return Path(data_path)
         digest = self.manifest["files"][rel]
-        cache = Path(tempfile.gettempdir()) / "stellar-registry-cache" / digest
+        # named by content, keeping the file name: loaders tell a checkpoint (.ckpt) from a booster by its suffix
+        cache = Path(tempfile.gettempdir()) / "stellar-registry-cache" / digest / Path(rel).name
         if not cache.is_file():
+            data = self.read_bytes(rel)
+            if hashlib.sha256(data).hexdigest() != digest:
+                raise StellarDataError(f"{self.tag}: {rel} does not match the SHA-256 its manifest records")
             cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(f".{uuid.uuid4().hex[:8]}")
-            tmp.write_bytes(self.read_bytes(rel))
+            tmp = cache.with_name(f".{cache.name}.{uuid.uuid4().hex[:8]}")
+            tmp.write_bytes(data)
             os.replace(tmp, cache)
         return cache
 

@@ -1,0 +1,112 @@
+"""The whole chain on the local S3 API: data_dir, dataset store and registry on S3 → train → register → evaluate the
+registered version → serve it → monitor the server's request log read from S3. Only the Hydra run folders and
+temporary files are local."""
+
+from __future__ import annotations
+
+import io
+
+import fsspec
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+
+from stellar.data.sources import der_snr_noise
+from stellar.data.store import DatasetStore
+from stellar.pipelines import evaluate, monitor, train
+from stellar.registry import ModelRegistry
+from stellar.serving.api import SpectralAPI
+from stellar.serving.request_log import RequestLogConfig
+from stellar.serving.schemas import SpectralRequest
+from tests.conftest import DATA, REPO
+
+
+def _cfg(name: str, *overrides: str):
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        return compose(name, overrides=list(overrides))
+
+
+def _miles_star(data: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Air wavelengths (Å) and flux of the star ``name`` of a MILES folder, read back from S3."""
+    fs = fsspec.filesystem("s3")
+    params = pd.read_csv(io.BytesIO(fs.cat_file(f"{data[5:]}/miles_params.csv")), dtype={"miles_id": str})
+    miles_id = params.loc[params["name"].str.strip() == name, "miles_id"].str.strip().item()
+    with np.load(io.BytesIO(fs.cat_file(f"{data[5:]}/miles_spectra.npz"))) as z:
+        row = np.flatnonzero(np.char.strip(z["miles_id"].astype(str)) == miles_id).item()
+        return z["wave_air_angstrom"], z["flux"][row].astype(float)
+
+
+def test_train_register_evaluate_serve_and_monitor_on_s3(s3_bucket, tmp_path):
+    data, store, registry = f"{s3_bucket}/data/miles", f"{s3_bucket}/store", f"{s3_bucket}/registry"
+    fsspec.filesystem("s3").put(str(DATA / "miles_subset"), data[5:], recursive=True)
+    local = [f"paths.log_dir={tmp_path}", f"paths.data_dir={tmp_path / 'unused'}", f"paths.store_dir={store}"]
+
+    cfg = _cfg(
+        "train",
+        *local,
+        f"paths.output_dir={tmp_path / 'run'}",
+        "datamodule=miles",
+        f"datamodule.data_dir={data}",
+        "trainer.max_epochs=1",
+        "logger=none",
+        "register=true",
+        f"registry.root={registry}",
+        "registry.aliases=[staging]",
+    )
+    metrics, objects = train.run(cfg)
+    dm = objects["datamodule"]
+    assert metrics["registered"] == "spectral_cnn:v1"
+    stored = DatasetStore(store)
+    assert stored.list() == [dm.dataset_name]  # built from S3 into the S3 store
+    assert stored.open(dm.dataset_name).attrs["provenance"]["data_dir"] == data
+    version = ModelRegistry(registry).get("spectral_cnn", "staging")
+    assert version.url.startswith(f"{registry}/spectral_cnn/versions/v1") and "reference.npz" in version.files
+
+    # evaluate the registered version, read from S3, on the same test part
+    report, _ = evaluate.run(
+        _cfg(
+            "evaluate",
+            *local,
+            f"paths.output_dir={tmp_path / 'eval'}",
+            "model_ref=spectral_cnn@staging",
+            f"registry.root={registry}",
+        )
+    )
+    summary = metrics["test_summary"]["classification"]
+    assert report["meta"]["source"] == "spectral_cnn:v1" and report["meta"]["n_scored"] == summary["n"]
+    assert report["classification"]["accuracy"] == pytest.approx(summary["accuracy"])
+    predictions = pd.read_csv(tmp_path / "eval" / "predictions.csv")
+
+    # serve the version from the S3 registry (the LitAPI as plain methods), keeping a request log
+    api = SpectralAPI("spectral_cnn", ref="staging", registry_root=registry, api_path="/predict/spectral")
+    api.enable_monitoring(None, RequestLogConfig(str(tmp_path / "requests"), flush_rows=1))
+    api.setup("cpu")
+    assert api.load_error is None and api.version_number == 1
+    star = predictions.iloc[0]
+    wave, flux = _miles_star(data, str(star["object_id"]))
+    errors = np.full_like(flux, der_snr_noise(flux[None])[0])  # MILES has no errors: the source's DER_SNR σ
+    request = {"spectra": [flux.tolist()], "wavelengths": wave.tolist(), "medium": "air", "errors": [errors.tolist()]}
+    answer = api.encode_response(api.predict(api.decode_request(SpectralRequest.model_validate(request))))
+    (pred,) = answer["predictions"]
+    assert answer["model"] == "spectral_cnn" and answer["version"] == 1
+    served = np.array([pred["probabilities"][c] for c in version.class_names])
+    np.testing.assert_allclose(served, star[[f"p_{c}" for c in version.class_names]].to_numpy(float), atol=1e-3)
+    api.request_log.close()
+
+    # the monitor reads the request log and the reference from S3
+    requests = f"{s3_bucket}/requests"
+    fsspec.filesystem("s3").put(str(tmp_path / "requests"), requests[5:], recursive=True)
+    mon, objs = monitor.run(
+        _cfg(
+            "monitor",
+            *local,
+            f"paths.output_dir={tmp_path / 'monitor'}",
+            "model_ref=spectral_cnn@staging",
+            f"registry.root={registry}",
+            f"requests={requests}",
+        )
+    )
+    assert mon["meta"]["batch"] == f"request log {requests}" and len(objs["requests"]) == 1
+    assert objs["requests"]["version"].tolist() == [1]
+    assert not (tmp_path / "unused").exists()  # nothing went to the local data folder

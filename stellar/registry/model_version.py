@@ -91,7 +91,7 @@ class ModelVersion:
             return Path(data_path)
         digest = self.manifest["files"][rel]
         # named by content, keeping the file name: loaders tell a checkpoint (.ckpt) from a booster by its suffix
-        cache = Path(tempfile.gettempdir()) / "stellar-registry-cache" / digest / Path(rel).name
+        cache = Path(tempfile.gettempdir()) / "stellar-registry-cache" / "sha256" / digest / Path(rel).name
         if not cache.is_file():
             data = self.read_bytes(rel)
             if hashlib.sha256(data).hexdigest() != digest:

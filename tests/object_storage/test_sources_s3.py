@@ -7,11 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stellar.data.catalogs import read_table
 from stellar.data.ingest.manifest import Manifest
 from stellar.data.ingest.runner import ingest_files
 from stellar.data.preprocess.spectra import SpectrumPreprocessing
 from stellar.data.sources import HipparcosSource, MilesSource, SDSS17Source
 from stellar.data.sources.lightcurve import ErosSource, SesarRRLyraeSource
+from stellar.data.sources.paired import MilesPairedSource
 from stellar.data.store import DatasetStore
 from stellar.errors import StellarDataError
 from tests.conftest import DATA
@@ -55,6 +57,33 @@ def test_sdss17_reads_a_gzipped_table_from_s3(s3_bucket):
     remote, local = SDSS17Source(url).read(), SDSS17Source(str(DATA / "sed" / "sdss17")).read()
     assert len(remote) > 0
     pd.testing.assert_frame_equal(remote, local)
+
+
+def test_the_paired_source_reads_its_folder_and_catalogues_from_s3(s3_bucket):
+    data = upload(DATA / "miles_subset", f"{s3_bucket}/miles")
+    cats = upload(DATA / "paired", f"{s3_bucket}/paired")
+    remote = MilesPairedSource(
+        data, bsc5=f"{cats}/bsc5_miles_subset.dat", hipparcos=f"{cats}/hip2_miles_subset.dat"
+    ).objects()
+    local = MilesPairedSource(
+        str(DATA / "miles_subset"),
+        bsc5=str(DATA / "paired" / "bsc5_miles_subset.dat"),
+        hipparcos=str(DATA / "paired" / "hip2_miles_subset.dat"),
+    ).objects()
+    assert remote.table["has_sed"].sum() > 0  # the cross-match found BSC5 stars
+    pd.testing.assert_frame_equal(remote.table, local.table)
+
+
+def test_a_fits_catalogue_on_s3_is_read_like_the_local_file(s3_bucket, tmp_path):
+    from astropy.table import Table
+
+    path = tmp_path / "cat.fits"
+    Table({"name": ["a", "b"], "ra": [1.5, 2.5], "dec": [-3.0, 4.0]}).write(path)
+    fsspec.filesystem("s3").put(str(path), f"{s3_bucket[5:]}/cat.fits")
+    pd.testing.assert_frame_equal(read_table(f"{s3_bucket}/cat.fits"), read_table(path))
+    assert list(read_table(f"{s3_bucket}/cat.fits")["name"]) == ["a", "b"]  # FITS bytes decoded as for a path
+    with pytest.raises(StellarDataError, match="no such file"):
+        read_table(f"{s3_bucket}/missing.fits")
 
 
 def test_a_missing_file_on_s3_names_the_folder(s3_bucket):

@@ -59,12 +59,6 @@ def basename(url: PathOrURL) -> str:
     return posixpath.basename(str(url).rstrip("/"))
 
 
-def exists(url: PathOrURL) -> bool:
-    """True when a file or folder is at ``url``."""
-    fs, path = url_to_fs(url)
-    return bool(fs.exists(path))
-
-
 def is_file(url: PathOrURL) -> bool:
     """True when a file is at ``url``."""
     fs, path = url_to_fs(url)
@@ -108,7 +102,8 @@ def find(url: PathOrURL) -> list[str]:
 
 def display(url: PathOrURL) -> str:
     """How provenance records a location: a local path made absolute, a URL as given (never a cached copy)."""
-    return str(Path(url).resolve()) if is_local(url) else str(url)
+    fs, path = url_to_fs(url)
+    return str(Path(path).resolve()) if is_local(fs) else str(url)
 
 
 @contextmanager
@@ -126,8 +121,3 @@ def local_file(url: PathOrURL) -> Iterator[Path]:
         yield copy
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def read_text(url: PathOrURL, encoding: str = "utf-8") -> str:
-    """The content of the text file at ``url``."""
-    return read_bytes(url).decode(encoding)

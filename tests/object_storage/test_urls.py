@@ -34,10 +34,9 @@ def test_listing_reading_and_kinds_in_memory(memory_folder):
     assert urls.glob(memory_folder, "*/*.csv") == [f"{memory_folder}/sub/c.csv"]
     assert urls.find(memory_folder) == ["a.csv", "b.csv", "sub/c.csv", "sub/d.txt"]
     assert urls.read_bytes(urls.join(memory_folder, "sub", "c.csv")) == b"c"
-    assert urls.read_text(urls.join(memory_folder, "a.csv")) == "a"
     assert urls.is_dir(urls.join(memory_folder, "sub")) and not urls.is_file(urls.join(memory_folder, "sub"))
     assert urls.is_file(urls.join(memory_folder, "a.csv")) and not urls.is_dir(urls.join(memory_folder, "a.csv"))
-    assert not urls.exists(urls.join(memory_folder, "missing.csv"))
+    assert not urls.is_file(urls.join(memory_folder, "missing.csv"))
     assert not urls.is_local(memory_folder) and urls.display(memory_folder) == memory_folder
 
 
@@ -45,6 +44,7 @@ def test_local_paths_are_local_and_displayed_absolute(tmp_path, monkeypatch):
     (tmp_path / "f.txt").write_bytes(b"local")
     monkeypatch.chdir(tmp_path)
     assert urls.is_local("f.txt") and urls.display("f.txt") == str(tmp_path.resolve() / "f.txt")
+    assert urls.display(f"file://{tmp_path}/f.txt") == str(tmp_path.resolve() / "f.txt")
     with urls.local_file("f.txt") as p:  # a local file is handed over as itself, never copied
         assert p == tmp_path.resolve() / "f.txt"
     assert (tmp_path / "f.txt").read_bytes() == b"local"

@@ -109,4 +109,32 @@ def test_train_register_evaluate_serve_and_monitor_on_s3(s3_bucket, tmp_path):
     )
     assert mon["meta"]["batch"] == f"request log {requests}" and len(objs["requests"]) == 1
     assert objs["requests"]["version"].tolist() == [1]
+    # and a batch: every star of the S3 folder (split=none), from the dataset already in the S3 store
+    mon, objs = monitor.run(
+        _cfg(
+            "monitor",
+            *local,
+            f"paths.output_dir={tmp_path / 'monitor_batch'}",
+            "model_ref=spectral_cnn@staging",
+            f"registry.root={registry}",
+            f"datamodule.data_dir={data}",
+            "split=none",
+        )
+    )
+    assert mon["meta"]["dataset"] == dm.dataset_name and stored.list() == [dm.dataset_name]
+    assert sorted(objs["objects"]["object_id"]) == sorted(dm.meta["object_id"])
     assert not (tmp_path / "unused").exists()  # nothing went to the local data folder
+
+
+def test_evaluate_names_what_it_takes_instead_of_an_s3_run_dir(tmp_path):
+    from stellar.errors import StellarConfigError
+
+    def cfg(*overrides: str):
+        return _cfg("evaluate", f"paths.output_dir={tmp_path}", f"paths.log_dir={tmp_path}", *overrides)
+
+    with pytest.raises(StellarConfigError, match=r"run_dir='s3://b/run': a train run folder is local.*model=<name>"):
+        evaluate.run(cfg("run_dir=s3://b/run"))
+    with pytest.raises(StellarConfigError, match="give exactly one of run_dir=<train run> or model=<name>"):
+        evaluate.run(cfg())
+    with pytest.raises(StellarConfigError, match="give exactly one of"):
+        evaluate.run(cfg(f"run_dir={tmp_path}", "model_ref=spectral_cnn"))

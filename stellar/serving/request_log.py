@@ -90,6 +90,11 @@ class RequestLogConfig:
             )
         if not cfg.flush_seconds > 0:
             raise StellarConfigError(f"request_log.flush_seconds must be > 0, got {cfg.flush_seconds}")
+        if not urls.is_local(cfg.dir):  # files are renamed into place and rolled away by several workers
+            raise StellarConfigError(
+                f"request_log.dir={cfg.dir!r}: the server writes its log to a local folder; copy that folder to "
+                "object storage for python -m stellar.monitor requests=<URL>"
+            )
         return cfg
 
 

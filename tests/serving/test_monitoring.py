@@ -254,6 +254,7 @@ def test_read_request_log_names_an_empty_folder(tmp_path):
         ({"dir": "x", "flush_rows": 10, "max_rows": 5}, "flush_rows <= max_rows"),
         ({"dir": "x", "flush_rows": 0}, "flush_rows"),
         ({"dir": "x", "flush_seconds": 0}, "flush_seconds"),
+        ({"dir": "s3://bucket/requests"}, r"request_log.dir='s3://bucket/requests': .* local folder"),
     ],
 )
 def test_request_log_config_is_checked(node, match):

@@ -84,14 +84,20 @@ def best_checkpoint(run_dir: Path) -> Path:
     raise StellarDataError(f"no checkpoint found in {run_dir}/checkpoints (give ckpt_path=…)")
 
 
-def load_run_config(cfg: DictConfig) -> DictConfig:
-    """The training config of ``cfg.run_dir`` with this evaluation's paths, data overrides and split."""
+def run_folder(cfg: DictConfig) -> Path:
+    """``cfg.run_dir`` as a local folder: Hydra writes train runs on this machine, so a URL is refused, naming the
+    registry as the way to reach a run's model from elsewhere."""
     if not urls.is_local(cfg.run_dir):
         raise StellarConfigError(
             f"run_dir={cfg.run_dir!r}: a train run folder is local (Hydra writes it on this machine); register the "
-            "run (register=true registry.root=<URL>) and evaluate it as model=<name>[@<version or alias>]"
+            "run (register=true registry.root=<URL>) and use it as model=<name>[@<version or alias>]"
         )
-    run_dir = Path(cfg.run_dir)
+    return Path(cfg.run_dir)
+
+
+def load_run_config(cfg: DictConfig) -> DictConfig:
+    """The training config of ``cfg.run_dir`` with this evaluation's paths, data overrides and split."""
+    run_dir = run_folder(cfg)
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise StellarDataError(f"run_dir={str(run_dir)!r} is not a train run folder: it has no config.yaml")
@@ -118,7 +124,7 @@ def load_run(cfg: DictConfig, stage: str = "test") -> dict[str, Any]:
     split, set up for ``stage``), model with the best checkpoint (or ``cfg.ckpt_path``), calibrators and checkpoint
     hyper-parameters, as ``dm``, ``model``, ``calibrator``, ``interval_calibrator``, ``class_names``, ``ckpt_path``,
     ``hparams`` and ``train_cfg``."""
-    run_dir = Path(cfg.run_dir)
+    run_dir = run_folder(cfg)
     train_cfg = load_run_config(cfg)
     ckpt_path = Path(cfg.ckpt_path) if cfg.get("ckpt_path") else best_checkpoint(run_dir)
     hp = checkpoint_hparams(ckpt_path)
@@ -197,7 +203,7 @@ def load(cfg: DictConfig, stage: str = "test") -> dict[str, Any]:
 def training_reference(cfg: DictConfig) -> TrainingReference:
     """The training reference of ``run_dir=`` (its ``reference.npz``) or of the version ``model_ref=`` names."""
     if cfg.get("run_dir"):
-        return TrainingReference.load(cfg.run_dir)
+        return TrainingReference.load(run_folder(cfg))
     return registered(cfg).reference()
 
 

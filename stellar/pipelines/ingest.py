@@ -21,6 +21,7 @@ from stellar.data.ingest.policy import Fetcher, FetchPolicy
 from stellar.data.ingest.runner import IngestReport, ingest, ingest_files
 from stellar.data.store import DatasetStore
 from stellar.errors import StellarConfigError
+from stellar.utils import urls
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,11 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             f"give exactly one of survey=<{'|'.join(cfg.surveys)}> (with targets=<csv>) or input_dir=<folder>; "
             f"got survey={cfg.survey!r}, input_dir={cfg.input_dir!r}"
         )
+    for key in ("cache_dir", "manifest"):  # appended to and renamed into place: a local folder's operations
+        if cfg.get(key) and not urls.is_local(cfg[key]):
+            raise StellarConfigError(
+                f"{key}={cfg[key]!r}: the raw cache and its manifests are local (input_dir= and store= take URLs)"
+            )
     store = DatasetStore(cfg.store)
     cache_dir = Path(cfg.cache_dir)
     manifest = Manifest(cfg.manifest or cache_dir / "manifests" / f"{cfg.survey or 'files'}.jsonl")

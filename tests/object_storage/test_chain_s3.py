@@ -126,7 +126,7 @@ def test_train_register_evaluate_serve_and_monitor_on_s3(s3_bucket, tmp_path):
     assert not (tmp_path / "unused").exists()  # nothing went to the local data folder
 
 
-def test_evaluate_names_what_it_takes_instead_of_an_s3_run_dir(tmp_path):
+def test_an_s3_run_dir_is_refused_naming_what_to_give_instead(tmp_path):
     from stellar.errors import StellarConfigError
 
     def cfg(*overrides: str):
@@ -134,6 +134,9 @@ def test_evaluate_names_what_it_takes_instead_of_an_s3_run_dir(tmp_path):
 
     with pytest.raises(StellarConfigError, match=r"run_dir='s3://b/run': a train run folder is local.*model=<name>"):
         evaluate.run(cfg("run_dir=s3://b/run"))
+    requests = _cfg("monitor", f"paths.output_dir={tmp_path}", "run_dir=s3://b/run", f"requests={tmp_path}")
+    with pytest.raises(StellarConfigError, match="a train run folder is local"):  # the monitor's reference too
+        monitor.run(requests)
     with pytest.raises(StellarConfigError, match="give exactly one of run_dir=<train run> or model=<name>"):
         evaluate.run(cfg())
     with pytest.raises(StellarConfigError, match="give exactly one of"):

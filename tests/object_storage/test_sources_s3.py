@@ -129,3 +129,18 @@ def test_ingest_reads_an_s3_folder_into_an_s3_store(s3_bucket, tmp_path):
     assert sorted(ds.attrs["provenance"]["file_sha256"].values()) == sorted(
         ref.attrs["provenance"]["file_sha256"].values()
     )
+
+
+def test_ingest_refuses_a_raw_cache_on_object_storage(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from stellar.errors import StellarConfigError
+    from stellar.pipelines.ingest import run
+    from tests.conftest import REPO
+
+    overrides = [f"input_dir={DATA / 'raw' / 'lamost'}", f"store={tmp_path / 'store'}", "cache_dir=s3://b/cache"]
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = compose("ingest", overrides=overrides)
+    with pytest.raises(StellarConfigError, match=r"cache_dir='s3://b/cache': the raw cache and its manifests"):
+        run(cfg)
+    assert not (tmp_path / "store").exists()  # refused before anything was written

@@ -48,8 +48,8 @@ class DaskCluster:
         Scheduler address of an existing cluster (``tcp://host:8786``); the local-cluster options are then unused.
     memory_limit : str
         Memory limit per local worker (``"auto"``: the machine's memory shared out; ``"4GiB"``…).
-    dashboard_address : str, optional
-        Where the local cluster serves its dashboard (``":8787"``); ``None``: no dashboard.
+    dashboard_address : str
+        Where the local cluster serves its dashboard (``":0"``: a free port; the link is logged).
     """
 
     def __init__(
@@ -59,7 +59,7 @@ class DaskCluster:
         processes: bool = True,
         address: str | None = None,
         memory_limit: str = "auto",
-        dashboard_address: str | None = None,
+        dashboard_address: str = ":0",
     ):
         self.n_workers = int(n_workers)
         self.threads_per_worker = int(threads_per_worker)
@@ -84,7 +84,7 @@ class DaskCluster:
                 dashboard_address=self.dashboard_address,
             )
             self.client = Client(self.cluster)
-        log.info("scoring on %s", self.client)
+        log.info("scoring on %s (dashboard: %s)", self.client, self.client.dashboard_link)
         return self
 
     def __exit__(

@@ -8,7 +8,8 @@ output Parquet file, atomically (local: a temporary file renamed; object stores:
 is complete and a rerun skips it.
 
 HATS catalogues are read as plain Parquet partitions, not through LSDB: LSDB 0.11 would move pandas to 3.x, which
-the rest of stellar has not been run on.
+the rest of stellar has not been run on. CSV and FITS tables are read whole for each of their partitions: use Parquet
+for large catalogues.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def n_objects(url: str, per_row: bool, id_column: str) -> int:
         with fs.open(path, "rb") as f:
             return int(pq.ParquetFile(f).metadata.num_rows)
     df = read_table(url)
-    return len(df) if per_row else int(_column(df, id_column, url).astype(str).nunique())
+    return len(df) if per_row else int(require_column(df, id_column, url).astype(str).nunique())
 
 
 def partitions(
@@ -143,12 +144,13 @@ def read_partition(part: Partition, id_column: str) -> pd.DataFrame:
     df = read_table(part.source)
     if part.per_row:
         return df.iloc[part.start : part.stop].reset_index(drop=True)
-    ids = _column(df, id_column, part.source).astype(str)
+    ids = require_column(df, id_column, part.source).astype(str)
     mine = set(list(dict.fromkeys(ids))[part.start : part.stop])
     return df[ids.isin(mine)].reset_index(drop=True)
 
 
-def _column(df: pd.DataFrame, name: str, where: str) -> pd.Series:
+def require_column(df: pd.DataFrame, name: str, where: str) -> pd.Series:
+    """Column ``name`` (the id column) of ``df``, read from ``where``; a clear error when it lacks it."""
     if name not in df.columns:
         raise StellarDataError(f"id_column={name!r} is not a column of {where}: {list(df.columns)}")
     return df[name]
@@ -219,12 +221,13 @@ def input_identity(files: list[str], base: str) -> dict[str, Any]:
     return {"input": base or (files[0] if files else ""), "files": len(files), "digest": h.hexdigest()[:16]}
 
 
-def claim_job(out_dir: str, key: dict[str, Any]) -> None:
-    """Write the job identity to ``<out_dir>/_job.json``, or check the one there (a different job: refused)."""
+def claim_job(out_dir: str, key: dict[str, Any], replace: bool = False) -> None:
+    """Write the job identity to ``<out_dir>/_job.json``, or check the one there: a different job is refused, or
+    replaced when ``replace`` (the output holds no partition of it yet)."""
     fs, path = _fs(out_dir)
     job = f"{path.rstrip('/')}/{JOB_FILE}"
     fs.invalidate_cache(path)
-    if fs.exists(job):
+    if fs.exists(job) and not replace:
         theirs = json.loads(fs.cat_file(job))
         if theirs != key:
             raise StellarValueError(

@@ -1,8 +1,8 @@
 """Catalogue scoring: every object of a catalogue through a registered model, partition by partition, resumable.
 
 ``python -m stellar.serving.scoring model=<name>[@<version or alias>] input=<catalogue> output=<folder or file>``
-(config ``conf/score.yaml``; :func:`stellar.pipelines.score.run`). Inputs (paths or fsspec URLs, see
-:mod:`stellar.serving.catalogue`):
+(config ``conf/score.yaml``; the entry point is :mod:`stellar.score`, today's flags still work). Inputs (paths or
+fsspec URLs, see :mod:`stellar.serving.catalogue`):
 
 - **tables** (a ``.parquet`` file or a folder of them, e.g. a HATS catalogue; ``.csv``; ``.fits``), one object per
   row for spectra (a ``flux`` array column — Parquet list or FITS vector — or numeric columns ``flux_0 …
@@ -32,26 +32,22 @@ import dataclasses
 import functools
 import itertools
 import logging
-import sys
 import threading
 import time
-from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from stellar.errors import StellarDataError, StellarError, StellarValueError
+from stellar.errors import StellarDataError, StellarValueError
 from stellar.registry import DEFAULT_ROOT, LATEST, ModelRegistry
 from stellar.serving import catalogue
 from stellar.serving.catalogue import Partition, read_table
-from stellar.serving.table_requests import MODALITIES, Modality, modality_of
+from stellar.serving.table_requests import MODALITIES, modality_of
 
 log = logging.getLogger(__name__)
 
-#: the repository's Hydra configs (``conf/score.yaml``)
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 #: objects per decode → predict call inside a partition (bounds memory)
 SCORE_BATCH = 4096
 
@@ -121,6 +117,7 @@ class ScoringJob:
     registry_root: str
     model: str
     version: int
+    modality: str  # a key of :data:`~stellar.serving.table_requests.MODALITIES`
     id_column: str = "object_id"
     store_root: str | None = None
 
@@ -135,7 +132,7 @@ def _cached_api(registry_root: str, model: str, version: int) -> Any:
 
 def loaded_api(job: ScoringJob) -> Any:
     """The set-up API of ``job``'s model version, loaded once per process (a Dask worker's, or this one)."""
-    with _LOCK:  # threads of one worker share the model instead of each loading it
+    with _LOCK:  # threads of one worker share one model (predicting is thread-safe) instead of each loading it
         return _cached_api(job.registry_root, job.model, job.version)
 
 
@@ -166,17 +163,12 @@ def score_partition(part: Partition, job: ScoringJob, out_dir: str) -> tuple[str
 
 def _table_rows(api: Any, job: ScoringJob, part: Partition) -> list[dict[str, Any]]:
     df = catalogue.read_partition(part, job.id_column)
-    if job.id_column not in df.columns:
-        raise StellarDataError(f"id_column={job.id_column!r} is not a column of {part.source}: {list(df.columns)}")
-    requests = _modality_of(api).requests(df, job.id_column, api)
+    catalogue.require_column(df, job.id_column, part.source)
+    requests = MODALITIES[job.modality].requests(df, job.id_column, api)
     rows: list[dict[str, Any]] = []
     while batch := list(itertools.islice(requests, SCORE_BATCH)):
         rows += _score_requests(api, batch)
     return rows
-
-
-def _modality_of(api: Any) -> Modality:
-    return next(m for m in MODALITIES.values() if m.api == type(api).__name__)
 
 
 def _dataset_rows(api: Any, job: ScoringJob, part: Partition) -> list[dict[str, Any]]:
@@ -218,16 +210,36 @@ def _dataset_arrays(
 
 @dataclasses.dataclass
 class Scored:
-    """What a :func:`score` run did."""
+    """What a :func:`score` run did.
+
+    Attributes
+    ----------
+    output : str
+        Where the scores are (a folder, or the joined ``.csv``/``.parquet``).
+    n_objects : int
+        Objects of every partition of the input.
+    n_errors : int
+        Objects with an error instead of a prediction (counted in the joined table; 0 for a folder output).
+    partitions : int
+        Partitions of the input.
+    computed : list of str
+        Keys of the partitions computed by this run (the others were finished before).
+    n_computed : int
+        Objects of those partitions.
+    seconds : float, s
+        Wall time of the run (cluster start included).
+    frame : DataFrame, optional
+        The joined table, for a ``.csv``/``.parquet`` output.
+    """
 
     output: str
     n_objects: int
     n_errors: int
     partitions: int
-    computed: list[str]  # keys of the partitions computed by this run (the rest were finished before)
-    n_computed: int  # objects of those partitions
+    computed: list[str]
+    n_computed: int
     seconds: float
-    frame: pd.DataFrame | None = None  # the joined table, for a .csv/.parquet output
+    frame: pd.DataFrame | None = None
 
     @property
     def objects_per_second(self) -> float:
@@ -283,12 +295,13 @@ def score(
     if not joined and "." in out.rstrip("/").rsplit("/", 1)[-1]:
         raise StellarValueError(f"output={out!r} must end in .csv or .parquet, or be a folder (no suffix)")
     version = ModelRegistry(registry_root).get(model, ref)
-    job = ScoringJob(str(version.registry.root), version.name, version.version, id_column, store_root)
+    modality = str(version.manifest.get("modality"))
+    job = ScoringJob(str(version.registry.root), version.name, version.version, modality, id_column, store_root)
     parts, identity = _plan(str(input), job, modality_of(version).per_row, int(partition_rows))
     out_dir = f"{out}.parts" if joined else out
     key = {**identity, "model": version.tag, "partition_rows": int(partition_rows), "id_column": id_column}
-    catalogue.claim_job(out_dir, key)
     done = catalogue.finished(out_dir)
+    catalogue.claim_job(out_dir, key, replace=not done)  # no partition yet: a failed start's job is replaced
     todo = [p for p in parts if p.key not in done]
     total = sum(p.stop - p.start for p in parts)
     computed: list[str] = []
@@ -337,74 +350,9 @@ def _join(out_dir: str, parts: list[Partition], out: str) -> pd.DataFrame:
     return frame
 
 
-# ---- command line ------------------------------------------------------------------------------------------------
-
-#: today's flags and the override each became (``--model M --ref R`` together: ``model=M@R``)
-FLAGS = {
-    "--model": "model_ref",
-    "--ref": "@",
-    "--input": "input",
-    "--output": "output",
-    "--id-column": "id_column",
-    "--chunk-size": "partition_rows",
-    "--root": "registry.root",
-}
-
-
-def flag_overrides(argv: Sequence[str]) -> list[str]:
-    """Today's flags (:data:`FLAGS`, also as ``--flag=value``) as Hydra overrides; ``model=<name>[@ref]`` becomes
-    ``model_ref=`` (``model`` is train's config group); other arguments pass unchanged."""
-    args: list[str] = []
-    for a in argv:
-        args += a.split("=", 1) if a.startswith("--") and "=" in a else [a]
-    given: dict[str, str] = {}
-    rest: list[str] = []
-    it = iter(args)
-    for a in it:
-        if a in FLAGS:
-            value = next(it, None)
-            if value is None:
-                raise StellarValueError(f"{a} needs a value; flags: {sorted(FLAGS)}")
-            given[a] = value
-        else:
-            rest.append(f"model_ref={a[len('model=') :]}" if a.startswith("model=") else a)
-    if "--ref" in given:
-        if "--model" not in given:
-            raise StellarValueError("--ref needs --model (or model=<name>@<ref>)")
-        given["--model"] += "@" + given.pop("--ref")
-    return [f"{FLAGS[f]}={v}" for f, v in given.items()] + rest
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m stellar.serving.scoring [overrides or today's flags]``; returns the exit status (2: an error
-    of the input or the arguments, said on stderr)."""
-    import hydra
-    from omegaconf import DictConfig
-
-    from stellar.pipelines.score import run
-
-    status = 0
-
-    @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="score")
-    def _main(cfg: DictConfig) -> None:
-        nonlocal status
-        try:
-            run(cfg)
-        except StellarError as err:
-            print(f"error: {err}", file=sys.stderr)
-            status = 2
-
-    saved = sys.argv
-    try:
-        sys.argv = [saved[0], *flag_overrides(list(saved[1:] if argv is None else argv))]
-        _main()
-    except StellarError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    finally:
-        sys.argv = saved
-    return status
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    # the entry point is stellar.score (Hydra, conf/score.yaml → stellar.pipelines.score.run): serving sits below the
+    # pipelines and never imports them, so this command runs that module as the script instead
+    import runpy
+
+    runpy.run_module("stellar.score", run_name="__main__", alter_sys=True)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stellar import score as score_cli
 from stellar.errors import StellarValueError
 from stellar.serving import scoring
 
@@ -82,7 +83,7 @@ def test_bad_arguments_name_the_problem(tmp_path, spectral_version, registry_roo
     with pytest.raises(StellarValueError, match="must end in"):
         scoring.score(tmp_path / "t.txt", tmp_path / "o.json", **kw)
     assert (
-        scoring.main(
+        score_cli.main(
             [
                 "--model",
                 "nope",

@@ -17,6 +17,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from stellar import score as score_cli
 from stellar.errors import StellarConfigError, StellarDataError, StellarError, StellarValueError
 from stellar.registry import ModelRegistry, ModelVersion
 from stellar.serving import catalogue, scoring
@@ -105,7 +106,7 @@ def test_score_config_composes_with_each_cluster(tmp_path):
 def test_old_flags_become_overrides():
     argv = ["--model", "sed_xgboost", "--ref=production", "--input", "c.parquet", "--output", "s.csv"]
     argv += ["--id-column", "objid", "--chunk-size", "500", "--root", "/r", "cluster=none"]
-    assert scoring.flag_overrides(argv) == [
+    assert score_cli.flag_overrides(argv) == [
         "model_ref=sed_xgboost@production",
         "input=c.parquet",
         "output=s.csv",
@@ -114,11 +115,11 @@ def test_old_flags_become_overrides():
         "registry.root=/r",
         "cluster=none",
     ]
-    assert scoring.flag_overrides(["model=spectral_cnn@3", "input=x"]) == ["model_ref=spectral_cnn@3", "input=x"]
+    assert score_cli.flag_overrides(["model=spectral_cnn@3", "input=x"]) == ["model_ref=spectral_cnn@3", "input=x"]
     with pytest.raises(StellarValueError, match="--ref needs --model"):
-        scoring.flag_overrides(["--ref", "3"])
+        score_cli.flag_overrides(["--ref", "3"])
     with pytest.raises(StellarValueError, match="--input needs a value"):
-        scoring.flag_overrides(["--input"])
+        score_cli.flag_overrides(["--input"])
 
 
 def test_dask_equals_in_process_loads_the_model_once_and_records_it(
@@ -208,6 +209,17 @@ def test_resume_computes_only_unfinished_partitions_and_refuses_another_job(
     assert fresh.partitions == 7
 
 
+def test_a_failed_start_does_not_lock_its_output(sed_version, sdss_rows, tmp_path):
+    """A run that wrote no partition (here: a missing id column) leaves a job file that the fixed input replaces."""
+    kw = {"model": sed_version.name, "registry_root": str(sed_version.registry.root), "progress": False}
+    sdss_rows.drop(columns=["object_id"]).to_parquet(tmp_path / "rows.parquet")
+    with pytest.raises(StellarDataError, match="id_column='object_id' is not a column"):
+        scoring.score(tmp_path / "rows.parquet", tmp_path / "out", **kw)
+    assert (tmp_path / "out" / "_job.json").is_file() and not catalogue.finished(str(tmp_path / "out"))
+    sdss_rows.to_parquet(tmp_path / "rows.parquet")
+    assert scoring.score(tmp_path / "rows.parquet", tmp_path / "out", **kw).n_computed == 600
+
+
 def test_s3_input_and_output(sed_version, sdss_rows, tmp_path, s3_bucket, dask_address):
     import s3fs
 
@@ -235,7 +247,7 @@ def test_entry_point_with_todays_flags(sed_version, sdss_rows, tmp_path):
     argv = ["--model", sed_version.name, "--ref", "latest", "--input", str(tmp_path / "rows.csv")]
     argv += ["--output", str(tmp_path / "s.csv"), "--id-column", "objid", "--chunk-size", "200"]
     argv += ["--root", str(sed_version.registry.root), "cluster=none", "progress=false"]
-    assert scoring.main([*argv, f"hydra.run.dir={tmp_path / 'run'}"]) == 0
+    assert score_cli.main([*argv, f"hydra.run.dir={tmp_path / 'run'}"]) == 0
     out = pd.read_csv(tmp_path / "s.csv")
     assert list(out["objid"]) == list(sdss_rows["object_id"]) and (out["error"].isna() | (out["error"] == "")).all()
 
@@ -263,7 +275,7 @@ def test_bad_input_gives_clear_errors(sed_version, sdss_rows, tmp_path, capsys):
     with pytest.raises(StellarConfigError, match="scorable"):
         scoring.modality_of(version)
     argv = ["model=nope", f"input={tmp_path / 'rows.parquet'}", f"output={tmp_path / 'o7'}", "cluster=none"]
-    assert scoring.main([*argv, f"registry.root={sed_version.registry.root}", f"hydra.run.dir={tmp_path}"]) == 2
+    assert score_cli.main([*argv, f"registry.root={sed_version.registry.root}", f"hydra.run.dir={tmp_path}"]) == 2
     assert "nope" in capsys.readouterr().err
 
 

@@ -237,9 +237,12 @@ def test_s3_input_and_output(sed_version, sdss_rows, tmp_path, s3_bucket, dask_a
     assert local.partitions == 7
     got = pd.concat([pd.read_parquet(f"s3://{p}") for p in fs.find(out) if p.endswith(".parquet")])
     pd.testing.assert_frame_equal(_sorted(got), _sorted(_folder(tmp_path / "local")))
-    joined = scoring.score(f"{s3_bucket}/cat", f"{s3_bucket}/one.csv", partition_rows=1000, **kw)
+    fs.put(str(sed_version.registry.root), f"{s3_bucket}/registry", recursive=True)
+    on_s3 = {**kw, "registry_root": f"{s3_bucket}/registry"}  # catalogue, scores and registry all on S3
+    joined = scoring.score(f"{s3_bucket}/cat", f"{s3_bucket}/one.csv", partition_rows=1000, **on_s3)
     assert joined.frame is not None and len(pd.read_csv(f"{s3_bucket}/one.csv")) == 600
     assert not fs.exists(f"{s3_bucket}/one.csv.parts")
+    pd.testing.assert_frame_equal(_sorted(joined.frame), _sorted(got).reset_index(drop=True), check_dtype=False)
 
 
 def test_entry_point_with_todays_flags(sed_version, sdss_rows, tmp_path):

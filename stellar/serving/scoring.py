@@ -1,127 +1,69 @@
-"""Catalogue scoring: every object of a table file or a dataset folder through a registered model, resumable.
+"""Catalogue scoring: every object of a catalogue through a registered model, partition by partition, resumable.
 
-Two kinds of input:
+``python -m stellar.serving.scoring model=<name>[@<version or alias>] input=<catalogue> output=<folder or file>``
+(config ``conf/score.yaml``; the entry point is :mod:`stellar.score`, today's flags still work). Inputs (paths or
+fsspec URLs, see :mod:`stellar.serving.catalogue`):
 
-- a **table file** (``.csv``, ``.parquet``, ``.fits``/``.fit`` table), one object per row for spectra (a ``flux``
-  array column — Parquet list or FITS vector — or numeric columns ``flux_0 … flux_{M-1}`` in a CSV; optional
-  ``wavelength`` and ``flux_err`` the same way, and a scalar ``redshift``), or one *point* per row for light
-  curves (long format: ``time``, ``mag`` or ``flux``, optional ``mag_err``/``flux_err`` and ``band``, grouped by
-  the id column). Rows become requests of the modality's API and go through the very decode → preprocess →
-  predict path the server runs, so a bad object gets its message in the ``error`` column instead of a prediction;
+- **tables** (a ``.parquet`` file or a folder of them, e.g. a HATS catalogue; ``.csv``; ``.fits``), one object per
+  row for spectra (a ``flux`` array column — Parquet list or FITS vector — or numeric columns ``flux_0 …
+  flux_{M-1}``; optional ``wavelength`` and ``flux_err`` the same way, and a scalar ``redshift``) and for SEDs (a
+  magnitude column per model band, named as the band, ``sdss_g``, or as its last part, ``g``; optional
+  ``<column>_err``, ``ebv``, ``parallax`` and ``parallax_err``, mas), or one *point* per row for light curves (long
+  format: ``time``, ``mag`` or ``flux``, optional ``mag_err``/``flux_err`` and ``band``, grouped by the id column).
+  Rows become requests of the modality's API and go through the very decode → preprocess → predict path the server
+  runs, so a bad object gets its message in the ``error`` column instead of a prediction;
 - a **dataset folder** that the model's training datamodule can read (``datamodule.data_dir``, e.g. MILES), read
   through the dataset store with the datamodule's own preprocessing.
 
-Objects are scored ``chunk_size`` at a time; each chunk is written atomically to ``<output>.parts/`` and skipped
-when the command is run again, so an interrupted run resumes where it stopped. The parts are then joined into
-``output`` (CSV or Parquet): the id column, ``predicted_class``, ``p_<class>`` per class, ``<target>_mean`` and
-``<target>_std``, ``valid_fraction``, ``ood_score`` and ``ood`` (against the model's training reference, for versions
-that have one) and ``error``.
-
-    python -m stellar.serving.scoring --model spectral_cnn --input catalogue.parquet --output scores.parquet
-    python -m stellar.serving.scoring --model spectral_cnn --input ../shared/data/miles --output miles.csv
+Each partition (at most ``partition_rows`` objects of one file) is scored on its own — in this process
+(:class:`~stellar.serving.executors.Synchronous`) or on a Dask cluster
+(:class:`~stellar.serving.executors.DaskCluster`), where each worker loads the model once — and written
+atomically to one output Parquet file carrying the model, version and calibrator in its metadata. A rerun skips the
+partitions already written (after checking that ``_job.json`` names the same model and input), so an interrupted
+run resumes where it stopped. Columns: the id column, ``predicted_class``, ``p_<class>`` per class,
+``<target>_mean`` and ``<target>_std``, ``valid_fraction``, ``ood_score`` and ``ood`` (against the model's training
+reference, for versions that have one) and ``error``. An ``output`` ending in ``.csv`` or ``.parquet`` gets the
+partitions (written to ``<output>.parts/``) joined into that one file.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import dataclasses
+import functools
+import itertools
 import logging
-import os
-import sys
-import uuid
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+import threading
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from stellar.errors import StellarConfigError, StellarDataError, StellarError, StellarValueError
+from stellar.errors import StellarDataError, StellarValueError
 from stellar.registry import DEFAULT_ROOT, LATEST, ModelRegistry
+from stellar.serving import catalogue
+from stellar.serving.catalogue import Partition, read_table
+from stellar.serving.table_requests import MODALITIES, modality_of
 
 log = logging.getLogger(__name__)
 
-_API = {"spectra": "SpectralAPI", "lightcurve": "LightCurveAPI", "sed": "SEDAPI"}
+#: objects per decode → predict call inside a partition (bounds memory)
+SCORE_BATCH = 4096
+
+__all__ = ["Scored", "ScoringJob", "read_table", "score", "score_partition"]
 
 
-# ---- reading ---------------------------------------------------------------------------------------------------
-
-
-def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """A CSV, Parquet or FITS table as a DataFrame (FITS vector columns become arrays per cell)."""
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix == ".csv":
-        return pd.read_csv(p)
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(p)
-    if suffix in (".fits", ".fit", ".fts"):
-        from astropy.table import Table
-
-        t = Table.read(p)
-        return pd.DataFrame({c: list(np.asarray(t[c])) if t[c].ndim > 1 else np.asarray(t[c]) for c in t.colnames})
-    raise StellarValueError(f"input={str(path)!r}: tables must be .csv, .parquet or .fits")
-
-
-def _array_column(df: pd.DataFrame, name: str, required: bool) -> list[np.ndarray] | None:
-    """Per-row arrays from an array column ``name`` or numeric columns ``name_0, name_1…``."""
-    if name in df.columns:
-        return [np.asarray(v, dtype=np.float64).ravel() for v in df[name]]
-    wide = [c for c in df.columns if str(c).startswith(f"{name}_") and str(c)[len(name) + 1 :].isdigit()]
-    if wide:
-        wide.sort(key=lambda c: int(str(c)[len(name) + 1 :]))
-        return list(df[wide].to_numpy(dtype=np.float64))
-    if required:
-        raise StellarDataError(f"the table has no {name!r} array column nor {name}_0… columns: {list(df.columns)}")
-    return None
-
-
-def _json_list(a: np.ndarray) -> list[float]:
-    return [float(v) for v in a]  # NaN stays NaN: the request schema masks it
-
-
-def spectral_requests(df: pd.DataFrame, id_column: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    flux = _array_column(df, "flux", True)
-    wave = _array_column(df, "wavelength", False)
-    err = _array_column(df, "flux_err", False)
-    z = df["redshift"].to_numpy(float) if "redshift" in df.columns else None
-    for i, oid in enumerate(df[id_column].astype(str)):
-        body: dict[str, Any] = {"spectra": [_json_list(flux[i])]}  # type: ignore[index]
-        if wave is not None:
-            body["wavelengths"] = _json_list(wave[i])
-        if err is not None:
-            body["errors"] = [_json_list(err[i])]
-        if z is not None and np.isfinite(z[i]):
-            body["redshift"] = [float(z[i])]
-        yield oid, body
-
-
-def lightcurve_requests(df: pd.DataFrame, id_column: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    unit = "mag" if "mag" in df.columns else "flux" if "flux" in df.columns else None
-    if unit is None or "time" not in df.columns:
-        raise StellarDataError(f"a light-curve table needs 'time' and 'mag' or 'flux' columns: {list(df.columns)}")
-    err_col = f"{unit}_err" if f"{unit}_err" in df.columns else None
-    for oid, g in df.groupby(df[id_column].astype(str), sort=False):
-        g = g.sort_values("time", kind="stable")
-        body: dict[str, Any] = {"lightcurves": [_json_list(g[unit].to_numpy(float))], "unit": unit}
-        body["times"] = _json_list(g["time"].to_numpy(float))
-        if err_col:
-            body["errors"] = [_json_list(g[err_col].to_numpy(float))]
-        if "band" in g.columns:
-            body["bands"] = [[str(b) for b in g["band"]]]
-        yield str(oid), body
-
-
-# ---- scoring ---------------------------------------------------------------------------------------------------
+# ---- one partition (on a worker) -------------------------------------------------------------------------------
 
 
 def _api_for(version: Any) -> Any:
+    """The server's LitAPI of ``version``, set up: scoring and serving share one predictor."""
     from stellar.serving import api as api_module
 
-    name = _API.get(str(version.manifest.get("modality")))
-    if name is None:
-        raise StellarConfigError(f"{version.tag} has modality {version.manifest.get('modality')!r}; scorable: {_API}")
-    a = getattr(api_module, name)(version.name, version.version, version.registry.root, api_path="/score")
+    a = getattr(api_module, modality_of(version).api)(
+        version.name, version.version, version.registry.root, api_path="/score"
+    )
     a.setup("cpu")
     if a.load_error:
         raise StellarDataError(a.load_error)
@@ -168,138 +110,86 @@ def _score_requests(api: Any, items: list[tuple[str, dict[str, Any]]]) -> list[d
     return _rows_of(api, [oid for oid, _ in items], api.predict(decoded))
 
 
-def _job_key(source: str, version: Any, chunk: int) -> dict[str, Any]:
-    p = Path(source)
-    st = p.stat()
-    return {
-        "input": str(p.resolve()),
-        "size": st.st_size,
-        "mtime": st.st_mtime,
-        "model": version.tag,
-        "chunk": chunk,
-    }
+@dataclasses.dataclass(frozen=True)
+class ScoringJob:
+    """What every partition of a run is scored with (small and picklable: it travels to Dask workers)."""
+
+    registry_root: str
+    model: str
+    version: int
+    modality: str  # a key of :data:`~stellar.serving.table_requests.MODALITIES`
+    id_column: str = "object_id"
+    store_root: str | None = None
 
 
-def _write_atomic(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+_LOCK = threading.Lock()
 
 
-def score(
-    input: str | os.PathLike[str],
-    output: str | os.PathLike[str],
-    model: str,
-    ref: str | int = LATEST,
-    registry_root: str = DEFAULT_ROOT,
-    id_column: str = "object_id",
-    chunk_size: int = 256,
-    progress: bool = True,
-    store_root: str | None = None,
-) -> pd.DataFrame:
-    """Score every object of ``input`` with a registered model and write ``output``; returns the predictions.
+@functools.lru_cache(maxsize=4)
+def _cached_api(registry_root: str, model: str, version: int) -> Any:
+    return _api_for(ModelRegistry(registry_root).get(model, version))
 
-    Parameters
-    ----------
-    input : path
-        A table file (``.csv``, ``.parquet``, ``.fits``) or a dataset folder of the model's datamodule.
-    output : path
-        ``.csv`` or ``.parquet``; chunks go to ``<output>.parts/`` first (kept for resuming until the end).
-    model, ref : str
-        Registered model name and version/alias/``latest``.
-    registry_root : str
-        Registry root.
-    id_column : str
-        Column holding the object ids (tables).
-    chunk_size : int
-        Objects per chunk (the unit of resuming).
-    progress : bool
-        Show a tqdm progress bar.
-    store_root : str, optional
-        Dataset store for a dataset folder (default: the one in the model's training config).
+
+def loaded_api(job: ScoringJob) -> Any:
+    """The set-up API of ``job``'s model version, loaded once per process (a Dask worker's, or this one)."""
+    with _LOCK:  # threads of one worker share one model (predicting is thread-safe) instead of each loading it
+        return _cached_api(job.registry_root, job.model, job.version)
+
+
+def score_partition(part: Partition, job: ScoringJob, out_dir: str) -> tuple[str, int, int]:
+    """Score the objects of ``part`` and write them to their output partition under ``out_dir``.
+
+    Returns
+    -------
+    key : str
+        The partition's key.
+    n_objects, n_errors : int
+        Objects written, and those among them with an error instead of a prediction.
     """
-    from tqdm.auto import tqdm
-
-    if int(chunk_size) < 1:
-        raise StellarValueError(f"chunk_size must be >= 1; got {chunk_size}")
-    out = Path(output)
-    if out.suffix.lower() not in (".csv", ".parquet"):
-        raise StellarValueError(f"output={str(output)!r} must end in .csv or .parquet")
-    version = ModelRegistry(registry_root).get(model, ref)
-    src = Path(input)
-    if not src.exists():
-        raise StellarValueError(f"input={str(input)!r} does not exist")
-    parts = out.with_name(out.name + ".parts")
-    parts.mkdir(parents=True, exist_ok=True)
-    key = _job_key(str(src), version, int(chunk_size))
-    job_file = parts / "_job.json"
-    if job_file.is_file() and json.loads(job_file.read_text()) != key:
-        raise StellarValueError(
-            f"{parts} holds chunks of another job ({json.loads(job_file.read_text())}); remove it to start over"
-        )
-    job_file.write_text(json.dumps(key))
-
-    if src.is_dir():
-        chunks, n_objects = _folder_chunks(version, src, int(chunk_size), store_root)
-    else:
-        chunks, n_objects = _table_chunks(version, src, id_column, int(chunk_size))
-    api = None
-    n_chunks = -(-n_objects // int(chunk_size))
-    done = 0
-    with tqdm(total=n_objects, disable=not progress, unit="obj", desc=f"scoring with {version.tag}") as bar:
-        for k, make_rows in enumerate(chunks):
-            part = parts / f"part-{k:06d}.parquet"
-            if part.is_file():  # finished before an interruption
-                bar.update(len(pd.read_parquet(part, columns=["object_id"])))
-                continue
-            if api is None:
-                api = _api_for(version)
-            frame = pd.DataFrame(make_rows(api))
-            _write_atomic(frame, part)
-            done += 1
-            bar.update(len(frame))
-    files = [parts / f"part-{k:06d}.parquet" for k in range(n_chunks)]
-    result = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame()
-    result = result.rename(columns={"object_id": id_column})
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
-    if out.suffix.lower() == ".csv":
-        result.to_csv(tmp, index=False)
-    else:
-        result.to_parquet(tmp, index=False)
-    os.replace(tmp, out)
-    for f in files:
-        f.unlink()
-    job_file.unlink()
-    parts.rmdir()
-    n_err = int((result["error"] != "").sum()) if "error" in result else 0
-    log.info("scored %d objects (%d chunks computed now, %d failed) -> %s", len(result), done, n_err, out)
-    return result
+    api = loaded_api(job)
+    rows = _dataset_rows(api, job, part) if part.dataset else _table_rows(api, job, part)
+    frame = pd.DataFrame(rows).rename(columns={"object_id": job.id_column})
+    meta = {
+        "model": job.model,
+        "version": job.version,
+        "calibrator": type(api.calibrator).__name__ if api.calibrator is not None else None,
+        "interval_calibrator": type(api.interval_calibrator).__name__ if api.interval_calibrator else None,
+        "input": part.identity(),
+    }
+    catalogue.write_partition(frame, catalogue.output_path(out_dir, part), meta)
+    n_err = int((frame["error"] != "").sum()) if len(frame) else 0
+    return part.key, len(frame), n_err
 
 
-def _table_chunks(version: Any, src: Path, id_column: str, chunk_size: int) -> tuple[Iterator[Any], int]:
-    df = read_table(src)
-    if id_column not in df.columns:
-        raise StellarDataError(f"id_column={id_column!r} is not a column of {src}: {list(df.columns)}")
-    modality = version.manifest.get("modality")
-    maker = lightcurve_requests if modality == "lightcurve" else spectral_requests
-    ids = df[id_column].astype(str)
-    unique = list(dict.fromkeys(ids)) if modality == "lightcurve" else list(ids)
-
-    def chunks() -> Iterator[Any]:
-        for s in range(0, len(unique), chunk_size):
-            sel = unique[s : s + chunk_size]
-            sub = df[ids.isin(set(sel))] if modality == "lightcurve" else df.iloc[s : s + chunk_size]
-            yield lambda api, sub=sub: _score_requests(api, list(maker(sub, id_column)))
-
-    return chunks(), len(unique)
+def _table_rows(api: Any, job: ScoringJob, part: Partition) -> list[dict[str, Any]]:
+    df = catalogue.read_partition(part, job.id_column)
+    catalogue.require_column(df, job.id_column, part.source)
+    requests = MODALITIES[job.modality].requests(df, job.id_column, api)
+    rows: list[dict[str, Any]] = []
+    while batch := list(itertools.islice(requests, SCORE_BATCH)):
+        rows += _score_requests(api, batch)
+    return rows
 
 
-def _folder_chunks(version: Any, src: Path, chunk_size: int, store_root: str | None) -> tuple[Iterator[Any], int]:
-    """Rows of a dataset folder read by the model's own datamodule (through the dataset store)."""
+def _dataset_rows(api: Any, job: ScoringJob, part: Partition) -> list[dict[str, Any]]:
+    ids, arrays = _dataset_arrays(job.registry_root, job.model, job.version, part.source, job.store_root)
+    sel = {k: np.asarray(v)[part.start : part.stop] for k, v in arrays.items()}
+    preds = api._predictions(sel)
+    return [
+        {"object_id": i, "error": "", **_flatten(p)} for i, p in zip(ids[part.start : part.stop], preds, strict=True)
+    ]
+
+
+@functools.lru_cache(maxsize=2)
+def _dataset_arrays(
+    registry_root: str, model: str, version: int, src: str, store_root: str | None
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Object ids and model inputs of a dataset folder read by the model's own datamodule (through the store)."""
     from hydra.utils import instantiate
     from omegaconf import open_dict
 
-    cfg = version.training_config()
+    v = ModelRegistry(registry_root).get(model, version)
+    cfg = v.training_config()
     with open_dict(cfg):
         cfg.datamodule.data_dir = str(src)
         if store_root:
@@ -310,52 +200,159 @@ def _folder_chunks(version: Any, src: Path, chunk_size: int, store_root: str | N
     dm.setup("test")
     arrays = dm.arrays("test") if hasattr(dm, "arrays") else None
     if arrays is None:
-        raise StellarDataError(f"the datamodule of {version.tag} cannot list its rows as arrays")
+        raise StellarDataError(f"the datamodule of {v.tag} cannot list its rows as arrays")
     ids = dm.meta["object_id"].astype(str).to_numpy()[dm.part("test").tensors["index"].numpy()]
-
-    def chunks() -> Iterator[Any]:
-        for s in range(0, len(ids), chunk_size):
-            sel = {k: np.asarray(v)[s : s + chunk_size] for k, v in arrays.items()}
-
-            def make(api: Any, sel: dict[str, np.ndarray] = sel, s: int = s) -> list[dict[str, Any]]:
-                preds = api._predictions(sel)
-                rows = zip(ids[s : s + chunk_size], preds, strict=True)
-                return [{"object_id": i, "error": "", **_flatten(p)} for i, p in rows]
-
-            yield make
-
-    return chunks(), len(ids)
+    return ids, {k: np.asarray(a) for k, a in arrays.items()}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m stellar.serving.scoring``; returns the exit status."""
-    p = argparse.ArgumentParser(prog="python -m stellar.serving.scoring", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True)
-    p.add_argument("--ref", default=LATEST, help="version (3, v3), alias or 'latest'")
-    p.add_argument("--input", required=True, help="table (.csv/.parquet/.fits) or dataset folder")
-    p.add_argument("--output", required=True, help=".csv or .parquet")
-    p.add_argument("--id-column", default="object_id")
-    p.add_argument("--chunk-size", type=int, default=256)
-    p.add_argument("--root", default=None, help="registry root; or registry.root=…")
-    args_in = list(sys.argv[1:] if argv is None else argv)
-    root = next((a.split("=", 1)[1] for a in args_in if a.startswith("registry.root=")), None)
-    args = p.parse_args([a for a in args_in if not a.startswith("registry.root=")])
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        score(
-            args.input,
-            args.output,
-            args.model,
-            args.ref,
-            args.root or root or os.environ.get("STELLAR_REGISTRY") or DEFAULT_ROOT,
-            args.id_column,
-            args.chunk_size,
-        )
-    except StellarError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+# ---- a whole catalogue (the driver) ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Scored:
+    """What a :func:`score` run did.
+
+    Attributes
+    ----------
+    output : str
+        Where the scores are (a folder, or the joined ``.csv``/``.parquet``).
+    n_objects : int
+        Objects of every partition of the input.
+    n_errors : int
+        Objects with an error instead of a prediction (counted in the joined table; 0 for a folder output).
+    partitions : int
+        Partitions of the input.
+    computed : list of str
+        Keys of the partitions computed by this run (the others were finished before).
+    n_computed : int
+        Objects of those partitions.
+    seconds : float, s
+        Wall time of the run (cluster start included).
+    frame : DataFrame, optional
+        The joined table, for a ``.csv``/``.parquet`` output.
+    """
+
+    output: str
+    n_objects: int
+    n_errors: int
+    partitions: int
+    computed: list[str]
+    n_computed: int
+    seconds: float
+    frame: pd.DataFrame | None = None
+
+    @property
+    def objects_per_second(self) -> float:
+        """Objects of the partitions computed now per second of this run, s⁻¹ (0 when none was computed)."""
+        return self.n_computed / self.seconds if self.seconds > 0 else 0.0
+
+
+def score(
+    input: str | Any,
+    output: str | Any,
+    model: str,
+    ref: str | int = LATEST,
+    registry_root: str = DEFAULT_ROOT,
+    id_column: str = "object_id",
+    partition_rows: int = 256,
+    progress: bool = True,
+    store_root: str | None = None,
+    executor: Any = None,
+) -> Scored:
+    """Score every object of ``input`` with a registered model into ``output``, skipping finished partitions.
+
+    Parameters
+    ----------
+    input : str or path
+        A table (``.parquet``, ``.csv``, ``.fits``), a folder of Parquet files (any depth: HATS layouts too) or a
+        dataset folder of the model's datamodule; a path or an fsspec URL.
+    output : str or path
+        A folder (path or URL) of output partitions; or a ``.csv``/``.parquet`` file, joined at the end from the
+        partitions in ``<output>.parts/`` (removed then).
+    model, ref : str
+        Registered model name and version/alias/``latest``.
+    registry_root : str
+        Registry root (path or URL).
+    id_column : str
+        Column holding the object ids (tables); the output's id column has the same name.
+    partition_rows : int
+        Most objects per partition (the unit of parallelism and of resuming); larger files are cut.
+    progress : bool
+        Show a tqdm progress bar (objects).
+    store_root : str, optional
+        Dataset store for a dataset folder (default: the one in the model's training config).
+    executor : Synchronous or DaskCluster, optional
+        Where partitions are scored (default: this process, one after another).
+    """
+    from tqdm.auto import tqdm
+
+    from stellar.serving.executors import Synchronous
+
+    t0 = time.perf_counter()
+    if int(partition_rows) < 1:
+        raise StellarValueError(f"partition_rows must be >= 1; got {partition_rows}")
+    out, joined = str(output), catalogue.is_table(str(output))
+    if not joined and "." in out.rstrip("/").rsplit("/", 1)[-1]:
+        raise StellarValueError(f"output={out!r} must end in .csv or .parquet, or be a folder (no suffix)")
+    version = ModelRegistry(registry_root).get(model, ref)
+    modality = str(version.manifest.get("modality"))
+    job = ScoringJob(str(version.registry.root), version.name, version.version, modality, id_column, store_root)
+    parts, identity = _plan(str(input), job, modality_of(version).per_row, int(partition_rows))
+    out_dir = f"{out}.parts" if joined else out
+    key = {**identity, "model": version.tag, "partition_rows": int(partition_rows), "id_column": id_column}
+    done = catalogue.finished(out_dir)
+    catalogue.claim_job(out_dir, key, replace=not done)  # no partition yet: a failed start's job is replaced
+    todo = [p for p in parts if p.key not in done]
+    total = sum(p.stop - p.start for p in parts)
+    computed: list[str] = []
+    n_new = 0
+    with (
+        executor or Synchronous() as ex,
+        tqdm(total=total, disable=not progress, unit="obj", desc=f"scoring with {version.tag}") as bar,
+    ):
+        bar.update(total - sum(p.stop - p.start for p in todo))
+        for k, n, _ in ex.map_unordered(score_partition, todo, job, out_dir):
+            computed.append(k)
+            n_new += n
+            bar.update(n)
+    result = Scored(out, total, 0, len(parts), computed, n_new, 0.0)
+    if joined:
+        result.frame = _join(out_dir, parts, out)
+        result.n_errors = int((result.frame["error"] != "").sum())
+    result.seconds = time.perf_counter() - t0
+    log.info("scored %d objects (%d of %d partitions now) -> %s", total, len(computed), len(parts), out)
+    return result
+
+
+def _plan(src: str, job: ScoringJob, per_row: bool, partition_rows: int) -> tuple[list[Partition], dict[str, Any]]:
+    """The partitions of ``src`` and its identity."""
+    files, base = catalogue.input_files(src)
+    if files:
+        counts = [catalogue.n_objects(f, per_row, job.id_column) for f in files]
+        parts = catalogue.partitions(files, base, counts, partition_rows, per_row)
+    else:  # a dataset folder: the model's datamodule reads it
+        ids, _ = _dataset_arrays(job.registry_root, job.model, job.version, src, job.store_root)
+        files = [src]
+        parts = catalogue.partitions(files, "", [len(ids)], partition_rows, dataset=True)
+    if not parts:
+        raise StellarDataError(f"input={src!r} holds no objects to score")
+    return parts, catalogue.input_identity(files, base)
+
+
+def _join(out_dir: str, parts: list[Partition], out: str) -> pd.DataFrame:
+    """The partitions joined into ``out`` (CSV or Parquet, written atomically), then removed."""
+    frame = catalogue.join(out_dir, parts)
+    if out.lower().endswith(".csv"):
+        catalogue.write_bytes(out, frame.to_csv(index=False).encode())
+    else:
+        catalogue.write_bytes(out, catalogue.parquet_bytes(frame))
+    catalogue.remove(out_dir)
+    return frame
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # the entry point is stellar.score (Hydra, conf/score.yaml → stellar.pipelines.score.run): serving sits below the
+    # pipelines and never imports them, so this command runs that module as the script instead
+    import runpy
+
+    runpy.run_module("stellar.score", run_name="__main__", alter_sys=True)

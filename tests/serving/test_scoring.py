@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stellar import score as score_cli
 from stellar.errors import StellarValueError
 from stellar.serving import scoring
 
@@ -23,9 +24,9 @@ def table(tmp_path) -> pd.DataFrame:
 
 
 def test_parquet_csv_and_fits_tables(table, tmp_path, spectral_version, registry_root):
-    kw = {"model": spectral_version.name, "registry_root": str(registry_root), "chunk_size": 3, "progress": False}
+    kw = {"model": spectral_version.name, "registry_root": str(registry_root), "partition_rows": 3, "progress": False}
     table.to_parquet(tmp_path / "in.parquet")
-    a = scoring.score(tmp_path / "in.parquet", tmp_path / "out.parquet", **kw)
+    a = scoring.score(tmp_path / "in.parquet", tmp_path / "out.parquet", **kw).frame
     assert list(a["object_id"]) == list(table["object_id"])
     assert (a["error"] != "").tolist() == [i == 3 for i in range(7)] and "finite" in a["error"][3]
     ok = a[a["error"] == ""]
@@ -37,19 +38,19 @@ def test_parquet_csv_and_fits_tables(table, tmp_path, spectral_version, registry
     wide = pd.DataFrame(np.stack(table["flux"]), columns=[f"flux_{j}" for j in range(40)])
     wide.insert(0, "object_id", table["object_id"])
     wide.to_csv(tmp_path / "in.csv", index=False)
-    b = scoring.score(tmp_path / "in.csv", tmp_path / "out.csv", **{**kw, "chunk_size": 100})
+    b = scoring.score(tmp_path / "in.csv", tmp_path / "out.csv", **{**kw, "partition_rows": 100}).frame
     assert np.allclose(b["p_G"].fillna(-1), a["p_G"].fillna(-1), atol=1e-6)
 
     from astropy.table import Table
 
     ids = table["object_id"].to_numpy().astype(str)
     Table({"object_id": ids, "flux": np.stack(table["flux"])}).write(tmp_path / "in.fits")
-    c = scoring.score(tmp_path / "in.fits", tmp_path / "out_fits.csv", **kw)
+    c = scoring.score(tmp_path / "in.fits", tmp_path / "out_fits.csv", **kw).frame
     assert np.allclose(c["p_G"].fillna(-1), a["p_G"].fillna(-1), atol=1e-6)
 
 
 def test_resumes_without_redoing_finished_chunks(table, tmp_path, spectral_version, registry_root, monkeypatch):
-    kw = {"model": spectral_version.name, "registry_root": str(registry_root), "chunk_size": 2, "progress": False}
+    kw = {"model": spectral_version.name, "registry_root": str(registry_root), "partition_rows": 2, "progress": False}
     table.to_parquet(tmp_path / "in.parquet")
     calls: list[int] = []
     real = scoring._score_requests
@@ -67,10 +68,10 @@ def test_resumes_without_redoing_finished_chunks(table, tmp_path, spectral_versi
     assert parts == ["part-000000.parquet", "part-000001.parquet"]
     calls.clear()
     monkeypatch.setattr(scoring, "_score_requests", lambda api, items: calls.append(len(items)) or real(api, items))
-    resumed = scoring.score(tmp_path / "in.parquet", tmp_path / "out.parquet", **kw)
+    resumed = scoring.score(tmp_path / "in.parquet", tmp_path / "out.parquet", **kw).frame
     assert calls == [2, 1]  # only chunks 2 and 3 were computed again
     monkeypatch.undo()
-    fresh = scoring.score(tmp_path / "in.parquet", tmp_path / "fresh.parquet", **kw)
+    fresh = scoring.score(tmp_path / "in.parquet", tmp_path / "fresh.parquet", **kw).frame
     pd.testing.assert_frame_equal(resumed, fresh)
 
 
@@ -82,7 +83,7 @@ def test_bad_arguments_name_the_problem(tmp_path, spectral_version, registry_roo
     with pytest.raises(StellarValueError, match="must end in"):
         scoring.score(tmp_path / "t.txt", tmp_path / "o.json", **kw)
     assert (
-        scoring.main(
+        score_cli.main(
             [
                 "--model",
                 "nope",
@@ -91,6 +92,7 @@ def test_bad_arguments_name_the_problem(tmp_path, spectral_version, registry_roo
                 "--output",
                 "o.csv",
                 f"registry.root={registry_root}",
+                f"hydra.run.dir={tmp_path / 'run'}",
             ]
         )
         == 2
@@ -106,10 +108,10 @@ def test_dataset_folder_through_the_models_datamodule(tmp_path, miles_dir):
         tmp_path / "miles.csv",
         model=v.name,
         registry_root=str(tmp_path / "reg"),
-        chunk_size=50,
+        partition_rows=50,
         progress=False,
         store_root=str(tmp_path / "store"),
-    )
+    ).frame
     assert len(out) > 0 and out["object_id"].is_unique and (out["error"] == "").all()
     probs = out[[f"p_{c}" for c in v.class_names]].to_numpy()
     assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)

@@ -3,6 +3,8 @@
 Layout under the registry root (a local path or an fsspec URL)::
 
     <name>/versions/v<N>/        one version, written once (see :mod:`stellar.registry.versions`)
+        .claim.json              the number's claim: the writer's token, created exclusively before anything else
+        manifest.json            created exclusively and last, carrying the same token: the version is complete
     <name>/aliases/<alias>.json  ``{"version": N, …}``: ``production``, ``staging``…
 
 A file of a version is written once (:meth:`RegistryStore._put`, which returns its SHA-256); an alias is one small
@@ -24,6 +26,8 @@ from stellar.utils.names import is_valid_name, validate_name
 
 DEFAULT_ROOT = "registry"
 MANIFEST = "manifest.json"
+#: the claim on a version number, created exclusively before any other file of the version
+CLAIM = ".claim.json"
 CARD = "MODEL_CARD.md"
 _VERSION_RE = re.compile(r"^v?([0-9]{1,9})$")
 #: reserved reference meaning "the highest version"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable
 
 import pytest
@@ -20,6 +21,16 @@ def _register(ready: Callable[[], None], root: str) -> tuple[int, int]:
     files = {rel: f"{rel} of writer {pid}\n".encode() * 2000 for rel in FILES}  # ~60-90 kB each
     reg = ModelRegistry(root)
     reg.models()  # open the connection before the race
+    listing = ModelRegistry._numbers
+
+    def slow_listing(self: ModelRegistry, name: str) -> list[int]:
+        # an object store's latency between listing the versions and claiming one, in this process alone: every
+        # writer lists before any claims, so the race is certain instead of left to the scheduler of 2 cores
+        out = listing(self, name)
+        time.sleep(0.3)
+        return out
+
+    ModelRegistry._numbers = slow_listing  # type: ignore[method-assign]
     ready()
     return reg.register("m", files, {"writer": pid}).version, pid
 

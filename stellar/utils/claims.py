@@ -200,7 +200,10 @@ class Lease:
         if k and age < self.stale_after:
             return False
         self.fs.makedirs(self.folder, exist_ok=True)
-        if not create_exclusive(self.fs, self._path(k + 1), claim_payload(self.token)):
+        try:
+            if not create_exclusive(self.fs, self._path(k + 1), claim_payload(self.token)):
+                return False
+        except FileNotFoundError:  # the previous holder's release removed the folder meanwhile: look again
             return False
         if k:
             log.warning("took over %s: its claim by %s was %.0f s old", self.folder, claim.get("host"), age)

@@ -179,3 +179,21 @@ def test_cli(tmp_path, capsys, monkeypatch):
     assert main(["list", "--root", str(tmp_path / "r")]) == 0 and "production→v1" in capsys.readouterr().out
     assert main(["versions", "m", "--root", str(tmp_path / "r")]) == 0 and "v2\t" in capsys.readouterr().out
     assert main(["list"]) == 0 and "no models" in capsys.readouterr().out
+
+
+def test_only_a_manifest_carrying_its_claims_token_makes_a_version(reg):
+    """A manifest beside another writer's claim is a torn version (ignored); one from before claims still counts."""
+    reg.register("m", FILES)
+    v1 = reg._vpath("m", 1)
+    manifest = json.loads(reg.fs.cat_file(f"{v1}/manifest.json"))
+    claim = json.loads(reg.fs.cat_file(f"{v1}/.claim.json"))
+    assert manifest["claim"] == claim["token"] and reg.versions("m") == [1]
+    reg.fs.pipe_file(f"{v1}/.claim.json", json.dumps({**claim, "token": "another writer"}).encode())
+    assert reg.versions("m") == [] and reg.models() == []
+    with pytest.raises(StellarValueError, match="unknown model"):
+        reg.get("m", 1)
+    # a version registered before claims: a manifest without a token and no claim file
+    reg.fs.rm_file(f"{v1}/.claim.json")
+    reg.fs.pipe_file(f"{v1}/manifest.json", json.dumps({k: v for k, v in manifest.items() if k != "claim"}).encode())
+    assert reg.versions("m") == [1] and reg.get("m", "v1").files == list(manifest["files"])
+    assert reg.register("m", FILES).version == 2

@@ -13,7 +13,7 @@ written last; on a local disk the whole group is first written beside its final 
 crash never leaves a half-written dataset under its name.
 
 Only one writer at a time writes a name, anywhere: it first claims the name by creating
-``<root>/.claims/<name>/<k>.json`` exclusively (a conditional PUT on S3, a hard link locally; see
+``<root>/.claim-<name>/<k>.json`` exclusively (a conditional PUT on S3, a hard link locally; see
 :class:`stellar.utils.claims.Lease`) and removes its claims when done. Another writer of the same name (a second
 sweep job, another DDP rank) waits for the holder's dataset and returns it when its ``content_hash`` equals its own,
 so it never deletes or interleaves with the holder's half-written data. A claim older than :data:`CLAIM_STALE_S`
@@ -301,7 +301,7 @@ class DatasetStore:
         }
         json.dumps(all_attrs)  # fail before writing anything if an attribute is not JSON-serialisable
 
-        lease = Lease(self.fs, f"{self._path}/.claims/{name}", stale_after=CLAIM_STALE_S)
+        lease = Lease(self.fs, f"{self._path}/.claim-{name}", stale_after=CLAIM_STALE_S)
         delay = 0.05
         while not lease.acquire():  # another writer is storing this name: wait for its dataset
             if self.exists(name):

@@ -66,7 +66,8 @@ def test_concurrent_get_or_create_gives_one_complete_dataset(n, s3_bucket):
     assert {r.get("error") for r in results} == {None}
     assert {(r["hash"], r["created"]) for r in results} == {(ds.attrs["content_hash"], ds.attrs["created"])}
     assert {r["flux_sum"] for r in results} == {float(expected["arrays"]["flux"].sum())}
-    assert store.fs.find(f"{store._path}/.claims") == []  # the winner released its claim
+    store.fs.invalidate_cache()
+    assert store.fs.find(f"{store._path}/.claim-sims") == []  # the winner released its claim
 
 
 def test_concurrent_writers_of_different_content_fail_clearly(s3_bucket):
@@ -88,8 +89,8 @@ def test_a_crashed_writers_claim_is_taken_over(where, tmp_path, request, monkeyp
     store = DatasetStore(root)
     kwargs = _build(0)
     claim = {"token": "dead", "created": time.time(), "host": "elsewhere", "pid": 1}
-    store.fs.makedirs(f"{store._path}/.claims/sims", exist_ok=True)
-    store.fs.pipe_file(f"{store._path}/.claims/sims/1.json", json.dumps(claim).encode())
+    store.fs.makedirs(f"{store._path}/.claim-sims", exist_ok=True)
+    store.fs.pipe_file(f"{store._path}/.claim-sims/1.json", json.dumps(claim).encode())
     leftover = zarr.open_group(f"{root}/sims", mode="w")
     leftover.create_array("junk", data=np.zeros(3))
     monkeypatch.setattr(store_mod, "CLAIM_STALE_S", 1.0)
@@ -98,4 +99,7 @@ def test_a_crashed_writers_claim_is_taken_over(where, tmp_path, request, monkeyp
     # it waited while the claim looked alive, then took it over (generation 2) and replaced the leftover
     assert "its claim by elsewhere was" in caplog.text and "removing incomplete dataset 'sims'" in caplog.text
     assert store.list() == ["sims"] and ds.fields == ["flux", "ivar"] and "junk" not in ds.group
-    assert store.fs.find(f"{store._path}/.claims") == []
+    store.fs.invalidate_cache()
+    assert store.fs.find(f"{store._path}/.claim-sims") == []
+    if where == "local":  # nothing but the dataset is left in the folder
+        assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["sims"]

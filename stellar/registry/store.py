@@ -16,12 +16,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import uuid
 from pathlib import Path
 
 import fsspec
 
 from stellar.errors import StellarValueError
+from stellar.utils.claims import publish_local
 from stellar.utils.names import is_valid_name, validate_name
 
 DEFAULT_ROOT = "registry"
@@ -90,15 +90,6 @@ class RegistryStore:
         """Replace one small file atomically: readers see the old or the new content, never a part."""
         self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         if self.is_local:
-            tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
-            try:
-                with open(tmp, "wb") as f:
-                    f.write(payload)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            publish_local(path, payload, os.replace)
         else:
             self.fs.pipe_file(path, payload)  # a single PUT: readers see the old or the new alias

@@ -17,6 +17,8 @@ Which filesystems are honest, and how:
   fsspec's own ``mode="create"`` there is a check then a write, which two threads can interleave).
 
 Any other filesystem raises :class:`~stellar.errors.StellarConfigError` rather than write without the guarantee.
+:func:`publish_local` is the local half: a temporary file flushed to disk, then linked (an exclusive create) or
+renamed (an atomic replace, as the registry's aliases are) into place.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,19 +53,30 @@ def _protocols(fs: AbstractFileSystem) -> set[str]:
     return {proto} if isinstance(proto, str) else set(proto)
 
 
-def _create_local(path: str, data: bytes) -> bool:
+def publish_local(path: str, data: bytes, publish: Callable[[str, str], None]) -> None:
+    """Write ``data`` to a temporary file beside the local ``path``, flush it to disk, then ``publish(tmp, path)``.
+
+    With ``os.replace`` readers see the old or the new file whole (an atomic replace); with ``os.link`` the file
+    appears whole or not at all, and ``FileExistsError`` is raised when ``path`` exists (an exclusive create).
+    The temporary file is removed in every case.
+    """
     tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.link(tmp, path)  # atomic, and fails when the name exists
-    except FileExistsError:
-        return False
+        publish(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _create_local(path: str, data: bytes) -> bool:
+    try:
+        publish_local(path, data, os.link)  # link is atomic, and fails when the name exists
+    except FileExistsError:
+        return False
     return True
 
 

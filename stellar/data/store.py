@@ -378,7 +378,12 @@ class DatasetStore:
         return ds
 
     def get_or_create(self, name: str, build: Any) -> Dataset:
-        """Open ``name``, or call ``build()`` → kwargs of :meth:`write` and store it first."""
+        """Open ``name``, or call ``build()`` → kwargs of :meth:`write` and store it first.
+
+        Safe to call from several processes at once (sweep jobs, DDP ranks, on object storage too): one of them
+        stores the dataset and the others open it, or raise :class:`~stellar.errors.StellarDataError` if what they
+        built has another content hash.
+        """
         if self.exists(name):
             return self.open(name)
         return self.write(name, **build())

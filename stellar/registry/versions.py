@@ -62,6 +62,7 @@ class ModelRegistry(RegistryStore):
     # ---- reading -----------------------------------------------------------------------------------------
     def models(self) -> list[str]:
         """Names of the models with at least one complete version."""
+        self.fs.invalidate_cache(self._path)  # other processes may have registered models since we last listed
         if not self.fs.exists(self._path):
             return []
         names = [Path(p).name for p in self.fs.ls(self._path, detail=False)]
@@ -92,6 +93,7 @@ class ModelRegistry(RegistryStore):
     def aliases(self, name: str) -> dict[str, int]:
         """``{alias: version}`` of ``name``."""
         adir = f"{self._mpath(name)}/aliases"
+        self.fs.invalidate_cache(adir)
         if not self.fs.exists(adir):
             return {}
         out = {}

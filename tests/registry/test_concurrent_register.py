@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from stellar.registry import ModelRegistry
+from stellar.registry import ModelRegistry, main
 from tests.racing import race
 
 FILES = ("checkpoints/model.ckpt", "config_resolved.yaml", "calibrator.json", "metrics.json")
@@ -35,7 +35,7 @@ def _register(ready: Callable[[], None], root: str) -> tuple[int, int]:
     return reg.register("m", files, {"writer": pid}).version, pid
 
 
-def _check_race(root: str, n: int) -> None:
+def _check_race(root: str, n: int, capsys: pytest.CaptureFixture[str]) -> None:
     results = race(_register, [(root,)] * n)
     got = sorted(v for v, _ in results)
     assert got == list(range(1, n + 1)), f"versions returned: {got}"
@@ -51,10 +51,13 @@ def _check_race(root: str, n: int) -> None:
             data = mv.read_bytes(rel)
             assert hashlib.sha256(data).hexdigest() == mv.manifest["files"][rel], f"v{v}/{rel} was overwritten"
             assert data == f"{rel} of writer {pid}\n".encode() * 2000, f"v{v}/{rel} is another writer's"
+    capsys.readouterr()
+    assert main(["--root", root, "versions", "m"]) == 0  # the CLI lists the same versions
+    assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == [f"v{v}" for v in range(1, n + 1)]
 
 
 @pytest.mark.parametrize("where", ["local", "s3"])
-def test_concurrent_registrations_get_distinct_complete_versions(where, tmp_path, request):
+def test_concurrent_registrations_get_distinct_complete_versions(where, tmp_path, request, capsys):
     """8 processes released together register the same model: versions 1..8, each whole and its writer's own.
 
     What it catches: without the claim (an exclusive create of ``v<N>/.claim.json`` before any file), writers pick
@@ -62,12 +65,12 @@ def test_concurrent_registrations_get_distinct_complete_versions(where, tmp_path
     overwrite each other's version, or fail on the manifest another writer created first.
     """
     root = str(tmp_path / "registry") if where == "local" else f"{request.getfixturevalue('s3_bucket')}/registry"
-    _check_race(root, 8)
+    _check_race(root, 8, capsys)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("where", ["local", "s3"])
-def test_many_concurrent_registrations(where, tmp_path, request):
+def test_many_concurrent_registrations(where, tmp_path, request, capsys):
     """The same with 24 processes: more writers collide on each number."""
     root = str(tmp_path / "registry") if where == "local" else f"{request.getfixturevalue('s3_bucket')}/registry"
-    _check_race(root, 24)
+    _check_race(root, 24, capsys)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -71,15 +72,27 @@ def test_concurrent_get_or_create_gives_one_complete_dataset(n, s3_bucket):
 
 
 def test_concurrent_writers_of_different_content_fail_clearly(s3_bucket):
-    """Two builds that disagree on what a name holds: one stores it, the other gets a clear error, nothing mixed."""
+    """Two builds that disagree on what a name holds: one stores it, the other gets a clear error, nothing mixed.
+
+    Two threads of one process (the claim is the same across threads and processes; threads start in no time).
+    """
     root = f"{s3_bucket}/store"
-    results = race(_prepare, [(root, 0), (root, 1)])
-    errors = [r["error"] for r in results if "error" in r]
-    stored = [r for r in results if "error" not in r]
-    assert len(errors) == 1 and len(stored) == 1
-    assert "another writer with different content" in errors[0]
-    seed = [0, 1][results.index(stored[0])]
-    np.testing.assert_array_equal(DatasetStore(root).open("sims").load("flux"), _build(seed)["arrays"]["flux"])
+    barrier = threading.Barrier(2)
+    results: dict[int, dict[str, Any]] = {}
+
+    def prepare(seed: int) -> None:
+        results[seed] = _prepare(lambda: barrier.wait(timeout=60), root, seed)
+
+    threads = [threading.Thread(target=prepare, args=(seed,)) for seed in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    errors = {seed: r["error"] for seed, r in results.items() if "error" in r}
+    stored = [seed for seed, r in results.items() if "error" not in r]
+    assert len(errors) == 1 and len(stored) == 1, results
+    assert "another writer with different content" in next(iter(errors.values()))
+    np.testing.assert_array_equal(DatasetStore(root).open("sims").load("flux"), _build(stored[0])["arrays"]["flux"])
 
 
 @pytest.mark.parametrize("where", ["local", "s3"])

@@ -28,7 +28,7 @@ from stellar.errors import StellarDataError, StellarValueError
 from stellar.registry.cards import default_card
 from stellar.registry.model_version import ModelVersion
 from stellar.registry.store import _VERSION_RE, CARD, CLAIM, LATEST, MANIFEST, RegistryStore, validate_name
-from stellar.utils.claims import claim_payload, create_exclusive, read_json
+from stellar.utils.claims import claim_payload, create_exclusive, read_jsons
 from stellar.utils.names import is_valid_name
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,12 @@ MAX_CLAIMS = 1000
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _complete(manifest: Mapping[str, Any] | None, claim: Mapping[str, Any] | None) -> bool:
+    """A version is complete when its manifest exists and carries its claim's token (or, from before claims, neither
+    has one)."""
+    return manifest is not None and manifest.get("claim") == (claim or {}).get("token")
 
 
 class ModelRegistry(RegistryStore):
@@ -70,7 +76,11 @@ class ModelRegistry(RegistryStore):
 
     def versions(self, name: str) -> list[int]:
         """Complete versions of ``name``, ascending (claimed numbers without their manifest are ignored)."""
-        return [v for v in self._numbers(name) if self._complete(name, v)]
+        pairs = {
+            v: (f"{self._vpath(name, v)}/{MANIFEST}", f"{self._vpath(name, v)}/{CLAIM}") for v in self._numbers(name)
+        }
+        files = read_jsons(self.fs, [path for pair in pairs.values() for path in pair])  # concurrently on S3
+        return [v for v, (manifest, claim) in pairs.items() if _complete(files[manifest], files[claim])]
 
     def _numbers(self, name: str) -> list[int]:
         """Every number under ``versions/``, ascending: complete, being written, or left by a crash."""
@@ -82,13 +92,10 @@ class ModelRegistry(RegistryStore):
         return sorted(int(m.group(1)) for m in found if m)
 
     def _complete(self, name: str, version: int) -> bool:
-        """Whether the manifest of ``version`` exists and carries its claim's token (or, from before claims,
-        neither has one)."""
-        manifest = read_json(self.fs, f"{self._vpath(name, version)}/{MANIFEST}")
-        if manifest is None:
-            return False
-        claim = read_json(self.fs, f"{self._vpath(name, version)}/{CLAIM}")
-        return manifest.get("claim") == (claim or {}).get("token")
+        """Whether ``version`` is complete (see :func:`_complete`); two small reads, not every version's."""
+        manifest, claim = f"{self._vpath(name, version)}/{MANIFEST}", f"{self._vpath(name, version)}/{CLAIM}"
+        files = read_jsons(self.fs, [manifest, claim])
+        return _complete(files[manifest], files[claim])
 
     def aliases(self, name: str) -> dict[str, int]:
         """``{alias: version}`` of ``name``."""

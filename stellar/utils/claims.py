@@ -133,28 +133,41 @@ def _pipe_create(fs: AbstractFileSystem, path: str, data: bytes) -> bool:
     return True
 
 
-def read_json(fs: AbstractFileSystem, path: str) -> dict[str, Any] | None:
-    """The JSON object stored at ``path``, or None when there is no such file.
+def read_jsons(fs: AbstractFileSystem, paths: list[str]) -> dict[str, dict[str, Any] | None]:
+    """The JSON object stored at each of ``paths`` (None where there is no such file), fetched in one go.
 
-    It reads the object itself (no listing), so an s3fs listing cached before another process wrote does not hide
-    the file.
+    It reads the objects themselves (no listing, so an s3fs listing cached before another process wrote hides
+    nothing), concurrently on object stores (one fsspec ``cat`` of all the paths).
 
     Raises
     ------
     StellarDataError
-        If the file holds something other than a JSON object.
+        If a file holds something other than a JSON object.
+    OSError
+        If a file cannot be read for another reason than being absent.
     """
-    try:
-        raw = fs.cat_file(path)
-    except FileNotFoundError:
-        return None
-    try:
-        out = json.loads(raw)
-    except ValueError as err:
-        raise StellarDataError(f"{path} is not valid JSON; the store is corrupt") from err
-    if not isinstance(out, dict):
-        raise StellarDataError(f"{path} should hold a JSON object; the store is corrupt")
+    got = fs.cat(paths, on_error="return") if paths else {}
+    out: dict[str, dict[str, Any] | None] = {}
+    for path in paths:
+        raw = got.get(path, FileNotFoundError(path))
+        if isinstance(raw, FileNotFoundError):
+            out[path] = None
+            continue
+        if isinstance(raw, BaseException):
+            raise raw
+        try:
+            value = json.loads(raw)
+        except ValueError as err:
+            raise StellarDataError(f"{path} is not valid JSON; the store is corrupt") from err
+        if not isinstance(value, dict):
+            raise StellarDataError(f"{path} should hold a JSON object; the store is corrupt")
+        out[path] = value
     return out
+
+
+def read_json(fs: AbstractFileSystem, path: str) -> dict[str, Any] | None:
+    """The JSON object stored at ``path``, or None when there is no such file (see :func:`read_jsons`)."""
+    return read_jsons(fs, [path])[path]
 
 
 def claim_payload(token: str, **extra: Any) -> bytes:

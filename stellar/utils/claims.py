@@ -238,7 +238,9 @@ class Lease:
         return True
 
     def release(self) -> None:
-        """Remove every claim on the name (the holder's work is done, or undone)."""
-        with contextlib.suppress(FileNotFoundError):
-            self.fs.rm(self.folder, recursive=True)
+        """Remove every claim on the name (the holder's work is done, or undone), unless another writer took the
+        claim over meanwhile: its claim stays, for it to release."""
+        if self.generation and self._latest()[0] == self.generation:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm(self.folder, recursive=True)
         self.generation = 0

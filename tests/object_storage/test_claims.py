@@ -84,6 +84,10 @@ def test_lease_is_exclusive_until_released_or_stale(tmp_path):
     assert b.acquire() and b.generation == 1
     c = Lease(fs, str(tmp_path / "name"), 0.0)  # everything is stale to it: it takes over as generation 2
     assert c.acquire() and c.generation == 2 and not Lease(fs, str(tmp_path / "name"), 3600.0).acquire()
+    b.release()  # the writer presumed dead finishes late: it leaves the new holder's claim alone
+    assert not Lease(fs, str(tmp_path / "name"), 3600.0).acquire()
+    c.release()
+    assert not (tmp_path / "name").exists() and Lease(fs, str(tmp_path / "name"), 3600.0).acquire()
 
 
 def test_threads_registering_on_memory_get_distinct_versions(monkeypatch):

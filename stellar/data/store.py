@@ -11,6 +11,13 @@ Simulators and connectors write this format; datamodules read only it. The root 
 URL (``memory://…``, ``s3://…``). A dataset is complete only when its ``complete`` attribute is set, which is
 written last; on a local disk the whole group is first written beside its final place and then renamed, so a
 crash never leaves a half-written dataset under its name.
+
+Only one writer at a time writes a name, anywhere: it first claims the name by creating
+``<root>/.claim-<name>/<k>.json`` exclusively (a conditional PUT on S3, a hard link locally; see
+:class:`stellar.utils.claims.Lease`) and removes its claims when done. Another writer of the same name (a second
+sweep job, another DDP rank) waits for the holder's dataset and returns it when its ``content_hash`` equals its own,
+so it never deletes or interleaves with the holder's half-written data. A claim older than :data:`CLAIM_STALE_S`
+is presumed left by a crashed writer: the next writer takes it over and replaces the incomplete leftover.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,11 +42,14 @@ import zarr
 from stellar import __version__
 from stellar.errors import StellarDataError, StellarValueError
 from stellar.utils import urls
+from stellar.utils.claims import Lease
 from stellar.utils.names import validate_name
 
 log = logging.getLogger(__name__)
 
 REQUIRED_META = ("object_id", "survey", "ra", "dec")
+#: seconds after which a writer's claim on a dataset name is presumed abandoned (longer than any write)
+CLAIM_STALE_S = 3600.0
 
 
 def content_hash(arrays: Mapping[str, np.ndarray], meta: pd.DataFrame, grid: Mapping[str, np.ndarray]) -> str:
@@ -290,14 +301,40 @@ class DatasetStore:
         }
         json.dumps(all_attrs)  # fail before writing anything if an attribute is not JSON-serialisable
 
+        lease = Lease(self.fs, f"{self._path}/.claim-{name}", stale_after=CLAIM_STALE_S)
+        delay = 0.05
+        while not lease.acquire():  # another writer is storing this name: wait for its dataset
+            if self.exists(name):
+                return self._stored_by_another(name, digest)
+            time.sleep(delay)
+            delay = min(2 * delay, 2.0)
+        try:
+            if self.exists(name):  # completed between our first look and our claim
+                return self._stored_by_another(name, digest)
+            self._write_claimed(name, arrays, meta, grid, all_attrs, chunk_rows)
+        finally:
+            lease.release()
+        log.info("stored dataset %r (%d rows, fields %s) in %s", name, len(meta), sorted(arrays), self.root)
+        return self.open(name)
+
+    def _write_claimed(
+        self,
+        name: str,
+        arrays: Mapping[str, np.ndarray],
+        meta: pd.DataFrame,
+        grid: Mapping[str, np.ndarray],
+        all_attrs: Mapping[str, Any],
+        chunk_rows: int,
+    ) -> None:
+        """Write the group of ``name``, whose claim the caller holds, ``complete`` last."""
         final_url = self._url(name)
+        self.fs.invalidate_cache(self._path)
         if self.is_local:
-            tmp_url = self._url(f".tmp-{name}-{uuid.uuid4().hex[:8]}")
-            target = tmp_url
+            target = self._url(f".tmp-{name}-{uuid.uuid4().hex[:8]}")
         else:
             target = final_url
             if self.fs.exists(f"{self._path}/{name}"):
-                # an incomplete leftover of a crashed write: never a stored dataset, safe to replace
+                # an incomplete leftover of a crashed writer (we hold the claim, so no one is writing it)
                 log.warning("removing incomplete dataset %r left by an interrupted write", name)
                 self.fs.rm(f"{self._path}/{name}", recursive=True)
         try:
@@ -313,22 +350,40 @@ class DatasetStore:
             gm = g.create_group("meta")
             for col in meta.columns:
                 gm.create_array(str(col), data=_meta_column(meta[col]))
-            g.attrs.update(all_attrs)
+            g.attrs.update(dict(all_attrs))
             g.attrs["complete"] = True  # written last: readers ignore a dataset without it
             if self.is_local:
                 final = Path(self._path) / name
                 if final.exists():  # an incomplete leftover (complete ones were refused above)
+                    log.warning("removing incomplete dataset %r left by an interrupted write", name)
                     shutil.rmtree(final)
-                os.replace(Path(self._path) / Path(tmp_url).name, final)
+                os.replace(Path(self._path) / Path(target).name, final)
         except BaseException:
             if self.is_local:
                 shutil.rmtree(Path(self._path) / Path(target).name, ignore_errors=True)
+            elif self.fs.exists(f"{self._path}/{name}"):  # our own half-written group
+                self.fs.rm(f"{self._path}/{name}", recursive=True)
             raise
-        log.info("stored dataset %r (%d rows, fields %s) in %s", name, len(meta), sorted(arrays), self.root)
-        return self.open(name)
+
+    def _stored_by_another(self, name: str, digest: str) -> Dataset:
+        """The dataset a concurrent writer stored under ``name``, if it holds what we were writing."""
+        ds = self.open(name)
+        if ds.attrs.get("content_hash") != digest:
+            raise StellarDataError(
+                f"dataset {name!r} in {self.root!r} was stored meanwhile by another writer with different content "
+                f"(content_hash {str(ds.attrs.get('content_hash'))[:12]}… ≠ {digest[:12]}…): two builds disagree "
+                "on what this name holds; give one of them another name"
+            )
+        log.info("dataset %r was stored by a concurrent writer with the same content; using it", name)
+        return ds
 
     def get_or_create(self, name: str, build: Any) -> Dataset:
-        """Open ``name``, or call ``build()`` → kwargs of :meth:`write` and store it first."""
+        """Open ``name``, or call ``build()`` → kwargs of :meth:`write` and store it first.
+
+        Safe to call from several processes at once (sweep jobs, DDP ranks, on object storage too): one of them
+        stores the dataset and the others open it, or raise :class:`~stellar.errors.StellarDataError` if what they
+        built has another content hash.
+        """
         if self.exists(name):
             return self.open(name)
         return self.write(name, **build())

@@ -2,8 +2,10 @@
 
 Layout under the registry root (a local path or an fsspec URL)::
 
-    <name>/versions/v<N>/        one version, written once
-        manifest.json            name, version, class names, targets, inputs, preprocessing, fingerprint, files
+    <name>/versions/v<N>/        one version, written once, never torn or overwritten by a concurrent writer
+        .claim.json              the number's claim: the writer's token, created exclusively before anything else
+        manifest.json            name, version, class names, targets, inputs, preprocessing, fingerprint, files and
+                                 the claim's token; created exclusively and last: the version is then complete
         checkpoints/<file>       the run's best checkpoint (or booster file(s))
         config.yaml              the composed training config (interpolations intact)
         config_resolved.yaml     the resolved training config (what the server rebuilds the model from)
@@ -13,6 +15,7 @@ Layout under the registry root (a local path or an fsspec URL)::
     <name>/aliases/<alias>.json  ``{"version": N, …}``: ``production``, ``staging``…
 
 - :mod:`~stellar.registry.store` — names, the layout under the root, hashed and atomic writes
+  (the exclusive creates behind claims are :mod:`stellar.utils.claims`)
 - :mod:`~stellar.registry.model_version` — :class:`ModelVersion`: one version's files and the model rebuilt from them
 - :mod:`~stellar.registry.versions` — :class:`ModelRegistry`: resolve, get, register, aliases
 - :mod:`~stellar.registry.cards` — the model card and the training data's fingerprint

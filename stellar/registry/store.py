@@ -3,6 +3,8 @@
 Layout under the registry root (a local path or an fsspec URL)::
 
     <name>/versions/v<N>/        one version, written once (see :mod:`stellar.registry.versions`)
+        .claim.json              the number's claim: the writer's token, created exclusively before anything else
+        manifest.json            created exclusively and last, carrying the same token: the version is complete
     <name>/aliases/<alias>.json  ``{"version": N, …}``: ``production``, ``staging``…
 
 A file of a version is written once (:meth:`RegistryStore._put`, which returns its SHA-256); an alias is one small
@@ -14,15 +16,17 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import uuid
 from pathlib import Path
 
 from stellar.errors import StellarValueError
 from stellar.utils import urls
+from stellar.utils.claims import publish_local
 from stellar.utils.names import is_valid_name, validate_name
 
 DEFAULT_ROOT = "registry"
 MANIFEST = "manifest.json"
+#: the claim on a version number, created exclusively before any other file of the version
+CLAIM = ".claim.json"
 CARD = "MODEL_CARD.md"
 _VERSION_RE = re.compile(r"^v?([0-9]{1,9})$")
 #: reserved reference meaning "the highest version"
@@ -85,15 +89,6 @@ class RegistryStore:
         """Replace one small file atomically: readers see the old or the new content, never a part."""
         self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         if self.is_local:
-            tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
-            try:
-                with open(tmp, "wb") as f:
-                    f.write(payload)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            publish_local(path, payload, os.replace)
         else:
             self.fs.pipe_file(path, payload)  # a single PUT: readers see the old or the new alias

@@ -1,18 +1,22 @@
 """The model registry: immutable, versioned model artifacts and movable aliases.
 
-A version is complete only when its ``manifest.json`` exists. On a local disk the version is written in a
-temporary folder beside ``versions/`` and renamed into place, so a crash never leaves a partial version under its
-name; elsewhere (object stores) ``manifest.json`` is written last and versions without it are ignored. An alias is
-one small file replaced atomically (see :mod:`stellar.registry.store` for the layout).
+A version is written once and never torn or overwritten, on a local disk and on object stores alike (where there
+is no atomic rename). A writer first claims a number ``N``: it creates ``versions/v<N>/.claim.json`` holding a
+unique token, exclusively (a conditional PUT on S3, a hard link locally: see :mod:`stellar.utils.claims`), and
+moves on to ``N + 1`` when another writer holds it. Only the claim's holder writes under ``v<N>/``; it creates
+``manifest.json`` last, exclusively again, with the same token. A version is complete when its manifest exists and
+carries its claim's token; anything else (a crash between claim and manifest) is ignored by readers and skipped by
+writers, so a crashed writer costs a number, never a block. Versions written before claims (a manifest and no
+claim) stay complete. An alias is one small file replaced atomically (see :mod:`stellar.registry.store`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
-import shutil
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -23,14 +27,24 @@ from stellar import __version__
 from stellar.errors import StellarDataError, StellarValueError
 from stellar.registry.cards import default_card
 from stellar.registry.model_version import ModelVersion
-from stellar.registry.store import _VERSION_RE, CARD, LATEST, MANIFEST, RegistryStore, validate_name
+from stellar.registry.store import _VERSION_RE, CARD, CLAIM, LATEST, MANIFEST, RegistryStore, validate_name
+from stellar.utils.claims import claim_payload, create_exclusive, read_jsons
 from stellar.utils.names import is_valid_name
 
 log = logging.getLogger(__name__)
 
+#: numbers a registration tries before it gives up (each failure is a number another writer claimed)
+MAX_CLAIMS = 1000
+
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _complete(manifest: Mapping[str, Any] | None, claim: Mapping[str, Any] | None) -> bool:
+    """A version is complete when its manifest exists and carries its claim's token (or, from before claims, neither
+    has one)."""
+    return manifest is not None and manifest.get("claim") == (claim or {}).get("token")
 
 
 class ModelRegistry(RegistryStore):
@@ -54,26 +68,39 @@ class ModelRegistry(RegistryStore):
     # ---- reading -----------------------------------------------------------------------------------------
     def models(self) -> list[str]:
         """Names of the models with at least one complete version."""
+        self.fs.invalidate_cache(self._path)  # other processes may have registered models since we last listed
         if not self.fs.exists(self._path):
             return []
         names = [Path(p).name for p in self.fs.ls(self._path, detail=False)]
         return sorted(n for n in names if is_valid_name(n) and self.versions(n))
 
     def versions(self, name: str) -> list[int]:
-        """Complete versions of ``name``, ascending (partial leftovers of a crash are ignored)."""
+        """Complete versions of ``name``, ascending (claimed numbers without their manifest are ignored)."""
+        pairs = {
+            v: (f"{self._vpath(name, v)}/{MANIFEST}", f"{self._vpath(name, v)}/{CLAIM}") for v in self._numbers(name)
+        }
+        files = read_jsons(self.fs, [path for pair in pairs.values() for path in pair])  # concurrently on S3
+        return [v for v, (manifest, claim) in pairs.items() if _complete(files[manifest], files[claim])]
+
+    def _numbers(self, name: str) -> list[int]:
+        """Every number under ``versions/``, ascending: complete, being written, or left by a crash."""
         vdir = f"{self._mpath(name)}/versions"
+        self.fs.invalidate_cache(vdir)  # another process may have claimed a number since we last listed
         if not self.fs.exists(vdir):
             return []
-        out = []
-        for p in self.fs.ls(vdir, detail=False):
-            m = re.fullmatch(r"v([0-9]+)", Path(p).name)
-            if m and self.fs.exists(f"{vdir}/{Path(p).name}/{MANIFEST}"):
-                out.append(int(m.group(1)))
-        return sorted(out)
+        found = (re.fullmatch(r"v([0-9]+)", Path(p).name) for p in self.fs.ls(vdir, detail=False))
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def _complete(self, name: str, version: int) -> bool:
+        """Whether ``version`` is complete (see :func:`_complete`); two small reads, not every version's."""
+        manifest, claim = f"{self._vpath(name, version)}/{MANIFEST}", f"{self._vpath(name, version)}/{CLAIM}"
+        files = read_jsons(self.fs, [manifest, claim])
+        return _complete(files[manifest], files[claim])
 
     def aliases(self, name: str) -> dict[str, int]:
         """``{alias: version}`` of ``name``."""
         adir = f"{self._mpath(name)}/aliases"
+        self.fs.invalidate_cache(adir)
         if not self.fs.exists(adir):
             return {}
         out = {}
@@ -100,17 +127,17 @@ class ModelRegistry(RegistryStore):
 
     def resolve(self, name: str, ref: str | int | None = LATEST) -> int:
         """The version number that ``ref`` names: ``"latest"``/``None``, a number (``3``, ``"v3"``) or an alias."""
+        m = _VERSION_RE.match(str(ref))
+        number = ref if isinstance(ref, int) else int(m.group(1)) if m else None
+        if number is not None and self._complete(name, number):  # two small reads, not every version's
+            return number
         versions = self.versions(name)
         if not versions:
             raise StellarValueError(f"unknown model {name!r}: registry {self.root!r} has {self.models()}")
         if ref is None or ref == LATEST:
             return versions[-1]
-        m = _VERSION_RE.match(str(ref))
-        if isinstance(ref, int) or m:
-            v = int(ref) if isinstance(ref, int) else int(m.group(1))  # type: ignore[union-attr]
-            if v not in versions:
-                raise StellarValueError(f"model {name!r} has no version {ref!r}; it has {versions}")
-            return v
+        if number is not None:
+            raise StellarValueError(f"model {name!r} has no version {ref!r}; it has {versions}")
         return self._read_alias(name, validate_name(ref, "alias"))
 
     def get(self, name: str, ref: str | int | None = LATEST) -> ModelVersion:
@@ -129,7 +156,10 @@ class ModelRegistry(RegistryStore):
         card: str | None = None,
         primary: str | None = None,
     ) -> ModelVersion:
-        """Store a new version of ``name``, written once and atomically; returns it.
+        """Store a new version of ``name`` under a number claimed for this call alone; returns it.
+
+        Concurrent calls (threads, processes, machines sharing an object store) get distinct numbers, and each
+        version becomes visible complete or not at all (see the module docstring).
 
         Parameters
         ----------
@@ -148,44 +178,51 @@ class ModelRegistry(RegistryStore):
         rels = [self._validate_rel(r) for r in files]
         if primary is None:
             primary = next((r for r in rels if r.startswith("checkpoints/")), None)
-        body = {k: v for k, v in dict(manifest or {}).items() if k not in ("files", "version", "name")}
+        body = {k: v for k, v in dict(manifest or {}).items() if k not in ("files", "version", "name", "claim")}
         json.dumps(body)  # fail before writing anything if the manifest is not JSON-serialisable
-        for attempt in range(20):  # a concurrent registration may take the number first
-            version = (self.versions(name) or [0])[-1] + 1 + attempt
-            final = self._vpath(name, version)
-            if self.fs.exists(final):
-                continue
-            target = f"{self._mpath(name)}/.tmp-v{version}-{uuid.uuid4().hex[:8]}" if self.is_local else final
-            try:
-                digests = {
-                    rel: self._put(f"{target}/{rel}", src) for rel, src in zip(rels, files.values(), strict=True)
-                }
-                full = {
-                    "name": name,
-                    "version": version,
-                    "created": _now(),
-                    "code_version": __version__,
-                    **body,
-                    "artifact": {**dict(body.get("artifact", {})), "primary": primary},
-                }
-                text = card if card is not None else default_card(full)
-                digests[CARD] = self._put(f"{target}/{CARD}", text.encode())
-                full["files"] = digests
-                self._put(f"{target}/{MANIFEST}", json.dumps(full, indent=2, default=str).encode())  # last
-                if self.is_local:
-                    Path(final).parent.mkdir(parents=True, exist_ok=True)
-                    try:
-                        os.rename(target, final)  # atomic; fails if another writer took this number
-                    except OSError:
-                        shutil.rmtree(target, ignore_errors=True)
-                        continue
-            except BaseException:
-                if self.is_local:
-                    shutil.rmtree(target, ignore_errors=True)
-                raise
-            log.info("registered %s:v%d in %s", name, version, self.root)
-            return self.get(name, version)
-        raise StellarDataError(f"could not allocate a new version of {name!r} in {self.root!r}")
+        token = uuid.uuid4().hex
+        version = self._claim(name, token)
+        vpath = self._vpath(name, version)
+        written: list[str] = []
+        try:
+            digests = {}
+            for rel, src in zip(rels, files.values(), strict=True):
+                written.append(f"{vpath}/{rel}")
+                digests[rel] = self._put(written[-1], src)
+            full = {
+                "name": name,
+                "version": version,
+                "created": _now(),
+                "code_version": __version__,
+                **body,
+                "artifact": {**dict(body.get("artifact", {})), "primary": primary},
+            }
+            text = card if card is not None else default_card(full)
+            written.append(f"{vpath}/{CARD}")
+            digests[CARD] = self._put(written[-1], text.encode())
+            full["files"] = digests
+            full["claim"] = token
+            payload = json.dumps(full, indent=2, default=str).encode()
+            if not create_exclusive(self.fs, f"{vpath}/{MANIFEST}", payload):  # last: the version is complete
+                raise StellarDataError(f"{name}:v{version} got a manifest from another writer despite our claim")
+        except BaseException:
+            for path in written:  # ours alone (we hold the claim); the claim stays, so the number is skipped
+                with contextlib.suppress(OSError):
+                    self.fs.rm_file(path)
+            raise
+        log.info("registered %s:v%d in %s", name, version, self.root)
+        return self.get(name, version)
+
+    def _claim(self, name: str, token: str) -> int:
+        """Claim the lowest free number above every existing one for the writer ``token``; returns it."""
+        version = (self._numbers(name) or [0])[-1] + 1
+        for _ in range(MAX_CLAIMS):
+            vpath = self._vpath(name, version)
+            self.fs.makedirs(vpath, exist_ok=True)
+            if create_exclusive(self.fs, f"{vpath}/{CLAIM}", claim_payload(token)):
+                return version
+            version += 1  # another writer holds this number (or crashed holding it)
+        raise StellarDataError(f"could not claim a new version of {name!r} in {self.root!r} in {MAX_CLAIMS} tries")
 
     def set_alias(self, name: str, alias: str, ref: str | int) -> int:
         """Point ``alias`` of ``name`` at the version ``ref`` names (atomically); returns that version."""

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -99,15 +98,13 @@ def test_crash_during_registration_leaves_no_partial_version(reg, monkeypatch):
         reg.register("m", FILES)
     monkeypatch.undo()
     assert reg.versions("m") == [1] and reg.resolve("m") == 1
-    if reg.is_local:
-        assert sorted(p.name for p in Path(reg._mpath("m")).iterdir()) == ["versions"]  # temp folder removed
-        assert reg.register("m", FILES).version == 2
-    else:  # on object stores the partial v2 (no manifest) stays ignored; concurrent writers never reuse it
-        assert reg.register("m", FILES).version == 3 and reg.versions("m") == [1, 3]
+    # the failed writer removed what it wrote but kept its claim, so v2 holds only the claim and is skipped
+    assert reg.fs.find(reg._vpath("m", 2)) == [f"{reg._vpath('m', 2)}/.claim.json"]
+    assert reg.register("m", FILES).version == 3 and reg.versions("m") == [1, 3]
 
 
 def test_killed_registration_leaves_no_partial_version(tmp_path):
-    """A process killed half way (no cleanup runs) leaves only an ignored temporary folder."""
+    """A process killed half way (no cleanup runs) leaves a claimed number that readers ignore and writers skip."""
     code = f"""
 import os
 from stellar.registry import ModelRegistry
@@ -123,8 +120,8 @@ ModelRegistry({str(tmp_path)!r}).register("m", {{"checkpoints/model.bin": b"w", 
     assert proc.returncode == 9
     reg = ModelRegistry(tmp_path)
     assert reg.models() == [] and reg.versions("m") == []
-    assert [p.name.startswith(".tmp-") for p in (tmp_path / "m").iterdir()] == [True]
-    assert reg.register("m", FILES).version == 1
+    assert sorted(p.name for p in (tmp_path / "m/versions/v1").iterdir()) == [".claim.json", "checkpoints"]
+    assert reg.register("m", FILES).version == 2 and reg.versions("m") == [2]
 
 
 def test_alias_move_is_atomic(tmp_path, monkeypatch):
@@ -182,3 +179,21 @@ def test_cli(tmp_path, capsys, monkeypatch):
     assert main(["list", "--root", str(tmp_path / "r")]) == 0 and "production→v1" in capsys.readouterr().out
     assert main(["versions", "m", "--root", str(tmp_path / "r")]) == 0 and "v2\t" in capsys.readouterr().out
     assert main(["list"]) == 0 and "no models" in capsys.readouterr().out
+
+
+def test_only_a_manifest_carrying_its_claims_token_makes_a_version(reg):
+    """A manifest beside another writer's claim is a torn version (ignored); one from before claims still counts."""
+    reg.register("m", FILES)
+    v1 = reg._vpath("m", 1)
+    manifest = json.loads(reg.fs.cat_file(f"{v1}/manifest.json"))
+    claim = json.loads(reg.fs.cat_file(f"{v1}/.claim.json"))
+    assert manifest["claim"] == claim["token"] and reg.versions("m") == [1]
+    reg.fs.pipe_file(f"{v1}/.claim.json", json.dumps({**claim, "token": "another writer"}).encode())
+    assert reg.versions("m") == [] and reg.models() == []
+    with pytest.raises(StellarValueError, match="unknown model"):
+        reg.get("m", 1)
+    # a version registered before claims: a manifest without a token and no claim file
+    reg.fs.rm_file(f"{v1}/.claim.json")
+    reg.fs.pipe_file(f"{v1}/manifest.json", json.dumps({k: v for k, v in manifest.items() if k != "claim"}).encode())
+    assert reg.versions("m") == [1] and reg.get("m", "v1").files == list(manifest["files"])
+    assert reg.register("m", FILES).version == 2

@@ -1,0 +1,110 @@
+"""The exclusive create every claim rests on, on each filesystem we write to, and its refusal elsewhere."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import fsspec
+import pytest
+from fsspec import AbstractFileSystem
+from fsspec.implementations.memory import MemoryFileSystem
+
+from stellar.errors import StellarConfigError
+from stellar.registry import ModelRegistry
+from stellar.utils.claims import Lease, create_exclusive
+
+
+@pytest.fixture(params=["local", "memory", "s3"])
+def fs_and_dir(request, tmp_path) -> tuple[AbstractFileSystem, str]:
+    if request.param == "local":
+        return fsspec.filesystem("file"), str(tmp_path)
+    if request.param == "memory":
+        return fsspec.filesystem("memory"), f"/claims-{tmp_path.name}"
+    bucket = request.getfixturevalue("s3_bucket")
+    return fsspec.filesystem("s3", skip_instance_cache=True), bucket[len("s3://") :]
+
+
+def test_create_exclusive_never_overwrites(fs_and_dir):
+    fs, folder = fs_and_dir
+    fs.makedirs(folder, exist_ok=True)
+    path = f"{folder}/claim.json"
+    assert create_exclusive(fs, path, b"first") is True
+    assert create_exclusive(fs, path, b"second") is False
+    assert fs.cat_file(path) == b"first"
+    assert fs.find(folder) == [path]  # and no temporary file left
+
+
+def _slow_memory_exists(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fsspec's memory ``mode="create"`` is ``exists`` then a write; a slow ``exists`` lets threads interleave them
+    on every run (without our lock every thread would win), instead of when the GIL happens to switch there."""
+    real = MemoryFileSystem.exists
+
+    def slow(self: MemoryFileSystem, path: str, **kwargs: object) -> bool:
+        out = real(self, path, **kwargs)
+        time.sleep(0.005)
+        return out
+
+    monkeypatch.setattr(MemoryFileSystem, "exists", slow)
+
+
+def test_threads_racing_for_one_path_have_one_winner(fs_and_dir, monkeypatch):
+    """16 threads of one process: exactly one creates the file (memory:// included, through its process lock)."""
+    fs, folder = fs_and_dir
+    _slow_memory_exists(monkeypatch)
+    fs.makedirs(folder, exist_ok=True)
+    barrier, wins = threading.Barrier(16), []
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        if create_exclusive(fs, f"{folder}/x", str(i).encode()):
+            wins.append(i)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1 and fs.cat_file(f"{folder}/x") == str(wins[0]).encode()
+
+
+def test_a_filesystem_without_exclusive_create_is_refused():
+    class Plain(AbstractFileSystem):
+        protocol = "plain"
+
+    with pytest.raises(StellarConfigError, match=r"\['plain'\] cannot create a file exclusively"):
+        create_exclusive(Plain(), "/a", b"x")
+
+
+def test_lease_is_exclusive_until_released_or_stale(tmp_path):
+    fs = fsspec.filesystem("file")
+    a, b = Lease(fs, str(tmp_path / "name"), 3600.0), Lease(fs, str(tmp_path / "name"), 3600.0)
+    assert a.acquire() and not b.acquire() and a.generation == 1
+    a.release()
+    assert b.acquire() and b.generation == 1
+    c = Lease(fs, str(tmp_path / "name"), 0.0)  # everything is stale to it: it takes over as generation 2
+    assert c.acquire() and c.generation == 2 and not Lease(fs, str(tmp_path / "name"), 3600.0).acquire()
+    b.release()  # the writer presumed dead finishes late: it leaves the new holder's claim alone
+    assert not Lease(fs, str(tmp_path / "name"), 3600.0).acquire()
+    c.release()
+    assert not (tmp_path / "name").exists() and Lease(fs, str(tmp_path / "name"), 3600.0).acquire()
+
+
+def test_threads_registering_on_memory_get_distinct_versions(monkeypatch):
+    _slow_memory_exists(monkeypatch)
+    reg = ModelRegistry("memory://claims-threads")
+    barrier, got = threading.Barrier(12), []
+
+    def register(i: int) -> None:
+        barrier.wait()
+        got.append(reg.register("m", {"checkpoints/w.bin": str(i).encode()}, {"i": i}).version)
+
+    threads = [threading.Thread(target=register, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == list(range(1, 13)) and reg.versions("m") == list(range(1, 13))
+    for v in got:
+        mv = reg.get("m", v)
+        assert mv.read_bytes("checkpoints/w.bin") == str(mv.manifest["i"]).encode()

@@ -1,6 +1,6 @@
 """The whole chain on the local S3 API: data_dir, dataset store and registry on S3 → train → register → evaluate the
-registered version → serve it → monitor the server's request log read from S3. Only the Hydra run folders and
-temporary files are local."""
+registered version → serve it → score the S3 catalogue into S3 partitions → monitor the server's request log read
+from S3. Only the Hydra run folders and temporary files are local."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 
 from stellar.data.sources import der_snr_noise
 from stellar.data.store import DatasetStore
-from stellar.pipelines import evaluate, monitor, train
+from stellar.pipelines import evaluate, monitor, score, train
 from stellar.registry import ModelRegistry
 from stellar.serving.api import SpectralAPI
 from stellar.serving.request_log import RequestLogConfig
@@ -37,7 +37,7 @@ def _miles_star(data: str, name: str) -> tuple[np.ndarray, np.ndarray]:
         return z["wave_air_angstrom"], z["flux"][row].astype(float)
 
 
-def test_train_register_evaluate_serve_and_monitor_on_s3(s3_bucket, tmp_path):
+def test_train_register_evaluate_serve_score_and_monitor_on_s3(s3_bucket, tmp_path):
     data, store, registry = f"{s3_bucket}/data/miles", f"{s3_bucket}/store", f"{s3_bucket}/registry"
     fsspec.filesystem("s3").put(str(DATA / "miles_subset"), data[5:], recursive=True)
     local = [f"paths.log_dir={tmp_path}", f"paths.data_dir={tmp_path / 'unused'}", f"paths.store_dir={store}"]
@@ -93,6 +93,37 @@ def test_train_register_evaluate_serve_and_monitor_on_s3(s3_bucket, tmp_path):
     served = np.array([pred["probabilities"][c] for c in version.class_names])
     np.testing.assert_allclose(served, star[[f"p_{c}" for c in version.class_names]].to_numpy(float), atol=1e-3)
     api.request_log.close()
+
+    # score every star of the S3 folder with the registered version into S3 partitions (in this process: the Dask
+    # executors are tested in tests/serving/test_scoring_dask.py); the test stars get evaluate's probabilities
+    scores = f"{s3_bucket}/scores"
+    done, _ = score.run(
+        _cfg(
+            "score",
+            *local,
+            f"paths.output_dir={tmp_path / 'score'}",
+            "cluster=none",
+            "model_ref=spectral_cnn@staging",
+            f"registry.root={registry}",
+            f"input={data}",
+            f"output={scores}",
+            f"store_root={store}",
+        )
+    )
+    assert done["n_objects"] == len(dm.meta) and done["computed"] == done["partitions"] >= 1
+    scored = pd.concat(
+        [
+            pd.read_parquet(io.BytesIO(fsspec.filesystem("s3").cat_file(f)))
+            for f in fsspec.filesystem("s3").glob(f"{scores[5:]}/**/*.parquet")
+        ]
+    ).set_index("object_id")
+    assert sorted(scored.index) == sorted(dm.meta["object_id"].astype(str))
+    p_cols = [f"p_{c}" for c in version.class_names]
+    np.testing.assert_allclose(
+        scored.loc[predictions["object_id"].astype(str), p_cols].to_numpy(float),
+        predictions[p_cols].to_numpy(float),
+        atol=1e-4,
+    )
 
     # the monitor reads the request log and the reference from S3
     requests = f"{s3_bucket}/requests"

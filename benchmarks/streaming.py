@@ -6,16 +6,18 @@ writer never holds more than one block): a big one whose arrays are ``--factor``
 as they would be in memory) and a small one ``--small-fraction`` of it. Each training run is a fresh interpreter
 (this script with ``--child``) that builds ``SpectraDataModule`` on a store and fits a small spectral CNN for one
 epoch with a Lightning ``Trainer`` (CPU, ``num_workers=0`` so the one process holds everything; streaming reads
-ahead in a thread). Runs: in memory on the small store (the anchor), streaming on the small store (same rows) and
-streaming on the big store. Printed: peak RSS (``VmHWM``) and training samples/s of each, and the ratios.
+ahead in a thread). Runs: in memory on the small store (the anchor) and streaming on it, alternated ``--repeats``
+times (median kept), streaming on the big store, and in memory on the big store (which must fail). Printed: peak
+RSS (``VmHWM``), training samples/s and the training loader's rows/s alone (one pass without a model, before the
+fit) of each, and the ratios.
 
 The limit: cgroup v2 ``memory.max`` is not available here (the machine has cgroup v1), so the child caps its
 address space with ``RLIMIT_AS`` right after its imports at ``VmSize + (limit - VmRSS)``: it may map at most
-``limit - RSS`` more bytes, and every resident byte is mapped, so its RSS cannot pass the limit (what torch has
-reserved but not touched at that point is left out of the cap, not counted against it). The parent also polls the
-child's ``VmRSS`` and kills it above the limit, and the script fails if a streaming run's ``VmHWM`` reaches it.
+``limit - RSS`` more bytes. Address space reserved before the cap but untouched then could still become resident
+without a new mapping, so the parent also polls the child's ``VmRSS`` every 50 ms and kills it above the limit, and
+the script fails if a streaming run's ``VmHWM`` reaches the limit.
 
-    python benchmarks/streaming.py            # limit 1.5 GiB, big store 4.8 GiB (~127k spectra), ~10 min
+    python benchmarks/streaming.py            # limit 1.5 GiB, big store 4.8 GiB (~127k spectra), ~6 min
     python benchmarks/streaming.py --quick    # a 4096-row store: a smoke run, not 3x the limit (~1 min)
 """
 
@@ -160,9 +162,13 @@ def child_train(args: argparse.Namespace) -> dict[str, Any]:
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                         limit_val_batches=0, callbacks=[meter])  # fmt: skip
     setup_s = time.perf_counter() - t0
-    trainer.fit(model, datamodule=dm)
+    t1 = time.perf_counter()  # the data path alone: one pass of the training loader, no model
+    loader_rows = sum(len(b["index"]) for b in dm.train_dataloader())
+    loader_rows_per_s = loader_rows / (time.perf_counter() - t1)
+    trainer.fit(model, datamodule=dm)  # a fresh loader: the same epoch-0 order as the pass above
     after = _status()
     return {"mode": args.mode, "name": args.name, "train_rows": meter.rows, "epoch_s": meter.seconds,
+            "loader_rows_per_s": loader_rows_per_s,
             "samples_per_s": meter.rows / meter.seconds, "setup_s": setup_s, "peak_rss_mib": after["VmHWM"],
             "rss_before_mib": before["VmRSS"], "as_cap_mib": cap / 2**20, "limit_mib": limit / 2**20}  # fmt: skip
 
@@ -217,7 +223,7 @@ def report(res: dict[str, Any]) -> str:
         f"limit {res['limit_gib']:.2f} GiB; big store {s['big']['rows']} rows = {s['big']['gib']:.2f} GiB "
         f"({s['big']['gib'] / res['limit_gib']:.1f}x the limit; {s['big']['disk_gib']:.2f} GiB on disk), small "
         f"store {s['small']['rows']} rows = {s['small']['gib']:.2f} GiB",
-        f"{'run':<24} {'store GiB':>9} {'train rows':>10} {'samples/s':>10} {'peak RSS MiB':>12}",
+        f"{'run':<24} {'store GiB':>9} {'train rows':>10} {'samples/s':>10} {'loader rows/s':>13} {'peak RSS MiB':>12}",
     ]
     for key, r in runs.items():
         if "samples_per_s" not in r:
@@ -225,7 +231,8 @@ def report(res: dict[str, Any]) -> str:
             continue
         gib = s["big" if "big" in key else "small"]["gib"]
         lines.append(
-            f"{key:<24} {gib:>9.2f} {r['train_rows']:>10} {r['samples_per_s']:>10.0f} {r['peak_rss_mib']:>12.0f}"
+            f"{key:<24} {gib:>9.2f} {r['train_rows']:>10} {r['samples_per_s']:>10.0f} {r['loader_rows_per_s']:>13.0f} "
+            f"{r['peak_rss_mib']:>12.0f}"
         )
     for k, v in res["ratios"].items():
         lines.append(f"{k}: {v:.2f}")

@@ -3,13 +3,16 @@ disjoint chunks per worker and per DDP rank with equal batch counts, and the sam
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, get_worker_info
 
 from stellar.data.datamodules import SEDDataModule, SpectraDataModule
-from stellar.data.datamodules.streaming import StreamingPart, shuffled_batches
+from stellar.data.datamodules.streaming import StreamingPart, read_ahead, shuffled_batches
 from stellar.data.simulate.spectra import SpectrumSimulator
 from stellar.data.sources import SimulatedSpectraSource
 from stellar.data.sources.sed import SimulatedSEDSource
@@ -139,3 +142,21 @@ def test_streaming_refuses_to_materialise_the_train_part(spectra):
     stream, _ = spectra
     with pytest.raises(StellarConfigError, match="streaming=true"):
         stream.arrays("train")
+
+
+def test_read_ahead_hands_over_errors_and_stops_when_abandoned():
+    def failing():
+        yield 1
+        raise OSError("chunk unreadable")
+
+    it = read_ahead(failing(), 2)
+    assert next(it) == 1
+    with pytest.raises(OSError, match="chunk unreadable"):
+        next(it)
+    endless = read_ahead(iter(range(10**9)), 2)
+    assert next(endless) == 0
+    endless.close()  # an epoch cut short: the reader thread must not live on, holding chunks
+    deadline = time.monotonic() + 5
+    while any(t.name == "stellar-read-ahead" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(t.name == "stellar-read-ahead" for t in threading.enumerate())

@@ -11,13 +11,16 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, get_worker_info
 
-from stellar.data.datamodules import SEDDataModule, SpectraDataModule
+from stellar.data.datamodules import LightCurveDataModule, SEDDataModule, SpectraDataModule
 from stellar.data.datamodules.streaming import StreamingPart, read_ahead, shuffled_batches
+from stellar.data.preprocess.lightcurve_inputs import LightCurvePreprocessing
 from stellar.data.simulate.spectra import SpectrumSimulator
 from stellar.data.sources import SimulatedSpectraSource
+from stellar.data.sources.lightcurve import SesarRRLyraeSource
 from stellar.data.sources.sed import SimulatedSEDSource
 from stellar.errors import StellarConfigError, StellarValueError
 from stellar.evaluation.splits import RandomSplit
+from tests.conftest import DATA
 
 CHUNK = 16
 
@@ -136,6 +139,20 @@ def test_sed_features_are_derived_per_chunk_as_in_memory(tmp_path):
     assert set(got) == set(ref) and got["features"].shape[1] == len(mem.feature_names)
     for k in ref:
         np.testing.assert_array_equal(got[k], ref[k][order])
+
+
+def test_light_curve_batches_stream_as_in_memory(tmp_path):
+    prep = LightCurvePreprocessing(bands=("u", "g", "r", "i", "z"), n_points=64, min_period=0.2)
+    stream, mem = _pair(LightCurveDataModule, SesarRRLyraeSource(str(DATA / "lightcurves" / "sesar_subset")),
+                        tmp_path, preprocessing=prep, class_names=["rr_lyrae_ab", "rr_lyrae_c"],
+                        class_key="var_class", targets=["period"])  # fmt: skip
+    batch = next(iter(stream.loader("train")))
+    ref = mem.part("train").tensors
+    pos = {int(i): k for k, i in enumerate(ref["index"])}
+    rows = [pos[int(i)] for i in batch["index"]]
+    assert list(batch) == list(ref) and {"best_period", "features", "period"} <= set(batch)
+    for k, v in batch.items():
+        torch.testing.assert_close(v, ref[k][rows], rtol=0, atol=0, equal_nan=True)
 
 
 def test_streaming_refuses_to_materialise_the_train_part(spectra):

@@ -98,6 +98,13 @@ class Dataset:
     def n_rows(self) -> int:
         return len(self.meta)
 
+    @property
+    def chunk_rows(self) -> int:
+        """Rows per stored chunk along the first axis (the largest over the fields, so that a range of this many
+        rows reads whole chunks of each when they agree, as :meth:`DatasetStore.write` makes them)."""
+        arrays = _child(self.group, "arrays", zarr.Group)
+        return max((int(arrays[f].chunks[0]) for f in self.fields), default=max(1, self.n_rows))
+
     def array(self, name: str) -> zarr.Array:
         """The lazy zarr array of one field."""
         if name not in self.fields:

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from stellar.data.datamodules.streaming import StreamingPart
 from stellar.data.labels import MK_CLASSES
 from stellar.data.sources.base import Source
 from stellar.data.store import Dataset as StoredDataset
@@ -86,6 +87,17 @@ class StellarDataModule(L.LightningDataModule):
         scored on the same test objects. The target standardisation is computed on the kept rows.
     label_seed : int
         Seed of that draw.
+    streaming : bool
+        Serve the parts as :class:`~stellar.data.datamodules.streaming.StreamingPart` iterables that read the store
+        one zarr chunk at a time (training sets larger than memory) instead of loading the fields into memory; the
+        batches are the same dicts. :meth:`arrays` then materialises only the val and test parts and refuses the
+        train part (estimators fit in memory: keep ``streaming`` false for them).
+    shuffle_buffer : int
+        Rows of the training part's shuffle buffer when streaming (memory: this many rows of the batch fields).
+    read_ahead : int
+        Chunks read ahead by a background thread when streaming (0: none).
+    stream_seed : int
+        Seed of the streamed chunk order and shuffle draws (combined with the epoch number).
     """
 
     #: arrays of the stored dataset that become batch fields
@@ -106,12 +118,22 @@ class StellarDataModule(L.LightningDataModule):
         preprocessing: Any = None,
         label_fraction: float = 1.0,
         label_seed: int = 0,
+        streaming: bool = False,
+        shuffle_buffer: int = 4096,
+        read_ahead: int = 2,
+        stream_seed: int = 0,
     ):
         super().__init__()
         if not 0.0 < float(label_fraction) <= 1.0:
             raise StellarConfigError(f"label_fraction must be in (0, 1]; got {label_fraction}")
         self.label_fraction = float(label_fraction)
         self.label_seed = int(label_seed)
+        if int(shuffle_buffer) < 1 or int(read_ahead) < 0:
+            raise StellarConfigError(
+                f"shuffle_buffer must be >= 1 and read_ahead >= 0 (rows, chunks); got {shuffle_buffer}, {read_ahead}"
+            )
+        self.streaming, self.shuffle_buffer = bool(streaming), int(shuffle_buffer)
+        self.read_ahead, self.stream_seed = int(read_ahead), int(stream_seed)
         self.preprocessing = preprocessing if preprocessing is not None else self.default_preprocessing()
         self.source = source
         self.store = DatasetStore(store_root)
@@ -126,7 +148,7 @@ class StellarDataModule(L.LightningDataModule):
         self.dataset: StoredDataset | None = None
         self.split_result: SplitResult | None = None
         self.target_stats: dict[str, tuple[float, float]] = {}
-        self._parts: dict[str, TensorDictDataset] = {}
+        self._parts: dict[str, TensorDictDataset | StreamingPart] = {}
 
     # ---- modality hooks ----------------------------------------------------------------------------------
     def default_preprocessing(self) -> Any:
@@ -162,7 +184,8 @@ class StellarDataModule(L.LightningDataModule):
         result = self.keep_labelled(self.split(meta) if self.split is not None else self._score_all(meta))
         self.dataset, self.meta, self.split_result = ds, meta, result
         self.target_stats = self._target_stats(meta.iloc[result.train]) if len(result.train) else {}
-        arrays = self.load_arrays(ds, meta)
+        # streaming reads one row here to learn the field names (and to fail early on a bad derivation)
+        arrays = self.load_arrays(ds, meta.iloc[:1], slice(0, 1)) if self.streaming else self.load_arrays(ds, meta)
         clash = sorted(set(self.targets) & {*arrays, "label", "index"})
         if clash:  # the target would replace the input in every batch: a label leak
             raise StellarConfigError(
@@ -170,12 +193,29 @@ class StellarDataModule(L.LightningDataModule):
                 "a target must not replace an input"
             )
         for part, idx in result.parts().items():
-            self._parts[part] = TensorDictDataset(self._tensors(arrays, meta, idx))
+            self._parts[part] = self._streaming_part(ds, meta, idx) if self.streaming else \
+                TensorDictDataset(self._tensors(arrays, meta, idx))  # fmt: skip
         log.info("dataset %s: %s rows per part", ds.name, {k: len(v) for k, v in result.parts().items()})
 
-    def load_arrays(self, ds: StoredDataset, meta: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Row-aligned arrays that become batch fields: the stored ``fields`` (a modality may derive more)."""
-        return {f: ds.load(f) for f in self.fields}
+    def _streaming_part(self, ds: StoredDataset, meta: pd.DataFrame, idx: np.ndarray) -> StreamingPart:
+        """The rows ``idx`` of ``ds`` as a streaming part; its fields are :meth:`load_arrays` of one chunk at a time."""
+
+        def read(rows: slice) -> dict[str, np.ndarray]:
+            return self.load_arrays(ds, meta.iloc[rows], rows)
+
+        columns = {"label": meta["label"].to_numpy(), **{t: meta[t].to_numpy(dtype=np.float32) for t in self.targets}}
+        return StreamingPart(
+            read, idx, len(meta), ds.chunk_rows, columns, self.batch_size, buffer_rows=self.shuffle_buffer,
+            seed=self.stream_seed, read_ahead=self.read_ahead, num_workers=self.num_workers,
+        )  # fmt: skip
+
+    def load_arrays(self, ds: StoredDataset, meta: pd.DataFrame, rows: slice | None = None) -> dict[str, np.ndarray]:
+        """Row-aligned arrays that become batch fields: the stored ``fields`` (a modality may derive more).
+
+        ``rows`` (a contiguous range; ``None``: all) is what a streaming part reads, one chunk at a time, with
+        ``meta`` the table's rows of that range; a derived field is computed from those rows alone.
+        """
+        return {f: ds.load(f, rows) for f in self.fields}
 
     def encode_labels(self, meta: pd.DataFrame) -> np.ndarray:
         """Class index of every row, -1 where the class is missing or outside ``class_names``."""
@@ -223,22 +263,36 @@ class StellarDataModule(L.LightningDataModule):
         out["index"] = torch.from_numpy(idx.astype(np.int64))
         return out
 
-    def part(self, name: str) -> TensorDictDataset:
+    def part(self, name: str) -> TensorDictDataset | StreamingPart:
         if name not in self._parts:
             raise StellarDataError(f"part {name!r} is not set up; call setup() first (parts: {list(self._parts)})")
         return self._parts[name]
 
     def arrays(self, part: str) -> dict[str, np.ndarray]:
-        """One part as numpy arrays (the batch fields, ``label``, targets and ``index``), for estimators."""
-        return {k: v.numpy() for k, v in self.part(part).tensors.items()}
+        """One part as numpy arrays (the batch fields, ``label``, targets and ``index``), for estimators.
+
+        When streaming, the val and test parts are read into memory (they are small); the train part is refused.
+        """
+        ds = self.part(part)
+        if isinstance(ds, TensorDictDataset):
+            return {k: v.numpy() for k, v in ds.tensors.items()}
+        if part == "train":
+            raise StellarConfigError(
+                "datamodule.streaming=true never loads the train part into memory, and this step needs it as arrays "
+                "(an estimator's fit: XGBoost, ridge, Cannon…); set datamodule.streaming=false"
+            )
+        return ds.materialise()
 
     def loader(self, part: str, shuffle: bool = False, collate_fn: Callable[[Any], Any] | None = None) -> DataLoader:
         """DataLoader over one part (``train``, ``val`` or ``test``); ``collate_fn`` maps each batch dict (e.g. a
-        training-only augmentation)."""
+        training-only augmentation). A streaming part shuffles itself (chunk order and buffer) when ``shuffle``; its
+        workers prefetch ``prefetch_factor`` batches each."""
+        ds = self.part(part)
+        streaming = isinstance(ds, StreamingPart)
         return DataLoader(
-            self.part(part),
-            batch_size=self.batch_size,
-            shuffle=shuffle,
+            ds.replace(shuffle=shuffle) if isinstance(ds, StreamingPart) else ds,
+            batch_size=None if streaming else self.batch_size,  # a streaming part yields whole batches
+            shuffle=shuffle and not streaming,
             num_workers=self.num_workers,
             collate_fn=collate_fn or _batched,
             persistent_workers=self.num_workers > 0,

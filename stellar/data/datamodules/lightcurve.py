@@ -47,11 +47,11 @@ class LightCurveDataModule(StellarDataModule):
             raise StellarConfigError(f"augment must be a callable on batches (LightCurveAugmentation); got {augment!r}")
         self.augment = augment
 
-    def load_arrays(self, ds: StoredDataset, meta: pd.DataFrame) -> dict[str, np.ndarray]:
+    def load_arrays(self, ds: StoredDataset, meta: pd.DataFrame, rows: slice | None = None) -> dict[str, np.ndarray]:
         """The stored fields; a dataset written before the periodogram period was named ``best_period`` holds it
         as the array ``period`` (the label ``period`` is always a column of the table, never an array)."""
         renamed = "best_period" not in ds.fields and "period" in ds.fields
-        return {f: ds.load("period" if renamed and f == "best_period" else f) for f in self.fields}
+        return {f: ds.load("period" if renamed and f == "best_period" else f, rows) for f in self.fields}
 
     def default_preprocessing(self) -> LightCurvePreprocessing:
         return LightCurvePreprocessing()

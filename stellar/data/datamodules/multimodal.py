@@ -158,6 +158,13 @@ class MultiModalDataModule(StellarDataModule):
         **kwargs: Any,
     ):
         super().__init__(cast(Source, source), store_root, **kwargs)
+        if self.streaming:
+            # an object's modalities live in separate datasets whose chunks are not aligned by object, so one
+            # chunk of objects would read scattered chunks of every modality: not a bounded, chunk-wise read
+            raise StellarConfigError(
+                "streaming=true is not supported by MultiModalDataModule (its modalities are separate datasets whose "
+                "chunks are not aligned by object); set datamodule.streaming=false"
+            )
         modalities = {m: f for m, f in dict(modalities or {}).items() if f is not None}  # null drops a modality
         if not modalities:
             raise StellarConfigError("modalities must name at least one modality")
@@ -258,7 +265,8 @@ class MultiModalDataModule(StellarDataModule):
             part_rows = {m: torch.from_numpy(r[idx]) for m, r in rows.items()}
             self._parts[part] = MultiModalDataset(modal, part_rows, common)  # type: ignore[assignment]
         result.audit["modalities"] = self.modality_audit()
-        counts = {p: {m: int((r >= 0).sum()) for m, r in d.rows.items()} for p, d in self._parts.items()}  # type: ignore[attr-defined]
+        parts = {p: cast(MultiModalDataset, d) for p, d in self._parts.items()}
+        counts = {p: {m: int((r >= 0).sum()) for m, r in d.rows.items()} for p, d in parts.items()}
         log.info("objects %s: present per part and modality %s", self.dataset_name, counts)
 
     def _check_train_only(self, meta: pd.DataFrame, rows: dict[str, np.ndarray], parts: dict[str, np.ndarray]) -> None:
@@ -286,7 +294,7 @@ class MultiModalDataModule(StellarDataModule):
         for m in self.modules:
             seen: dict[str, set[str]] = {}
             for part, ds in self._parts.items():
-                r = ds.rows[m].numpy()  # type: ignore[attr-defined]
+                r = cast(MultiModalDataset, ds).rows[m].numpy()
                 seen[part] = set(self.row_ids[m][r[r >= 0]])
             parts = list(seen)
             shared = set().union(*(seen[a] & seen[b] for i, a in enumerate(parts) for b in parts[i + 1 :]))

@@ -80,12 +80,12 @@ class SEDDataModule(StellarDataModule):
             )
         super().__init__(source, store_root, preprocessing=preprocessing or keys, **kwargs)
 
-    def load_arrays(self, ds: StoredDataset, meta: pd.DataFrame) -> dict[str, np.ndarray]:
+    def load_arrays(self, ds: StoredDataset, meta: pd.DataFrame, rows: slice | None = None) -> dict[str, np.ndarray]:
         stored = [str(b) for b in ds.attrs.get("bands", [])]
         prep = self.preprocessing.for_bands(stored, where=f"dataset {ds.name!r}")
         cols = [stored.index(b) for b in prep.bands or ()]
         self.preprocessing = prep  # with the dataset's bands: what the registry stores and the server applies
-        return prep(ds.load("mag")[:, cols], ds.load("mag_err")[:, cols], meta)
+        return prep(ds.load("mag", rows)[:, cols], ds.load("mag_err", rows)[:, cols], meta)
 
     @property
     def stored_bands(self) -> list[str]:

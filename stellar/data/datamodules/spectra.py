@@ -27,10 +27,10 @@ class SpectraDataModule(StellarDataModule):
     def default_preprocessing(self) -> SpectrumPreprocessing:
         return SpectrumPreprocessing()
 
-    def load_arrays(self, ds: StoredDataset, meta: pd.DataFrame) -> dict[str, np.ndarray]:
-        arrays = super().load_arrays(ds, meta)
+    def load_arrays(self, ds: StoredDataset, meta: pd.DataFrame, rows: slice | None = None) -> dict[str, np.ndarray]:
+        arrays = super().load_arrays(ds, meta, rows)
         if getattr(self.preprocessing, "continuum_channel", False):
-            arrays["continuum"] = ds.load("continuum")
+            arrays["continuum"] = ds.load("continuum", rows)
         return arrays
 
     @property

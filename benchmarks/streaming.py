@@ -1,7 +1,7 @@
 """Larger-than-memory training: one epoch streamed from a store over 3x a memory limit imposed on the training
 process, beside the in-memory datamodule on a store that fits.
 
-Two simulated spectra stores are written block by block (``stellar.data.chunked_write.write_in_chunks``; the
+Two simulated spectra stores are written block by block (``DatasetStore.write_blocks``; the
 writer never holds more than one block): a big one whose arrays are ``--factor`` times ``--limit-gib`` (uncompressed,
 as they would be in memory) and a small one ``--small-fraction`` of it. Each training run is a fresh interpreter
 (this script with ``--child``) that builds ``SpectraDataModule`` on a store and fits a small spectral CNN for one
@@ -74,7 +74,6 @@ def _blocks(base: dict[str, Any], n: int, seed: int, block: int) -> Any:
 
 def build_stores(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Write the big and the small store (once; reused when present) and return their sizes."""
-    from stellar.data.chunked_write import write_in_chunks
     from stellar.data.preprocess.spectra import SpectrumPreprocessing
     from stellar.data.simulate.spectra import SpectrumSimulator
     from stellar.data.sources import SimulatedSpectraSource
@@ -95,7 +94,7 @@ def build_stores(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 base = SimulatedSpectraSource(n=BASE_ROWS, seed=args.seed, simulator=SpectrumSimulator()).build(prep)
             kw = {k: v for k, v in base.items() if k not in ("arrays", "meta")}
             blocks = _blocks(base, n, args.seed + n, 4 * CHUNK_ROWS)
-            write_in_chunks(store, name, blocks, n_rows=n, chunk_rows=CHUNK_ROWS, **kw)
+            store.write_blocks(name, blocks, n_rows=n, chunk_rows=CHUNK_ROWS, **kw)
         disk = sum(f.stat().st_size for f in (workdir / "store" / name).rglob("*") if f.is_file())
         out[label] = {"name": name, "rows": n, "gib": n * row_bytes / GIB, "disk_gib": disk / GIB,
                       "write_s": time.perf_counter() - t0}  # fmt: skip

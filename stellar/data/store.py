@@ -29,7 +29,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -52,14 +52,22 @@ REQUIRED_META = ("object_id", "survey", "ra", "dec")
 CLAIM_STALE_S = 3600.0
 
 
-def content_hash(arrays: Mapping[str, np.ndarray], meta: pd.DataFrame, grid: Mapping[str, np.ndarray]) -> str:
-    """SHA-256 over every array's bytes, shape and dtype and over the metadata table, in a fixed (sorted) order."""
+def content_hash(
+    arrays: Mapping[str, Any], meta: pd.DataFrame, grid: Mapping[str, np.ndarray], step: int = 4096
+) -> str:
+    """SHA-256 over every array's bytes, shape and dtype and over the metadata table, in a fixed (sorted) order.
+
+    Arrays (numpy or zarr) are read ``step`` rows at a time, so a stored array larger than memory hashes to what the
+    same rows in memory give.
+    """
     h = hashlib.sha256()
     for kind, mapping in (("arrays", arrays), ("grid", grid)):
         for key in sorted(mapping):
-            a = np.ascontiguousarray(mapping[key])
-            h.update(f"{kind}/{key}:{a.dtype.str}:{a.shape}".encode())
-            h.update(a.tobytes())
+            a = mapping[key]
+            shape = tuple(np.shape(a))
+            h.update(f"{kind}/{key}:{np.dtype(a.dtype).str}:{shape}".encode())
+            for s in range(0, shape[0] if shape else 1, max(1, int(step))):
+                h.update(np.ascontiguousarray(a[s : s + step] if shape else a).tobytes())
     h.update(meta.to_csv(index=False).encode())
     return h.hexdigest()
 
@@ -79,6 +87,48 @@ def _meta_column(values: pd.Series) -> np.ndarray:
         return values.to_numpy()
     # strings (and mixed objects) become variable-length UTF-8; missing becomes the empty string
     return np.asarray(values.fillna("").astype(str).to_numpy(), dtype=np.dtypes.StringDType())
+
+
+def _require(meta: pd.DataFrame, required: tuple[str, ...]) -> None:
+    missing = [c for c in required if c not in meta.columns]
+    if missing:
+        raise StellarValueError(f"meta lacks required column(s) {missing}; it has {list(meta.columns)}")
+
+
+def _attributes(
+    attrs: Mapping[str, Any] | None,
+    modality: str,
+    units: Mapping[str, str] | None,
+    provenance: Mapping[str, Any] | None,
+    digest: str,
+    meta: pd.DataFrame,
+) -> dict[str, Any]:
+    """The attributes of a dataset (``complete`` apart); raises if one is not JSON-serialisable."""
+    out = {
+        **dict(attrs or {}),
+        "modality": modality,
+        "units": dict(units or {}),
+        "provenance": dict(provenance or {}),
+        "content_hash": digest,
+        "code_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(),
+        "n_rows": len(meta),
+        "meta_columns": [str(c) for c in meta.columns],
+    }
+    try:
+        json.dumps(out)
+    except TypeError as err:
+        raise StellarValueError(f"dataset attributes must be JSON-serialisable: {err}") from err
+    return out
+
+
+def _write_grid_and_meta(g: zarr.Group, grid: Mapping[str, np.ndarray], meta: pd.DataFrame) -> None:
+    gg = g.create_group("grid")
+    for key, a in grid.items():
+        gg.create_array(key, data=np.asarray(a))
+    gm = g.create_group("meta")
+    for col in meta.columns:
+        gm.create_array(str(col), data=_meta_column(meta[col]))
 
 
 @dataclass
@@ -269,6 +319,70 @@ class DatasetStore:
             name, {}, table, modality=kind, units=units, provenance=provenance, attrs=attrs, required=required
         )
 
+    def write_blocks(
+        self,
+        name: str,
+        blocks: Iterable[tuple[Mapping[str, np.ndarray], pd.DataFrame]],
+        *,
+        n_rows: int,
+        modality: str,
+        grid: Mapping[str, np.ndarray] | None = None,
+        units: Mapping[str, str] | None = None,
+        provenance: Mapping[str, Any] | None = None,
+        attrs: Mapping[str, Any] | None = None,
+        chunk_rows: int = 512,
+    ) -> Dataset:
+        """Write a new dataset from consecutive row blocks, holding one block of the arrays at a time.
+
+        The same dataset (groups, attributes, ``content_hash``) as :meth:`write` of the concatenated rows, for
+        datasets larger than memory: the arrays are created at ``n_rows`` and filled block by block, the hash is
+        read back ``chunk_rows`` at a time, and only the metadata table is gathered in memory.
+
+        Parameters
+        ----------
+        name : str
+            Dataset name (letters, digits, ``_-.``).
+        blocks : iterable of (mapping of str to ndarray, DataFrame)
+            The same fields, dtypes and trailing shapes in every block, with the block's metadata rows.
+        n_rows : int
+            Rows of all blocks together.
+        modality, grid, units, provenance, attrs, chunk_rows
+            As in :meth:`write`.
+        """
+        validate_name(name, "dataset name")
+        if int(n_rows) < 1 or int(chunk_rows) < 1:
+            raise StellarValueError(f"n_rows and chunk_rows must be >= 1; got {n_rows}, {chunk_rows}")
+        if self.exists(name):
+            raise StellarDataError(f"dataset {name!r} already exists in {self.root!r}; stored datasets are immutable")
+        grid = dict(grid or {})
+        _attributes(attrs, modality, units, provenance, "", pd.DataFrame())  # JSON-serialisable, before writing
+
+        def fill(g: zarr.Group) -> dict[str, Any]:
+            ga, created, metas, done = g.create_group("arrays"), {}, [], 0
+            for arrays, meta in blocks:
+                m = len(meta)
+                if not arrays or any(np.shape(a)[0] != m for a in arrays.values()) or done + m > n_rows:
+                    raise StellarValueError(f"block at row {done}: every field needs {m} rows (its metadata rows), "
+                                            f"and the blocks at most n_rows={n_rows} in all")  # fmt: skip
+                for key, a in arrays.items():
+                    if key not in created:
+                        chunks = (int(chunk_rows), *np.shape(a)[1:])
+                        created[key] = ga.create_array(key, shape=(n_rows, *chunks[1:]), dtype=a.dtype, chunks=chunks)
+                    created[key][done : done + m] = a
+                metas.append(meta)
+                done += m
+            if done != n_rows:
+                raise StellarValueError(f"the blocks hold {done} rows but n_rows is {n_rows}")
+            meta = pd.concat(metas, ignore_index=True)
+            _require(meta, REQUIRED_META)
+            _write_grid_and_meta(g, grid, meta)
+            digest = content_hash(created, meta, grid, step=int(chunk_rows))
+            return _attributes(attrs, modality, units, provenance, digest, meta)
+
+        ds = self._store(name, fill, None)
+        log.info("stored dataset %r (%d rows in blocks, fields %s) in %s", name, n_rows, ds.fields, self.root)
+        return ds
+
     def _write(
         self,
         name: str,
@@ -285,29 +399,34 @@ class DatasetStore:
     ) -> Dataset:
         validate_name(name, "dataset name")
         grid = dict(grid or {})
-        missing = [c for c in required if c not in meta.columns]
-        if missing:
-            raise StellarValueError(f"meta lacks required column(s) {missing}; it has {list(meta.columns)}")
+        _require(meta, required)
         for key, a in arrays.items():
             if np.shape(a)[0] != len(meta):
                 raise StellarValueError(f"array {key!r} has {np.shape(a)[0]} rows but meta has {len(meta)}")
         if self.exists(name):
             raise StellarDataError(f"dataset {name!r} already exists in {self.root!r}; stored datasets are immutable")
-
         digest = content_hash(arrays, meta, grid)
-        all_attrs = {
-            **dict(attrs or {}),
-            "modality": modality,
-            "units": dict(units or {}),
-            "provenance": dict(provenance or {}),
-            "content_hash": digest,
-            "code_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(),
-            "n_rows": len(meta),
-            "meta_columns": [str(c) for c in meta.columns],
-        }
-        json.dumps(all_attrs)  # fail before writing anything if an attribute is not JSON-serialisable
+        all_attrs = _attributes(attrs, modality, units, provenance, digest, meta)
 
+        def fill(g: zarr.Group) -> dict[str, Any]:
+            ga = g.create_group("arrays")
+            for key, a in arrays.items():
+                a = np.asarray(a)
+                chunks = (min(chunk_rows, max(1, a.shape[0])), *a.shape[1:])
+                ga.create_array(key, data=a, chunks=chunks)
+            _write_grid_and_meta(g, grid, meta)
+            return all_attrs
+
+        ds = self._store(name, fill, digest)
+        log.info("stored dataset %r (%d rows, fields %s) in %s", name, len(meta), sorted(arrays), self.root)
+        return ds
+
+    def _store(self, name: str, fill: Callable[[zarr.Group], dict[str, Any]], digest: str | None) -> Dataset:
+        """Claim ``name``, build its group with ``fill`` (→ its attributes) and publish it, ``complete`` last.
+
+        A concurrent writer holding the claim is waited for; its dataset is returned when it has our ``digest``
+        (``None``: not known before writing, so any dataset stored meanwhile is refused as immutable).
+        """
         lease = Lease(self.fs, f"{self._path}/.claim-{name}", stale_after=CLAIM_STALE_S)
         delay = 0.05
         while not lease.acquire():  # another writer is storing this name: wait for its dataset
@@ -318,21 +437,12 @@ class DatasetStore:
         try:
             if self.exists(name):  # completed between our first look and our claim
                 return self._stored_by_another(name, digest)
-            self._write_claimed(name, arrays, meta, grid, all_attrs, chunk_rows)
+            self._write_claimed(name, fill)
         finally:
             lease.release()
-        log.info("stored dataset %r (%d rows, fields %s) in %s", name, len(meta), sorted(arrays), self.root)
         return self.open(name)
 
-    def _write_claimed(
-        self,
-        name: str,
-        arrays: Mapping[str, np.ndarray],
-        meta: pd.DataFrame,
-        grid: Mapping[str, np.ndarray],
-        all_attrs: Mapping[str, Any],
-        chunk_rows: int,
-    ) -> None:
+    def _write_claimed(self, name: str, fill: Callable[[zarr.Group], dict[str, Any]]) -> None:
         """Write the group of ``name``, whose claim the caller holds, ``complete`` last."""
         final_url = self._url(name)
         self.fs.invalidate_cache(self._path)
@@ -346,18 +456,7 @@ class DatasetStore:
                 self.fs.rm(f"{self._path}/{name}", recursive=True)
         try:
             g = zarr.open_group(target, mode="w")
-            ga = g.create_group("arrays")
-            for key, a in arrays.items():
-                a = np.asarray(a)
-                chunks = (min(chunk_rows, max(1, a.shape[0])), *a.shape[1:])
-                ga.create_array(key, data=a, chunks=chunks)
-            gg = g.create_group("grid")
-            for key, a in grid.items():
-                gg.create_array(key, data=np.asarray(a))
-            gm = g.create_group("meta")
-            for col in meta.columns:
-                gm.create_array(str(col), data=_meta_column(meta[col]))
-            g.attrs.update(dict(all_attrs))
+            g.attrs.update(fill(g))
             g.attrs["complete"] = True  # written last: readers ignore a dataset without it
             if self.is_local:
                 final = Path(self._path) / name
@@ -372,8 +471,13 @@ class DatasetStore:
                 self.fs.rm(f"{self._path}/{name}", recursive=True)
             raise
 
-    def _stored_by_another(self, name: str, digest: str) -> Dataset:
+    def _stored_by_another(self, name: str, digest: str | None) -> Dataset:
         """The dataset a concurrent writer stored under ``name``, if it holds what we were writing."""
+        if digest is None:
+            raise StellarDataError(
+                f"dataset {name!r} was stored in {self.root!r} meanwhile by another writer; stored datasets are "
+                "immutable"
+            )
         ds = self.open(name)
         if ds.attrs.get("content_hash") != digest:
             raise StellarDataError(

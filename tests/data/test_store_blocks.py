@@ -1,4 +1,4 @@
-"""write_in_chunks: the same stored dataset as DatasetStore.write from row blocks, and nothing left on failure."""
+"""DatasetStore.write_blocks: the dataset DatasetStore.write stores, from row blocks; nothing left on failure."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stellar.data.chunked_write import write_in_chunks
 from stellar.data.store import DatasetStore
 from stellar.errors import StellarDataError, StellarValueError
 
@@ -30,7 +29,7 @@ def test_blocks_store_the_same_dataset_as_a_whole_write(tmp_path, root):
     arrays, meta = _rows(50)
     grid = {"log_wave": np.linspace(3.6, 3.9, 7)}
     whole = store.write("whole", arrays, meta, modality="spectra", grid=grid, units={"flux": "1"}, chunk_rows=8)
-    got = write_in_chunks(store, "blocks", _blocks(arrays, meta, 13), n_rows=50, modality="spectra", grid=grid,
+    got = store.write_blocks("blocks", _blocks(arrays, meta, 13), n_rows=50, modality="spectra", grid=grid,
                           units={"flux": "1"}, chunk_rows=8)  # fmt: skip
     assert got.attrs["content_hash"] == whole.attrs["content_hash"] and got.chunk_rows == 8
     for f in arrays:
@@ -39,15 +38,15 @@ def test_blocks_store_the_same_dataset_as_a_whole_write(tmp_path, root):
     np.testing.assert_array_equal(got.grid("log_wave"), grid["log_wave"])
     assert sorted(store.list()) == ["blocks", "whole"]
     with pytest.raises(StellarDataError, match="immutable"):
-        write_in_chunks(store, "blocks", _blocks(arrays, meta, 13), n_rows=50, modality="spectra")
+        store.write_blocks("blocks", _blocks(arrays, meta, 13), n_rows=50, modality="spectra")
 
 
 def test_short_or_ragged_blocks_leave_nothing(tmp_path):
     store = DatasetStore(tmp_path)
     arrays, meta = _rows(20)
     with pytest.raises(StellarValueError, match="n_rows is 30"):
-        write_in_chunks(store, "short", _blocks(arrays, meta, 8), n_rows=30, modality="spectra")
+        store.write_blocks("short", _blocks(arrays, meta, 8), n_rows=30, modality="spectra")
     ragged = iter([({"flux": arrays["flux"][:5]}, meta.iloc[:4])])
     with pytest.raises(StellarValueError, match="block at row 0"):
-        write_in_chunks(store, "ragged", ragged, n_rows=20, modality="spectra")
+        store.write_blocks("ragged", ragged, n_rows=20, modality="spectra")
     assert store.list() == [] and list(tmp_path.iterdir()) == []

@@ -201,7 +201,7 @@ def _dataset_arrays(
     arrays = dm.arrays("test") if hasattr(dm, "arrays") else None
     if arrays is None:
         raise StellarDataError(f"the datamodule of {v.tag} cannot list its rows as arrays")
-    ids = dm.meta["object_id"].astype(str).to_numpy()[dm.part("test").tensors["index"].numpy()]
+    ids = dm.meta["object_id"].astype(str).to_numpy()[np.asarray(arrays["index"])]
     return ids, {k: np.asarray(a) for k, a in arrays.items()}
 
 

@@ -99,10 +99,13 @@ def test_bad_arguments_name_the_problem(tmp_path, spectral_version, registry_roo
     )
 
 
-def test_dataset_folder_through_the_models_datamodule(tmp_path, miles_dir):
+@pytest.mark.parametrize("streaming", [False, True], ids=["in_memory", "streaming"])
+def test_dataset_folder_through_the_models_datamodule(tmp_path, miles_dir, streaming):
     from tests.serving.helpers import register_untrained
 
-    v = register_untrained(tmp_path / "reg", "spectral_cnn", "miles", f"datamodule.data_dir={miles_dir}")
+    # a model trained with datamodule.streaming=true reads the folder through a streamed test part
+    flag = f"datamodule.streaming={str(streaming).lower()}"
+    v = register_untrained(tmp_path / "reg", "spectral_cnn", "miles", f"datamodule.data_dir={miles_dir}", flag)
     out = scoring.score(
         miles_dir,
         tmp_path / "miles.csv",

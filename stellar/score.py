@@ -18,6 +18,7 @@ import hydra
 from omegaconf import DictConfig
 
 from stellar.errors import StellarError, StellarValueError
+from stellar.pipelines.common import registry_model_argument
 from stellar.pipelines.score import run
 
 #: the repository's Hydra configs (an absolute path: :func:`main` is also called in-process, by tests)
@@ -51,12 +52,12 @@ def flag_overrides(argv: Sequence[str]) -> list[str]:
                 raise StellarValueError(f"{a} needs a value; flags: {sorted(FLAGS)}")
             given[a] = value
         else:
-            rest.append(f"model_ref={a[len('model=') :]}" if a.startswith("model=") else a)
+            rest.append(a)
     if "--ref" in given:
         if "--model" not in given:
             raise StellarValueError("--ref needs --model (or model=<name>@<ref>)")
         given["--model"] += "@" + given.pop("--ref")
-    return [f"{FLAGS[f]}={v}" for f, v in given.items()] + rest
+    return [f"{FLAGS[f]}={v}" for f, v in given.items()] + registry_model_argument(rest)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="score")

@@ -17,7 +17,8 @@ Only one writer at a time writes a name, anywhere: it first claims the name by c
 :class:`stellar.utils.claims.Lease`) and removes its claims when done. Another writer of the same name (a second
 sweep job, another DDP rank) waits for the holder's dataset and returns it when its ``content_hash`` equals its own,
 so it never deletes or interleaves with the holder's half-written data. A claim older than :data:`CLAIM_STALE_S`
-is presumed left by a crashed writer: the next writer takes it over and replaces the incomplete leftover.
+is presumed left by a crashed writer: the next writer takes it over and replaces the incomplete leftover; the
+writer taken over, should it still be alive, checks its claim before it publishes and then removes nothing.
 """
 
 from __future__ import annotations
@@ -437,13 +438,17 @@ class DatasetStore:
         try:
             if self.exists(name):  # completed between our first look and our claim
                 return self._stored_by_another(name, digest)
-            self._write_claimed(name, fill)
+            self._write_claimed(name, fill, lease)
         finally:
             lease.release()
         return self.open(name)
 
-    def _write_claimed(self, name: str, fill: Callable[[zarr.Group], dict[str, Any]]) -> None:
-        """Write the group of ``name``, whose claim the caller holds, ``complete`` last."""
+    def _write_claimed(self, name: str, fill: Callable[[zarr.Group], dict[str, Any]], lease: Lease) -> None:
+        """Write the group of ``name``, whose claim the caller holds, ``complete`` last.
+
+        A writer slower than :data:`CLAIM_STALE_S` may have been taken over meanwhile (presumed crashed): it then
+        publishes nothing and removes nothing under ``name``, which is its successor's now, and raises.
+        """
         final_url = self._url(name)
         self.fs.invalidate_cache(self._path)
         if self.is_local:
@@ -457,6 +462,7 @@ class DatasetStore:
         try:
             g = zarr.open_group(target, mode="w")
             g.attrs.update(fill(g))
+            self._check_held(name, lease)
             g.attrs["complete"] = True  # written last: readers ignore a dataset without it
             if self.is_local:
                 final = Path(self._path) / name
@@ -464,12 +470,27 @@ class DatasetStore:
                     log.warning("removing incomplete dataset %r left by an interrupted write", name)
                     shutil.rmtree(final)
                 os.replace(Path(self._path) / Path(target).name, final)
-        except BaseException:
+        except BaseException as err:
+            held = lease.held()
             if self.is_local:
                 shutil.rmtree(Path(self._path) / Path(target).name, ignore_errors=True)
-            elif self.fs.exists(f"{self._path}/{name}"):  # our own half-written group
+            elif held and self.fs.exists(f"{self._path}/{name}"):  # our own half-written group
                 self.fs.rm(f"{self._path}/{name}", recursive=True)
+            if not held and isinstance(err, Exception) and not isinstance(err, StellarDataError):
+                # e.g. zarr refusing to create an array the successor wrote first: say why
+                raise StellarDataError(self._lost_claim(name)) from err
             raise
+
+    def _check_held(self, name: str, lease: Lease) -> None:
+        if not lease.held():
+            raise StellarDataError(self._lost_claim(name))
+
+    def _lost_claim(self, name: str) -> str:
+        return (
+            f"dataset {name!r} in {self.root!r}: this writer's claim was taken over by another writer after "
+            f"{CLAIM_STALE_S:g} s (presumed crashed); its write is abandoned, and what the other writer stores "
+            "under the name is kept. Raise stellar.data.store.CLAIM_STALE_S above the longest write"
+        )
 
     def _stored_by_another(self, name: str, digest: str | None) -> Dataset:
         """The dataset a concurrent writer stored under ``name``, if it holds what we were writing."""

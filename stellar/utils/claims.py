@@ -237,10 +237,16 @@ class Lease:
         self.generation = k + 1
         return True
 
+    def held(self) -> bool:
+        """Whether this writer still holds the claim: the latest claim is its own (by token, not by number: after a
+        takeover and its release, a new writer's claim may carry this writer's number again)."""
+        k, claim = self._latest()
+        return bool(self.generation) and k == self.generation and claim.get("token") == self.token
+
     def release(self) -> None:
         """Remove every claim on the name (the holder's work is done, or undone), unless another writer took the
         claim over meanwhile: its claim stays, for it to release."""
-        if self.generation and self._latest()[0] == self.generation:
+        if self.held():
             with contextlib.suppress(FileNotFoundError):
                 self.fs.rm(self.folder, recursive=True)
         self.generation = 0

@@ -108,3 +108,19 @@ def test_threads_registering_on_memory_get_distinct_versions(monkeypatch):
     for v in got:
         mv = reg.get("m", v)
         assert mv.read_bytes("checkpoints/w.bin") == str(mv.manifest["i"]).encode()
+
+
+def test_a_late_holder_does_not_release_a_successors_claim_with_its_number(tmp_path):
+    """Taken over (b), and the taker done (c released): a new writer (d) claims the same number 1 again. The writer
+    presumed dead (a, also number 1) neither thinks it still holds the name nor removes d's claim."""
+    fs, folder = fsspec.filesystem("file"), str(tmp_path / "name")
+    a = Lease(fs, folder, 3600.0)
+    assert a.acquire() and a.held()
+    c = Lease(fs, folder, 0.0)
+    assert c.acquire() and not a.held() and c.held()
+    c.release()
+    d = Lease(fs, folder, 3600.0)
+    assert d.acquire() and d.generation == a.generation == 1
+    assert not a.held() and d.held()
+    a.release()
+    assert d.held() and not Lease(fs, folder, 3600.0).acquire()

@@ -116,3 +116,38 @@ def test_a_crashed_writers_claim_is_taken_over(where, tmp_path, request, monkeyp
     assert store.fs.find(f"{store._path}/.claim-sims") == []
     if where == "local":  # nothing but the dataset is left in the folder
         assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["sims"]
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_writer_taken_over_leaves_its_successors_dataset_alone(where, tmp_path, request, monkeypatch):
+    """A writer slower than ``CLAIM_STALE_S`` is presumed crashed and taken over. When it finishes late, it must
+    neither replace nor delete the dataset its successor stored meanwhile: it raises, and the successor's rows stay."""
+    root = str(tmp_path / "store") if where == "local" else f"{request.getfixturevalue('s3_bucket')}/store"
+    monkeypatch.setattr(store_mod, "CLAIM_STALE_S", 0.5)
+    late, first = _build(1), _build(0)
+    started, go, outcome = threading.Event(), threading.Event(), {}
+
+    def blocks():  # the late writer stalls after its claim, before its first block
+        started.set()
+        go.wait(60)
+        yield late["arrays"], late["meta"]
+
+    def write_late() -> None:
+        try:
+            DatasetStore(root).write_blocks("sims", blocks(), n_rows=N_ROWS, modality="spectra", chunk_rows=512)
+        except store_mod.StellarDataError as err:
+            outcome["error"] = str(err)
+
+    thread = threading.Thread(target=write_late)
+    thread.start()
+    assert started.wait(60)
+    time.sleep(0.6)  # its claim is now stale
+    DatasetStore(root).write("sims", first["arrays"], first["meta"], modality="spectra", chunk_rows=512)
+    go.set()
+    thread.join(60)
+    assert "claim" in outcome.get("error", ""), outcome
+    store = DatasetStore(root)
+    assert store.list() == ["sims"]
+    np.testing.assert_array_equal(store.open("sims").load("flux"), first["arrays"]["flux"])
+    store.fs.invalidate_cache()
+    assert store.fs.find(f"{store._path}/.claim-sims") == []

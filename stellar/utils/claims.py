@@ -10,7 +10,8 @@ others learn that they lost and the winner's bytes stay as written. The registry
 Which filesystems are honest, and how:
 
 - a local disk: the bytes go to a temporary file beside the target, which is then hard-linked to the target name
-  (``link`` fails when the name exists), so the file appears whole or not at all;
+  (``link`` fails when the name exists), so the file appears whole or not at all; a disk without hard links
+  (FAT/exFAT, some network and FUSE mounts) is refused;
 - S3 (``s3://``, ``s3a://``): a conditional PUT (``If-None-Match: *``), honoured by AWS S3, MinIO and moto; a
   server that ignores the header gives no guarantee;
 - ``memory://``: a check and a create under one process-wide lock (a memory filesystem lives in one process, and
@@ -24,6 +25,7 @@ renamed (an atomic replace, as the registry's aliases are) into place.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 #: protocols whose ``pipe_file(..., mode="create")`` is one conditional request on the server
 NATIVE_CREATE = frozenset({"s3", "s3a"})
 _MEMORY_LOCK = threading.Lock()
+#: errors of ``os.link`` on a filesystem that has no hard links
+_NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 
 
 def _protocols(fs: AbstractFileSystem) -> set[str]:
@@ -77,6 +81,15 @@ def _create_local(path: str, data: bytes) -> bool:
         publish_local(path, data, os.link)  # link is atomic, and fails when the name exists
     except FileExistsError:
         return False
+    except OSError as err:
+        if err.errno not in _NO_LINKS:
+            raise
+        # FAT/exFAT, some network and FUSE mounts: no hard links, hence no exclusive create that appears whole
+        raise StellarConfigError(
+            f"{os.path.dirname(path)!r} is on a filesystem without hard links ({err.strerror}), so files cannot be "
+            "created there exclusively and concurrent writers could overwrite each other; put the registry and the "
+            "dataset store on a local disk with hard links (ext4, xfs, apfs, ntfs…), memory:// or s3://"
+        ) from err
     return True
 
 

@@ -124,3 +124,20 @@ def test_a_late_holder_does_not_release_a_successors_claim_with_its_number(tmp_p
     assert not a.held() and d.held()
     a.release()
     assert d.held() and not Lease(fs, folder, 3600.0).acquire()
+
+
+def test_a_local_filesystem_without_hard_links_is_refused_clearly(tmp_path, monkeypatch):
+    """FAT/exFAT or a FUSE mount: ``os.link`` fails with EPERM; the claim says why instead of a bare OSError, and
+    leaves neither the file nor its temporary copy behind."""
+    import errno
+    import os
+
+    def no_links(src: str, dst: str) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted", src)
+
+    monkeypatch.setattr(os, "link", no_links)
+    with pytest.raises(StellarConfigError, match="without hard links"):
+        create_exclusive(fsspec.filesystem("file"), str(tmp_path / "claim.json"), b"x")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(StellarConfigError, match="without hard links"):
+        ModelRegistry(tmp_path / "registry").register("m", {"checkpoints/w.bin": b"w"})

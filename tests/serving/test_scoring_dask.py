@@ -302,3 +302,19 @@ def test_run_on_a_local_cluster_of_one_process_worker(sed_version, sdss_rows, tm
     )
     pd.testing.assert_frame_equal(_sorted(_folder(tmp_path / "out")), _sorted(_folder(tmp_path / "sync")))
     assert sync.partitions == 4
+
+
+def test_a_partition_write_that_fails_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """The local output partition is written to a temporary file that is renamed into place; a failed rename (a full
+    disk, a killed process between the two) leaves neither the partition (which would count as finished) nor a
+    ``.tmp`` file."""
+    import os
+
+    def broken(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", broken)
+    with pytest.raises(OSError, match="No space"):
+        catalogue.write_partition(pd.DataFrame({"x": [1.0]}), str(tmp_path / "out" / "part-000000.parquet"), {})
+    assert list((tmp_path / "out").iterdir()) == [] and catalogue.finished(str(tmp_path / "out")) == set()
+

@@ -17,10 +17,10 @@ fsspec URLs, see :mod:`stellar.serving.catalogue`):
 
 Each partition (at most ``partition_rows`` objects of one file) is scored on its own — in this process
 (:class:`~stellar.serving.executors.Synchronous`) or on a Dask cluster
-(:class:`~stellar.serving.executors.DaskCluster`), where each worker loads the model once — and written
-atomically to one output Parquet file carrying the model, version and calibrator in its metadata. A rerun skips the
-partitions already written (after checking that ``_job.json`` names the same model and input), so an interrupted
-run resumes where it stopped. Columns: the id column, ``predicted_class``, ``p_<class>`` per class,
+(:class:`~stellar.serving.executors.DaskCluster`), where each worker loads the model once — and written atomically to
+one output Parquet file carrying the model, version and calibrator in its metadata. A rerun skips the partitions already
+written (after checking that ``_job.json`` names the same model, by its files' hashes, and the same input), so an
+interrupted run resumes where it stopped. Columns: the id column, ``predicted_class``, ``p_<class>`` per class,
 ``<target>_mean`` and ``<target>_std``, ``valid_fraction``, ``ood_score`` and ``ood`` (against the model's training
 reference, for versions that have one) and ``error``. An ``output`` ending in ``.csv`` or ``.parquet`` gets the
 partitions (written to ``<output>.parts/``) joined into that one file.
@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import itertools
+import json
 import logging
 import threading
 import time
@@ -299,7 +301,8 @@ def score(
     job = ScoringJob(str(version.registry.root), version.name, version.version, modality, id_column, store_root)
     parts, identity = _plan(str(input), job, modality_of(version).per_row, int(partition_rows))
     out_dir = f"{out}.parts" if joined else out
-    key = {**identity, "model": version.tag, "partition_rows": int(partition_rows), "id_column": id_column}
+    key = {**identity, "model": version.tag, "model_files": _files_digest(version.manifest),
+           "partition_rows": int(partition_rows), "id_column": id_column}  # fmt: skip
     done = catalogue.finished(out_dir)
     catalogue.claim_job(out_dir, key, replace=not done)  # no partition yet: a failed start's job is replaced
     todo = [p for p in parts if p.key not in done]
@@ -322,6 +325,13 @@ def score(
     result.seconds = time.perf_counter() - t0
     log.info("scored %d objects (%d of %d partitions now) -> %s", total, len(computed), len(parts), out)
     return result
+
+
+def _files_digest(manifest: dict[str, Any]) -> str:
+    """A digest of a version's files (their SHA-256 in its manifest): another registry's ``name:vN``, other weights
+    under the same tag, is another model; the same version in a registry moved elsewhere is the same one."""
+    files = json.dumps(manifest.get("files", {}), sort_keys=True).encode()
+    return hashlib.sha256(files).hexdigest()[:16]
 
 
 def _plan(src: str, job: ScoringJob, per_row: bool, partition_rows: int) -> tuple[list[Partition], dict[str, Any]]:

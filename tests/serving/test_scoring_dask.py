@@ -318,3 +318,25 @@ def test_a_partition_write_that_fails_leaves_no_temporary_file(tmp_path, monkeyp
         catalogue.write_partition(pd.DataFrame({"x": [1.0]}), str(tmp_path / "out" / "part-000000.parquet"), {})
     assert list((tmp_path / "out").iterdir()) == [] and catalogue.finished(str(tmp_path / "out")) == set()
 
+
+def test_resume_refuses_a_different_model_with_the_same_name_and_version(sed_version, sdss_rows, tmp_path):
+    """Another registry holding another ``sed_xgboost:v1`` (other weights) must not resume this model's output: the
+    job identity is the version's files (their SHA-256), not its tag."""
+    import shutil
+
+    src = tmp_path / "rows.parquet"
+    sdss_rows.iloc[:200].to_parquet(src)
+    kw = {"model": sed_version.name, "partition_rows": 100, "progress": False}
+    scoring.score(src, tmp_path / "out", registry_root=str(sed_version.registry.root), **kw)
+    other = tmp_path / "other-registry"
+    shutil.copytree(sed_version.registry.root, other)
+    primary = sed_version.manifest["artifact"]["primary"]
+    vdir = other / sed_version.name / "versions" / f"v{sed_version.version}"
+    (vdir / primary).write_bytes((vdir / primary).read_bytes() + b" ")  # another model, registered as v1 there
+    manifest = (vdir / "manifest.json").read_text()
+    (vdir / "manifest.json").write_text(manifest.replace(sed_version.manifest["files"][primary], "0" * 64))
+    with pytest.raises(StellarValueError, match="another job"):
+        scoring.score(src, tmp_path / "out", registry_root=str(other), **kw)
+    moved = tmp_path / "moved-registry"  # the same model in a registry moved elsewhere resumes
+    shutil.copytree(sed_version.registry.root, moved)
+    assert scoring.score(src, tmp_path / "out", registry_root=str(moved), **kw).computed == []

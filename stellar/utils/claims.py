@@ -64,7 +64,9 @@ def publish_local(path: str, data: bytes, publish: Callable[[str, str], None]) -
     appears whole or not at all, and ``FileExistsError`` is raised when ``path`` exists (an exclusive create).
     The temporary file is removed in every case.
     """
-    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+    # hidden, so that a leftover of a killed process is skipped by readers of the folder (pyarrow datasets, listings)
+    head, tail = os.path.split(path)
+    tmp = os.path.join(head, f".{tail}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "wb") as f:
             f.write(data)

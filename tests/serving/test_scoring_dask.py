@@ -340,3 +340,24 @@ def test_resume_refuses_a_different_model_with_the_same_name_and_version(sed_ver
     moved = tmp_path / "moved-registry"  # the same model in a registry moved elsewhere resumes
     shutil.copytree(sed_version.registry.root, moved)
     assert scoring.score(src, tmp_path / "out", registry_root=str(moved), **kw).computed == []
+
+
+def test_a_writer_killed_before_its_rename_leaves_the_output_folder_readable(tmp_path, monkeypatch):
+    """A process killed between writing a partition's temporary file and renaming it (nothing removes the file then)
+    leaves it hidden: the folder read as a Parquet dataset holds the finished partitions only, not the orphan too."""
+    import os
+
+    out = tmp_path / "out"
+    catalogue.write_partition(pd.DataFrame({"x": [1.0]}), str(out / "part-000000.parquet"), {})
+
+    def killed(src: str, dst: str) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", killed)
+    monkeypatch.setattr(os, "unlink", lambda path: None)  # a killed process cleans nothing up
+    with pytest.raises(KeyboardInterrupt):
+        catalogue.write_partition(pd.DataFrame({"x": [2.0]}), str(out / "part-000001.parquet"), {})
+    monkeypatch.undo()
+    assert len(list(out.iterdir())) == 2  # the orphan is there
+    assert catalogue.finished(str(out)) == {"part-000000"}
+    pd.testing.assert_frame_equal(pd.read_parquet(out), pd.DataFrame({"x": [1.0]}))

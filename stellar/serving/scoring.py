@@ -47,6 +47,7 @@ from stellar.registry import DEFAULT_ROOT, LATEST, ModelRegistry
 from stellar.serving import catalogue
 from stellar.serving.catalogue import Partition, read_table
 from stellar.serving.table_requests import MODALITIES, modality_of
+from stellar.utils import urls
 
 log = logging.getLogger(__name__)
 
@@ -342,8 +343,9 @@ def _plan(src: str, job: ScoringJob, per_row: bool, partition_rows: int) -> tupl
         parts = catalogue.partitions(files, base, counts, partition_rows, per_row)
     else:  # a dataset folder: the model's datamodule reads it
         ids, _ = _dataset_arrays(job.registry_root, job.model, job.version, src, job.store_root)
-        files = [src]
-        parts = catalogue.partitions(files, "", [len(ids)], partition_rows, dataset=True)
+        parts = catalogue.partitions([src], "", [len(ids)], partition_rows, dataset=True)
+        # identified by every file in it: the folder's own size and mtime miss a file rewritten in place
+        files, base = [urls.join(src, rel) for rel in urls.find(src)], src
     if not parts:
         raise StellarDataError(f"input={src!r} holds no objects to score")
     return parts, catalogue.input_identity(files, base)

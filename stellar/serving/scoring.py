@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stellar.errors import StellarDataError, StellarValueError
+from stellar.errors import StellarDataError, StellarError, StellarValueError
 from stellar.registry import DEFAULT_ROOT, LATEST, ModelRegistry
 from stellar.serving import catalogue
 from stellar.serving.catalogue import Partition, read_table
@@ -150,7 +150,15 @@ def score_partition(part: Partition, job: ScoringJob, out_dir: str) -> tuple[str
         Objects written, and those among them with an error instead of a prediction.
     """
     api = loaded_api(job)
-    rows = _dataset_rows(api, job, part) if part.dataset else _table_rows(api, job, part)
+    try:
+        rows = _dataset_rows(api, job, part) if part.dataset else _table_rows(api, job, part)
+    except StellarError:
+        raise
+    except Exception as err:  # a corrupt file, a storage error: say which partition (a Dask worker's error says not)
+        raise StellarDataError(
+            f"partition {part.key} (objects {part.start}:{part.stop} of {part.source}) could not be scored: "
+            f"{type(err).__name__}: {err}"
+        ) from err
     frame = pd.DataFrame(rows).rename(columns={"object_id": job.id_column})
     meta = {
         "model": job.model,

@@ -361,3 +361,21 @@ def test_a_writer_killed_before_its_rename_leaves_the_output_folder_readable(tmp
     assert len(list(out.iterdir())) == 2  # the orphan is there
     assert catalogue.finished(str(out)) == {"part-000000"}
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.DataFrame({"x": [1.0]}))
+
+
+@pytest.mark.parametrize("where", ["in_process", "dask"])
+def test_a_partition_that_fails_names_itself(where, sed_version, sdss_rows, tmp_path, request):
+    """A corrupt row group (the footer intact, so planning succeeds) fails its partition with an error that names the
+    file and the objects, in this process and from a Dask worker, and the partitions written before it stay."""
+    kw = {"model": sed_version.name, "registry_root": str(sed_version.registry.root), "progress": False}
+    src = tmp_path / "rows.parquet"
+    sdss_rows.to_parquet(src, row_group_size=300)
+    data = bytearray(src.read_bytes())
+    start = pq.ParquetFile(src).metadata.row_group(1).column(1).data_page_offset
+    data[start + 20 : start + 400] = b"\xff" * 380  # the second row group's pages, after the first's
+    src.write_bytes(bytes(data))
+    executor = DaskCluster(address=request.getfixturevalue("dask_address")) if where == "dask" else Synchronous()
+    with pytest.raises(StellarDataError, match=r"partition part-000001 \(objects 300:600 of .*rows\.parquet\)"):
+        scoring.score(src, tmp_path / "out", partition_rows=300, executor=executor, **kw)
+    done = catalogue.finished(str(tmp_path / "out"))  # on Dask the first may still be running when the run stops
+    assert done == {"part-000000"} if where == "in_process" else done <= {"part-000000"}

@@ -429,10 +429,18 @@ class DatasetStore:
         (``None``: not known before writing, so any dataset stored meanwhile is refused as immutable).
         """
         lease = Lease(self.fs, f"{self._path}/.claim-{name}", stale_after=CLAIM_STALE_S)
-        delay = 0.05
+        delay, waited = 0.05, False
         while not lease.acquire():  # another writer is storing this name: wait for its dataset
             if self.exists(name):
                 return self._stored_by_another(name, digest)
+            if not waited:  # a claim left by a killed writer blocks for CLAIM_STALE_S: say so, not a silent hang
+                holder, waited = lease.holder(), True
+                log.warning(
+                    "dataset %r in %s is being written by another writer (host %s, pid %s, claimed %.0f s ago); "
+                    "waiting for it. A claim older than %g s is presumed left by a crashed writer and taken over",
+                    name, self.root, holder.get("host"), holder.get("pid"),
+                    time.time() - float(holder.get("created", time.time())), CLAIM_STALE_S,
+                )  # fmt: skip
             time.sleep(delay)
             delay = min(2 * delay, 2.0)
         try:

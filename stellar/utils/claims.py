@@ -235,6 +235,10 @@ class Lease:
             k, claim = k + 1, nxt
         return k, claim
 
+    def holder(self) -> dict[str, Any]:
+        """The latest claim (``token``, ``created``, ``host``, ``pid``); empty when the name is not claimed."""
+        return self._latest()[1]
+
     def acquire(self) -> bool:
         """Take the claim; False while another writer holds a claim younger than ``stale_after``."""
         k, claim = self._latest()

@@ -111,6 +111,7 @@ def test_a_crashed_writers_claim_is_taken_over(where, tmp_path, request, monkeyp
         ds = store.write("sims", kwargs.pop("arrays"), kwargs.pop("meta"), **kwargs)
     # it waited while the claim looked alive, then took it over (generation 2) and replaced the leftover
     assert "its claim by elsewhere was" in caplog.text and "removing incomplete dataset 'sims'" in caplog.text
+    assert "being written by another writer (host elsewhere, pid 1, claimed" in caplog.text  # not a silent wait
     assert store.list() == ["sims"] and ds.fields == ["flux", "ivar"] and "junk" not in ds.group
     store.fs.invalidate_cache()
     assert store.fs.find(f"{store._path}/.claim-sims") == []

@@ -105,7 +105,6 @@ def test_two_workers_read_disjoint_chunks_that_cover_the_part(spectra):
         assert len(batches) == len(part)
 
 
-
 def test_the_length_the_loader_reports_is_what_every_epoch_yields():
     """``len(DataLoader)`` is read in the main process, whose copy of the part never iterates while persistent workers
     advance their own epochs: the batch count must not depend on the epoch (it did with 2 workers: 18 reported, 19
@@ -206,3 +205,21 @@ def test_read_ahead_hands_over_errors_and_stops_when_abandoned():
     while any(t.name == "stellar-read-ahead" for t in threading.enumerate()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(t.name == "stellar-read-ahead" for t in threading.enumerate())
+
+
+def test_the_loader_fixes_the_ddp_rank_when_it_is_made(spectra, monkeypatch):
+    """DataLoader workers started by spawn or forkserver (macOS; Python 3.14's default on Linux) do not see the
+    parent's process group; a part that asks ``torch.distributed`` only when it iterates would read every rank's
+    chunks there. The loader made under DDP (rank 1 of 2) keeps serving rank 1's half where no group is visible."""
+    import torch.distributed as dist
+
+    stream, _ = spectra
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_rank", lambda *a, **k: 1)
+    monkeypatch.setattr(dist, "get_world_size", lambda *a, **k: 2)
+    loader = stream.loader("train", shuffle=True)
+    monkeypatch.undo()  # iterated where no process group is initialised, as in a spawned worker
+    served = _index(list(loader))
+    rank1 = _index(list(stream.part("train").replace(shuffle=True, rank=1, world_size=2)))
+    np.testing.assert_array_equal(served, rank1)
+    assert len(served) < len(stream.split_result.train) / 2 + CHUNK

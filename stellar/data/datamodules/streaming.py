@@ -249,6 +249,13 @@ class StreamingPart(IterableDataset):
         copy._validate()
         return copy
 
+    def with_world(self) -> StreamingPart:
+        """A copy whose rank and world size are fixed now (from ``torch.distributed`` when it is initialised), for a
+        DataLoader: workers started by spawn or forkserver do not see the parent's process group, and would read
+        every rank's chunks."""
+        rank, world = self._world()
+        return self.replace(rank=rank, world_size=world)
+
     def _world(self) -> tuple[int, int]:
         if self.world_size is not None:
             return int(self.rank or 0), int(self.world_size)

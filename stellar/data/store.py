@@ -17,8 +17,9 @@ Only one writer at a time writes a name, anywhere: it first claims the name by c
 :class:`stellar.utils.claims.Lease`) and removes its claims when done. Another writer of the same name (a second
 sweep job, another DDP rank) waits for the holder's dataset and returns it when its ``content_hash`` equals its own,
 so it never deletes or interleaves with the holder's half-written data. A claim older than :data:`CLAIM_STALE_S`
-is presumed left by a crashed writer: the next writer takes it over and replaces the incomplete leftover; the
-writer taken over, should it still be alive, checks its claim before it publishes and then removes nothing.
+is presumed left by a crashed writer (a live one renews its claim every quarter of that while it writes): the next
+writer takes it over and replaces the incomplete leftover; the writer taken over, should it only have been frozen,
+checks its claim before it publishes and then removes nothing.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ from stellar.utils.names import validate_name
 log = logging.getLogger(__name__)
 
 REQUIRED_META = ("object_id", "survey", "ra", "dec")
-#: seconds after which a writer's claim on a dataset name is presumed abandoned (longer than any write)
+#: seconds after which a writer's claim on a dataset name is presumed abandoned (a live writer renews it every quarter
+#: of this, so only a crashed or frozen writer loses it)
 CLAIM_STALE_S = 3600.0
 
 
@@ -446,7 +448,8 @@ class DatasetStore:
         try:
             if self.exists(name):  # completed between our first look and our claim
                 return self._stored_by_another(name, digest)
-            self._write_claimed(name, fill, lease)
+            with lease.kept():  # renewed while writing: a long write is not presumed crashed
+                self._write_claimed(name, fill, lease)
         finally:
             lease.release()
         return self.open(name)
@@ -454,7 +457,7 @@ class DatasetStore:
     def _write_claimed(self, name: str, fill: Callable[[zarr.Group], dict[str, Any]], lease: Lease) -> None:
         """Write the group of ``name``, whose claim the caller holds, ``complete`` last.
 
-        A writer slower than :data:`CLAIM_STALE_S` may have been taken over meanwhile (presumed crashed): it then
+        A writer frozen for :data:`CLAIM_STALE_S` may have been taken over meanwhile (presumed crashed): it then
         publishes nothing and removes nothing under ``name``, which is its successor's now, and raises.
         """
         final_url = self._url(name)
@@ -495,9 +498,9 @@ class DatasetStore:
 
     def _lost_claim(self, name: str) -> str:
         return (
-            f"dataset {name!r} in {self.root!r}: this writer's claim was taken over by another writer after "
-            f"{CLAIM_STALE_S:g} s (presumed crashed); its write is abandoned, and what the other writer stores "
-            "under the name is kept. Raise stellar.data.store.CLAIM_STALE_S above the longest write"
+            f"dataset {name!r} in {self.root!r}: this writer's claim went unrenewed for {CLAIM_STALE_S:g} s (was the "
+            "process paused?) and another writer took it over, presuming it crashed; this write is abandoned, and "
+            "what the other writer stores under the name is kept"
         )
 
     def _stored_by_another(self, name: str, digest: str | None) -> Dataset:

@@ -33,7 +33,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -206,8 +206,8 @@ class Lease:
     folder : str
         The folder of this name's claims (as ``fs`` spells paths).
     stale_after : float
-        Seconds after which a claim is presumed abandoned. A writer that works longer than this without
-        finishing loses its claim, so it must exceed the longest write.
+        Seconds after which a claim is presumed abandoned. A writer that works longer than this loses its claim
+        unless it renews it (:meth:`renew`, or :meth:`kept` around the work).
 
     Examples
     --------
@@ -259,8 +259,39 @@ class Lease:
     def held(self) -> bool:
         """Whether this writer still holds the claim: the latest claim is its own (by token, not by number: after a
         takeover and its release, a new writer's claim may carry this writer's number again)."""
+        return bool(self.generation) and self._latest()[1].get("token") == self.token
+
+    def renew(self) -> bool:
+        """Claim the name afresh (the next number, this writer's token) while holding it, so that a write longer than
+        ``stale_after`` is not presumed crashed; False when the claim was lost (taken over)."""
         k, claim = self._latest()
-        return bool(self.generation) and k == self.generation and claim.get("token") == self.token
+        if not self.generation or claim.get("token") != self.token:
+            return False
+        if not create_exclusive(self.fs, self._path(k + 1), claim_payload(self.token)):
+            return False  # a writer that presumed us dead took over at k + 1
+        self.generation = k + 1
+        return True
+
+    @contextlib.contextmanager
+    def kept(self) -> Iterator[None]:
+        """Renew the claim every ``stale_after / 4`` s in a background thread while the body runs."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.stale_after / 4):
+                try:
+                    if not self.renew():
+                        return  # lost: the writer finds out when it checks held() before publishing
+                except OSError as err:  # a storage hiccup: try again at the next beat
+                    log.warning("could not renew the claim %s: %s", self.folder, err)
+
+        thread = threading.Thread(target=beat, name="stellar-claim-renewal", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def release(self) -> None:
         """Remove every claim on the name (the holder's work is done, or undone), unless another writer took the

@@ -105,7 +105,8 @@ def create_exclusive(fs: AbstractFileSystem, path: str, data: bytes) -> bool:
     path : str
         The file to create, as ``fs`` spells paths (no protocol); its parent folder must exist on a local disk.
     data : bytes
-        The whole content; readers see all of it or no file.
+        The whole content; readers see all of it or no file. It should be unique to the writer (claims and
+        manifests carry its token): a retried request that finds these very bytes counts as this writer's create.
 
     Returns
     -------
@@ -144,7 +145,12 @@ def _pipe_create(fs: AbstractFileSystem, path: str, data: bytes) -> bool:
     try:
         fs.pipe_file(path, data, mode="create")
     except FileExistsError:
-        return False
+        # a client that retries a PUT whose answer was lost gets "exists" for the object its first try stored:
+        # that object is ours when it holds our bytes (claims and manifests carry the writer's unique token)
+        try:
+            return bool(fs.cat_file(path) == data)
+        except FileNotFoundError:  # removed meanwhile (a claim released): not ours
+            return False
     return True
 
 

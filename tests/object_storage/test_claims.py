@@ -141,3 +141,28 @@ def test_a_local_filesystem_without_hard_links_is_refused_clearly(tmp_path, monk
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(StellarConfigError, match="without hard links"):
         ModelRegistry(tmp_path / "registry").register("m", {"checkpoints/w.bin": b"w"})
+
+
+def _retried_put(fs: AbstractFileSystem, only: str = "") -> None:
+    """The conditional PUT stores the object but its answer is lost, and the client's retry gets 412 (exists)."""
+    real = fs.pipe_file
+
+    def pipe_file(path: str, data: bytes, **kwargs: object) -> None:
+        real(path, data, **kwargs)
+        if kwargs.get("mode") == "create" and path.endswith(only):
+            raise FileExistsError(path)
+
+    fs.pipe_file = pipe_file  # type: ignore[method-assign]
+
+
+def test_a_retried_exclusive_create_that_had_succeeded_is_ours(s3_bucket):
+    """A retry after a lost answer must not make the writer think another one created its file: a registration
+    then deleted its own files after its manifest was stored (a complete version with no checkpoint)."""
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    _retried_put(fs)
+    assert create_exclusive(fs, f"{s3_bucket[5:]}/x.json", b'{"token": "mine"}') is True
+    assert create_exclusive(fs, f"{s3_bucket[5:]}/x.json", b'{"token": "theirs"}') is False
+    reg = ModelRegistry(f"{s3_bucket}/registry")
+    _retried_put(reg.fs, only="manifest.json")
+    v = reg.register("m", {"checkpoints/w.bin": b"weights"})
+    assert ModelRegistry(f"{s3_bucket}/registry").get("m", v.version).read_bytes("checkpoints/w.bin") == b"weights"

@@ -17,7 +17,9 @@ Only one writer at a time writes a name, anywhere: it first claims the name by c
 :class:`stellar.utils.claims.Lease`) and removes its claims when done. Another writer of the same name (a second
 sweep job, another DDP rank) waits for the holder's dataset and returns it when its ``content_hash`` equals its own,
 so it never deletes or interleaves with the holder's half-written data. A claim older than :data:`CLAIM_STALE_S`
-is presumed left by a crashed writer: the next writer takes it over and replaces the incomplete leftover.
+is presumed left by a crashed writer (a live one renews its claim every quarter of that while it writes): the next
+writer takes it over and replaces the incomplete leftover; the writer taken over, should it only have been frozen,
+checks its claim before it publishes and then removes nothing.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ from stellar.utils.names import validate_name
 log = logging.getLogger(__name__)
 
 REQUIRED_META = ("object_id", "survey", "ra", "dec")
-#: seconds after which a writer's claim on a dataset name is presumed abandoned (longer than any write)
+#: seconds after which a writer's claim on a dataset name is presumed abandoned (a live writer renews it every quarter
+#: of this, so only a crashed or frozen writer loses it)
 CLAIM_STALE_S = 3600.0
 
 
@@ -428,22 +431,35 @@ class DatasetStore:
         (``None``: not known before writing, so any dataset stored meanwhile is refused as immutable).
         """
         lease = Lease(self.fs, f"{self._path}/.claim-{name}", stale_after=CLAIM_STALE_S)
-        delay = 0.05
+        delay, waited = 0.05, False
         while not lease.acquire():  # another writer is storing this name: wait for its dataset
             if self.exists(name):
                 return self._stored_by_another(name, digest)
+            if not waited:  # a claim left by a killed writer blocks for CLAIM_STALE_S: say so, not a silent hang
+                holder, waited = lease.holder(), True
+                log.warning(
+                    "dataset %r in %s is being written by another writer (host %s, pid %s, claimed %.0f s ago); "
+                    "waiting for it. A claim older than %g s is presumed left by a crashed writer and taken over",
+                    name, self.root, holder.get("host"), holder.get("pid"),
+                    time.time() - float(holder.get("created", time.time())), CLAIM_STALE_S,
+                )  # fmt: skip
             time.sleep(delay)
             delay = min(2 * delay, 2.0)
         try:
             if self.exists(name):  # completed between our first look and our claim
                 return self._stored_by_another(name, digest)
-            self._write_claimed(name, fill)
+            with lease.kept():  # renewed while writing: a long write is not presumed crashed
+                self._write_claimed(name, fill, lease)
         finally:
             lease.release()
         return self.open(name)
 
-    def _write_claimed(self, name: str, fill: Callable[[zarr.Group], dict[str, Any]]) -> None:
-        """Write the group of ``name``, whose claim the caller holds, ``complete`` last."""
+    def _write_claimed(self, name: str, fill: Callable[[zarr.Group], dict[str, Any]], lease: Lease) -> None:
+        """Write the group of ``name``, whose claim the caller holds, ``complete`` last.
+
+        A writer frozen for :data:`CLAIM_STALE_S` may have been taken over meanwhile (presumed crashed): it then
+        publishes nothing and removes nothing under ``name``, which is its successor's now, and raises.
+        """
         final_url = self._url(name)
         self.fs.invalidate_cache(self._path)
         if self.is_local:
@@ -457,6 +473,7 @@ class DatasetStore:
         try:
             g = zarr.open_group(target, mode="w")
             g.attrs.update(fill(g))
+            self._check_held(name, lease)
             g.attrs["complete"] = True  # written last: readers ignore a dataset without it
             if self.is_local:
                 final = Path(self._path) / name
@@ -464,12 +481,27 @@ class DatasetStore:
                     log.warning("removing incomplete dataset %r left by an interrupted write", name)
                     shutil.rmtree(final)
                 os.replace(Path(self._path) / Path(target).name, final)
-        except BaseException:
+        except BaseException as err:
+            held = lease.held()
             if self.is_local:
                 shutil.rmtree(Path(self._path) / Path(target).name, ignore_errors=True)
-            elif self.fs.exists(f"{self._path}/{name}"):  # our own half-written group
+            elif held and self.fs.exists(f"{self._path}/{name}"):  # our own half-written group
                 self.fs.rm(f"{self._path}/{name}", recursive=True)
+            if not held and isinstance(err, Exception) and not isinstance(err, StellarDataError):
+                # e.g. zarr refusing to create an array the successor wrote first: say why
+                raise StellarDataError(self._lost_claim(name)) from err
             raise
+
+    def _check_held(self, name: str, lease: Lease) -> None:
+        if not lease.held():
+            raise StellarDataError(self._lost_claim(name))
+
+    def _lost_claim(self, name: str) -> str:
+        return (
+            f"dataset {name!r} in {self.root!r}: this writer's claim went unrenewed for {CLAIM_STALE_S:g} s (was the "
+            "process paused?) and another writer took it over, presuming it crashed; this write is abandoned, and "
+            "what the other writer stores under the name is kept"
+        )
 
     def _stored_by_another(self, name: str, digest: str | None) -> Dataset:
         """The dataset a concurrent writer stored under ``name``, if it holds what we were writing."""

@@ -19,7 +19,6 @@ import hashlib
 import io
 import json
 import os
-import uuid
 from typing import Any
 
 import numpy as np
@@ -31,6 +30,7 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from stellar.errors import StellarDataError, StellarValueError
+from stellar.utils.claims import publish_local
 
 #: Parquet key-value metadata key of an output partition (JSON: model, version, calibrator, input partition)
 METADATA_KEY = b"stellar.scoring"
@@ -185,10 +185,9 @@ def write_bytes(url: str, data: bytes) -> None:
     fs, path = _fs(url)
     fs.makedirs(os.path.dirname(path), exist_ok=True)
     if isinstance(fs, LocalFileSystem):
-        tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        # flushed to disk before the rename (a renamed file that a power cut leaves empty would count as finished),
+        # and the temporary file removed if anything fails
+        publish_local(path, data, os.replace)
     else:
         fs.pipe_file(path, data)
 

@@ -17,10 +17,10 @@ fsspec URLs, see :mod:`stellar.serving.catalogue`):
 
 Each partition (at most ``partition_rows`` objects of one file) is scored on its own — in this process
 (:class:`~stellar.serving.executors.Synchronous`) or on a Dask cluster
-(:class:`~stellar.serving.executors.DaskCluster`), where each worker loads the model once — and written
-atomically to one output Parquet file carrying the model, version and calibrator in its metadata. A rerun skips the
-partitions already written (after checking that ``_job.json`` names the same model and input), so an interrupted
-run resumes where it stopped. Columns: the id column, ``predicted_class``, ``p_<class>`` per class,
+(:class:`~stellar.serving.executors.DaskCluster`), where each worker loads the model once — and written atomically to
+one output Parquet file carrying the model, version and calibrator in its metadata. A rerun skips the partitions already
+written (after checking that ``_job.json`` names the same model, by its files' hashes, and the same input), so an
+interrupted run resumes where it stopped. Columns: the id column, ``predicted_class``, ``p_<class>`` per class,
 ``<target>_mean`` and ``<target>_std``, ``valid_fraction``, ``ood_score`` and ``ood`` (against the model's training
 reference, for versions that have one) and ``error``. An ``output`` ending in ``.csv`` or ``.parquet`` gets the
 partitions (written to ``<output>.parts/``) joined into that one file.
@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import itertools
+import json
 import logging
 import threading
 import time
@@ -40,11 +42,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stellar.errors import StellarDataError, StellarValueError
+from stellar.errors import StellarDataError, StellarError, StellarValueError
 from stellar.registry import DEFAULT_ROOT, LATEST, ModelRegistry
 from stellar.serving import catalogue
 from stellar.serving.catalogue import Partition, read_table
 from stellar.serving.table_requests import MODALITIES, modality_of
+from stellar.utils import urls
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +150,15 @@ def score_partition(part: Partition, job: ScoringJob, out_dir: str) -> tuple[str
         Objects written, and those among them with an error instead of a prediction.
     """
     api = loaded_api(job)
-    rows = _dataset_rows(api, job, part) if part.dataset else _table_rows(api, job, part)
+    try:
+        rows = _dataset_rows(api, job, part) if part.dataset else _table_rows(api, job, part)
+    except StellarError:
+        raise
+    except Exception as err:  # a corrupt file, a storage error: say which partition (a Dask worker's error says not)
+        raise StellarDataError(
+            f"partition {part.key} (objects {part.start}:{part.stop} of {part.source}) could not be scored: "
+            f"{type(err).__name__}: {err}"
+        ) from err
     frame = pd.DataFrame(rows).rename(columns={"object_id": job.id_column})
     meta = {
         "model": job.model,
@@ -299,7 +310,8 @@ def score(
     job = ScoringJob(str(version.registry.root), version.name, version.version, modality, id_column, store_root)
     parts, identity = _plan(str(input), job, modality_of(version).per_row, int(partition_rows))
     out_dir = f"{out}.parts" if joined else out
-    key = {**identity, "model": version.tag, "partition_rows": int(partition_rows), "id_column": id_column}
+    key = {**identity, "model": version.tag, "model_files": _files_digest(version.manifest),
+           "partition_rows": int(partition_rows), "id_column": id_column}  # fmt: skip
     done = catalogue.finished(out_dir)
     catalogue.claim_job(out_dir, key, replace=not done)  # no partition yet: a failed start's job is replaced
     todo = [p for p in parts if p.key not in done]
@@ -324,6 +336,13 @@ def score(
     return result
 
 
+def _files_digest(manifest: dict[str, Any]) -> str:
+    """A digest of a version's files (their SHA-256 in its manifest): another registry's ``name:vN``, other weights
+    under the same tag, is another model; the same version in a registry moved elsewhere is the same one."""
+    files = json.dumps(manifest.get("files", {}), sort_keys=True).encode()
+    return hashlib.sha256(files).hexdigest()[:16]
+
+
 def _plan(src: str, job: ScoringJob, per_row: bool, partition_rows: int) -> tuple[list[Partition], dict[str, Any]]:
     """The partitions of ``src`` and its identity."""
     files, base = catalogue.input_files(src)
@@ -332,8 +351,9 @@ def _plan(src: str, job: ScoringJob, per_row: bool, partition_rows: int) -> tupl
         parts = catalogue.partitions(files, base, counts, partition_rows, per_row)
     else:  # a dataset folder: the model's datamodule reads it
         ids, _ = _dataset_arrays(job.registry_root, job.model, job.version, src, job.store_root)
-        files = [src]
-        parts = catalogue.partitions(files, "", [len(ids)], partition_rows, dataset=True)
+        parts = catalogue.partitions([src], "", [len(ids)], partition_rows, dataset=True)
+        # identified by every file in it: the folder's own size and mtime miss a file rewritten in place
+        files, base = [urls.join(src, rel) for rel in urls.find(src)], src
     if not parts:
         raise StellarDataError(f"input={src!r} holds no objects to score")
     return parts, catalogue.input_identity(files, base)

@@ -10,7 +10,8 @@ others learn that they lost and the winner's bytes stay as written. The registry
 Which filesystems are honest, and how:
 
 - a local disk: the bytes go to a temporary file beside the target, which is then hard-linked to the target name
-  (``link`` fails when the name exists), so the file appears whole or not at all;
+  (``link`` fails when the name exists), so the file appears whole or not at all; a disk without hard links
+  (FAT/exFAT, some network and FUSE mounts) is refused;
 - S3 (``s3://``, ``s3a://``): a conditional PUT (``If-None-Match: *``), honoured by AWS S3, MinIO and moto; a
   server that ignores the header gives no guarantee;
 - ``memory://``: a check and a create under one process-wide lock (a memory filesystem lives in one process, and
@@ -24,6 +25,7 @@ renamed (an atomic replace, as the registry's aliases are) into place.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -31,7 +33,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 #: protocols whose ``pipe_file(..., mode="create")`` is one conditional request on the server
 NATIVE_CREATE = frozenset({"s3", "s3a"})
 _MEMORY_LOCK = threading.Lock()
+#: errors of ``os.link`` on a filesystem that has no hard links
+_NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 
 
 def _protocols(fs: AbstractFileSystem) -> set[str]:
@@ -60,7 +64,9 @@ def publish_local(path: str, data: bytes, publish: Callable[[str, str], None]) -
     appears whole or not at all, and ``FileExistsError`` is raised when ``path`` exists (an exclusive create).
     The temporary file is removed in every case.
     """
-    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+    # hidden, so that a leftover of a killed process is skipped by readers of the folder (pyarrow datasets, listings)
+    head, tail = os.path.split(path)
+    tmp = os.path.join(head, f".{tail}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -77,6 +83,15 @@ def _create_local(path: str, data: bytes) -> bool:
         publish_local(path, data, os.link)  # link is atomic, and fails when the name exists
     except FileExistsError:
         return False
+    except OSError as err:
+        if err.errno not in _NO_LINKS:
+            raise
+        # FAT/exFAT, some network and FUSE mounts: no hard links, hence no exclusive create that appears whole
+        raise StellarConfigError(
+            f"{os.path.dirname(path)!r} is on a filesystem without hard links ({err.strerror}), so files cannot be "
+            "created there exclusively and concurrent writers could overwrite each other; put the registry and the "
+            "dataset store on a local disk with hard links (ext4, xfs, apfs, ntfs…), memory:// or s3://"
+        ) from err
     return True
 
 
@@ -90,7 +105,8 @@ def create_exclusive(fs: AbstractFileSystem, path: str, data: bytes) -> bool:
     path : str
         The file to create, as ``fs`` spells paths (no protocol); its parent folder must exist on a local disk.
     data : bytes
-        The whole content; readers see all of it or no file.
+        The whole content; readers see all of it or no file. It should be unique to the writer (claims and
+        manifests carry its token): a retried request that finds these very bytes counts as this writer's create.
 
     Returns
     -------
@@ -129,7 +145,12 @@ def _pipe_create(fs: AbstractFileSystem, path: str, data: bytes) -> bool:
     try:
         fs.pipe_file(path, data, mode="create")
     except FileExistsError:
-        return False
+        # a client that retries a PUT whose answer was lost gets "exists" for the object its first try stored:
+        # that object is ours when it holds our bytes (claims and manifests carry the writer's unique token)
+        try:
+            return bool(fs.cat_file(path) == data)
+        except FileNotFoundError:  # removed meanwhile (a claim released): not ours
+            return False
     return True
 
 
@@ -191,8 +212,8 @@ class Lease:
     folder : str
         The folder of this name's claims (as ``fs`` spells paths).
     stale_after : float
-        Seconds after which a claim is presumed abandoned. A writer that works longer than this without
-        finishing loses its claim, so it must exceed the longest write.
+        Seconds after which a claim is presumed abandoned. A writer that works longer than this loses its claim
+        unless it renews it (:meth:`renew`, or :meth:`kept` around the work).
 
     Examples
     --------
@@ -220,6 +241,10 @@ class Lease:
             k, claim = k + 1, nxt
         return k, claim
 
+    def holder(self) -> dict[str, Any]:
+        """The latest claim (``token``, ``created``, ``host``, ``pid``); empty when the name is not claimed."""
+        return self._latest()[1]
+
     def acquire(self) -> bool:
         """Take the claim; False while another writer holds a claim younger than ``stale_after``."""
         k, claim = self._latest()
@@ -237,10 +262,47 @@ class Lease:
         self.generation = k + 1
         return True
 
+    def held(self) -> bool:
+        """Whether this writer still holds the claim: the latest claim is its own (by token, not by number: after a
+        takeover and its release, a new writer's claim may carry this writer's number again)."""
+        return bool(self.generation) and self._latest()[1].get("token") == self.token
+
+    def renew(self) -> bool:
+        """Claim the name afresh (the next number, this writer's token) while holding it, so that a write longer than
+        ``stale_after`` is not presumed crashed; False when the claim was lost (taken over)."""
+        k, claim = self._latest()
+        if not self.generation or claim.get("token") != self.token:
+            return False
+        if not create_exclusive(self.fs, self._path(k + 1), claim_payload(self.token)):
+            return False  # a writer that presumed us dead took over at k + 1
+        self.generation = k + 1
+        return True
+
+    @contextlib.contextmanager
+    def kept(self) -> Iterator[None]:
+        """Renew the claim every ``stale_after / 4`` s in a background thread while the body runs."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.stale_after / 4):
+                try:
+                    if not self.renew():
+                        return  # lost: the writer finds out when it checks held() before publishing
+                except OSError as err:  # a storage hiccup: try again at the next beat
+                    log.warning("could not renew the claim %s: %s", self.folder, err)
+
+        thread = threading.Thread(target=beat, name="stellar-claim-renewal", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
     def release(self) -> None:
         """Remove every claim on the name (the holder's work is done, or undone), unless another writer took the
         claim over meanwhile: its claim stays, for it to release."""
-        if self.generation and self._latest()[0] == self.generation:
+        if self.held():
             with contextlib.suppress(FileNotFoundError):
                 self.fs.rm(self.folder, recursive=True)
         self.generation = 0

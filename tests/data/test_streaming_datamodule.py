@@ -105,6 +105,34 @@ def test_two_workers_read_disjoint_chunks_that_cover_the_part(spectra):
         assert len(batches) == len(part)
 
 
+def test_the_length_the_loader_reports_is_what_every_epoch_yields():
+    """``len(DataLoader)`` is read in the main process, whose copy of the part never iterates while persistent workers
+    advance their own epochs: the batch count must not depend on the epoch (it did with 2 workers: 18 reported, 19
+    yielded in epoch 2, so Lightning would cut the epoch at 18 batches and drop rows)."""
+    n, chunk = 200, 16
+    rows = np.sort(np.random.default_rng(0).choice(n, 140, replace=False))
+
+    def read(s: slice) -> dict[str, np.ndarray]:
+        return {"x": np.arange(s.start, s.stop, dtype=np.float32)}
+
+    part = StreamingPart(read, rows, n, chunk, {"label": np.zeros(n, dtype=np.int64)}, 8, shuffle=True,
+                         num_workers=2, read_ahead=0)  # fmt: skip
+    loader = DataLoader(part, batch_size=None, num_workers=2, persistent_workers=True)
+    epochs = [list(loader) for _ in range(6)]
+    assert [len(b) for b in epochs] == [len(loader)] * 6
+    for batches in epochs:  # each epoch still every row once, in its own order
+        np.testing.assert_array_equal(np.sort(_index(batches)), rows)
+    assert len({tuple(_index(b)) for b in epochs}) == 6
+    for world in (2, 3):  # under DDP too: equal over the ranks, and over the epochs
+        lens = set()
+        for epoch in range(6):
+            for r in range(world):
+                p = part.replace(rank=r, world_size=world, num_workers=1)
+                p.set_epoch(epoch)
+                lens |= {len(p), len(list(p))}
+        assert len(lens) == 1
+
+
 def test_ddp_ranks_get_disjoint_rows_and_equal_batch_counts(spectra):
     stream, _ = spectra
     train = stream.split_result.train
@@ -177,3 +205,21 @@ def test_read_ahead_hands_over_errors_and_stops_when_abandoned():
     while any(t.name == "stellar-read-ahead" for t in threading.enumerate()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(t.name == "stellar-read-ahead" for t in threading.enumerate())
+
+
+def test_the_loader_fixes_the_ddp_rank_when_it_is_made(spectra, monkeypatch):
+    """DataLoader workers started by spawn or forkserver (macOS; Python 3.14's default on Linux) do not see the
+    parent's process group; a part that asks ``torch.distributed`` only when it iterates would read every rank's
+    chunks there. The loader made under DDP (rank 1 of 2) keeps serving rank 1's half where no group is visible."""
+    import torch.distributed as dist
+
+    stream, _ = spectra
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_rank", lambda *a, **k: 1)
+    monkeypatch.setattr(dist, "get_world_size", lambda *a, **k: 2)
+    loader = stream.loader("train", shuffle=True)
+    monkeypatch.undo()  # iterated where no process group is initialised, as in a spawned worker
+    served = _index(list(loader))
+    rank1 = _index(list(stream.part("train").replace(shuffle=True, rank=1, world_size=2)))
+    np.testing.assert_array_equal(served, rank1)
+    assert len(served) < len(stream.split_result.train) / 2 + CHUNK

@@ -108,3 +108,61 @@ def test_threads_registering_on_memory_get_distinct_versions(monkeypatch):
     for v in got:
         mv = reg.get("m", v)
         assert mv.read_bytes("checkpoints/w.bin") == str(mv.manifest["i"]).encode()
+
+
+def test_a_late_holder_does_not_release_a_successors_claim_with_its_number(tmp_path):
+    """Taken over (b), and the taker done (c released): a new writer (d) claims the same number 1 again. The writer
+    presumed dead (a, also number 1) neither thinks it still holds the name nor removes d's claim."""
+    fs, folder = fsspec.filesystem("file"), str(tmp_path / "name")
+    a = Lease(fs, folder, 3600.0)
+    assert a.acquire() and a.held()
+    c = Lease(fs, folder, 0.0)
+    assert c.acquire() and not a.held() and c.held()
+    c.release()
+    d = Lease(fs, folder, 3600.0)
+    assert d.acquire() and d.generation == a.generation == 1
+    assert not a.held() and d.held()
+    a.release()
+    assert d.held() and not Lease(fs, folder, 3600.0).acquire()
+
+
+def test_a_local_filesystem_without_hard_links_is_refused_clearly(tmp_path, monkeypatch):
+    """FAT/exFAT or a FUSE mount: ``os.link`` fails with EPERM; the claim says why instead of a bare OSError, and
+    leaves neither the file nor its temporary copy behind."""
+    import errno
+    import os
+
+    def no_links(src: str, dst: str) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted", src)
+
+    monkeypatch.setattr(os, "link", no_links)
+    with pytest.raises(StellarConfigError, match="without hard links"):
+        create_exclusive(fsspec.filesystem("file"), str(tmp_path / "claim.json"), b"x")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(StellarConfigError, match="without hard links"):
+        ModelRegistry(tmp_path / "registry").register("m", {"checkpoints/w.bin": b"w"})
+
+
+def _retried_put(fs: AbstractFileSystem, only: str = "") -> None:
+    """The conditional PUT stores the object but its answer is lost, and the client's retry gets 412 (exists)."""
+    real = fs.pipe_file
+
+    def pipe_file(path: str, data: bytes, **kwargs: object) -> None:
+        real(path, data, **kwargs)
+        if kwargs.get("mode") == "create" and path.endswith(only):
+            raise FileExistsError(path)
+
+    fs.pipe_file = pipe_file  # type: ignore[method-assign]
+
+
+def test_a_retried_exclusive_create_that_had_succeeded_is_ours(s3_bucket):
+    """A retry after a lost answer must not make the writer think another one created its file: a registration
+    then deleted its own files after its manifest was stored (a complete version with no checkpoint)."""
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    _retried_put(fs)
+    assert create_exclusive(fs, f"{s3_bucket[5:]}/x.json", b'{"token": "mine"}') is True
+    assert create_exclusive(fs, f"{s3_bucket[5:]}/x.json", b'{"token": "theirs"}') is False
+    reg = ModelRegistry(f"{s3_bucket}/registry")
+    _retried_put(reg.fs, only="manifest.json")
+    v = reg.register("m", {"checkpoints/w.bin": b"weights"})
+    assert ModelRegistry(f"{s3_bucket}/registry").get("m", v.version).read_bytes("checkpoints/w.bin") == b"weights"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -111,8 +112,73 @@ def test_a_crashed_writers_claim_is_taken_over(where, tmp_path, request, monkeyp
         ds = store.write("sims", kwargs.pop("arrays"), kwargs.pop("meta"), **kwargs)
     # it waited while the claim looked alive, then took it over (generation 2) and replaced the leftover
     assert "its claim by elsewhere was" in caplog.text and "removing incomplete dataset 'sims'" in caplog.text
+    assert "being written by another writer (host elsewhere, pid 1, claimed" in caplog.text  # not a silent wait
     assert store.list() == ["sims"] and ds.fields == ["flux", "ivar"] and "junk" not in ds.group
     store.fs.invalidate_cache()
     assert store.fs.find(f"{store._path}/.claim-sims") == []
     if where == "local":  # nothing but the dataset is left in the folder
         assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["sims"]
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_writer_taken_over_leaves_its_successors_dataset_alone(where, tmp_path, request, monkeypatch):
+    """A writer frozen (SIGSTOP, a suspended VM: it renews nothing) for ``CLAIM_STALE_S`` is presumed crashed and
+    taken over. When it resumes, it must neither replace nor delete the dataset its successor stored meanwhile: it
+    raises, and the successor's rows stay."""
+    root = str(tmp_path / "store") if where == "local" else f"{request.getfixturevalue('s3_bucket')}/store"
+    monkeypatch.setattr(store_mod, "CLAIM_STALE_S", 0.5)
+    monkeypatch.setattr(store_mod.Lease, "kept", lambda self: contextlib.nullcontext())  # frozen: no renewal
+    late, first = _build(1), _build(0)
+    started, go, outcome = threading.Event(), threading.Event(), {}
+
+    def blocks():  # the late writer stalls after its claim, before its first block
+        started.set()
+        go.wait(60)
+        yield late["arrays"], late["meta"]
+
+    def write_late() -> None:
+        try:
+            DatasetStore(root).write_blocks("sims", blocks(), n_rows=N_ROWS, modality="spectra", chunk_rows=512)
+        except store_mod.StellarDataError as err:
+            outcome["error"] = str(err)
+
+    thread = threading.Thread(target=write_late)
+    thread.start()
+    assert started.wait(60)
+    time.sleep(0.6)  # its claim is now stale
+    DatasetStore(root).write("sims", first["arrays"], first["meta"], modality="spectra", chunk_rows=512)
+    go.set()
+    thread.join(60)
+    assert "another writer took it over" in outcome.get("error", ""), outcome
+    store = DatasetStore(root)
+    assert store.list() == ["sims"]
+    np.testing.assert_array_equal(store.open("sims").load("flux"), first["arrays"]["flux"])
+    store.fs.invalidate_cache()
+    assert store.fs.find(f"{store._path}/.claim-sims") == []
+
+
+def test_a_write_longer_than_the_stale_time_keeps_its_claim(tmp_path, monkeypatch):
+    """A live writer renews its claim while it writes, so a write longer than ``CLAIM_STALE_S`` (a large store built
+    block by block) is not taken over: the second writer waits for it and gets a clear error (other content)."""
+    monkeypatch.setattr(store_mod, "CLAIM_STALE_S", 0.4)
+    root, slow, quick = str(tmp_path / "store"), _build(1), _build(0)
+    started, outcome = threading.Event(), {}
+
+    def blocks():  # 1.5 s of writing: several times the stale time
+        started.set()
+        for s in range(0, N_ROWS, 300):
+            time.sleep(0.3)
+            yield {k: v[s : s + 300] for k, v in slow["arrays"].items()}, slow["meta"].iloc[s : s + 300]
+
+    def write_slowly() -> None:
+        outcome["ds"] = DatasetStore(root).write_blocks("sims", blocks(), n_rows=N_ROWS, modality="spectra")
+
+    thread = threading.Thread(target=write_slowly)
+    thread.start()
+    assert started.wait(60)
+    time.sleep(0.2)
+    with pytest.raises(store_mod.StellarDataError, match="stored meanwhile by another writer with different content"):
+        DatasetStore(root).write("sims", quick["arrays"], quick["meta"], modality="spectra")
+    thread.join(60)
+    assert "ds" in outcome
+    np.testing.assert_array_equal(DatasetStore(root).open("sims").load("flux"), slow["arrays"]["flux"])

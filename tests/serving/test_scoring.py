@@ -118,3 +118,24 @@ def test_dataset_folder_through_the_models_datamodule(tmp_path, miles_dir, strea
     assert len(out) > 0 and out["object_id"].is_unique and (out["error"] == "").all()
     probs = out[[f"p_{c}" for c in v.class_names]].to_numpy()
     assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+
+
+def test_a_changed_file_of_a_dataset_folder_is_not_resumed(tmp_path, miles_dir):
+    """The job identity of a dataset folder covers its files, not the folder entry (whose size and mtime stay the same
+    when a file in it is rewritten): a rerun over a changed folder is refused, never mixed with the old scores."""
+    import os
+    import shutil
+
+    from tests.serving.helpers import register_untrained
+
+    src = tmp_path / "miles"
+    shutil.copytree(miles_dir, src)
+    v = register_untrained(tmp_path / "reg", "spectral_cnn", "miles", f"datamodule.data_dir={src}")
+    kw = {"model": v.name, "registry_root": str(tmp_path / "reg"), "partition_rows": 50, "progress": False,
+          "store_root": str(tmp_path / "store")}  # fmt: skip
+    assert scoring.score(src, tmp_path / "out", **kw).computed
+    params = src / "miles_params.csv"
+    params.write_bytes(params.read_bytes())  # rewritten in place (new content, as far as its mtime says)
+    os.utime(params, ns=(params.stat().st_atime_ns, params.stat().st_mtime_ns + 10**9))
+    with pytest.raises(StellarValueError, match="another job"):
+        scoring.score(src, tmp_path / "out", **kw)

@@ -302,3 +302,80 @@ def test_run_on_a_local_cluster_of_one_process_worker(sed_version, sdss_rows, tm
     )
     pd.testing.assert_frame_equal(_sorted(_folder(tmp_path / "out")), _sorted(_folder(tmp_path / "sync")))
     assert sync.partitions == 4
+
+
+def test_a_partition_write_that_fails_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """The local output partition is written to a temporary file that is renamed into place; a failed rename (a full
+    disk, a killed process between the two) leaves neither the partition (which would count as finished) nor a
+    ``.tmp`` file."""
+    import os
+
+    def broken(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", broken)
+    with pytest.raises(OSError, match="No space"):
+        catalogue.write_partition(pd.DataFrame({"x": [1.0]}), str(tmp_path / "out" / "part-000000.parquet"), {})
+    assert list((tmp_path / "out").iterdir()) == [] and catalogue.finished(str(tmp_path / "out")) == set()
+
+
+def test_resume_refuses_a_different_model_with_the_same_name_and_version(sed_version, sdss_rows, tmp_path):
+    """Another registry holding another ``sed_xgboost:v1`` (other weights) must not resume this model's output: the
+    job identity is the version's files (their SHA-256), not its tag."""
+    import shutil
+
+    src = tmp_path / "rows.parquet"
+    sdss_rows.iloc[:200].to_parquet(src)
+    kw = {"model": sed_version.name, "partition_rows": 100, "progress": False}
+    scoring.score(src, tmp_path / "out", registry_root=str(sed_version.registry.root), **kw)
+    other = tmp_path / "other-registry"
+    shutil.copytree(sed_version.registry.root, other)
+    primary = sed_version.manifest["artifact"]["primary"]
+    vdir = other / sed_version.name / "versions" / f"v{sed_version.version}"
+    (vdir / primary).write_bytes((vdir / primary).read_bytes() + b" ")  # another model, registered as v1 there
+    manifest = (vdir / "manifest.json").read_text()
+    (vdir / "manifest.json").write_text(manifest.replace(sed_version.manifest["files"][primary], "0" * 64))
+    with pytest.raises(StellarValueError, match="another job"):
+        scoring.score(src, tmp_path / "out", registry_root=str(other), **kw)
+    moved = tmp_path / "moved-registry"  # the same model in a registry moved elsewhere resumes
+    shutil.copytree(sed_version.registry.root, moved)
+    assert scoring.score(src, tmp_path / "out", registry_root=str(moved), **kw).computed == []
+
+
+def test_a_writer_killed_before_its_rename_leaves_the_output_folder_readable(tmp_path, monkeypatch):
+    """A process killed between writing a partition's temporary file and renaming it (nothing removes the file then)
+    leaves it hidden: the folder read as a Parquet dataset holds the finished partitions only, not the orphan too."""
+    import os
+
+    out = tmp_path / "out"
+    catalogue.write_partition(pd.DataFrame({"x": [1.0]}), str(out / "part-000000.parquet"), {})
+
+    def killed(src: str, dst: str) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", killed)
+    monkeypatch.setattr(os, "unlink", lambda path: None)  # a killed process cleans nothing up
+    with pytest.raises(KeyboardInterrupt):
+        catalogue.write_partition(pd.DataFrame({"x": [2.0]}), str(out / "part-000001.parquet"), {})
+    monkeypatch.undo()
+    assert len(list(out.iterdir())) == 2  # the orphan is there
+    assert catalogue.finished(str(out)) == {"part-000000"}
+    pd.testing.assert_frame_equal(pd.read_parquet(out), pd.DataFrame({"x": [1.0]}))
+
+
+@pytest.mark.parametrize("where", ["in_process", "dask"])
+def test_a_partition_that_fails_names_itself(where, sed_version, sdss_rows, tmp_path, request):
+    """A corrupt row group (the footer intact, so planning succeeds) fails its partition with an error that names the
+    file and the objects, in this process and from a Dask worker, and the partitions written before it stay."""
+    kw = {"model": sed_version.name, "registry_root": str(sed_version.registry.root), "progress": False}
+    src = tmp_path / "rows.parquet"
+    sdss_rows.to_parquet(src, row_group_size=300)
+    data = bytearray(src.read_bytes())
+    start = pq.ParquetFile(src).metadata.row_group(1).column(1).data_page_offset
+    data[start + 20 : start + 400] = b"\xff" * 380  # the second row group's pages, after the first's
+    src.write_bytes(bytes(data))
+    executor = DaskCluster(address=request.getfixturevalue("dask_address")) if where == "dask" else Synchronous()
+    with pytest.raises(StellarDataError, match=r"partition part-000001 \(objects 300:600 of .*rows\.parquet\)"):
+        scoring.score(src, tmp_path / "out", partition_rows=300, executor=executor, **kw)
+    done = catalogue.finished(str(tmp_path / "out"))  # on Dask the first may still be running when the run stops
+    assert done == {"part-000000"} if where == "in_process" else done <= {"part-000000"}

@@ -290,7 +290,7 @@ class StellarDataModule(L.LightningDataModule):
         ds = self.part(part)
         streaming = isinstance(ds, StreamingPart)
         return DataLoader(
-            ds.replace(shuffle=shuffle) if isinstance(ds, StreamingPart) else ds,
+            ds.replace(shuffle=shuffle).with_world() if isinstance(ds, StreamingPart) else ds,
             batch_size=None if streaming else self.batch_size,  # a streaming part yields whole batches
             shuffle=shuffle and not streaming,
             num_workers=self.num_workers,

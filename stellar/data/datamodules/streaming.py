@@ -3,11 +3,14 @@
 A :class:`StreamingPart` reads the stored dataset one whole zarr chunk (``chunk_rows`` rows) at a time and keeps only
 the rows of its part. Per epoch the training part visits its chunks in a seeded order that changes with the epoch and
 draws batches at random from a shuffle buffer of ``buffer_rows`` rows; validation and test parts stream in row order.
-DataLoader workers and DDP ranks read disjoint chunks: the epoch's chunk list is dealt to ``world_size × num_workers``
-slots. Under DDP every rank must yield the same number of batches (a rank that runs out first leaves the others
-waiting in a collective), so each slot yields as many rows as the smallest slot of its worker index over the ranks:
-at most one chunk's rows per slot are dropped per epoch, different rows each epoch when the chunk order is shuffled
-(what ``DistributedSampler(drop_last=True)`` does for map-style datasets). Without DDP nothing is dropped.
+DataLoader workers and DDP ranks read disjoint chunks: the chunks are dealt once (seeded) to ``world_size ×
+num_workers`` slots, and each epoch moves the slots round the ranks and workers and reads each slot's chunks in a new
+order; the batch count is thus the same every epoch (``len`` is computed in the main process, whose copy of the part
+does not iterate while persistent workers advance their epochs). Under DDP every rank must yield the same number of
+batches (a rank that runs out first leaves the others waiting in a collective), so each slot yields as many rows as the
+smallest slot of its worker index over the ranks: about one chunk's rows per slot are dropped per epoch, different rows
+each epoch when the chunk order is shuffled (what ``DistributedSampler(drop_last=True)`` does for map-style datasets).
+Without DDP nothing is dropped.
 
 Memory held per slot: the shuffle buffer (``buffer_rows + chunk_rows`` rows), the chunks read ahead
 (``read_ahead``) and one batch; it does not grow with the dataset. The metadata columns the batches carry
@@ -246,6 +249,13 @@ class StreamingPart(IterableDataset):
         copy._validate()
         return copy
 
+    def with_world(self) -> StreamingPart:
+        """A copy whose rank and world size are fixed now (from ``torch.distributed`` when it is initialised), for a
+        DataLoader: workers started by spawn or forkserver do not see the parent's process group, and would read
+        every rank's chunks."""
+        rank, world = self._world()
+        return self.replace(rank=rank, world_size=world)
+
     def _world(self) -> tuple[int, int]:
         if self.world_size is not None:
             return int(self.rank or 0), int(self.world_size)
@@ -256,14 +266,22 @@ class StreamingPart(IterableDataset):
     def plan(self, epoch: int, worker: int, n_workers: int) -> tuple[np.ndarray, int]:
         """The chunks (positions in :attr:`chunks`) that this rank's ``worker`` reads in ``epoch``, in reading order,
         and how many of their part rows it yields (equal over the ranks, see the module docstring)."""
-        order = np.arange(len(self.chunks))
-        if self.shuffle:
-            order = np.random.default_rng([self.seed, epoch]).permutation(order)
         rank, world = self._world()
         slots = world * n_workers
+        # Chunks are dealt to the slots once (seeded), and slots move between ranks and workers by the epoch: the
+        # batch count (a sum over workers) is then the same every epoch, so the length reported by the main process,
+        # whose copy never iterates while persistent workers advance their epochs, is what each epoch yields.
+        order = np.arange(len(self.chunks))
+        if self.shuffle:
+            order = np.random.default_rng(self.seed).permutation(order)
         counts = np.asarray([len(r) for r in self.chunk_part_rows], dtype=np.int64)
-        quota = min(int(counts[order[r * n_workers + worker :: slots]].sum()) for r in range(world))
-        return order[rank * n_workers + worker :: slots], quota
+        w = (worker + epoch) % n_workers if self.shuffle else worker
+        r0 = (rank + epoch) % world if self.shuffle else rank
+        quota = min(int(counts[order[r * n_workers + w :: slots]].sum()) for r in range(world))
+        mine = order[r0 * n_workers + w :: slots]
+        if self.shuffle:  # the slot's chunks in a new order each epoch (so other rows are left out under DDP)
+            mine = np.random.default_rng([self.seed, epoch, r0 * n_workers + w]).permutation(mine)
+        return mine, quota
 
     def __len__(self) -> int:
         """Batches of this rank's next epoch over all its workers (what ``len(DataLoader)`` reports)."""

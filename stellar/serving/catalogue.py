@@ -26,10 +26,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
-from fsspec.core import url_to_fs
-from fsspec.implementations.local import LocalFileSystem
 
 from stellar.errors import StellarDataError, StellarValueError
+from stellar.utils import urls
 from stellar.utils.claims import publish_local
 
 #: Parquet key-value metadata key of an output partition (JSON: model, version, calibrator, input partition)
@@ -58,13 +57,8 @@ class Partition:
         return {"source": self.source, "start": self.start, "stop": self.stop}
 
 
-def _fs(url: str) -> tuple[AbstractFileSystem, str]:
-    fs, path = url_to_fs(str(url))
-    return fs, str(path)
-
-
 def _url(fs: AbstractFileSystem, path: str) -> str:
-    return path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)
+    return path if urls.is_local(fs) else fs.unstrip_protocol(path)
 
 
 def is_table(url: str) -> bool:
@@ -74,7 +68,7 @@ def is_table(url: str) -> bool:
 
 def read_table(url: str | os.PathLike[str]) -> pd.DataFrame:
     """A CSV, Parquet or FITS table (path or fsspec URL) as a DataFrame (FITS vector columns: arrays per cell)."""
-    fs, path = _fs(str(url))
+    fs, path = urls.url_to_fs(str(url))
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in TABLE_SUFFIXES:
         raise StellarValueError(f"input={str(url)!r}: tables must be .csv, .parquet or .fits")
@@ -92,7 +86,7 @@ def read_table(url: str | os.PathLike[str]) -> pd.DataFrame:
 def input_files(url: str) -> tuple[list[str], str]:
     """The table files of ``url`` (itself, or the Parquet files under a folder, sorted) and the folder they are
     named relative to; ``([], url)`` for a folder without Parquet files (a dataset folder)."""
-    fs, path = _fs(url)
+    fs, path = urls.url_to_fs(url)
     fs.invalidate_cache(path)
     if not fs.exists(path):
         raise StellarValueError(f"input={url!r} does not exist")
@@ -105,7 +99,7 @@ def input_files(url: str) -> tuple[list[str], str]:
 def n_objects(url: str, per_row: bool, id_column: str) -> int:
     """Objects in a table file: rows (from the Parquet footer when it is one), or distinct ids."""
     if per_row and url.lower().endswith((".parquet", ".pq")):
-        fs, path = _fs(url)
+        fs, path = urls.url_to_fs(url)
         with fs.open(path, "rb") as f:
             return int(pq.ParquetFile(f).metadata.num_rows)
     df = read_table(url)
@@ -132,7 +126,7 @@ def partitions(
 def read_partition(part: Partition, id_column: str) -> pd.DataFrame:
     """The rows of ``part``'s objects (only the Parquet row groups that hold them, for per-row tables)."""
     if part.per_row and part.source.lower().endswith((".parquet", ".pq")):
-        fs, path = _fs(part.source)
+        fs, path = urls.url_to_fs(part.source)
         with fs.open(path, "rb") as f:
             pf = pq.ParquetFile(f)
             sizes = np.asarray([pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)], dtype=np.int64)
@@ -182,9 +176,9 @@ def parquet_bytes(frame: pd.DataFrame, metadata: dict[str, Any] | None = None) -
 def write_bytes(url: str, data: bytes) -> None:
     """``data`` to ``url`` all at once: a temporary file renamed into place on a local disk, a single PUT on object
     stores (a reader never sees part of it)."""
-    fs, path = _fs(url)
+    fs, path = urls.url_to_fs(url)
     fs.makedirs(os.path.dirname(path), exist_ok=True)
-    if isinstance(fs, LocalFileSystem):
+    if urls.is_local(fs):
         # flushed to disk before the rename (a renamed file that a power cut leaves empty would count as finished),
         # and the temporary file removed if anything fails
         publish_local(path, data, os.replace)
@@ -194,7 +188,7 @@ def write_bytes(url: str, data: bytes) -> None:
 
 def partition_metadata(url: str) -> dict[str, Any]:
     """The scoring metadata of an output partition (model, version, calibrator, input partition)."""
-    fs, path = _fs(url)
+    fs, path = urls.url_to_fs(url)
     with fs.open(path, "rb") as f:
         meta = pq.read_schema(f).metadata or {}
     return dict(json.loads(meta[METADATA_KEY])) if METADATA_KEY in meta else {}
@@ -202,7 +196,7 @@ def partition_metadata(url: str) -> dict[str, Any]:
 
 def finished(out_dir: str) -> set[str]:
     """Output partitions already written under ``out_dir`` (paths relative to it, without ``.parquet``)."""
-    fs, path = _fs(out_dir)
+    fs, path = urls.url_to_fs(out_dir)
     fs.invalidate_cache(path)
     if not fs.isdir(path):
         return set()
@@ -215,7 +209,7 @@ def input_identity(files: list[str], base: str) -> dict[str, Any]:
     (mtime-based locally, the ETag on S3), so that a changed input is never mixed with old scores."""
     h = hashlib.sha256()
     for url in files:
-        fs, path = _fs(url)
+        fs, path = urls.url_to_fs(url)
         h.update(f"{url}\0{fs.size(path)}\0{fs.ukey(path)}\n".encode())
     return {"input": base or (files[0] if files else ""), "files": len(files), "digest": h.hexdigest()[:16]}
 
@@ -223,7 +217,7 @@ def input_identity(files: list[str], base: str) -> dict[str, Any]:
 def claim_job(out_dir: str, key: dict[str, Any], replace: bool = False) -> None:
     """Write the job identity to ``<out_dir>/_job.json``, or check the one there: a different job is refused, or
     replaced when ``replace`` (the output holds no partition of it yet)."""
-    fs, path = _fs(out_dir)
+    fs, path = urls.url_to_fs(out_dir)
     job = f"{path.rstrip('/')}/{JOB_FILE}"
     fs.invalidate_cache(path)
     if fs.exists(job) and not replace:
@@ -246,5 +240,5 @@ def join(out_dir: str, parts: list[Partition]) -> pd.DataFrame:
 
 def remove(out_dir: str) -> None:
     """Remove the output folder (after its partitions were joined into one file)."""
-    fs, path = _fs(out_dir)
+    fs, path = urls.url_to_fs(out_dir)
     fs.rm(path, recursive=True)

@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from hydra import compose, initialize_config_dir
 
-from stellar.registry import ModelVersion
+from stellar.registry import ModelRegistry, ModelVersion
+from tests.conftest import DATA, REPO
 from tests.serving.helpers import register_untrained
+
+SDSS17 = DATA / "sed" / "sdss17"
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +36,36 @@ def spectral_version(registry_root) -> ModelVersion:
     cal = json.dumps(scaler.to_dict()).encode()
     files = {rel: v.read_bytes(rel) for rel in v.files if rel != "MODEL_CARD.md"}
     return ModelRegistry(registry_root).register(v.name, {**files, "calibrator.json": cal}, v.manifest)
+
+
+@pytest.fixture(scope="module")
+def sed_version(tmp_path_factory) -> ModelVersion:
+    """An SDSS17 SED XGBoost model (experiment sdss17_sed, 15 rounds) with a temperature calibrator."""
+    from stellar.pipelines import train
+
+    tmp = tmp_path_factory.mktemp("sed_run")
+    overrides = [
+        "experiment=sdss17_sed",
+        f"datamodule.data_dir={SDSS17}",
+        "model.n_jobs=1",
+        "model.num_boost_round=15",
+        "register=true",
+        f"registry.root={tmp / 'registry'}",
+        "logger=none",
+        f"paths.output_dir={tmp / 'run'}",
+        f"paths.store_dir={tmp / 'store'}",
+        f"paths.log_dir={tmp}",
+    ]
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = compose("train", overrides=overrides)
+    train.run(cfg)
+    return ModelRegistry(tmp / "registry").get("sed_xgboost")
+
+
+@pytest.fixture(scope="module")
+def sdss_rows() -> pd.DataFrame:
+    """The 600 SDSS17 rows of tests/data, with the ids the dataset store gives them."""
+    with gzip.open(SDSS17 / "sdss17_photometry.csv.gz", "rt") as f:
+        df = pd.read_csv(f)
+    df.insert(0, "object_id", [f"sdss17-{i:06d}" for i in range(len(df))])
+    return df

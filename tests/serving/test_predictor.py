@@ -18,6 +18,7 @@ from stellar.errors import StellarError, StellarValueError
 from stellar.registry import ModelRegistry, ModelVersion
 from stellar.serving import scoring
 from stellar.serving.api import SEDAPI, LightCurveAPI, SpectralAPI
+from stellar.serving.predictor import Predictor
 from stellar.serving.schemas import LightCurveRequest, SEDRequest, SpectralRequest
 from tests.conftest import DATA
 from tests.serving.helpers import register_untrained
@@ -33,7 +34,7 @@ def miles() -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def spectral(spectral_version) -> stellar.serving.predictor.Predictor:  # type: ignore[name-defined]
+def spectral(spectral_version) -> Predictor:
     return stellar.load(
         f"{spectral_version.name}@{spectral_version.version}", registry=str(spectral_version.registry.root)
     )

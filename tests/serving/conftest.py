@@ -5,11 +5,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 
 from stellar.registry import ModelRegistry, ModelVersion
-from tests.conftest import DATA, REPO
-from tests.serving.helpers import register_untrained
+from tests.conftest import DATA
+from tests.serving.helpers import register_untrained, train_registered
 
 SDSS17 = DATA / "sed" / "sdss17"
 
@@ -41,25 +40,14 @@ def spectral_version(registry_root) -> ModelVersion:
 @pytest.fixture(scope="module")
 def sed_version(tmp_path_factory) -> ModelVersion:
     """An SDSS17 SED XGBoost model (experiment sdss17_sed, 15 rounds) with a temperature calibrator."""
-    from stellar.pipelines import train
-
-    tmp = tmp_path_factory.mktemp("sed_run")
-    overrides = [
+    root = train_registered(
+        tmp_path_factory.mktemp("sed_run"),
         "experiment=sdss17_sed",
         f"datamodule.data_dir={SDSS17}",
         "model.n_jobs=1",
         "model.num_boost_round=15",
-        "register=true",
-        f"registry.root={tmp / 'registry'}",
-        "logger=none",
-        f"paths.output_dir={tmp / 'run'}",
-        f"paths.store_dir={tmp / 'store'}",
-        f"paths.log_dir={tmp}",
-    ]
-    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
-        cfg = compose("train", overrides=overrides)
-    train.run(cfg)
-    return ModelRegistry(tmp / "registry").get("sed_xgboost")
+    )
+    return ModelRegistry(root).get("sed_xgboost")
 
 
 @pytest.fixture(scope="module")

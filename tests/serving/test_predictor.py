@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -22,6 +23,7 @@ from stellar.serving.predictor import Predictor
 from stellar.serving.schemas import LightCurveRequest, SEDRequest, SpectralRequest
 from tests.conftest import DATA
 from tests.serving.helpers import register_untrained
+from tests.serving.test_intervals_api import CONFORMAL
 
 KEPLER = DATA / "lightcurves" / "kplr011442793-2010009091648_llc.fits"
 
@@ -112,6 +114,24 @@ def test_light_curves_three_doors_give_the_same_numbers(lc_version, kepler, tmp_
     np.testing.assert_array_equal(ours, endpoint)
     np.testing.assert_array_equal(ours, scored[classes].to_numpy(float)[0])
     assert f"{int((~good).sum())} of {len(good)} points dropped" in table["warnings"][0]
+
+
+def test_calibrated_intervals_are_the_endpoints_with_their_units(spectral_version, miles, tmp_path):
+    """A version with conformal intervals: each target's ``_lo95``/``_hi95`` and calibrated ``_std`` are the
+    endpoint's ``interval_95`` and ``std``."""
+    files = {rel: spectral_version.read_bytes(rel) for rel in spectral_version.files if rel != "MODEL_CARD.md"}
+    extra = {"interval_calibrator.json": json.dumps(CONFORMAL).encode()}
+    v = ModelRegistry(tmp_path).register(spectral_version.name, {**files, **extra}, spectral_version.manifest)
+    wave, flux = miles
+    table = stellar.load(v.name, registry=str(tmp_path)).predict(flux, wavelength=wave)
+    answer = _endpoint(_api(SpectralAPI, v), SpectralRequest, {"spectra": flux.tolist(), "wavelengths": wave.tolist()})
+    for t in ("teff", "logg"):
+        lo, hi = np.array([p["targets"][t]["interval_95"] for p in answer["predictions"]]).T
+        np.testing.assert_array_equal(table[f"{t}_lo95"], lo)
+        np.testing.assert_array_equal(table[f"{t}_hi95"], hi)
+        np.testing.assert_array_equal(table[f"{t}_std"], [p["targets"][t]["std"] for p in answer["predictions"]])
+        assert (table[f"{t}_lo95"] < table[f"{t}_mean"]).all() and (table[f"{t}_mean"] < table[f"{t}_hi95"]).all()
+    assert table["logg_lo95"].unit == u.dex and table.meta["intervals_calibrated"]
 
 
 def test_spectra_as_quantities_and_tables_equal_plain_arrays(spectral, miles):

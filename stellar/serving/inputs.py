@@ -151,7 +151,7 @@ def _days(time: Any) -> np.ndarray:
 def _values_unit(values: Any, unit: str | None) -> tuple[np.ndarray, str | None]:
     """Light-curve values as numbers, and whether they are magnitudes or fluxes (a Quantity's unit says which)."""
     if isinstance(values, u.Quantity):
-        is_mag = values.unit.physical_type == u.mag.physical_type or values.unit == u.mag
+        is_mag = isinstance(values, u.Magnitude) or values.unit == u.mag  # mag, or AB/ST magnitudes
         return np.asarray(values.value, dtype=np.float64), "mag" if is_mag else "flux"
     return np.asarray(values, dtype=np.float64), unit
 
@@ -195,7 +195,8 @@ def lightcurve_bodies(
     unit : {"mag", "flux"}, optional
         What bare values are (default: as the model was trained); a ``Quantity`` sets it.
     """
-    curves = list(data) if type(data).__name__ == "LightCurveCollection" else [data]
+    # a LightCurveCollection (duck-typed: lightkurve is imported only by those who pass its objects) stitches
+    curves = list(data) if hasattr(data, "stitch") else [data]
     if hasattr(curves[0], "flux") and hasattr(curves[0], "time"):
         rows, notes = zip(*(_lightkurve_rows(lc) for lc in curves), strict=True)
     else:

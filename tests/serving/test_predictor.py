@@ -168,6 +168,10 @@ def test_light_curves_as_lightkurve_objects_equal_plain_arrays(lc_version, keple
     for a, b in ((as_time, plain), (pair[:1], plain), (pair[1:], alone)):
         np.testing.assert_array_equal(np.array([a[c][0] for c in cols]), np.array([b[c][0] for c in cols]))
     assert len(pair) == 2
+    mags = -2.5 * np.log10(flux.value)  # negative: read as flux they would have no valid point
+    as_mag = predictor.predict(mags * u.mag, time=kepler.time.mjd[good])
+    bare = predictor.predict(mags, time=kepler.time.mjd[good], unit="mag")
+    np.testing.assert_array_equal(np.array([as_mag[c][0] for c in cols]), np.array([bare[c][0] for c in cols]))
 
 
 def test_photometry_tables_frames_and_arrays_agree(sed_version, sdss_rows):

@@ -30,9 +30,12 @@ FLAM = u.erg / u.s / u.cm**2 / u.AA
 
 def _rows(x: Any, name: str) -> list[np.ndarray]:
     """Per-object 1-D float rows of ``x`` (one row, a 2-D array, or a list of possibly ragged rows)."""
-    if isinstance(x, list | tuple) and len(x) and np.ndim(x[0]) == 1:
-        return [np.asarray(r, dtype=np.float64) for r in x]
-    a = np.asarray(x, dtype=np.float64)
+    try:
+        if isinstance(x, list | tuple) and len(x) and np.ndim(x[0]) == 1:
+            return [np.asarray(r, dtype=np.float64) for r in x]
+        a = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise StellarValueError(f"{name} must be numbers; got {type(x).__name__}: {err}") from err
     if a.ndim not in (1, 2) or a.size == 0:
         raise StellarValueError(f"{name} must be one row or a 2-D array (objects, samples); got shape {a.shape}")
     return list(np.atleast_2d(a))
@@ -48,6 +51,14 @@ def _per_object(x: Any, n: int, name: str) -> list[Any]:
     if len(rows) != n:
         raise StellarValueError(f"{name} has {len(rows)} rows for {n} objects: give one row, or one per object")
     return rows
+
+
+def _per_value(x: Any, n: int, name: str, unit: u.UnitBase) -> np.ndarray:
+    """One number per object (or one for all ``n``), in ``unit``."""
+    v = np.atleast_1d(to_value(x, unit, name))
+    if v.ndim != 1 or len(v) not in (1, n):
+        raise StellarValueError(f"{name} needs one value, or one per object ({n}); got shape {v.shape}")
+    return np.broadcast_to(v, (n,))
 
 
 def _column(table: Table, name: str) -> Any:
@@ -114,6 +125,8 @@ def spectra_bodies(
         if "flux" not in data.colnames:
             raise StellarValueError(f"data (a Table) needs a 'flux' column; it has {data.colnames}")
         data = _column(data, "flux")
+    if flux_err is not None and isinstance(data, u.Quantity) != isinstance(flux_err, u.Quantity):
+        raise StellarValueError("flux_err must carry a unit when data does, and none when data has none")
     n = len(np.atleast_2d(data)) if not isinstance(data, list | tuple) else len(data)
     waves = _per_object(
         None if wavelength is None else to_value(wavelength, u.AA, "wavelength", equivalencies=u.spectral()),
@@ -122,7 +135,7 @@ def spectra_bodies(
     )
     flux, note = _flux_value(data, waves, "data")
     errs = [None] * n if flux_err is None else _flux_value(flux_err, waves, "flux_err")[0]
-    z = [None] * n if redshift is None else list(np.broadcast_to(np.asarray(redshift, np.float64), (n,)))
+    z = [None] * n if redshift is None else _per_value(redshift, n, "redshift", u.one)
     if len(flux) != n or len(errs) != n:
         raise StellarValueError(f"flux_err has {len(errs)} rows for {n} spectra")
     bodies = []
@@ -258,7 +271,13 @@ def sed_bodies(data: Any, api: Any, bands: list[str] | None = None, **meta: Any)
     unknown = sorted(set(meta) - set(units))
     if unknown:
         raise StellarValueError(f"unknown argument(s) {unknown}; allowed: {sorted(units)}")
-    cols = {k: np.atleast_1d(to_value(v, units[k], k)) for k, v in meta.items() if v is not None}
+    n = len(mags)
+    cols = {k: _per_value(v, n, k, units[k]) for k, v in meta.items() if v is not None and k != "errors"}
+    if meta.get("errors") is not None:
+        errors = to_value(meta["errors"], u.mag, "errors")
+        if errors.shape != mags.shape:
+            raise StellarValueError(f"errors must have the shape of data {mags.shape}; got {errors.shape}")
+        cols["errors"] = errors
     bodies = []
     for i, row in enumerate(mags):
         body: dict[str, Any] = {"magnitudes": [_list(row)], "bands": list(bands)}

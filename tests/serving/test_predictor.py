@@ -204,6 +204,9 @@ def test_photometry_tables_frames_and_arrays_agree(sed_version, sdss_rows):
         ({"data": np.ones((3, 50)), "wavelength": np.ones((2, 50))}, "wavelength has 2 rows for 3 objects"),
         ({"data": np.ones((2, 50)), "colour": "red"}, "unexpected keyword argument 'colour'"),
         ({"data": -np.ones((2, 50))}, "no valid sample after preprocessing"),
+        ({"data": np.ones((2, 50)) * u.Jy, "flux_err": np.ones((2, 50))}, "flux_err must carry a unit"),
+        ({"data": np.ones((3, 50)), "redshift": [0.1, 0.2]}, "redshift needs one value, or one per object (3)"),
+        ({"data": "spectrum.fits"}, "data must be numbers; got str"),
     ],
 )
 def test_bad_spectra_raise_a_stellar_error_naming_the_argument(spectral, kwargs, named):
@@ -216,6 +219,8 @@ def test_bad_photometry_and_light_curves_name_the_argument(sed_version, lc_versi
     sed = stellar.load(sed_version.name, registry=str(sed_version.registry.root))
     with pytest.raises(StellarValueError, match="bands must name the 5 magnitude columns"):
         sed.predict(np.ones((2, 5)) * 15, bands=list("ugr"))
+    with pytest.raises(StellarValueError, match=r"errors must have the shape of data \(2, 5\)"):
+        sed.predict(np.ones((2, 5)) * 15, bands=sed.api.bands, errors=np.ones((2, 4)))
     with pytest.raises(StellarValueError, match="parallax has unit kg"):
         sed.predict(np.ones((1, 5)) * 15, bands=sed.api.bands, parallax=[1] * u.kg)
     lc = stellar.load(lc_version.name, registry=str(lc_version.registry.root))

@@ -36,7 +36,7 @@ from astropy.coordinates import SkyCoord, search_around_sky
 from astropy.time import Time
 from erfa import ErfaWarning
 
-from stellar import __version__
+from stellar._version import __version__
 from stellar.data.catalogs import read_table
 from stellar.data.store import DatasetStore
 from stellar.errors import StellarDataError, StellarValueError

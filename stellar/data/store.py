@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from stellar import __version__
+from stellar._version import __version__
 from stellar.errors import StellarDataError, StellarValueError
 from stellar.utils import urls
 from stellar.utils.claims import Lease

@@ -55,13 +55,12 @@ from stellar.pipelines.common import (
     truths_of,
 )
 from stellar.utils import urls
+from stellar.utils.units import TARGET_UNITS
 
 if TYPE_CHECKING:
     from stellar.registry import ModelVersion
 
 log = logging.getLogger(__name__)
-
-UNITS = {"teff": "K", "logg": "dex", "feh": "dex", "period": "d", "amplitude": "mag"}
 
 
 def best_checkpoint(run_dir: Path) -> Path:
@@ -310,7 +309,7 @@ def _figures(
     calibrated = calibrated_outputs(interval_calibrator, outputs, groups)  # error bars: the calibrated 1-sigma
     for t, truth in truths_of(outputs, dm, list(report.get("regression", {}))).items():
         figs[f"regression_{t}"] = regression_figure(
-            t, truth, calibrated[f"{t}_mean"], calibrated[f"{t}_logvar"], UNITS.get(t, "")
+            t, truth, calibrated[f"{t}_mean"], calibrated[f"{t}_logvar"], TARGET_UNITS.get(t, "")
         )
     return figs
 

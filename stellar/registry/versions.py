@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from stellar import __version__
+from stellar._version import __version__
 from stellar.errors import StellarDataError, StellarValueError
 from stellar.registry.cards import default_card
 from stellar.registry.model_version import ModelVersion

@@ -24,7 +24,7 @@ import litserve as ls
 import numpy as np
 from fastapi.responses import JSONResponse
 
-from stellar.errors import StellarError
+from stellar.errors import StellarConfigError, StellarError
 from stellar.monitoring.summaries import summarize
 from stellar.registry import DEFAULT_ROOT, LATEST, ModelRegistry, ModelVersion
 from stellar.serving.metrics import WorkerMetrics, use_multiprocess_dir
@@ -202,6 +202,11 @@ class StellarAPI(ls.LitAPI):
     def to_job(self, request: Any) -> Job:
         """Per-object input rows of a validated request (modality-specific)."""
         raise NotImplementedError
+
+    def bodies(self, data: Any, **kwargs: Any) -> tuple[list[dict[str, Any]], list[list[str]]]:
+        """Request bodies (one per object) and per-object notes of what Python users hold (modality-specific, see
+        :mod:`stellar.serving.inputs`); what :meth:`stellar.serving.predictor.Predictor.predict` sends here."""
+        raise StellarConfigError(f"{type(self).__name__} takes no Python inputs; send request bodies to answer()")
 
     def group_key(self, row: dict[str, Any]) -> Hashable:
         """Rows with the same key are preprocessed together in one call."""

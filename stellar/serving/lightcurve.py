@@ -10,6 +10,7 @@ import numpy as np
 
 from stellar.errors import StellarValueError
 from stellar.serving.base import Failure, Job, StellarAPI, float_rows
+from stellar.serving.inputs import lightcurve_bodies
 from stellar.serving.schemas import LightCurveRequest
 
 
@@ -26,6 +27,10 @@ class LightCurveAPI(StellarAPI):
     def check_preprocessing(self, prep: Any) -> None:
         if prep is None or not hasattr(prep, "bands"):
             raise StellarValueError(f"model {self.model_name!r} stores no light-curve preprocessing (with bands)")
+
+    def bodies(self, data: Any, **kwargs: Any) -> tuple[list[dict[str, Any]], list[list[str]]]:
+        """Bodies of light curves held in Python: :func:`~stellar.serving.inputs.lightcurve_bodies`."""
+        return lightcurve_bodies(data, **kwargs)
 
     def decode_request(self, request: LightCurveRequest) -> Job | Failure:
         return self._decode(request)

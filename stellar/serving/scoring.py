@@ -61,16 +61,11 @@ __all__ = ["Scored", "ScoringJob", "read_table", "score", "score_partition"]
 
 
 def _api_for(version: Any) -> Any:
-    """The server's LitAPI of ``version``, set up: scoring and serving share one predictor."""
-    from stellar.serving import api as api_module
+    """The set-up endpoint of ``version``'s :class:`~stellar.serving.predictor.Predictor`: scoring, serving and
+    ``stellar.load`` share one predictor."""
+    from stellar.serving.predictor import Predictor
 
-    a = getattr(api_module, modality_of(version).api)(
-        version.name, version.version, version.registry.root, api_path="/score"
-    )
-    a.setup("cpu")
-    if a.load_error:
-        raise StellarDataError(a.load_error)
-    return a
+    return Predictor.from_version(version, api_path="/score", num_threads=1).api
 
 
 def _rows_of(api: Any, oids: Sequence[str], outputs: Sequence[Any]) -> list[dict[str, Any]]:
@@ -98,19 +93,9 @@ def _flatten(pred: dict[str, Any]) -> dict[str, Any]:
 
 
 def _score_requests(api: Any, items: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-    from pydantic import ValidationError
+    from stellar.serving.predictor import Predictor
 
-    from stellar.serving.api import Failure
-
-    request_model = type(api).decode_request.__annotations__["request"]
-    decoded: list[Any] = []
-    for _, body in items:
-        try:
-            decoded.append(api.decode_request(request_model.model_validate(body)))
-        except ValidationError as err:
-            first = err.errors()[0]
-            decoded.append(Failure(422, f"{'.'.join(map(str, first['loc']))}: {first['msg']}"))
-    return _rows_of(api, [oid for oid, _ in items], api.predict(decoded))
+    return _rows_of(api, [oid for oid, _ in items], Predictor(api).answer([body for _, body in items]))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,6 +11,7 @@ import numpy as np
 from stellar.data.preprocess.sed_inputs import SEDPreprocessing
 from stellar.errors import StellarValueError
 from stellar.serving.base import Failure, Job, StellarAPI
+from stellar.serving.inputs import sed_bodies
 from stellar.serving.schemas import SEDRequest
 
 
@@ -45,6 +46,10 @@ class SEDAPI(StellarAPI):
         if isinstance(prep, SEDPreprocessing) and prep.bands and fitted and prep.feature_names() != fitted:
             raise StellarValueError(f"{version.tag}: features {prep.feature_names()} differ from the fitted {fitted}")
         return prep
+
+    def bodies(self, data: Any, **kwargs: Any) -> tuple[list[dict[str, Any]], list[list[str]]]:
+        """Bodies of photometry held in Python: :func:`~stellar.serving.inputs.sed_bodies`."""
+        return sed_bodies(data, self, **kwargs)
 
     def decode_request(self, request: SEDRequest) -> Job | Failure:
         return self._decode(request)

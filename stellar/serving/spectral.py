@@ -10,6 +10,7 @@ import numpy as np
 
 from stellar.errors import StellarValueError
 from stellar.serving.base import Failure, Job, StellarAPI, float_rows
+from stellar.serving.inputs import spectra_bodies
 from stellar.serving.schemas import SpectralRequest
 
 
@@ -27,6 +28,10 @@ class SpectralAPI(StellarAPI):
     def check_preprocessing(self, prep: Any) -> None:
         if prep is None or not hasattr(prep, "grid"):
             raise StellarValueError(f"model {self.model_name!r} stores no spectrum preprocessing (with a grid)")
+
+    def bodies(self, data: Any, **kwargs: Any) -> tuple[list[dict[str, Any]], list[list[str]]]:
+        """Bodies of spectra held in Python: :func:`~stellar.serving.inputs.spectra_bodies`."""
+        return spectra_bodies(data, **kwargs)
 
     def decode_request(self, request: SpectralRequest) -> Job | Failure:
         return self._decode(request)

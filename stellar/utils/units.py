@@ -9,6 +9,9 @@ import numpy as np
 
 from stellar.errors import StellarValueError
 
+#: physical unit of each regression target the models predict (evaluation reports, the predictor's Table columns)
+TARGET_UNITS = {"teff": "K", "logg": "dex", "feh": "dex", "period": "d", "amplitude": "mag"}
+
 
 def to_value(x: Any, unit: u.UnitBase | str, name: str, *, equivalencies: Any = None) -> np.ndarray:
     """Return ``x`` as a float ndarray expressed in ``unit``.

@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from stellar.registry import ModelVersion
-from tests.serving.helpers import register_untrained
+from stellar.registry import ModelRegistry, ModelVersion
+from tests.conftest import DATA
+from tests.serving.helpers import register_untrained, train_registered
+
+SDSS17 = DATA / "sed" / "sdss17"
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +35,25 @@ def spectral_version(registry_root) -> ModelVersion:
     cal = json.dumps(scaler.to_dict()).encode()
     files = {rel: v.read_bytes(rel) for rel in v.files if rel != "MODEL_CARD.md"}
     return ModelRegistry(registry_root).register(v.name, {**files, "calibrator.json": cal}, v.manifest)
+
+
+@pytest.fixture(scope="module")
+def sed_version(tmp_path_factory) -> ModelVersion:
+    """An SDSS17 SED XGBoost model (experiment sdss17_sed, 15 rounds) with a temperature calibrator."""
+    root = train_registered(
+        tmp_path_factory.mktemp("sed_run"),
+        "experiment=sdss17_sed",
+        f"datamodule.data_dir={SDSS17}",
+        "model.n_jobs=1",
+        "model.num_boost_round=15",
+    )
+    return ModelRegistry(root).get("sed_xgboost")
+
+
+@pytest.fixture(scope="module")
+def sdss_rows() -> pd.DataFrame:
+    """The 600 SDSS17 rows of tests/data, with the ids the dataset store gives them."""
+    with gzip.open(SDSS17 / "sdss17_photometry.csv.gz", "rt") as f:
+        df = pd.read_csv(f)
+    df.insert(0, "object_id", [f"sdss17-{i:06d}" for i in range(len(df))])
+    return df

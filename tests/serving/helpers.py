@@ -62,6 +62,22 @@ def register_untrained(
     return ModelRegistry(root).register(str(cfg.model.name), files, manifest)
 
 
+def train_registered(tmp: Path, *overrides: str) -> Path:
+    """Run ``train.py`` with ``overrides`` and ``register=true``, everything under ``tmp`` (no logger); returns the
+    registry root ``tmp/registry``."""
+    from stellar.pipelines.train import run
+
+    where = [f"paths.output_dir={tmp / 'run'}", f"paths.store_dir={tmp / 'store'}", f"paths.log_dir={tmp}"]
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        run(
+            compose(
+                "train",
+                overrides=[*overrides, "logger=none", *where, f"registry.root={tmp / 'registry'}", "register=true"],
+            )
+        )
+    return tmp / "registry"
+
+
 def _mk_classes() -> list[str]:
     from stellar.data.labels import MK_CLASSES
 

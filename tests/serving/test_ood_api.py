@@ -14,29 +14,16 @@ from stellar.serving.api import SEDAPI
 from stellar.serving.schemas import PredictionResponse, SEDRequest
 from stellar.serving.scoring import score
 from tests.conftest import DATA, REPO
+from tests.serving.helpers import train_registered
 
 HIPPARCOS = DATA / "sed" / "hipparcos"
 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory) -> Path:
-    from stellar.pipelines.train import run
-
-    tmp = tmp_path_factory.mktemp("ood")
-    overrides = [
-        "experiment=hipparcos_sed",
-        f"datamodule.data_dir={HIPPARCOS}",
-        "model.n_jobs=1",
-        "logger=none",
-        f"paths.output_dir={tmp / 'run'}",
-        f"paths.store_dir={tmp / 'store'}",
-        f"paths.log_dir={tmp}",
-        "register=true",
-        f"registry.root={tmp / 'registry'}",
-    ]
-    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
-        run(compose("train", overrides=overrides))
-    return tmp / "registry"
+    return train_registered(
+        tmp_path_factory.mktemp("ood"), "experiment=hipparcos_sed", f"datamodule.data_dir={HIPPARCOS}", "model.n_jobs=1"
+    )
 
 
 def _answer(api: SEDAPI, request: SEDRequest) -> dict:

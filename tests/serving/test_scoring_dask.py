@@ -3,7 +3,6 @@ Hydra entry point with today's flags, SED rows, and clear errors for bad input."
 
 from __future__ import annotations
 
-import gzip
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from omegaconf import OmegaConf
 
 from stellar import score as score_cli
 from stellar.errors import StellarConfigError, StellarDataError, StellarError, StellarValueError
-from stellar.registry import ModelRegistry, ModelVersion
+from stellar.registry import ModelRegistry
 from stellar.serving import catalogue, scoring
 from stellar.serving.executors import DaskCluster, Synchronous
 from tests.conftest import DATA, REPO
@@ -30,38 +29,6 @@ SDSS17 = DATA / "sed" / "sdss17"
 def _compose(*overrides: str, name: str = "score") -> object:
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
         return compose(name, overrides=list(overrides))
-
-
-@pytest.fixture(scope="module")
-def sed_version(tmp_path_factory) -> ModelVersion:
-    """An SDSS17 SED XGBoost model (experiment sdss17_sed, 15 rounds) with a temperature calibrator."""
-    from stellar.pipelines import train
-
-    tmp = tmp_path_factory.mktemp("sed_run")
-    cfg = _compose(
-        "experiment=sdss17_sed",
-        f"datamodule.data_dir={SDSS17}",
-        "model.n_jobs=1",
-        "model.num_boost_round=15",
-        "register=true",
-        f"registry.root={tmp / 'registry'}",
-        "logger=none",
-        f"paths.output_dir={tmp / 'run'}",
-        f"paths.store_dir={tmp / 'store'}",
-        f"paths.log_dir={tmp}",
-        name="train",
-    )
-    train.run(cfg)
-    return ModelRegistry(tmp / "registry").get("sed_xgboost")
-
-
-@pytest.fixture(scope="module")
-def sdss_rows() -> pd.DataFrame:
-    """The 600 SDSS17 rows of tests/data, with the ids the dataset store gives them."""
-    with gzip.open(SDSS17 / "sdss17_photometry.csv.gz", "rt") as f:
-        df = pd.read_csv(f)
-    df.insert(0, "object_id", [f"sdss17-{i:06d}" for i in range(len(df))])
-    return df
 
 
 def _hats(df: pd.DataFrame, root: Path) -> Path:

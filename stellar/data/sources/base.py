@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from stellar import __version__
+from stellar._version import __version__
 
 #: Bump when a source's build logic changes what it stores (the dataset name hashes it, so old builds are not reused).
 BUILD_VERSION = 2

@@ -59,7 +59,7 @@ def test_catalogue_scoring_writes_the_ood_columns(registry, tmp_path):
         registry_root=str(registry),
         progress=False,
         store_root=str(tmp_path / "store"),
-    )
+    ).frame
     assert {"ood_score", "ood"} <= set(table.columns)
     assert len(table) == 400 and table["ood"].mean() < 0.1
 

@@ -5,6 +5,7 @@
 ``max_body_mb`` (by its ``Content-Length`` or, when streamed, as soon as it grows past the limit) and 401 for a
 ``/predict`` request without the right ``X-API-Key`` when the environment variable named by ``api_key_env`` is set.
 The third, :class:`MetricsMiddleware`, counts every request for ``GET /metrics`` (:mod:`stellar.serving.metrics`).
+Inside them all, :class:`~stellar.serving.binary.BinaryFormatMiddleware` answers requests that send or accept Arrow.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from omegaconf import DictConfig
 
 from stellar.errors import StellarConfigError
 from stellar.serving.base import StellarAPI
+from stellar.serving.binary import BinaryFormatMiddleware, Endpoints
 from stellar.serving.metrics import FIXED_ROUTES, HTTPMetrics, metrics_app, prepare_multiprocess_dir
 from stellar.serving.request_log import RequestLogConfig
 from stellar.serving.validation import validation_error_response
@@ -171,7 +173,9 @@ def build_server(cfg: DictConfig) -> ls.LitServer:
     strict JSON (no ``NaN``/``Infinity`` echoed from the body), Prometheus metrics at ``GET /metrics`` (``metrics``;
     not behind the API key) and the optional request log (``request_log.dir``)."""
     apis = build_apis(cfg)
-    middlewares: list[Any] = [(BodyLimitMiddleware, {"max_bytes": int(float(cfg.max_body_mb) * 2**20)})]
+    endpoints = Endpoints()  # first in the list: the innermost middleware, inside the payload limit and API key
+    middlewares: list[Any] = [(BinaryFormatMiddleware, {"endpoints": endpoints})]
+    middlewares.append((BodyLimitMiddleware, {"max_bytes": int(float(cfg.max_body_mb) * 2**20)}))
     key_env = cfg.get("api_key_env")
     key = os.environ.get(str(key_env)) if key_env else None
     if key:
@@ -194,6 +198,7 @@ def build_server(cfg: DictConfig) -> ls.LitServer:
         middlewares=middlewares,
         fast_queue=bool(cfg.get("fast_queue", False)),
     )
+    endpoints.attach(server, apis)  # Arrow requests and answers (stellar.serving.binary)
     server.app.add_exception_handler(RequestValidationError, validation_error_response)  # 422s as strict JSON
     if metrics_dir:
         server.app.add_route("/metrics", metrics_app(metrics_dir), methods=["GET"], include_in_schema=False)

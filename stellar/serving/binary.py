@@ -1,0 +1,221 @@
+"""The binary request/response format of every ``/predict/*`` endpoint: Arrow IPC streams beside JSON.
+
+A client sends ``Content-Type: application/vnd.apache.arrow.stream`` and/or ``Accept:
+application/vnd.apache.arrow.stream``; JSON stays the default both ways. Arrow rather than ``.npy``/``.npz``: one
+stream carries named columns of different types (ragged ``list<float32>`` rows, per-object scalars, strings), so
+every field of a request schema has one obvious encoding, and the answer is a table that pandas, astropy and
+polars read without a schema of ours.
+
+The request stream (one or more record batches) holds one row per object and one column per field of the
+endpoint's request schema, named as in JSON: ``spectra`` as ``list<float32>`` (or float64), ``redshift`` as a
+float column… Request-level options (``model``, ``medium``, ``unit``, a shared ``bands`` list) travel in the
+schema metadata, each value JSON (a bare string is taken as the string). The columns become the very pydantic
+request object the JSON body becomes (converted column by column by Arrow, no Python loop over samples), so
+validation, limits and 4xx answers are the endpoint's own. :class:`BinaryFormatMiddleware` answers these
+requests itself, inside the payload-limit, API-key and metrics middlewares, and hands the object to the
+endpoint's LitServe handler exactly as LitServe's own route does.
+
+The Arrow answer has one row per object: ``predicted_class``, ``valid_fraction``, ``ood_score``, ``ood``, a
+``prob_<class>`` column per class and ``<target>_mean``, ``<target>_std``, ``<target>_lo95``, ``<target>_hi95``
+per target; ``model``, ``version``, ``modality``, ``calibrated``, ``intervals_calibrated`` and ``assumed`` are
+in the schema metadata (JSON values). Errors are always answered in JSON (``{"detail": ...}``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+from fastapi.encoders import jsonable_encoder
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from stellar.serving.validation import strict_json
+
+__all__ = [
+    "ARROW_STREAM",
+    "BinaryFormatMiddleware",
+    "Endpoints",
+    "decode_arrow",
+    "encode_arrow",
+    "response_table",
+]
+
+#: the media type of an Arrow IPC stream
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
+
+class BodyError(Exception):
+    """A request body that cannot be read (the HTTP status and why)."""
+
+    def __init__(self, status: int, detail: Any):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def _option(raw: bytes) -> Any:
+    text = raw.decode()
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def decode_arrow(body: bytes, request_class: type[BaseModel]) -> BaseModel:
+    """The request object of an Arrow IPC stream (see the module docstring for the columns).
+
+    Parameters
+    ----------
+    body : bytes
+        The whole stream.
+    request_class : pydantic model class
+        The endpoint's request schema (e.g. :class:`~stellar.serving.schemas.SpectralRequest`).
+
+    Raises
+    ------
+    BodyError
+        400 for a stream Arrow cannot read (truncated, not Arrow), 422 for values the schema refuses (wrong
+        type, shape, NaN-only rows…, with pydantic's list of errors located as in a JSON body).
+    """
+    try:
+        table = pa.ipc.open_stream(pa.BufferReader(body)).read_all()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as err:
+        raise BodyError(400, f"body is not a readable Arrow IPC stream ({ARROW_STREAM}): {err}") from err
+    fields: dict[str, Any] = {k.decode(): _option(v) for k, v in (table.schema.metadata or {}).items()}
+    clash = set(fields) & set(table.column_names)
+    if clash:
+        raise BodyError(422, f"{sorted(clash)} sent both as columns and as schema metadata: send each once")
+    fields.update(table.to_pydict())  # Arrow's own conversion, column by column
+    try:
+        return request_class.model_validate(fields)
+    except ValidationError as err:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in err.errors()]
+        raise BodyError(422, strict_json(jsonable_encoder(errors))) from err
+
+
+def response_table(response: Mapping[str, Any]) -> pa.Table:
+    """The Arrow table of a prediction response (a :class:`~stellar.serving.schemas.PredictionResponse` as a
+    dict): one row per object, the request-level fields in the schema metadata."""
+    preds = response["predictions"]
+    classes = list(dict.fromkeys(c for p in preds for c in p.get("probabilities", {})))
+    targets = list(dict.fromkeys(t for p in preds for t in p.get("targets", {})))
+    cols: dict[str, pa.Array] = {
+        "predicted_class": pa.array([p.get("predicted_class") for p in preds], pa.string()),
+        "valid_fraction": pa.array([p["valid_fraction"] for p in preds], pa.float64()),
+        "ood_score": pa.array([p.get("ood_score") for p in preds], pa.float64()),
+        "ood": pa.array([p.get("ood") for p in preds], pa.bool_()),
+    }
+    for c in classes:
+        cols[f"prob_{c}"] = pa.array([p["probabilities"].get(c) for p in preds], pa.float64())
+    for t in targets:
+        est = [p["targets"].get(t) or {} for p in preds]
+        intervals = [e.get("interval_95") or (None, None) for e in est]
+        cols[f"{t}_mean"] = pa.array([e.get("mean") for e in est], pa.float64())
+        cols[f"{t}_std"] = pa.array([e.get("std") for e in est], pa.float64())
+        cols[f"{t}_lo95"] = pa.array([i[0] for i in intervals], pa.float64())
+        cols[f"{t}_hi95"] = pa.array([i[1] for i in intervals], pa.float64())
+    meta = {k: json.dumps(v) for k, v in response.items() if k != "predictions"}
+    return pa.table(cols).replace_schema_metadata(meta)
+
+
+def encode_arrow(table: pa.Table) -> bytes:
+    """``table`` as one Arrow IPC stream."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue())
+
+
+def _media_type(value: str) -> str:
+    return value.split(";", 1)[0].strip().lower()
+
+
+def _is_json(media_type: str) -> bool:
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+class Endpoints:
+    """The ``/predict/*`` routes that :class:`BinaryFormatMiddleware` answers in binary, filled in by
+    :meth:`attach` once the LitServer exists (the middleware is declared before it)."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, tuple[Any, type[BaseModel], type[BaseModel]]] = {}
+
+    def attach(self, server: Any, apis: list[Any]) -> None:
+        """Route → (LitServe request handler, request schema, response schema) of every endpoint of ``server``."""
+        from litserve.server import RegularRequestHandler
+
+        for api in apis:
+            sig = inspect.signature(api.decode_request)
+            request_class = sig.parameters["request"].annotation
+            response_class = inspect.signature(api.encode_response).return_annotation
+            self.routes[api.api_path] = (RegularRequestHandler(api, server), request_class, response_class)
+
+
+class BinaryFormatMiddleware:
+    """Answers a ``POST /predict/*`` that sends or accepts Arrow (:data:`ARROW_STREAM`); 415 for a body of any
+    other media type than JSON or Arrow. Requests in JSON both ways pass through to LitServe's route untouched.
+
+    Parameters
+    ----------
+    app : ASGI app
+        The app it wraps (declared first: the innermost middleware, inside the payload limit and API key).
+    endpoints : Endpoints
+        The routes it answers, attached after the server is built.
+    """
+
+    def __init__(self, app: Any, endpoints: Endpoints):
+        self.app = app
+        self.endpoints = endpoints
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        route = self.endpoints.routes.get(str(scope.get("path", ""))) if scope["type"] == "http" else None
+        if route is None or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode().lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
+        content_type = _media_type(headers.get("content-type", "application/json"))
+        wants_arrow = ARROW_STREAM in headers.get("accept", "").lower()
+        if _is_json(content_type) and not wants_arrow:
+            await self.app(scope, receive, send)
+            return
+        response = await self._answer(Request(scope, receive), route, content_type, wants_arrow)
+        await response(scope, receive, send)
+
+    async def _answer(self, request: Request, route: Any, content_type: str, wants_arrow: bool) -> Response:
+        from fastapi import HTTPException
+
+        handler, request_class, response_class = route
+        if content_type != ARROW_STREAM and not _is_json(content_type):
+            why = f"Content-Type {content_type!r} is not accepted: send application/json or {ARROW_STREAM}"
+            return JSONResponse(status_code=415, content={"detail": why})
+        body = await request.body()
+        try:
+            if content_type == ARROW_STREAM:
+                parsed = decode_arrow(body, request_class)
+            else:
+                parsed = _decode_json(body, request_class)
+            answer = await handler.handle_request(parsed, request_class)
+        except BodyError as err:
+            return JSONResponse(status_code=err.status, content={"detail": err.detail})
+        except HTTPException as err:
+            return JSONResponse(status_code=err.status_code, content={"detail": err.detail})
+        if isinstance(answer, Response):  # an endpoint's 4xx (always JSON)
+            return answer
+        valid = response_class.model_validate(answer).model_dump(mode="json")  # as FastAPI checks the JSON route
+        if wants_arrow:
+            return Response(encode_arrow(response_table(valid)), media_type=ARROW_STREAM)
+        return JSONResponse(valid)
+
+
+def _decode_json(body: bytes, request_class: type[BaseModel]) -> BaseModel:
+    try:
+        return request_class.model_validate_json(body)
+    except ValidationError as err:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in err.errors(include_url=False)]
+        raise BodyError(422, strict_json(jsonable_encoder(errors))) from err

@@ -1,0 +1,140 @@
+"""The Arrow request/response format (stellar.serving.binary): as plain functions, and through the in-process server
+(the same objects give the same answers in JSON and in Arrow; every bad body is a 4xx with a JSON error)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from stellar.serving.binary import ARROW_STREAM, BodyError, decode_arrow, encode_arrow, response_table
+from stellar.serving.schemas import LightCurveRequest, SpectralRequest
+from tests.serving.helpers import in_process_server, serve_cfg
+
+SPECTRAL = "/predict/spectral"
+ARROW = {"Content-Type": ARROW_STREAM}
+JSON = {"Content-Type": "application/json"}
+
+
+def _stream(columns: dict[str, Any], **options: Any) -> bytes:
+    table = pa.table(columns).replace_schema_metadata({k: json.dumps(v) for k, v in options.items()} or None)
+    return encode_arrow(table)
+
+
+def _flux(n: int = 3, m: int = 40, seed: int = 0) -> np.ndarray:
+    return (1 + 0.1 * np.random.default_rng(seed).random((n, m))).astype(np.float32)
+
+
+def _spectra(flux: np.ndarray) -> pa.Array:
+    return pa.array(list(flux), pa.list_(pa.float32()))
+
+
+def test_decode_arrow_gives_the_json_request_object():
+    flux = _flux()
+    body = _stream({"spectra": _spectra(flux), "redshift": pa.array([0.0, 0.1, 0.2])}, medium="air")
+    req = decode_arrow(body, SpectralRequest)
+    assert req == SpectralRequest(spectra=flux.astype(np.float64).tolist(), redshift=[0.0, 0.1, 0.2], medium="air")
+
+
+def test_decode_arrow_ragged_light_curves_with_options():
+    rows = [[15.0, 15.1, 14.9], [15.2, 15.3, 15.1, 15.0]]
+    body = _stream({"lightcurves": pa.array(rows, pa.list_(pa.float32()))}, bands="kepler", unit="mag")
+    req = decode_arrow(body, LightCurveRequest)
+    assert req.lightcurves == [np.float32(r).astype(float).tolist() for r in rows]
+    assert (req.bands, req.unit) == ("kepler", "mag")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        (_stream({"spectra": _spectra(_flux())})[:-30], 400, "Arrow IPC stream"),  # truncated
+        (b"not arrow at all", 400, "Arrow IPC stream"),
+        (_stream({"spectra": pa.array([["1", "2", "3"]])}), 422, "float"),  # strings for flux
+        (_stream({"spectra": pa.array([1.0, 2.0, 3.0])}), 422, "list"),  # one value per object, not a row
+        (_stream({"spectra": pa.array([[np.nan, np.nan, np.nan]])}), 422, "finite"),
+        (_stream({"spectra": _spectra(_flux()), "errors": pa.array([[0.1]] * 3)}), 422, "errors[0]"),
+        (_stream({"spectra": _spectra(_flux())}, spectra=[[1, 2]]), 422, "both as columns and as schema metadata"),
+    ],
+    ids=["truncated", "not_arrow", "strings", "flat", "nan_only", "errors_shape", "clash"],
+)
+def test_decode_arrow_refuses_bad_bodies(body, status, says):
+    with pytest.raises(BodyError) as err:
+        decode_arrow(body, SpectralRequest)
+    assert err.value.status == status and says in json.dumps(err.value.detail)
+
+
+def test_response_table_round_trip():
+    response = {
+        "model": "m",
+        "version": 3,
+        "modality": "spectral",
+        "calibrated": True,
+        "intervals_calibrated": False,
+        "assumed": ["x"],
+        "predictions": [
+            {
+                "predicted_class": "G",
+                "probabilities": {"G": 0.75, "K": 0.25},
+                "targets": {"teff": {"mean": 5700.0, "std": 80.0, "interval_95": (5550.0, 5850.0)}},
+                "valid_fraction": 1.0,
+                "ood_score": 0.5,
+                "ood": False,
+            },
+            {"probabilities": {}, "targets": {"teff": {"mean": 4000.0, "std": None}}, "valid_fraction": 0.5},
+        ],
+    }
+    table = pa.ipc.open_stream(encode_arrow(response_table(response))).read_all()
+    assert table.column("prob_G").to_pylist() == [0.75, None] and table.column("predicted_class")[1].as_py() is None
+    assert table.column("teff_mean").to_pylist() == [5700.0, 4000.0]
+    assert table.column("teff_lo95").to_pylist() == [5550.0, None] and table.column("teff_std")[1].as_py() is None
+    meta = {k.decode(): json.loads(v) for k, v in table.schema.metadata.items()}
+    assert meta == {k: v for k, v in response.items() if k != "predictions"}
+
+
+@pytest.fixture(scope="module")
+def client(spectral_version, registry_root) -> Any:
+    cfg = serve_cfg(registry_root, spectral_version.name, "endpoints.lightcurve=null", "endpoints.sed=null")
+    cfg.max_body_mb = 0.05
+    with in_process_server(cfg) as c:
+        yield c
+
+
+def test_same_answers_in_json_and_arrow(client, spectral_version):
+    flux = _flux(4, 300, seed=1)
+    wave = np.geomspace(4000, 7000, 300)
+    as_json = client.post(SPECTRAL, json={"spectra": flux.astype(np.float64).tolist(), "wavelengths": wave.tolist()})
+    assert as_json.status_code == 200, as_json.text
+    body = _stream({"spectra": _spectra(flux), "wavelengths": pa.array([wave] * 4, pa.list_(pa.float64()))})
+    as_arrow = client.post(SPECTRAL, content=body, headers={**ARROW, "Accept": ARROW_STREAM})
+    assert as_arrow.status_code == 200 and as_arrow.headers["content-type"] == ARROW_STREAM
+    got = pa.ipc.open_stream(as_arrow.content).read_all()
+    want = response_table(as_json.json())
+    assert got.equals(want, check_metadata=True)
+    assert json.loads(got.schema.metadata[b"version"]) == spectral_version.version
+    # Arrow in, JSON out (the default answer) and JSON in, Arrow out
+    assert client.post(SPECTRAL, content=body, headers=ARROW).json() == as_json.json()
+    arrow_out = client.post(SPECTRAL, content=as_json.request.content, headers={**JSON, "Accept": ARROW_STREAM})
+    assert pa.ipc.open_stream(arrow_out.content).read_all().equals(want)
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status"),
+    [
+        (_stream({"spectra": _spectra(_flux())})[:-30], ARROW, 400),
+        (_stream({"spectra": pa.array([["1", "2", "3"]])}), ARROW, 422),
+        (_stream({"spectra": pa.array([1.0, 2.0, 3.0])}), ARROW, 422),
+        (_stream({"spectra": pa.array([[np.nan, np.nan, np.nan]])}), ARROW, 422),
+        (_stream({"spectra": pa.array([[0.0, 0.0, 0.0]])}), ARROW, 422),  # the endpoint's own 422 (no valid sample)
+        (_stream({"spectra": _spectra(_flux(2, 20))}, model="nope"), ARROW, 404),
+        (_stream({"spectra": _spectra(_flux(4, 4000))}), ARROW, 413),  # 64 kB of float32 > 0.05 MB
+        (b"1,2,3", {"Content-Type": "text/csv"}, 415),
+    ],
+    ids=["truncated", "strings", "flat", "nan_only", "zero_flux", "unknown_model", "oversized", "csv"],
+)
+def test_bad_binary_bodies_are_json_4xx(client, body, headers, status):
+    r = client.post(SPECTRAL, content=body, headers={**headers, "Accept": ARROW_STREAM})
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/json" and r.json()["detail"]

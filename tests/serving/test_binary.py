@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -95,11 +96,37 @@ def test_response_table_round_trip():
 
 
 @pytest.fixture(scope="module")
-def client(spectral_version, registry_root) -> Any:
-    cfg = serve_cfg(registry_root, spectral_version.name, "endpoints.lightcurve=null", "endpoints.sed=null")
-    cfg.max_body_mb = 0.05
+def batch_log(tmp_path_factory) -> Any:
+    return tmp_path_factory.mktemp("batches") / "sizes.txt"
+
+
+@pytest.fixture(scope="module")
+def client(spectral_version, registry_root, batch_log) -> Any:
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STELLAR_TEST_BATCH_LOG", str(batch_log))  # inherited by the inference workers
+    cfg = serve_cfg(
+        registry_root,
+        spectral_version.name,
+        "endpoints.spectral._target_=tests.serving.helpers.RecordingSpectralAPI",
+        "endpoints.lightcurve=null",
+        "endpoints.sed=null",
+        "max_batch_size=8",
+        "batch_timeout=0.2",
+        "max_body_mb=0.05",
+    )
     with in_process_server(cfg) as c:
         yield c
+    mp.undo()
+
+
+def test_arrow_requests_are_batched(client, batch_log):
+    batch_log.write_text("")
+    bodies = [_stream({"spectra": _spectra(_flux(2, 64, seed=s))}) for s in range(12)]
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda b: client.post(SPECTRAL, content=b, headers=ARROW), bodies))
+    assert [a.status_code for a in answers] == [200] * 12 and all(len(a.json()["predictions"]) == 2 for a in answers)
+    sizes = [int(s) for s in batch_log.read_text().split()]
+    assert sum(sizes) == 12 and max(sizes) > 1, sizes  # fewer predict calls than requests: they were batched
 
 
 def test_same_answers_in_json_and_arrow(client, spectral_version):

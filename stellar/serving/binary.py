@@ -16,7 +16,7 @@ requests itself, inside the payload-limit, API-key and metrics middlewares, and 
 endpoint's LitServe handler exactly as LitServe's own route does.
 
 The Arrow answer has one row per object: ``predicted_class``, ``valid_fraction``, ``ood_score``, ``ood``, a
-``prob_<class>`` column per class and ``<target>_mean``, ``<target>_std``, ``<target>_lo95``, ``<target>_hi95``
+``p_<class>`` column per class and ``<target>_mean``, ``<target>_std``, ``<target>_lo95``, ``<target>_hi95``
 per target; ``model``, ``version``, ``modality``, ``calibrated``, ``intervals_calibrated`` and ``assumed`` are
 in the schema metadata (JSON values). Errors are always answered in JSON (``{"detail": ...}``).
 """
@@ -111,7 +111,7 @@ def response_table(response: Mapping[str, Any]) -> pa.Table:
         "ood": pa.array([p.get("ood") for p in preds], pa.bool_()),
     }
     for c in classes:
-        cols[f"prob_{c}"] = pa.array([p["probabilities"].get(c) for p in preds], pa.float64())
+        cols[f"p_{c}"] = pa.array([p["probabilities"].get(c) for p in preds], pa.float64())
     for t in targets:
         est = [p["targets"].get(t) or {} for p in preds]
         intervals = [e.get("interval_95") or (None, None) for e in est]

@@ -88,7 +88,7 @@ def test_response_table_round_trip():
         ],
     }
     table = pa.ipc.open_stream(encode_arrow(response_table(response))).read_all()
-    assert table.column("prob_G").to_pylist() == [0.75, None] and table.column("predicted_class")[1].as_py() is None
+    assert table.column("p_G").to_pylist() == [0.75, None] and table.column("predicted_class")[1].as_py() is None
     assert table.column("teff_mean").to_pylist() == [5700.0, 4000.0]
     assert table.column("teff_lo95").to_pylist() == [5550.0, None] and table.column("teff_std")[1].as_py() is None
     meta = {k.decode(): json.loads(v) for k, v in table.schema.metadata.items()}

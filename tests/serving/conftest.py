@@ -13,6 +13,12 @@ from tests.serving.helpers import register_untrained, train_registered
 SDSS17 = DATA / "sed" / "sdss17"
 
 
+@pytest.fixture(scope="module")
+def batch_log(tmp_path_factory) -> Path:
+    """Where a module's :func:`~tests.serving.helpers.recording_server` writes its batch sizes."""
+    return tmp_path_factory.mktemp("batches") / "sizes.txt"
+
+
 @pytest.fixture(scope="session")
 def registry_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("registry")

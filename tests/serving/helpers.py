@@ -134,6 +134,26 @@ def in_process_server(cfg: Any) -> Iterator[Any]:
         yield client
 
 
+@contextmanager
+def recording_server(registry_root: Any, model: str, batch_log: Path, *overrides: str) -> Iterator[Any]:
+    """:func:`in_process_server` with :class:`RecordingSpectralAPI` on ``model`` (its batch sizes appended to
+    ``batch_log``), ``max_batch_size=8`` and ``batch_timeout=0.2`` so that concurrent requests are batched."""
+    import pytest
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STELLAR_TEST_BATCH_LOG", str(batch_log))  # inherited by the inference workers
+        cfg = serve_cfg(
+            registry_root,
+            model,
+            "endpoints.spectral._target_=tests.serving.helpers.RecordingSpectralAPI",
+            "max_batch_size=8",
+            "batch_timeout=0.2",
+            *overrides,
+        )
+        with in_process_server(cfg) as client:
+            yield client
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -13,7 +13,7 @@ import pytest
 
 from stellar.serving.binary import ARROW_STREAM, BodyError, decode_arrow, encode_arrow, response_table
 from stellar.serving.schemas import LightCurveRequest, SpectralRequest
-from tests.serving.helpers import in_process_server, serve_cfg
+from tests.serving.helpers import recording_server
 
 SPECTRAL = "/predict/spectral"
 ARROW = {"Content-Type": ARROW_STREAM}
@@ -96,27 +96,10 @@ def test_response_table_round_trip():
 
 
 @pytest.fixture(scope="module")
-def batch_log(tmp_path_factory) -> Any:
-    return tmp_path_factory.mktemp("batches") / "sizes.txt"
-
-
-@pytest.fixture(scope="module")
 def client(spectral_version, registry_root, batch_log) -> Any:
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STELLAR_TEST_BATCH_LOG", str(batch_log))  # inherited by the inference workers
-    cfg = serve_cfg(
-        registry_root,
-        spectral_version.name,
-        "endpoints.spectral._target_=tests.serving.helpers.RecordingSpectralAPI",
-        "endpoints.lightcurve=null",
-        "endpoints.sed=null",
-        "max_batch_size=8",
-        "batch_timeout=0.2",
-        "max_body_mb=0.05",
-    )
-    with in_process_server(cfg) as c:
+    overrides = ("endpoints.lightcurve=null", "endpoints.sed=null", "max_body_mb=0.05")
+    with recording_server(registry_root, spectral_version.name, batch_log, *overrides) as c:
         yield c
-    mp.undo()
 
 
 def test_arrow_requests_are_batched(client, batch_log):

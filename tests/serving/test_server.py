@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from stellar.pipelines.serve import run
-from tests.serving.helpers import in_process_server, serve_cfg, strict_json
+from tests.serving.helpers import recording_server, serve_cfg, strict_json
 
 SPECTRAL = "/predict/spectral"
 LIGHTCURVE = "/predict/lightcurve"
@@ -25,26 +25,10 @@ def _raw(body: bytes) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def batch_log(tmp_path_factory) -> Any:
-    return tmp_path_factory.mktemp("batches") / "sizes.txt"
-
-
-@pytest.fixture(scope="module")
 def client(spectral_version, registry_root, batch_log) -> Any:
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STELLAR_TEST_BATCH_LOG", str(batch_log))  # inherited by the inference workers
-    cfg = serve_cfg(
-        registry_root,
-        spectral_version.name,
-        "endpoints.spectral._target_=tests.serving.helpers.RecordingSpectralAPI",
-        "endpoints.lightcurve.model=not_registered",
-        "max_batch_size=8",
-        "batch_timeout=0.2",
-        "max_body_mb=1",
-    )
-    with in_process_server(cfg) as c:
+    overrides = ("endpoints.lightcurve.model=not_registered", "max_body_mb=1")
+    with recording_server(registry_root, spectral_version.name, batch_log, *overrides) as c:
         yield c
-    mp.undo()
 
 
 def test_documented_request_and_openapi(client, spectral_version):

@@ -147,13 +147,15 @@ class Endpoints:
         self.routes: dict[str, tuple[Any, type[BaseModel], type[BaseModel]]] = {}
 
     def attach(self, server: Any, apis: list[Any]) -> None:
-        """Route → (LitServe request handler, request schema, response schema) of every endpoint of ``server``."""
+        """Route → (LitServe request handler, request schema, response schema) of every endpoint of ``server``
+        whose ``decode_request`` and ``encode_response`` are annotated with pydantic models (others stay JSON)."""
         from litserve.server import RegularRequestHandler
 
         for api in apis:
-            sig = inspect.signature(api.decode_request)
-            request_class = sig.parameters["request"].annotation
+            request_class = inspect.signature(api.decode_request).parameters["request"].annotation
             response_class = inspect.signature(api.encode_response).return_annotation
+            if not all(inspect.isclass(c) and issubclass(c, BaseModel) for c in (request_class, response_class)):
+                continue
             self.routes[api.api_path] = (RegularRequestHandler(api, server), request_class, response_class)
 
 

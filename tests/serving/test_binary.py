@@ -141,8 +141,9 @@ def test_same_answers_in_json_and_arrow(client, spectral_version):
         (_stream({"spectra": _spectra(_flux(2, 20))}, model="nope"), ARROW, 404),
         (_stream({"spectra": _spectra(_flux(4, 4000))}), ARROW, 413),  # 64 kB of float32 > 0.05 MB
         (b"1,2,3", {"Content-Type": "text/csv"}, 415),
+        (b'{"spectra": [[NaN, NaN, NaN]]}', JSON, 422),  # JSON in, Arrow asked for: the same 422, in JSON
     ],
-    ids=["truncated", "strings", "flat", "nan_only", "zero_flux", "unknown_model", "oversized", "csv"],
+    ids=["truncated", "strings", "flat", "nan_only", "zero_flux", "unknown_model", "oversized", "csv", "json_nan"],
 )
 def test_bad_binary_bodies_are_json_4xx(client, body, headers, status):
     r = client.post(SPECTRAL, content=body, headers={**headers, "Accept": ARROW_STREAM})

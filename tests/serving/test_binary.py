@@ -13,7 +13,7 @@ import pytest
 
 from stellar.serving.binary import ARROW_STREAM, BodyError, decode_arrow, encode_arrow, response_table
 from stellar.serving.schemas import LightCurveRequest, SpectralRequest
-from tests.serving.helpers import recording_server
+from tests.serving.helpers import recording_server, serve_cfg
 
 SPECTRAL = "/predict/spectral"
 ARROW = {"Content-Type": ARROW_STREAM}
@@ -149,3 +149,15 @@ def test_bad_binary_bodies_are_json_4xx(client, body, headers, status):
     r = client.post(SPECTRAL, content=body, headers={**headers, "Accept": ARROW_STREAM})
     assert r.status_code == status, r.text
     assert r.headers["content-type"] == "application/json" and r.json()["detail"]
+
+
+def test_arrow_is_answered_inside_the_limit_key_and_metrics(spectral_version, registry_root, monkeypatch):
+    """The Arrow middleware is the innermost: the payload limit, the API key and the metrics see its requests."""
+    from stellar.serving.binary import BinaryFormatMiddleware
+    from stellar.serving.server import APIKeyMiddleware, BodyLimitMiddleware, MetricsMiddleware, build_server
+
+    monkeypatch.setenv("STELLAR_API_KEY", "k3y")
+    server = build_server(serve_cfg(registry_root, spectral_version.name, "endpoints.lightcurve=null"))
+    outermost_first = [m.cls for m in server.app.user_middleware]
+    wrappers = [MetricsMiddleware, APIKeyMiddleware, BodyLimitMiddleware]
+    assert all(outermost_first.index(w) < outermost_first.index(BinaryFormatMiddleware) for w in wrappers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
@@ -187,6 +188,20 @@ def test_every_test_file_ingests_into_the_store(tmp_path: Path) -> None:
     assert _check_store_against_files(store, report.datasets) == 5  # 2 SDSS, 2 LAMOST spectra, 1 Kepler
     sdss = store.open(next(n for n in report.datasets if n.startswith("sdss_spectra")))
     assert {"class", "subclass", "z"} <= set(sdss.meta.columns)
+
+
+def test_provenance_hashes_every_file_of_a_folder_reached_through_a_symlink(tmp_path: Path) -> None:
+    """CI reaches ../shared through a symlink: the hashes were keyed by the resolved path and the records' sources
+    by the path as given, so each dataset's file_sha256 came out empty."""
+    (tmp_path / "raw").symlink_to(RAW / "kepler", target_is_directory=True)
+    store = DatasetStore(tmp_path / "store")
+    report = ingest_files(tmp_path / ".." / tmp_path.name / "raw", store=store, manifest=Manifest(tmp_path / "m.jsonl"),
+                          progress=False)  # fmt: skip
+    (name,) = report.datasets
+    prov = store.open(name).attrs["provenance"]
+    (kepler,) = RAW.joinpath("kepler").glob("*.fits")
+    assert prov["file_sha256"] == {str(kepler.resolve()): hashlib.sha256(kepler.read_bytes()).hexdigest()}
+    assert prov["input_dir"] == str((RAW / "kepler").resolve())
 
 
 @pytest.mark.skipif(not SHARED_RAW.is_dir(), reason="../shared/data/raw is not here")

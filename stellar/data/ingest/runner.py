@@ -160,9 +160,11 @@ def ingest_files(
     from stellar.data.ingest.formats import parse_file
 
     t0 = time.perf_counter()
-    root = str(input_dir)
-    if not urls.is_dir(root):
-        raise StellarDataError(f"input_dir: {root!r} is not a folder")
+    if not urls.is_dir(input_dir):
+        raise StellarDataError(f"input_dir: {str(input_dir)!r} is not a folder")
+    # one spelling of every file for its records' sources and the provenance's hashes: a local folder made absolute
+    # (symlinks resolved), a URL as given
+    root = urls.display(input_dir)
     files = [rel for rel in urls.find(root) if not urls.basename(rel).startswith(".")]
     records: list[Record] = []
     failed: dict[str, str] = {}
@@ -178,13 +180,13 @@ def ingest_files(
             continue
         digest = hashlib.sha256(body).hexdigest()
         manifest.append([rel], "done", n_records=len(recs), sha256=digest)
-        hashes[urls.display(path)] = digest
+        hashes[path] = digest
         records.extend(recs)
     from stellar.data.ingest.lightcurves import stitch
 
     lcs = [r for r in records if r.modality == "lightcurve"]
     records = [r for r in records if r.modality != "lightcurve"] + stitch(lcs)
-    provenance = {"input_dir": urls.display(root), "file_sha256": hashes}
+    provenance = {"input_dir": root, "file_sha256": hashes}
     names = store_records(store, records, provenance) if store is not None and records else []
     if failed:
         log.warning("%d of %d file(s) not ingested: %s", len(failed), len(files), failed)

@@ -48,7 +48,7 @@ def _prepare(ready: Callable[[], None], root: str, seed: int) -> dict[str, Any]:
     return {"hash": ds.attrs["content_hash"], "created": ds.attrs["created"], "flux_sum": float(ds.load("flux").sum())}
 
 
-@pytest.mark.parametrize("n", [4, pytest.param(8, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("n", [pytest.param(4, marks=pytest.mark.slow), pytest.param(8, marks=pytest.mark.slow)])
 def test_concurrent_get_or_create_gives_one_complete_dataset(n, s3_bucket):
     """``n`` processes prepare the same dataset at once (sweep jobs, DDP ranks): all return the one stored dataset.
 

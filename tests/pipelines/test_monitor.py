@@ -90,6 +90,8 @@ def test_evaluate_scores_every_prediction_against_the_reference(make_cfg, hippar
     assert accuracy == pytest.approx(report["classification"]["accuracy"])
 
 
+# a subprocess run (~8 s); the exit decision and the argument rewrite are tested in-process by default
+@pytest.mark.slow
 def test_fail_on_alert_exits_non_zero(hipparcos_run, tmp_path):
     from stellar.monitor import exit_status
     from stellar.pipelines.common import registry_model_argument

@@ -77,6 +77,8 @@ def test_each_targets_std_is_rescaled_and_a_version_without_the_file_answers_as_
         assert math.isclose(pc["targets"]["teff"]["std"], sd["teff"], rel_tol=1e-6)
 
 
+# its own server start (~11 s); the endpoint's intervals as plain methods (here and in test_predictor) run by default
+@pytest.mark.slow
 def test_the_in_process_server_answers_calibrated_intervals(spectral_version, interval_root):
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
         cfg = compose(

@@ -158,6 +158,8 @@ def test_request_log_has_exactly_the_predicted_rows(served, spectral_version):
     assert str(t["timestamp"].dt.tz) == "UTC"
 
 
+# its own server start (~7 s)
+@pytest.mark.slow
 def test_request_log_after_shutdown_holds_all_rows(spectral_version, registry_root, tmp_path):
     """N requests, then the worker stops: exactly the predicted objects are in the log (flushed at shutdown)."""
     cfg = _cfg(registry_root, spectral_version.name, f"request_log.dir={tmp_path}", "request_log.flush_rows=1000")

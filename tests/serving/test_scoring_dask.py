@@ -249,6 +249,8 @@ def test_bad_input_gives_clear_errors(sed_version, sdss_rows, tmp_path, capsys):
     assert "nope" in capsys.readouterr().err
 
 
+# a process worker's start-up (~8 s); the Dask executor's equality with in-process runs by default above
+@pytest.mark.slow
 def test_run_on_a_local_cluster_of_one_process_worker(sed_version, sdss_rows, tmp_path):
     """The default executor (conf/cluster/local.yaml) with one worker process, through ``run(cfg)``."""
     from stellar.pipelines.score import run

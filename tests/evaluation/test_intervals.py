@@ -78,6 +78,29 @@ def test_log_targets_are_calibrated_in_log10(cls):
         assert _coverage(cal, test_out, test_truth["teff"], "teff", level) == pytest.approx(level, abs=0.03)
 
 
+@pytest.mark.parametrize("cls", [NoIntervalCalibration, VarianceScaler, ConformalIntervals])
+def test_a_wide_log_target_interval_is_positive_and_holds_its_level(cls):
+    """A period known to ±0.3 dex: ``mean ± 1.96 σ`` in linear space would reach below zero (the delta-method σ is
+    0.69 of the mean); the interval taken in log10, where the factors are fitted, stays positive and covers."""
+    rng = np.random.default_rng(5)
+
+    def draw(n: int) -> tuple[dict, np.ndarray]:
+        log_mean = rng.uniform(-0.5, 1.5, n)
+        mean = 10.0**log_mean
+        out = {"period_mean": mean, "period_logvar": 2 * np.log(mean * math.log(10.0) * 0.3)}
+        return out, 10.0 ** (log_mean + 0.3 * rng.standard_normal(n))
+
+    val_out, val_truth = draw(2000)
+    cal = cls() if cls is NoIntervalCalibration else cls().fit(val_out, {"period": val_truth}, log_targets=["period"])
+    cal.log_targets = ["period"]  # the identity calibrator is told the learned space as train.py tells the fitted ones
+    test_out, truth = draw(20000)
+    lo, hi = cal.interval(test_out, "period", 0.95)
+    assert (lo > 0).all() and (hi > test_out["period_mean"]).all()
+    assert np.allclose(np.log10(test_out["period_mean"] / lo), np.log10(hi / test_out["period_mean"]))
+    for level in (ONE_SIGMA, 0.95):
+        assert _coverage(cal, test_out, truth, "period", level) == pytest.approx(level, abs=0.03)
+
+
 def test_conformal_holds_its_level_on_heavy_tails_where_variance_scaling_does_not():
     """Exchangeable data with Student-t(3) errors: the conformal interval covers at least its level on average
     (and at most level + 1/(n + 1)), while a Gaussian scale fitted by likelihood over-covers 68%."""

@@ -61,12 +61,14 @@ def test_each_targets_std_is_rescaled_and_a_version_without_the_file_answers_as_
         for t in ("teff", "logg", "feh"):
             assert pv["targets"][t]["mean"] == p0["targets"][t]["mean"] == pc["targets"][t]["mean"]
         sd = {t: p0["targets"][t]["std"] for t in p0["targets"]}
-        # variance scaling on teff only: std x2, the 95% interval mean +- 1.96 x the new std
+        # variance scaling on teff only: std x2; Teff is learned as log10, so the 95% interval is
+        # 10 ** (log10 mean +- 1.96 x the new std in dex), std_dex = std / (mean ln 10)
         assert pv["targets"]["teff"]["std"] == pytest.approx(2.0 * sd["teff"], rel=1e-5)
         assert pv["targets"]["logg"]["std"] == pytest.approx(sd["logg"], rel=1e-6)
         lo, hi = pv["targets"]["teff"]["interval_95"]
         mean = pv["targets"]["teff"]["mean"]
-        assert (mean - lo, hi - mean) == pytest.approx((Z95 * 2.0 * sd["teff"],) * 2, rel=1e-5)
+        ratio = math.exp(Z95 * 2.0 * sd["teff"] / mean)
+        assert (lo, hi) == pytest.approx((mean / ratio, mean * ratio), rel=1e-5)
         # targets the calibrator was not fitted on keep Gaussian intervals
         lo, hi = pv["targets"]["feh"]["interval_95"]
         assert hi - lo == pytest.approx(2 * Z95 * sd["feh"], rel=1e-5)

@@ -236,15 +236,24 @@ class BaseIntervalCalibrator(TypeRegistered, ABC):
     def interval(
         self, outputs: Mapping[str, Any], target: str, level: float, groups: Sequence[str] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Calibrated ``level`` interval ``mean ± k · std`` of ``target`` (physical units; ``outputs`` as the model
-        gives them, before :meth:`transform`), as (low, high) arrays. ``groups``: see :meth:`factors`."""
+        """Calibrated ``level`` interval of ``target`` (physical units; ``outputs`` as the model gives them, before
+        :meth:`transform`), as (low, high) arrays. ``groups``: see :meth:`factors`.
+
+        The interval is taken in the space the factors were fitted in: ``mean ± k · std`` for a linear target, and
+        ``10 ** (log10(mean) ± k · std_log10)`` for a log target (``std_log10 = std / (mean ln 10)``), so a period
+        or a Teff interval is never negative and holds the fraction of truths measured on the residuals; NaN where
+        the mean of a log target is not positive."""
         for key in (f"{target}_mean", f"{target}_logvar"):
             if key not in outputs:
                 raise StellarValueError(f"outputs must hold {key!r} for target {target!r}; found {sorted(outputs)}")
         mean = np.asarray(outputs[f"{target}_mean"], dtype=np.float64)
         k = self.factors(target, level, len(mean), groups)
         half = k * np.exp(0.5 * np.asarray(outputs[f"{target}_logvar"], dtype=np.float64))
-        return mean - half, mean + half
+        if target not in self.log_targets:
+            return mean - half, mean + half
+        with np.errstate(all="ignore"):
+            ratio = np.where(mean > 0, np.exp(half / np.where(mean > 0, mean, np.nan)), np.nan)  # 10**(k σ_log10)
+        return mean / ratio, mean * ratio
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable state: ``type``, ``log_targets``, the constructor's settings and ``targets``."""

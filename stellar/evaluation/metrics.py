@@ -14,7 +14,12 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from stellar.evaluation.calibration import brier_score, expected_calibration_error, gaussian_factor
+from stellar.evaluation.calibration import (
+    brier_score,
+    expected_calibration_error,
+    gaussian_factor,
+    inside_interval,
+)
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +149,11 @@ def classification_report(
 
 
 def regression_report(
-    mean: np.ndarray, logvar: np.ndarray, truth: np.ndarray, factors: tuple[Any, Any] | None = None
+    mean: np.ndarray,
+    logvar: np.ndarray,
+    truth: np.ndarray,
+    factors: tuple[Any, Any] | None = None,
+    log_target: bool = False,
 ) -> dict[str, float]:
     """MAE, RMSE, R², median absolute error and the fraction of truths inside the 68% and 95% intervals.
 
@@ -153,24 +162,30 @@ def regression_report(
     ``mean ± k σ`` with ``factors = (k68, k95)`` from an interval calibrator
     (:meth:`~stellar.evaluation.calibration.BaseIntervalCalibrator.factor`), equal to the former without one;
     each factor is a number or one per row, shape (N,)
-    (:meth:`~stellar.evaluation.calibration.BaseIntervalCalibrator.factors`).
+    (:meth:`~stellar.evaluation.calibration.BaseIntervalCalibrator.factors`). The intervals are taken in the
+    space the model learns in, log10 for a ``log_target`` (:func:`~stellar.evaluation.calibration.inside_interval`),
+    as the calibrator and the server take them; the errors are in physical units.
     """
     ok = np.isfinite(truth)
-    t, m, sd = truth[ok], mean[ok], np.exp(0.5 * logvar[ok])
+    t, m = truth[ok], mean[ok]
     err = m - t
     k68, k95 = (
         (np.broadcast_to(np.asarray(k, dtype=np.float64), truth.shape)[ok] for k in factors)
         if factors is not None
         else (1.0, gaussian_factor(0.95))
     )
+
+    def cover(k: Any) -> float:
+        return float(np.mean(inside_interval(m, logvar[ok], t, k, log_target)))
+
     return {
         "n": int(ok.sum()),
         "mae": float(np.mean(np.abs(err))),
         "rmse": float(np.sqrt(np.mean(err**2))),
         "r2": float(skm.r2_score(t, m)) if len(t) > 1 else float("nan"),
         "median_ae": float(np.median(np.abs(err))),
-        "coverage_68": float(np.mean(np.abs(err) <= sd)),
-        "coverage_95": float(np.mean(np.abs(err) <= gaussian_factor(0.95) * sd)),
-        "coverage_68_after": float(np.mean(np.abs(err) <= k68 * sd)),
-        "coverage_95_after": float(np.mean(np.abs(err) <= k95 * sd)),
+        "coverage_68": cover(1.0),
+        "coverage_95": cover(gaussian_factor(0.95)),
+        "coverage_68_after": cover(k68),
+        "coverage_95_after": cover(k95),
     }

@@ -243,7 +243,8 @@ def check_batch(
         est["threshold"] = None if ref_acc is None else ref_acc - drop
         est["alert"] = bool(ref_acc is not None and est.get("accuracy", 1.0) < ref_acc - drop)
         report["performance_estimate"] = est
-    measured = _measured(probs, labels, outputs, truths, factors68, ref_metrics, perf_cfg, seed)
+    log_targets = reference.meta.get("log_targets", [])  # references from before it was stored: linear space
+    measured = _measured(probs, labels, outputs, truths, factors68, ref_metrics, perf_cfg, seed, log_targets)
     if measured:
         report["performance"] = measured
     alerts = [c["name"] for fam in ("data_drift", "prediction_drift") for c in report[fam]["checks"] if c["alert"]]
@@ -274,6 +275,7 @@ def _measured(
     ref: Mapping[str, Any],
     perf: Mapping[str, Any],
     seed: int,
+    log_targets: Sequence[str] = (),
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     n_boot, level = int(perf["n_boot"]), float(perf["level"])
@@ -294,7 +296,7 @@ def _measured(
             }
         out["classification"] = m
     if outputs is not None and truths:
-        reg = measured_regression(outputs, truths, factors68, n_boot, level, seed)
+        reg = measured_regression(outputs, truths, factors68, n_boot, level, seed, log_targets)
         rel, cov_drop = float(perf["max_relative_error_rise"]), float(perf["max_coverage_drop"])
         for t, row in reg.items():
             r = ref.get(t) or {}

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from stellar.evaluation.calibration import expected_calibration_error
+from stellar.evaluation.calibration import expected_calibration_error, inside_interval
 
 __all__ = ["bootstrap", "estimate_performance", "measured_classification", "measured_regression"]
 
@@ -107,9 +107,11 @@ def measured_regression(
     n_boot: int = 200,
     level: float = 0.95,
     seed: int = 0,
+    log_targets: Sequence[str] = (),
 ) -> dict[str, dict[str, Any]]:
     """Per target with truths: MAE, median absolute error and 68% coverage (of ``mean ± k σ``, ``k`` from
-    ``factors68``, 1 without), each with a bootstrap interval."""
+    ``factors68``, 1 without, taken in log10 for ``log_targets`` as the calibrator takes it), each with a
+    bootstrap interval."""
     out: dict[str, dict[str, Any]] = {}
     for t, truth in truths.items():
         ok = np.isfinite(truth) & np.isfinite(outputs[f"{t}_mean"])
@@ -117,7 +119,7 @@ def measured_regression(
             continue
         err = np.abs(outputs[f"{t}_mean"][ok] - truth[ok])
         k = np.broadcast_to(np.asarray((factors68 or {}).get(t, 1.0), np.float64), truth.shape)[ok]
-        inside = err <= k * np.exp(0.5 * outputs[f"{t}_logvar"][ok])
+        inside = inside_interval(outputs[f"{t}_mean"][ok], outputs[f"{t}_logvar"][ok], truth[ok], k, t in log_targets)
         row: dict[str, Any] = {"n": int(ok.sum())}
         stats = _error_stats(err, inside)
         for name, fn in stats.items():

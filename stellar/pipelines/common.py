@@ -251,10 +251,12 @@ def score_outputs(
     calibrator: BaseProbCalibrator | None,
     interval_calibrator: BaseIntervalCalibrator | None = None,
     groups: Sequence[str] | None = None,
+    log_targets: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """``{"classification": …, "regression": {target: …}}`` of outputs against the stored truths of their rows;
     regression coverage is reported before and after ``interval_calibrator`` (``groups``: the modality subset of
-    each row, for a per-subset one; see :func:`row_subsets`)."""
+    each row, for a per-subset one; see :func:`row_subsets`), with the intervals taken in log10 for
+    ``log_targets`` (default: the interval calibrator's, i.e. the model's learned space; none without one)."""
     report: dict[str, Any] = {}
     if "logits" in outputs:
         labels = labels_of(outputs, dm)
@@ -263,13 +265,16 @@ def score_outputs(
             after = calibrated_probs(calibrator, outputs["logits"])
             report["classification"] = classification_report(before, after, labels, class_names)
     regression = {}
+    in_log10 = set(log_targets if log_targets is not None else getattr(interval_calibrator, "log_targets", ()))
     for t, truth in truths_of(outputs, dm, targets).items():
         if np.isfinite(truth).any():
             factors = None
             if interval_calibrator is not None:
                 k68, k95 = (interval_calibrator.factors(t, level, len(truth), groups) for level in REPORT_LEVELS)
                 factors = (k68, k95)
-            regression[t] = regression_report(outputs[f"{t}_mean"], outputs[f"{t}_logvar"], truth, factors)
+            regression[t] = regression_report(
+                outputs[f"{t}_mean"], outputs[f"{t}_logvar"], truth, factors, log_target=t in in_log10
+            )
     if regression:
         report["regression"] = regression
     return report

@@ -78,7 +78,12 @@ def reference_of(
         n_components=int(s.get("n_components", 16)),
         ood_alpha=float(s.get("ood_alpha", 0.01)),
         seed=int(s.get("seed", 0)),
-        info={"part": part, "dataset": dm.dataset_name, "model": type(model).__name__},
+        info={
+            "part": part,
+            "dataset": dm.dataset_name,
+            "model": type(model).__name__,
+            "log_targets": sorted(str(t) for t in getattr(model, "log_targets", ()) or ()),
+        },
     )
 
 

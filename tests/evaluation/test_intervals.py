@@ -20,6 +20,7 @@ from stellar.evaluation.calibration import (
     calibrated_outputs,
     conformal_quantile,
     gaussian_factor,
+    inside_interval,
     normalised_residuals,
 )
 from stellar.evaluation.metrics import regression_report
@@ -99,6 +100,14 @@ def test_a_wide_log_target_interval_is_positive_and_holds_its_level(cls):
     assert np.allclose(np.log10(test_out["period_mean"] / lo), np.log10(hi / test_out["period_mean"]))
     for level in (ONE_SIGMA, 0.95):
         assert _coverage(cal, test_out, truth, "period", level) == pytest.approx(level, abs=0.03)
+    # the evaluation report counts a truth as covered exactly when it lies in the interval the server answers
+    k95 = cal.factor("period", 0.95)
+    inside = inside_interval(test_out["period_mean"], test_out["period_logvar"], truth, k95, log_target=True)
+    assert np.array_equal(inside, (truth >= lo) & (truth <= hi))
+    rep = regression_report(test_out["period_mean"], test_out["period_logvar"], truth, (1.0, k95), log_target=True)
+    assert rep["coverage_95_after"] == pytest.approx(np.mean(inside))
+    linear = regression_report(test_out["period_mean"], test_out["period_logvar"], truth, (1.0, k95))
+    assert abs(linear["coverage_95_after"] - rep["coverage_95_after"]) > 0.01  # linear space counts other truths
 
 
 def test_conformal_holds_its_level_on_heavy_tails_where_variance_scaling_does_not():

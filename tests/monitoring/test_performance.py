@@ -58,3 +58,17 @@ def test_measured_regression_with_calibrated_factors() -> None:
     assert raw["coverage_68"] == pytest.approx(0.38, abs=0.04)
     assert fixed["coverage_68"] == pytest.approx(0.68, abs=0.04)
     assert raw["mae"] == pytest.approx(2.0 * np.sqrt(2 / np.pi), rel=0.05)
+
+
+def test_measured_coverage_of_a_log_target_is_taken_in_log10() -> None:
+    """A period known to 0.3 dex, with σ from the delta method: in log10 the model's 1σ interval covers 68%; the
+    same σ read as a symmetric linear interval covers other truths (the reference's coverage is in log10)."""
+    rng = np.random.default_rng(3)
+    log_mean = rng.uniform(-0.5, 1.5, 3000)
+    mean = 10.0**log_mean
+    truth = 10.0 ** (log_mean + 0.3 * rng.standard_normal(3000))
+    outputs = {"period_mean": mean, "period_logvar": 2 * np.log(mean * np.log(10.0) * 0.3)}
+    in_log = measured_regression(outputs, {"period": truth}, n_boot=20, log_targets=["period"])["period"]
+    linear = measured_regression(outputs, {"period": truth}, n_boot=20)["period"]
+    assert in_log["coverage_68"] == pytest.approx(0.6827, abs=0.03)
+    assert abs(linear["coverage_68"] - in_log["coverage_68"]) > 0.02

@@ -89,6 +89,18 @@ def normalised_residuals(
         The normalised residuals of the usable rows (finite inputs, σ > 0, and mean and truth > 0 for a log
         target); how many rows were dropped is logged.
     """
+    z = _z(mean, logvar, truth, log_target, name)
+    ok = np.isfinite(z)
+    dropped = int((~ok).sum())
+    if dropped:
+        log.info(
+            "%s: %d of %d rows have no truth or no usable prediction; left out of the residuals", name, dropped, len(z)
+        )
+    return z[ok]
+
+
+def _z(mean: Any, logvar: Any, truth: Any, log_target: bool, name: str) -> np.ndarray:
+    """``(y - mean) / std`` of every row in the learned space; NaN where it is not defined."""
     m, lv, y = (np.asarray(a, dtype=np.float64).ravel() for a in (mean, logvar, truth))
     if not (len(m) == len(lv) == len(y)):
         raise StellarValueError(
@@ -102,13 +114,32 @@ def normalised_residuals(
             z = (np.log10(y) - np.log10(m)) * m * math.log(10.0) / sd
         else:
             z = (y - m) / sd
-    ok &= np.isfinite(z)
-    dropped = int((~ok).sum())
-    if dropped:
-        log.info(
-            "%s: %d of %d rows have no truth or no usable prediction; left out of the residuals", name, dropped, len(y)
-        )
-    return z[ok]
+    return np.where(ok, z, np.nan)
+
+
+def inside_interval(
+    mean: Any, logvar: Any, truth: Any, k: Any = 1.0, log_target: bool = False, name: str = "target"
+) -> np.ndarray:
+    """Whether each truth lies in the interval of ``k`` σ about the mean, taken in the learned space (log10 for a
+    log target) as :meth:`BaseIntervalCalibrator.interval` takes it: ``|z| <= k``.
+
+    Parameters
+    ----------
+    mean, logvar, truth : array_like, shape (N,)
+        As for :func:`normalised_residuals` (physical units).
+    k : float or array_like of shape (N,)
+        The interval's half-width in σ (a calibrator's factor; 1 for the model's own 1σ interval).
+    log_target, name
+        As for :func:`normalised_residuals`.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (N,)
+        False where the residual is not defined (no truth, no usable prediction).
+    """
+    z = _z(mean, logvar, truth, log_target, name)
+    with np.errstate(invalid="ignore"):
+        return np.abs(z) <= np.asarray(k, dtype=np.float64)
 
 
 def conformal_quantile(scores: np.ndarray, level: float) -> float:

@@ -61,7 +61,8 @@ def run_coverage(run_dir: Path) -> dict[str, Any]:
         for t, truth in truths_of(test, dm, list(model.targets)).items():
             assert cal is not None
             k68, k95 = (cal.factor(t, level) for level in REPORT_LEVELS)
-            rep = regression_report(test[f"{t}_mean"], test[f"{t}_logvar"], truth, (k68, k95))
+            in_log10 = t in getattr(model, "log_targets", ())  # as the calibrator and the server take it
+            rep = regression_report(test[f"{t}_mean"], test[f"{t}_logvar"], truth, (k68, k95), log_target=in_log10)
             out.setdefault(t, {})[name] = {
                 "n_test": rep["n"],
                 "n_val": int(np.isfinite(truths_of(val, dm, [t])[t]).sum()),

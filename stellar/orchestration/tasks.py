@@ -2,8 +2,8 @@
 
 Each step composes the project's Hydra config (``conf/<step>.yaml``) with overrides made from the chain's
 parameters (a DAG run's ``conf``) and calls the step's pipeline, ``stellar.pipelines.<step>.run(cfg)``, exactly
-as its command line would. Nothing here imports Airflow: :mod:`stellar.orchestration.dag` wraps these functions
-in tasks, and the tests call them directly.
+as its command line would. Nothing here imports Airflow, nor the pipelines before a step runs (Airflow parses the
+DAG file often): :mod:`stellar.orchestration.dag` wraps these functions in tasks, and the tests call them directly.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from stellar.errors import StellarConfigError, StellarError
-from stellar.pipelines.common import CONF_DIR
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +165,9 @@ def monitor_overrides(p: ChainParams, run_id: str, model_ref: str) -> list[str]:
 
 def compose_config(name: str, overrides: Sequence[str]) -> DictConfig:
     """``conf/<name>.yaml`` composed with ``overrides``, as its command line would compose it."""
+    # the pipelines (torch, Lightning) load when a step runs, not when Airflow parses the DAG file
+    from stellar.pipelines.common import CONF_DIR
+
     with initialize_config_dir(version_base="1.3", config_dir=CONF_DIR, job_name=f"orchestration_{name}"):
         return compose(name, overrides=list(overrides))
 

@@ -25,8 +25,13 @@ def _launcher(*overrides: str) -> dict:
     """``hydra.launcher`` of train's config, resolved as the launcher resolves it when a sweep starts."""
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
         cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)  # ${hydra:runtime.cwd}, as in a launched sweep
-    return OmegaConf.to_container(cfg.hydra.launcher, resolve=True)  # type: ignore[return-value]
+    hydra_config = HydraConfig.instance()
+    before = hydra_config.cfg
+    hydra_config.set_config(cfg)  # ${hydra:runtime.cwd}, as in a launched sweep
+    try:
+        return OmegaConf.to_container(cfg.hydra.launcher, resolve=True)  # type: ignore[return-value]
+    finally:
+        hydra_config.cfg = before  # no Hydra runtime leaks into the other tests' composed configs
 
 
 def test_slurm_gpu_launcher_resolves_the_project_defaults():

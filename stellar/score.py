@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from stellar.errors import StellarError, StellarValueError
-from stellar.pipelines.common import registry_model_argument
+from stellar.pipelines.common import CONF_DIR, registry_model_argument
 from stellar.pipelines.score import run
-
-#: the repository's Hydra configs (an absolute path: :func:`main` is also called in-process, by tests)
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 #: today's flags and the override each became (``--ref R`` joins ``--model M`` as ``model_ref=M@R``)
 FLAGS = {

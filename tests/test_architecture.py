@@ -139,6 +139,10 @@ def test_no_import_circle() -> None:
         ("stellar.monitoring", "stellar.registry"),
         ("stellar.monitoring", "stellar.serving"),
         ("stellar.monitoring", "stellar.pipelines"),
+        # the scheduled chain calls the pipelines; nothing calls it (Airflow is an optional extra)
+        ("stellar.pipelines", "stellar.orchestration"),
+        ("stellar.registry", "stellar.orchestration"),
+        ("stellar.serving", "stellar.orchestration"),
     ],
 )
 def test_layers_import_only_downwards(lower: str, upper: str) -> None:

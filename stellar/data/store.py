@@ -250,6 +250,7 @@ class DatasetStore:
         provenance: Mapping[str, Any] | None = None,
         attrs: Mapping[str, Any] | None = None,
         chunk_rows: int = 512,
+        same_content_ok: bool = False,
     ) -> Dataset:
         """Write a new dataset. Refuses to overwrite a complete one (datasets are immutable).
 
@@ -273,6 +274,9 @@ class DatasetStore:
             Further JSON-serialisable attributes (e.g. preprocessing parameters).
         chunk_rows : int
             Rows per chunk along the first axis.
+        same_content_ok : bool
+            Open a complete dataset already stored under ``name`` when its content hash is this one's (a concurrent
+            writer built the same data first) instead of refusing it; a different content is refused all the same.
         """
         if not arrays:
             raise StellarValueError("arrays is empty: a dataset needs at least one field")
@@ -287,6 +291,7 @@ class DatasetStore:
             attrs=attrs,
             chunk_rows=chunk_rows,
             required=REQUIRED_META,
+            same_content_ok=same_content_ok,
         )
 
     def write_table(
@@ -399,6 +404,7 @@ class DatasetStore:
         provenance: Mapping[str, Any] | None = None,
         attrs: Mapping[str, Any] | None = None,
         chunk_rows: int = 512,
+        same_content_ok: bool = False,
     ) -> Dataset:
         validate_name(name, "dataset name")
         grid = dict(grid or {})
@@ -406,9 +412,11 @@ class DatasetStore:
         for key, a in arrays.items():
             if np.shape(a)[0] != len(meta):
                 raise StellarValueError(f"array {key!r} has {np.shape(a)[0]} rows but meta has {len(meta)}")
-        if self.exists(name):
-            raise StellarDataError(f"dataset {name!r} already exists in {self.root!r}; stored datasets are immutable")
         digest = content_hash(arrays, meta, grid)
+        if self.exists(name):
+            if same_content_ok:
+                return self._stored_by_another(name, digest)
+            raise StellarDataError(f"dataset {name!r} already exists in {self.root!r}; stored datasets are immutable")
         all_attrs = _attributes(attrs, modality, units, provenance, digest, meta)
 
         def fill(g: zarr.Group) -> dict[str, Any]:
@@ -529,7 +537,8 @@ class DatasetStore:
         """
         if self.exists(name):
             return self.open(name)
-        return self.write(name, **build())
+        # another process may finish storing it while we build ours (jobs of a sweep started together)
+        return self.write(name, **build(), same_content_ok=True)
 
 
 def summarize(store: DatasetStore) -> list[dict[str, Any]]:

@@ -32,6 +32,9 @@ from stellar.evaluation.metrics import classification_report, regression_report
 
 log = logging.getLogger(__name__)
 
+#: the repository's Hydra configs, for entry points composed in-process (the package installs in editable mode)
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
 CALIBRATOR_FILE = "calibrator.json"
 #: the regression interval calibrator of a run (``BaseIntervalCalibrator.to_dict()``), beside ``calibrator.json``
 INTERVAL_CALIBRATOR_FILE = "interval_calibrator.json"

@@ -86,6 +86,28 @@ def test_immutable_and_validated(tmp_path):
         store.open("x").array("ivar")
 
 
+def test_get_or_create_uses_what_another_writer_stored_while_it_built(tmp_path):
+    """Jobs of a sweep launched together (submitit) each find no dataset, build it, and one stores it first: the
+    others open that one when it has their content, and refuse it when it does not."""
+    arrays, meta = _table()
+
+    def build_while_another_stores(root, flux_shift: float):
+        def build():
+            DatasetStore(root).write("sims", arrays, meta, modality="spectra")  # finished while this one built
+            return {"arrays": {**arrays, "flux": arrays["flux"] + flux_shift}, "meta": meta, "modality": "spectra"}
+
+        return build
+
+    store = DatasetStore(tmp_path / "same")
+    ds = store.get_or_create("sims", build_while_another_stores(tmp_path / "same", 0.0))
+    assert ds.attrs["content_hash"] == store.open("sims").attrs["content_hash"]
+    np.testing.assert_array_equal(ds.load("flux"), arrays["flux"])
+    with pytest.raises(StellarDataError, match="different content"):
+        DatasetStore(tmp_path / "other").get_or_create("sims", build_while_another_stores(tmp_path / "other", 1.0))
+    with pytest.raises(StellarDataError, match="immutable"):  # a plain write still refuses any stored name
+        store.write("sims", arrays, meta, modality="spectra")
+
+
 def test_crash_during_write_leaves_nothing(tmp_path, monkeypatch):
     store = DatasetStore(tmp_path)
     arrays, meta = _table()

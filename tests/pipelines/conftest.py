@@ -104,17 +104,22 @@ MODEL_OVERRIDES = {
 
 
 def train_py_multirun(
-    tmp_path: Path, store_dir: Path, *overrides: str, artifact: str = "metrics.json", **env: str
+    tmp_path: Path,
+    store_dir: Path,
+    *overrides: str,
+    artifact: str = "metrics.json",
+    debug: str = "fdr",
+    **env: str,
 ) -> tuple[int, str, list[Path]]:
-    """``python train.py -m <overrides> debug=fdr`` as a subprocess in ``tmp_path`` (small simulated sets, this
+    """``python train.py -m <overrides> debug=<debug>`` as a subprocess in ``tmp_path`` (small simulated sets, this
     session's store); returns its exit code, the tail of its stderr and the job folders holding ``artifact``,
-    sorted."""
+    sorted. ``debug``: ``fdr`` (one batch each, no checkpoint) or ``limit`` (a few batches, checkpoints)."""
     cmd = [
         sys.executable,
         str(REPO / "train.py"),
         "-m",
         *overrides,
-        "debug=fdr",
+        f"debug={debug}",
         "datamodule.source.n=64",
         f"paths.store_dir={store_dir}",
         f"paths.log_dir={tmp_path}",

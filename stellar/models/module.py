@@ -222,9 +222,10 @@ class StellarModule(L.LightningModule):
         loss = torch.stack(list(losses.values())).sum() if losses else raw[next(iter(raw))].sum() * 0.0
         bs = batch["label"].shape[0]
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=bs, on_step=on_step, on_epoch=True)
+        # sync_dist: under DDP an epoch value is the weighted mean over every rank's rows (the metrics sync themselves)
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=bs, on_step=on_step, on_epoch=True, sync_dist=True)
         for k, v in losses.items():
-            self.log(f"{stage}/loss_{k}", v, batch_size=bs, on_step=False, on_epoch=True)
+            self.log(f"{stage}/loss_{k}", v, batch_size=bs, on_step=False, on_epoch=True, sync_dist=True)
         for k, metric in metrics.items():
             self.log(f"{stage}/{k}", metric, prog_bar=k == "acc", on_step=False, on_epoch=True)
         return loss

@@ -23,7 +23,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from stellar.data.datamodules import StellarDataModule
-from stellar.errors import StellarConfigError, PreemptedError
+from stellar.errors import PreemptedError, StellarConfigError
 from stellar.pipelines.common import (
     INTERVAL_CALIBRATOR_FILE,
     build_interval_calibrator,

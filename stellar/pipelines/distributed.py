@@ -3,7 +3,7 @@
 Lightning starts the other ranks of ``strategy=ddp`` by running the script again with ``sys.argv``. Under
 ``python train.py -m …`` that command is the whole sweep: each child would launch the sweep again, and the next job
 of the sweep would find the first job's process group (and ``LOCAL_RANK`` left in the environment) and wait forever.
-:func:`local_ranks` starts them itself instead, once per run: ``python -m stellar.pipelines.distributed
+:func:`local_ranks` starts them itself instead, once per run: ``python -m stellar.pipelines.train
 <run>/config_resolved.yaml``, the run's own resolved config, with the environment Lightning reads for processes made
 outside it (``LOCAL_RANK`` set, as under ``torchrun``), and ends the process group with the run. Where the processes
 already exist (SLURM with one task per device, ``torchrun``) it starts nothing. Every rank runs the same
@@ -15,11 +15,9 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -57,8 +55,8 @@ def starts_own_ranks(trainer: L.Trainer) -> bool:
 
 
 @contextmanager
-def local_ranks(trainer: L.Trainer, config_file: Path, timeout: float = 600.0) -> Iterator[None]:
-    """Start ranks 1… of ``trainer`` on this node for one run, each running ``config_file``; end them with the run.
+def local_ranks(trainer: L.Trainer, command: Sequence[str], timeout: float = 600.0) -> Iterator[None]:
+    """Start ranks 1… of ``trainer`` on this node for one run, each running ``command``; end them with the run.
 
     Inside the block this process is rank 0 of a fresh process group (Lightning initialises it at ``fit``); leaving
     it waits up to ``timeout`` seconds for the other ranks to finish their run, destroys the group and restores the
@@ -69,8 +67,8 @@ def local_ranks(trainer: L.Trainer, config_file: Path, timeout: float = 600.0) -
     ----------
     trainer : lightning.Trainer
         The run's trainer, not yet fitted.
-    config_file : Path
-        The run's resolved config (``config_resolved.yaml``), what every rank runs.
+    command : sequence of str
+        What each other rank runs: the same run, e.g. ``python -m stellar.pipelines.train <run>/config_resolved.yaml``.
     timeout : float
         Seconds to wait for the other ranks once this one is done.
     """
@@ -86,7 +84,7 @@ def local_ranks(trainer: L.Trainer, config_file: Path, timeout: float = 600.0) -
     try:
         for rank in range(1, n):
             env = {**os.environ, "LOCAL_RANK": str(rank), "RANK": str(rank)}
-            procs.append(subprocess.Popen([sys.executable, "-m", __name__, str(config_file)], env=env))
+            procs.append(subprocess.Popen(list(command), env=env))
         log.info("DDP: started ranks 1-%d of this run (pids %s)", n - 1, [p.pid for p in procs])
         threading.Thread(target=_watch, args=(procs, stop), daemon=True, name="stellar-ddp-ranks").start()
         yield
@@ -169,23 +167,3 @@ def gather_outputs(trainer: L.Trainer | None, outputs: dict[str, np.ndarray]) ->
     shards: list[Any] = [None] * trainer.world_size
     dist.all_gather_object(shards, outputs)
     return merge_shards(shards)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """A rank > 0 of a run started by :func:`local_ranks`: ``python -m stellar.pipelines.distributed <config>``."""
-    from omegaconf import DictConfig, OmegaConf
-
-    from stellar.pipelines.train import run
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1:
-        raise StellarError(f"usage: python -m {__name__} <run>/config_resolved.yaml (got arguments {args})")
-    logging.basicConfig(level=logging.WARNING, format=f"[rank {os.environ.get('RANK', '?')}] %(name)s: %(message)s")
-    cfg = OmegaConf.load(args[0])
-    if not isinstance(cfg, DictConfig):
-        raise StellarError(f"{args[0]} is not a run config (a mapping)")
-    run(cfg)
-
-
-if __name__ == "__main__":
-    main()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 import time
 from collections.abc import Mapping
 from contextlib import ExitStack
@@ -112,7 +114,8 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     with ExitStack() as ranks:
         if isinstance(model, L.LightningModule):
             trainer = _build_trainer(cfg, loggers)
-            ranks.enter_context(local_ranks(trainer, output_dir / "config_resolved.yaml"))
+            rank_command = [sys.executable, "-m", __name__, str(output_dir / "config_resolved.yaml")]
+            ranks.enter_context(local_ranks(trainer, rank_command))
             _fit_lightning(cfg, trainer, model, dm, split, output_dir, loggers, hparams, metrics)
             step = trainer.global_step
         else:
@@ -302,3 +305,20 @@ def _log_summary(summary: Mapping[str, Any]) -> None:
         log.info("test %s: %s", t, ", ".join(f"{k}={v:.4g}" for k, v in r.items()))
     for name, row in summary.get("subsets", {}).items():
         log.info("test with %s: %s", name, ", ".join(f"{k}={v:.4g}" for k, v in row.items()))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """A rank > 0 of a DDP run (started by :func:`stellar.pipelines.distributed.local_ranks`):
+    ``python -m stellar.pipelines.train <run>/config_resolved.yaml`` runs :func:`run` on the run's resolved config."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        raise StellarConfigError(f"usage: python -m {__name__} <run>/config_resolved.yaml (got arguments {args})")
+    logging.basicConfig(level=logging.WARNING, format=f"[rank {os.environ.get('RANK', '?')}] %(name)s: %(message)s")
+    cfg = OmegaConf.load(args[0])
+    if not isinstance(cfg, DictConfig):
+        raise StellarConfigError(f"{args[0]} is not a run config (a mapping)")
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

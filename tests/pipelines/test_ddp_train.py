@@ -15,6 +15,7 @@ import pytest
 from hydra.utils import instantiate
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero_only
 from omegaconf import OmegaConf
 from torch.utils.data import DistributedSampler
 
@@ -46,6 +47,8 @@ def test_merge_shards_gives_one_process_order_each_row_once(sampler, n, world):
 def test_a_ddp_trainer_is_given_its_ranks_once_per_run(monkeypatch):
     kw = {"accelerator": "cpu", "logger": False, "enable_checkpointing": False, "enable_progress_bar": False}
     monkeypatch.delenv("LOCAL_RANK", raising=False)
+    for flag in (rank_zero_only, utils_rank_zero_only):  # a DDP trainer sets the process's rank: restored after
+        monkeypatch.setattr(flag, "rank", getattr(flag, "rank", 0))
     assert starts_own_ranks(L.Trainer(strategy="ddp", devices=2, **kw))
     assert not starts_own_ranks(L.Trainer(devices=1, **kw))
     monkeypatch.setenv("LOCAL_RANK", "1")  # a rank started outside Lightning (ours, torchrun's, SLURM's)

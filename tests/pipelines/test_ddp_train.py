@@ -57,11 +57,13 @@ def test_a_ddp_trainer_is_given_its_ranks_once_per_run(monkeypatch):
 
 def test_a_rank_above_zero_trains_and_scores_but_writes_no_run_file(make_cfg, tmp_path, monkeypatch):
     monkeypatch.setattr(rank_zero_only, "rank", 1)
-    metrics, _ = run(make_cfg("debug=limit", "logger=none"))
-    assert metrics["test_summary"]["classification"]["n"] > 0
+    registry = tmp_path / "registry"
+    metrics, _ = run(make_cfg("debug=limit", "logger=none", "register=true", f"registry.root={registry}"))
+    assert metrics["test_summary"]["classification"]["n"] > 0 and "registered" not in metrics
     out = tmp_path / "run"
     written = {p.name for p in out.iterdir()} if out.exists() else set()
     assert not written & (RUN_FILES | {"reference.npz"}), written
+    assert not registry.exists()  # registration is rank 0's
 
 
 def _single_process_test(job: Path) -> tuple[dict[str, float], dict[str, float]]:

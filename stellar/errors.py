@@ -19,3 +19,8 @@ class StellarConfigError(StellarError):
 
 class CorruptPayloadError(StellarDataError):
     """A downloaded (or cached) body that fails validation: a bad FITS, a short read, an unparsable table."""
+
+
+class PreemptedError(StellarError):
+    """A training job was stopped (``SIGTERM``, a scheduler's pre-emption) after saving where it was; run it again
+    in the same run folder with ``resume=auto`` to continue."""

@@ -144,7 +144,12 @@ class StellarModule(L.LightningModule):
         self.metrics = nn.ModuleDict({f"{stage}_metrics": self._make_metrics() for stage in ("train", "val", "test")})
 
     def _make_metrics(self) -> nn.ModuleDict:
-        m: dict[str, nn.Module] = {}
+        # the losses are means weighted by batch size: a metric, not a logged tensor, so that under DDP the epoch
+        # value is the mean over every rank's rows (Lightning's sync_dist mean truncates an odd total row count)
+        m: dict[str, nn.Module] = {"loss": torchmetrics.MeanMetric()}
+        if self.class_names:
+            m["loss_class"] = torchmetrics.MeanMetric()
+        m.update({f"loss_{t}": torchmetrics.MeanMetric() for t in self.targets})
         if self.class_names:
             m["acc"] = torchmetrics.classification.MulticlassAccuracy(
                 num_classes=len(self.class_names), average="micro", ignore_index=-1
@@ -221,12 +226,13 @@ class StellarModule(L.LightningModule):
                 metrics[f"{t}_mae"].update(phys[f"{t}_mean"][ok], truth[ok])
         loss = torch.stack(list(losses.values())).sum() if losses else raw[next(iter(raw))].sum() * 0.0
         bs = batch["label"].shape[0]
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=bs, on_step=on_step, on_epoch=True)
+        metrics["loss"](loss.detach(), weight=bs)  # forward: the step's value, and the epoch's running mean
+        self.log(f"{stage}/loss", metrics.pop("loss"), prog_bar=True, on_step=stage == "train", on_epoch=True)
         for k, v in losses.items():
-            self.log(f"{stage}/loss_{k}", v, batch_size=bs, on_step=False, on_epoch=True)
+            metrics[f"loss_{k}"].update(v.detach(), weight=bs)
         for k, metric in metrics.items():
-            self.log(f"{stage}/{k}", metric, prog_bar=k == "acc", on_step=False, on_epoch=True)
+            if not k.startswith("loss_") or k[len("loss_") :] in losses:  # a loss term of no row in the batch: none
+                self.log(f"{stage}/{k}", metric, prog_bar=k == "acc", on_step=False, on_epoch=True)
         return loss
 
     def train(self, mode: bool = True) -> StellarModule:

@@ -29,6 +29,7 @@ from stellar.evaluation.calibration import (
     subset_names,
 )
 from stellar.evaluation.metrics import classification_report, regression_report
+from stellar.pipelines.distributed import gather_outputs
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +70,9 @@ def predict_loader(trainer: L.Trainer | None, model: L.LightningModule, loader: 
     if trainer is None:
         raise StellarConfigError("trainer must be given to predict with a LightningModule")
     batches = cast(list[dict[str, torch.Tensor]], trainer.predict(model, dataloaders=loader) or [])
-    if not batches:
-        return {}
-    out = {k: torch.cat([b[k] for b in batches]) for k in batches[0]}
-    return {k: v.numpy() if k == "index" else v.float().numpy() for k, v in out.items()}
+    out = {k: torch.cat([b[k] for b in batches]) for k in batches[0]} if batches else {}
+    # under DDP each rank predicted a share of the rows: every rank gets all of them, in order, each once
+    return gather_outputs(trainer, {k: v.numpy() if k == "index" else v.float().numpy() for k, v in out.items()})
 
 
 def model_embeddings(model: L.LightningModule | Any, loader: DataLoader) -> np.ndarray | None:

@@ -107,8 +107,8 @@ def test_sed_datamodule_options_train_an_xgboost_model(make_cfg, overrides):
 def test_estimators_refuse_pretraining_and_resuming(make_cfg):
     from stellar.errors import StellarConfigError
 
-    with pytest.raises(StellarConfigError, match="ckpt_path"):
-        train.run(make_cfg(*SED, "model=sed_xgboost", "ckpt_path=x.ckpt"))
+    with pytest.raises(StellarConfigError, match="resume"):
+        train.run(make_cfg(*SED, "model=sed_xgboost", "resume=x.ckpt"))
 
 
 @pytest.mark.slow  # two train.py processes: ~40 s on a loaded 2-core machine

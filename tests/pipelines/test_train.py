@@ -120,3 +120,17 @@ def test_two_job_multirun_through_train_py(tmp_path, store_dir):
     assert code == 0, stderr
     assert len(jobs) == 2
     assert {p.name for p in jobs} == {"0_spectral_cnn", "1_spectral_transformer"}
+
+
+def test_logger_mlflow_records_the_config_and_metrics(make_cfg, tmp_path):
+    mlflow = pytest.importorskip("mlflow", reason="mlflow-skinny is in the mlflow and dev extras")
+    metrics, _ = run(make_cfg("debug=limit", "logger=mlflow", "trainer.max_epochs=1", "monitor_reference=null"))
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"file:{tmp_path / 'run' / 'mlruns'}")
+    experiment = client.get_experiment_by_name("debug")  # the task name of debug=limit
+    (found,) = client.search_runs([experiment.experiment_id])
+    assert found.info.run_name == "spectral_cnn" and found.data.params["model/name"] == "spectral_cnn"
+    assert found.data.params["trainer/max_epochs"] == "1"
+    assert found.data.metrics["val/loss"] == pytest.approx(metrics["val/loss"], rel=1e-6)
+    assert found.data.metrics["test/classification/accuracy"] == pytest.approx(
+        metrics["test_summary"]["classification"]["accuracy"]
+    )

@@ -14,7 +14,9 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+import torch.distributed as dist
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from stellar.data.datamodules.streaming import StreamingPart
 from stellar.data.labels import MK_CLASSES
@@ -283,16 +285,24 @@ class StellarDataModule(L.LightningDataModule):
             )
         return ds.materialise()
 
-    def loader(self, part: str, shuffle: bool = False, collate_fn: Callable[[Any], Any] | None = None) -> DataLoader:
+    def loader(
+        self,
+        part: str,
+        shuffle: bool = False,
+        collate_fn: Callable[[Any], Any] | None = None,
+        sampler: Sampler[int] | None = None,
+    ) -> DataLoader:
         """DataLoader over one part (``train``, ``val`` or ``test``); ``collate_fn`` maps each batch dict (e.g. a
-        training-only augmentation). A streaming part shuffles itself (chunk order and buffer) when ``shuffle``; its
-        workers prefetch ``prefetch_factor`` batches each."""
+        training-only augmentation); ``sampler`` picks the rows (not with ``shuffle``, nor for a streaming part). A
+        streaming part shuffles itself (chunk order and buffer) when ``shuffle``; its workers prefetch
+        ``prefetch_factor`` batches each."""
         ds = self.part(part)
         streaming = isinstance(ds, StreamingPart)
         return DataLoader(
             ds.replace(shuffle=shuffle).with_world() if isinstance(ds, StreamingPart) else ds,
             batch_size=None if streaming else self.batch_size,  # a streaming part yields whole batches
             shuffle=shuffle and not streaming,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=collate_fn or _batched,
             persistent_workers=self.num_workers > 0,
@@ -302,10 +312,23 @@ class StellarDataModule(L.LightningDataModule):
         return self.loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self.loader("val", shuffle=False)
+        return self.evaluation_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self.loader("test", shuffle=False)
+        return self.evaluation_loader("test")
+
+    def evaluation_loader(self, part: str) -> DataLoader:
+        """The loader that ``trainer.validate``/``trainer.test`` score ``part`` with: under DDP (a process group of
+        several ranks) each rank gets a disjoint share of the rows, every row once.
+
+        Lightning's default there is a ``DistributedSampler``, which pads the last round with the first rows again so
+        that every rank has as many; a padded row would count twice in the epoch metrics. Lightning keeps a sampler
+        that is already distributed. A streaming part shares its chunks between the ranks itself.
+        """
+        ds = self.part(part)
+        if isinstance(ds, StreamingPart) or not dist.is_available() or not dist.is_initialized():
+            return self.loader(part)
+        return self.loader(part, sampler=UnrepeatedDistributedSampler(ds, shuffle=False))
 
     def predict_dataloader(self) -> DataLoader:
         return self.loader("test", shuffle=False)

@@ -29,6 +29,7 @@ from stellar.monitoring.summaries import summarize
 from stellar.registry import DEFAULT_ROOT, LATEST, ModelRegistry, ModelVersion
 from stellar.serving.metrics import WorkerMetrics, use_multiprocess_dir
 from stellar.serving.request_log import RequestLog, RequestLogConfig, new_request_id, prediction_rows
+from stellar.serving.responses import STREAM_ROWS, StreamedAnswer
 from stellar.serving.schemas import PredictionResponse
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,9 @@ class StellarAPI(ls.LitAPI):
         How long the worker waits to fill a batch.
     num_threads : int, optional
         torch threads of the worker (``None``: torch's default).
+    stream_rows : int, optional
+        Answers with more objects are written in chunks of this many (:mod:`stellar.serving.responses`);
+        ``None``: never.
     """
 
     modality = "generic"
@@ -85,12 +89,14 @@ class StellarAPI(ls.LitAPI):
         max_batch_size: int = 16,
         batch_timeout: float = 0.01,
         num_threads: int | None = 1,
+        stream_rows: int | None = STREAM_ROWS,
     ):
         super().__init__(max_batch_size=int(max_batch_size), batch_timeout=float(batch_timeout), api_path=api_path)
         self.model_name = model
         self.ref = ref
         self.registry_root = str(registry_root)
         self.num_threads = num_threads
+        self.stream_rows = stream_rows
         self.load_error: str | None = None
         self.version_number = 0
         self.class_names: list[str] = []
@@ -402,7 +408,7 @@ class StellarAPI(ls.LitAPI):
         if isinstance(output, Failure):
             return JSONResponse(status_code=output.status, content={"detail": output.detail})  # type: ignore[return-value]
         job, preds = output
-        return {  # type: ignore[return-value]  # FastAPI validates it against PredictionResponse
+        answer = {
             "model": self.model_name,
             "version": self.version_number,
             "modality": self.modality,
@@ -411,6 +417,10 @@ class StellarAPI(ls.LitAPI):
             "predictions": preds,
             "assumed": job.assumed,
         }
+        if self.stream_rows is not None and len(preds) > self.stream_rows:  # written in chunks by the HTTP process
+            response_class = type(self).encode_response.__annotations__["return"]
+            return StreamedAnswer(answer, response_class, self.stream_rows)  # type: ignore[return-value]
+        return answer  # type: ignore[return-value]  # FastAPI validates it against PredictionResponse
 
 
 def _finite(v: Any) -> float | None:

@@ -98,12 +98,19 @@ def decode_arrow(body: bytes, request_class: type[BaseModel]) -> BaseModel:
         raise BodyError(422, strict_json(jsonable_encoder(errors))) from err
 
 
-def response_table(response: Mapping[str, Any]) -> pa.Table:
+def response_table(
+    response: Mapping[str, Any], classes: list[str] | None = None, targets: list[str] | None = None
+) -> pa.Table:
     """The Arrow table of a prediction response (a :class:`~stellar.serving.schemas.PredictionResponse` as a
-    dict): one row per object, the request-level fields in the schema metadata."""
+    dict): one row per object, the request-level fields in the schema metadata.
+
+    ``classes`` and ``targets`` name the ``p_<class>`` and ``<target>_*`` columns (default: those of the
+    predictions), so that every chunk of a streamed answer has the same schema."""
     preds = response["predictions"]
-    classes = list(dict.fromkeys(c for p in preds for c in p.get("probabilities", {})))
-    targets = list(dict.fromkeys(t for p in preds for t in p.get("targets", {})))
+    if classes is None:
+        classes = list(dict.fromkeys(c for p in preds for c in p.get("probabilities", {})))
+    if targets is None:
+        targets = list(dict.fromkeys(t for p in preds for t in p.get("targets", {})))
     cols: dict[str, pa.Array] = {
         "predicted_class": pa.array([p.get("predicted_class") for p in preds], pa.string()),
         "valid_fraction": pa.array([p["valid_fraction"] for p in preds], pa.float64()),
@@ -161,7 +168,9 @@ class Endpoints:
 
 class BinaryFormatMiddleware:
     """Answers a ``POST /predict/*`` that sends or accepts Arrow (:data:`ARROW_STREAM`); 415 for a body of any
-    other media type than JSON or Arrow. Requests in JSON both ways pass through to LitServe's route untouched.
+    other media type than JSON or Arrow, 406 for an ``Accept`` that takes neither
+    (:func:`~stellar.serving.responses.negotiate`). Requests in JSON both ways pass through to LitServe's route
+    untouched.
 
     Parameters
     ----------
@@ -180,17 +189,25 @@ class BinaryFormatMiddleware:
         if route is None or scope.get("method") != "POST":
             await self.app(scope, receive, send)
             return
+        from stellar.serving.responses import negotiate, not_acceptable  # imports this module
+
         headers = {k.decode().lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
         content_type = _media_type(headers.get("content-type", "application/json"))
-        wants_arrow = ARROW_STREAM in headers.get("accept", "").lower()
-        if _is_json(content_type) and not wants_arrow:
+        answer_type = negotiate(headers.get("accept"))
+        wants_arrow = answer_type == ARROW_STREAM
+        if answer_type is None:
+            response: Response = not_acceptable(headers["accept"])
+        elif _is_json(content_type) and not wants_arrow:
             await self.app(scope, receive, send)
             return
-        response = await self._answer(Request(scope, receive), route, content_type, wants_arrow)
+        else:
+            response = await self._answer(Request(scope, receive), route, content_type, wants_arrow)
         await response(scope, receive, send)
 
     async def _answer(self, request: Request, route: Any, content_type: str, wants_arrow: bool) -> Response:
         from fastapi import HTTPException
+
+        from stellar.serving.responses import StreamedAnswer
 
         handler, request_class, response_class = route
         if content_type != ARROW_STREAM and not _is_json(content_type):
@@ -207,6 +224,8 @@ class BinaryFormatMiddleware:
             return JSONResponse(status_code=err.status, content={"detail": err.detail})
         except HTTPException as err:
             return JSONResponse(status_code=err.status_code, content={"detail": err.detail})
+        if isinstance(answer, StreamedAnswer):  # a large answer, written in chunks of rows
+            return answer.as_arrow() if wants_arrow else answer
         if isinstance(answer, Response):  # an endpoint's 4xx (always JSON)
             return answer
         valid = response_class.model_validate(answer).model_dump(mode="json")  # as FastAPI checks the JSON route

@@ -79,6 +79,8 @@ class StellarAPI(ls.LitAPI):
     """
 
     modality = "generic"
+    #: the kind of ingest record (:mod:`stellar.serving.files`) a folder of survey files gives this endpoint
+    record_kind: str | None = None
 
     def __init__(
         self,
@@ -213,6 +215,11 @@ class StellarAPI(ls.LitAPI):
         """Request bodies (one per object) and per-object notes of what Python users hold (modality-specific, see
         :mod:`stellar.serving.inputs`); what :meth:`stellar.serving.predictor.Predictor.predict` sends here."""
         raise StellarConfigError(f"{type(self).__name__} takes no Python inputs; send request bodies to answer()")
+
+    def record_arguments(self, record: Any) -> tuple[dict[str, Any], list[str]]:
+        """The arguments of :meth:`bodies` for one ingest record of :attr:`record_kind`, and notes of what was
+        done to it (modality-specific, see :mod:`stellar.serving.files`)."""
+        raise StellarConfigError(f"{type(self).__name__} reads no survey files")
 
     def group_key(self, row: dict[str, Any]) -> Hashable:
         """Rows with the same key are preprocessed together in one call."""

@@ -1,0 +1,177 @@
+"""Peak memory of one 10,000-spectrum request: answers streamed in chunks of rows vs written whole, JSON and Arrow.
+
+Starts ``python serve.py`` twice from one run, with only the spectral endpoint: once as configured (answers of
+more than ``stream_rows`` objects are streamed, :mod:`stellar.serving.responses`), once with
+``+endpoints.spectral.stream_rows=null`` (every answer validated, converted and serialised whole, as before
+streaming). Each server gets the same request of ``--n`` spectra, in JSON and as an Arrow IPC stream (answered in
+the same format), ``--repeats`` times each. Before each request the peak resident memory (``VmHWM``) of every
+process of the server is reset (``/proc/<pid>/clear_refs``); after it the script prints, for the HTTP process (the
+one listening on the port) and for the inference worker, the peak above the resident memory before the request, in
+MB, beside the seconds the request took and the sizes of the request and answer bodies. The client reads the
+answer as it arrives (``httpx`` streaming), so its own memory is not part of the figures.
+
+Spectra are ``--n-pix`` samples each (default 100: ``MAX_TOTAL`` allows 1,000,000 samples per request, so 10,000
+full-length spectra are refused); the answer's size does not depend on it.
+
+Needs a registered spectral model (``python train.py register=true``); the weights do not matter.
+
+    python benchmarks/large_request.py --registry registry --model spectral_cnn
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark's server helpers
+from serving import free_port, make_bodies, make_spectra, stop_server
+
+REPO = Path(__file__).resolve().parents[1]
+MB = 2**20
+
+
+def start(args: argparse.Namespace, stream_rows: str, log_path: Path) -> tuple[Any, str, int]:
+    import subprocess
+
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "serve.py",
+        f"port={port}",
+        f"registry.root={args.registry}",
+        f"endpoints.spectral.model={args.model}",
+        "endpoints.lightcurve=null",
+        "endpoints.sed=null",
+        "endpoints.multimodal=null",
+        f"max_body_mb={args.max_body_mb}",
+        "metrics=false",
+        "log_level=warning",
+        f"+endpoints.spectral.stream_rows={stream_rows}",
+        f"hydra.run.dir={log_path.parent / f'hydra_{stream_rows}'}",
+    ]
+    log = open(log_path, "w")  # noqa: SIM115 - the server process owns it until it stops
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server stopped: {log_path.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return proc, url, port
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError("the server did not become ready")
+        time.sleep(0.5)
+
+
+def processes(proc: Any, port: int) -> tuple[psutil.Process, list[psutil.Process]]:
+    """The HTTP process (listening on ``port``) and the server's other processes."""
+    every = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    http = [p for p in every if any(c.laddr.port == port and c.status == "LISTEN" for c in p.net_connections())]
+    return http[0], [p for p in every if p.pid != http[0].pid]
+
+
+def _status_kb(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def reset_peaks(procs: list[psutil.Process]) -> dict[int, int]:
+    """Reset ``VmHWM`` of ``procs`` to their current resident memory; returns that memory (kB) per pid."""
+    for p in procs:
+        Path(f"/proc/{p.pid}/clear_refs").write_text("5")
+    return {p.pid: _status_kb(p.pid, "VmRSS:") for p in procs}
+
+
+def one_request(url: str, body: bytes, fmt: str) -> tuple[float, int]:
+    """Seconds and answer bytes of one request, the answer read in pieces as it arrives."""
+    arrow = "application/vnd.apache.arrow.stream"
+    kind = "application/json" if fmt == "json" else arrow
+    headers = {"Content-Type": kind, "Accept": kind}
+    size = 0
+    start = time.perf_counter()
+    with httpx.stream("POST", f"{url}/predict/spectral", content=body, headers=headers, timeout=600) as r:
+        if r.status_code != 200:
+            raise RuntimeError(f"{r.status_code}: {r.read()[:500]!r}")
+        for piece in r.iter_bytes():
+            size += len(piece)
+    return time.perf_counter() - start, size
+
+
+def measure(args: argparse.Namespace, bodies: dict[str, bytes], stream_rows: str) -> list[dict[str, Any]]:
+    out = Path(args.out)
+    proc, url, port = start(args, stream_rows, out / f"server_{stream_rows}.log")
+    rows = []
+    try:
+        http, others = processes(proc, port)
+        for fmt, body in bodies.items():
+            one_request(url, body, fmt)  # warm-up: first-call imports and allocations are not the answer's
+            runs = []
+            for _ in range(args.repeats):
+                before = reset_peaks([http, *others])
+                seconds, answer = one_request(url, body, fmt)
+                peak_http = (_status_kb(http.pid, "VmHWM:") - before[http.pid]) / 1024
+                peak_other = max((_status_kb(p.pid, "VmHWM:") - before[p.pid]) / 1024 for p in others)
+                runs.append((seconds, peak_http, peak_other, answer))
+            rows.append(
+                {
+                    "answers": "streamed" if stream_rows != "null" else "whole",
+                    "format": fmt,
+                    "request_MB": len(body) / MB,
+                    "answer_MB": runs[0][3] / MB,
+                    "seconds": statistics.median(r[0] for r in runs),
+                    "http_peak_MB": statistics.median(r[1] for r in runs),
+                    "worker_peak_MB": statistics.median(r[2] for r in runs),
+                }
+            )
+    finally:
+        stop_server(proc)
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--registry", default=os.environ.get("STELLAR_REGISTRY", str(REPO / "registry")))
+    p.add_argument("--model", default="spectral_cnn")
+    p.add_argument("--n", type=int, default=10_000, help="spectra in the request")
+    p.add_argument("--n-pix", type=int, default=100, help="samples per spectrum")
+    p.add_argument("--repeats", type=int, default=3, help="requests per cell (the median is printed)")
+    p.add_argument("--max-body-mb", type=float, default=64)
+    p.add_argument("--out", default="/tmp/stellar-large-request")
+    args = p.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    flux = make_spectra(args.n, args.n_pix)
+    bodies = {fmt: make_bodies(flux, args.n, args.model, fmt)[0] for fmt in ("json", "binary")}
+    print(f"{args.n} spectra x {args.n_pix} px per request, {args.model} ({args.registry}), {args.repeats} each")
+    rows = measure(args, bodies, "null") + measure(args, bodies, "1024")
+    header = ("answers", "format", "request_MB", "answer_MB", "seconds", "http_peak_MB", "worker_peak_MB")
+    print(" ".join(f"{h:>15}" for h in header))
+    for r in rows:
+        print(" ".join(f"{r[h]:>15.2f}" if isinstance(r[h], float) else f"{r[h]:>15}" for h in header))
+    for fmt in bodies:
+        whole, streamed = (
+            next(r for r in rows if r["format"] == fmt and r["answers"] == a) for a in ("whole", "streamed")
+        )
+        ratio = whole["http_peak_MB"] / max(streamed["http_peak_MB"], 1e-9)
+        print(
+            f"{fmt}: HTTP-process peak, whole / streamed = {ratio:.2f}x; seconds {whole['seconds']:.2f} -> "
+            f"{streamed['seconds']:.2f}"
+        )
+    (Path(args.out) / "large_request.json").write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

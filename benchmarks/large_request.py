@@ -5,10 +5,11 @@ more than ``stream_rows`` objects are streamed, :mod:`stellar.serving.responses`
 ``+endpoints.spectral.stream_rows=null`` (every answer validated, converted and serialised whole, as before
 streaming). Each server gets the same request of ``--n`` spectra, in JSON and as an Arrow IPC stream (answered in
 the same format), ``--repeats`` times each. Before each request the peak resident memory (``VmHWM``) of every
-process of the server is reset (``/proc/<pid>/clear_refs``); after it the script prints, for the HTTP process (the
-one listening on the port) and for the inference worker, the peak above the resident memory before the request, in
-MB, beside the seconds the request took and the sizes of the request and answer bodies. The client reads the
-answer as it arrives (``httpx`` streaming), so its own memory is not part of the figures.
+process of the server is reset (``/proc/<pid>/clear_refs``); after it the script prints, summed over the HTTP side
+(``serve.py`` and the processes it forks: the uvicorn server, LitServe's queue broker) and over the inference worker,
+each process's peak above its resident memory before the request, in MB, beside the seconds the request took and
+the sizes of the request and answer bodies. The client reads the answer as it arrives (``httpx`` streaming), so
+its own memory is not part of the figures.
 
 Spectra are ``--n-pix`` samples each (default 100: ``MAX_TOTAL`` allows 1,000,000 samples per request, so 10,000
 full-length spectra are refused); the answer's size does not depend on it.
@@ -75,11 +76,13 @@ def start(args: argparse.Namespace, stream_rows: str, log_path: Path) -> tuple[A
         time.sleep(0.5)
 
 
-def processes(proc: Any, port: int) -> tuple[psutil.Process, list[psutil.Process]]:
-    """The HTTP process (listening on ``port``) and the server's other processes."""
+def processes(proc: Any) -> tuple[list[psutil.Process], list[psutil.Process]]:
+    """The server's HTTP side (``serve.py`` and the processes it forks: the uvicorn server and LitServe's queue
+    broker) and its inference workers (spawned: ``multiprocessing.spawn`` in their command line)."""
     every = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-    http = [p for p in every if any(c.laddr.port == port and c.status == "LISTEN" for c in p.net_connections())]
-    return http[0], [p for p in every if p.pid != http[0].pid]
+    every = [p for p in every if "resource_tracker" not in " ".join(p.cmdline())]
+    workers = [p for p in every if "spawn_main" in " ".join(p.cmdline())]
+    return [p for p in every if p not in workers], workers
 
 
 def _status_kb(pid: int, key: str) -> int:
@@ -113,19 +116,19 @@ def one_request(url: str, body: bytes, fmt: str) -> tuple[float, int]:
 
 def measure(args: argparse.Namespace, bodies: dict[str, bytes], stream_rows: str) -> list[dict[str, Any]]:
     out = Path(args.out)
-    proc, url, port = start(args, stream_rows, out / f"server_{stream_rows}.log")
+    proc, url, _ = start(args, stream_rows, out / f"server_{stream_rows}.log")
     rows = []
     try:
-        http, others = processes(proc, port)
+        http, workers = processes(proc)
         for fmt, body in bodies.items():
             one_request(url, body, fmt)  # warm-up: first-call imports and allocations are not the answer's
             runs = []
             for _ in range(args.repeats):
-                before = reset_peaks([http, *others])
+                before = reset_peaks([*http, *workers])
                 seconds, answer = one_request(url, body, fmt)
-                peak_http = (_status_kb(http.pid, "VmHWM:") - before[http.pid]) / 1024
-                peak_other = max((_status_kb(p.pid, "VmHWM:") - before[p.pid]) / 1024 for p in others)
-                runs.append((seconds, peak_http, peak_other, answer))
+                peak_http = sum(_status_kb(p.pid, "VmHWM:") - before[p.pid] for p in http) / 1024
+                peak_worker = sum(_status_kb(p.pid, "VmHWM:") - before[p.pid] for p in workers) / 1024
+                runs.append((seconds, peak_http, peak_worker, answer))
             rows.append(
                 {
                     "answers": "streamed" if stream_rows != "null" else "whole",
@@ -133,7 +136,7 @@ def measure(args: argparse.Namespace, bodies: dict[str, bytes], stream_rows: str
                     "request_MB": len(body) / MB,
                     "answer_MB": runs[0][3] / MB,
                     "seconds": statistics.median(r[0] for r in runs),
-                    "http_peak_MB": statistics.median(r[1] for r in runs),
+                    "http_side_peak_MB": statistics.median(r[1] for r in runs),
                     "worker_peak_MB": statistics.median(r[2] for r in runs),
                 }
             )
@@ -157,7 +160,7 @@ def main() -> None:
     bodies = {fmt: make_bodies(flux, args.n, args.model, fmt)[0] for fmt in ("json", "binary")}
     print(f"{args.n} spectra x {args.n_pix} px per request, {args.model} ({args.registry}), {args.repeats} each")
     rows = measure(args, bodies, "null") + measure(args, bodies, "1024")
-    header = ("answers", "format", "request_MB", "answer_MB", "seconds", "http_peak_MB", "worker_peak_MB")
+    header = ("answers", "format", "request_MB", "answer_MB", "seconds", "http_side_peak_MB", "worker_peak_MB")
     print(" ".join(f"{h:>15}" for h in header))
     for r in rows:
         print(" ".join(f"{r[h]:>15.2f}" if isinstance(r[h], float) else f"{r[h]:>15}" for h in header))
@@ -165,7 +168,7 @@ def main() -> None:
         whole, streamed = (
             next(r for r in rows if r["format"] == fmt and r["answers"] == a) for a in ("whole", "streamed")
         )
-        ratio = whole["http_peak_MB"] / max(streamed["http_peak_MB"], 1e-9)
+        ratio = whole["http_side_peak_MB"] / max(streamed["http_side_peak_MB"], 1e-9)
         print(
             f"{fmt}: HTTP-process peak, whole / streamed = {ratio:.2f}x; seconds {whole['seconds']:.2f} -> "
             f"{streamed['seconds']:.2f}"

@@ -127,7 +127,8 @@ def spectra_bodies(
         data = _column(data, "flux")
     if flux_err is not None and isinstance(data, u.Quantity) != isinstance(flux_err, u.Quantity):
         raise StellarValueError("flux_err must carry a unit when data does, and none when data has none")
-    n = len(np.atleast_2d(data)) if not isinstance(data, list | tuple) else len(data)
+    ragged = isinstance(data, list | tuple) and len(data) > 0 and np.ndim(data[0]) == 1  # a list of rows
+    n = len(data) if ragged else len(np.atleast_2d(data))  # a flat list is one spectrum
     waves = _per_object(
         None if wavelength is None else to_value(wavelength, u.AA, "wavelength", equivalencies=u.spectral()),
         n,

@@ -23,7 +23,7 @@ from stellar.serving.request_log import RequestLogConfig, read_request_log
 from stellar.serving.schemas import MultiModalRequest, MultiModalResponse
 from stellar.serving.server import build_server
 from tests.conftest import REPO
-from tests.pipelines.conftest import FAST_MULTIMODAL, MILES_PAIRED
+from tests.pipelines.conftest import FAST_MULTIMODAL
 from tests.serving.helpers import strict_json, wait_ready
 
 ROUTE = "/predict/multimodal"
@@ -47,12 +47,6 @@ def _register(tmp: Path, *overrides: str) -> Path:
         )
     train.run(cfg)
     return registry
-
-
-@pytest.fixture(scope="module")
-def miles_registry(tmp_path_factory) -> Path:
-    """experiment=miles_fusion (spectrum + BSC5 UBV + Hipparcos parallax) on the 43-star MILES subset."""
-    return _register(tmp_path_factory.mktemp("mm_miles"), "experiment=miles_fusion", *MILES_PAIRED)
 
 
 @pytest.fixture(scope="module")

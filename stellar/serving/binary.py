@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -34,6 +33,14 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from stellar.serving.responses import (
+    ARROW_STREAM,
+    StreamedAnswer,
+    encode_arrow,
+    negotiate,
+    not_acceptable,
+    response_table,
+)
 from stellar.serving.validation import strict_json
 
 __all__ = [
@@ -44,9 +51,6 @@ __all__ = [
     "encode_arrow",
     "response_table",
 ]
-
-#: the media type of an Arrow IPC stream
-ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
 
 class BodyError(Exception):
@@ -96,46 +100,6 @@ def decode_arrow(body: bytes, request_class: type[BaseModel]) -> BaseModel:
     except ValidationError as err:
         errors = [{**e, "loc": ("body", *e["loc"])} for e in err.errors()]
         raise BodyError(422, strict_json(jsonable_encoder(errors))) from err
-
-
-def response_table(
-    response: Mapping[str, Any], classes: list[str] | None = None, targets: list[str] | None = None
-) -> pa.Table:
-    """The Arrow table of a prediction response (a :class:`~stellar.serving.schemas.PredictionResponse` as a
-    dict): one row per object, the request-level fields in the schema metadata.
-
-    ``classes`` and ``targets`` name the ``p_<class>`` and ``<target>_*`` columns (default: those of the
-    predictions), so that every chunk of a streamed answer has the same schema."""
-    preds = response["predictions"]
-    if classes is None:
-        classes = list(dict.fromkeys(c for p in preds for c in p.get("probabilities", {})))
-    if targets is None:
-        targets = list(dict.fromkeys(t for p in preds for t in p.get("targets", {})))
-    cols: dict[str, pa.Array] = {
-        "predicted_class": pa.array([p.get("predicted_class") for p in preds], pa.string()),
-        "valid_fraction": pa.array([p["valid_fraction"] for p in preds], pa.float64()),
-        "ood_score": pa.array([p.get("ood_score") for p in preds], pa.float64()),
-        "ood": pa.array([p.get("ood") for p in preds], pa.bool_()),
-    }
-    for c in classes:
-        cols[f"p_{c}"] = pa.array([p["probabilities"].get(c) for p in preds], pa.float64())
-    for t in targets:
-        est = [p["targets"].get(t) or {} for p in preds]
-        intervals = [e.get("interval_95") or (None, None) for e in est]
-        cols[f"{t}_mean"] = pa.array([e.get("mean") for e in est], pa.float64())
-        cols[f"{t}_std"] = pa.array([e.get("std") for e in est], pa.float64())
-        cols[f"{t}_lo95"] = pa.array([i[0] for i in intervals], pa.float64())
-        cols[f"{t}_hi95"] = pa.array([i[1] for i in intervals], pa.float64())
-    meta = {k: json.dumps(v) for k, v in response.items() if k != "predictions"}
-    return pa.table(cols).replace_schema_metadata(meta)
-
-
-def encode_arrow(table: pa.Table) -> bytes:
-    """``table`` as one Arrow IPC stream."""
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return bytes(sink.getvalue())
 
 
 def _media_type(value: str) -> str:
@@ -189,8 +153,6 @@ class BinaryFormatMiddleware:
         if route is None or scope.get("method") != "POST":
             await self.app(scope, receive, send)
             return
-        from stellar.serving.responses import negotiate, not_acceptable  # imports this module
-
         headers = {k.decode().lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
         content_type = _media_type(headers.get("content-type", "application/json"))
         answer_type = negotiate(headers.get("accept"))
@@ -206,8 +168,6 @@ class BinaryFormatMiddleware:
 
     async def _answer(self, request: Request, route: Any, content_type: str, wants_arrow: bool) -> Response:
         from fastapi import HTTPException
-
-        from stellar.serving.responses import StreamedAnswer
 
         handler, request_class, response_class = route
         if content_type != ARROW_STREAM and not _is_json(content_type):

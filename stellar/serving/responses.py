@@ -19,7 +19,8 @@ half-written 200; requests that fail in the worker are answered before any of th
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -27,11 +28,20 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from stellar.serving.binary import ARROW_STREAM, response_table
-
-__all__ = ["JSON", "STREAM_ROWS", "StreamedAnswer", "negotiate", "not_acceptable"]
+__all__ = [
+    "ARROW_STREAM",
+    "JSON",
+    "STREAM_ROWS",
+    "StreamedAnswer",
+    "encode_arrow",
+    "negotiate",
+    "not_acceptable",
+    "response_table",
+]
 
 JSON = "application/json"
+#: the media type of an Arrow IPC stream (:mod:`stellar.serving.binary`)
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
 #: objects per chunk of a streamed answer; answers with more objects than this are streamed
 STREAM_ROWS = 1024
@@ -97,6 +107,46 @@ def not_acceptable(accept: str) -> JSONResponse:
     """The 406 answer to an ``Accept`` header that :func:`negotiate` cannot satisfy."""
     detail = f"Accept {accept!r} accepts no format of this endpoint: ask for {JSON} or {ARROW_STREAM}"
     return JSONResponse(status_code=406, content={"detail": detail})
+
+
+def response_table(
+    response: Mapping[str, Any], classes: list[str] | None = None, targets: list[str] | None = None
+) -> pa.Table:
+    """The Arrow table of a prediction response (a :class:`~stellar.serving.schemas.PredictionResponse` as a
+    dict): one row per object, the request-level fields in the schema metadata.
+
+    ``classes`` and ``targets`` name the ``p_<class>`` and ``<target>_*`` columns (default: those of the
+    predictions), so that every chunk of a streamed answer has the same schema."""
+    preds = response["predictions"]
+    if classes is None:
+        classes = list(dict.fromkeys(c for p in preds for c in p.get("probabilities", {})))
+    if targets is None:
+        targets = list(dict.fromkeys(t for p in preds for t in p.get("targets", {})))
+    cols: dict[str, pa.Array] = {
+        "predicted_class": pa.array([p.get("predicted_class") for p in preds], pa.string()),
+        "valid_fraction": pa.array([p["valid_fraction"] for p in preds], pa.float64()),
+        "ood_score": pa.array([p.get("ood_score") for p in preds], pa.float64()),
+        "ood": pa.array([p.get("ood") for p in preds], pa.bool_()),
+    }
+    for c in classes:
+        cols[f"p_{c}"] = pa.array([p["probabilities"].get(c) for p in preds], pa.float64())
+    for t in targets:
+        est = [p["targets"].get(t) or {} for p in preds]
+        intervals = [e.get("interval_95") or (None, None) for e in est]
+        cols[f"{t}_mean"] = pa.array([e.get("mean") for e in est], pa.float64())
+        cols[f"{t}_std"] = pa.array([e.get("std") for e in est], pa.float64())
+        cols[f"{t}_lo95"] = pa.array([i[0] for i in intervals], pa.float64())
+        cols[f"{t}_hi95"] = pa.array([i[1] for i in intervals], pa.float64())
+    meta = {k: json.dumps(v) for k, v in response.items() if k != "predictions"}
+    return pa.table(cols).replace_schema_metadata(meta)
+
+
+def encode_arrow(table: pa.Table) -> bytes:
+    """``table`` as one Arrow IPC stream."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue())
 
 
 class StreamedAnswer(StreamingResponse):

@@ -22,6 +22,7 @@ Needs a registered spectral model (``python train.py register=true``); the weigh
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import statistics
@@ -34,46 +35,24 @@ import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark's server helpers
-from serving import free_port, make_bodies, make_spectra, stop_server
+from serving import make_bodies, make_spectra, start_server, stop_server, wait_ready
 
 REPO = Path(__file__).resolve().parents[1]
 MB = 2**20
 
 
-def start(args: argparse.Namespace, stream_rows: str, log_path: Path) -> tuple[Any, str, int]:
-    import subprocess
-
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "serve.py",
-        f"port={port}",
-        f"registry.root={args.registry}",
-        f"endpoints.spectral.model={args.model}",
-        "endpoints.lightcurve=null",
-        "endpoints.sed=null",
-        "endpoints.multimodal=null",
-        f"max_body_mb={args.max_body_mb}",
-        "metrics=false",
-        "log_level=warning",
-        f"+endpoints.spectral.stream_rows={stream_rows}",
-        f"hydra.run.dir={log_path.parent / f'hydra_{stream_rows}'}",
-    ]
-    log = open(log_path, "w")  # noqa: SIM115 - the server process owns it until it stops
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server stopped: {log_path.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return proc, url, port
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError("the server did not become ready")
-        time.sleep(0.5)
+def start(args: argparse.Namespace, stream_rows: str, log_path: Path) -> tuple[Any, str]:
+    """``serve.py`` with only the spectral endpoint and ``stream_rows`` (``null``: never stream), once ready."""
+    extra = ["endpoints.multimodal=null", f"max_body_mb={args.max_body_mb}", "metrics=false"]
+    server = argparse.Namespace(
+        registry=args.registry,
+        model=args.model,
+        batch_timeout=0.005,
+        server_args=[*extra, f"+endpoints.spectral.stream_rows={stream_rows}"],
+    )
+    proc, url = start_server(server, 32, log_path)
+    asyncio.run(wait_ready(url, proc))
+    return proc, url
 
 
 def processes(proc: Any) -> tuple[list[psutil.Process], list[psutil.Process]]:
@@ -116,7 +95,7 @@ def one_request(url: str, body: bytes, fmt: str) -> tuple[float, int]:
 
 def measure(args: argparse.Namespace, bodies: dict[str, bytes], stream_rows: str) -> list[dict[str, Any]]:
     out = Path(args.out)
-    proc, url, _ = start(args, stream_rows, out / f"server_{stream_rows}.log")
+    proc, url = start(args, stream_rows, out / f"server_{stream_rows}.log")
     rows = []
     try:
         http, workers = processes(proc)

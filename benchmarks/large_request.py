@@ -11,6 +11,10 @@ each process's peak above its resident memory before the request, in MB, beside 
 the sizes of the request and answer bodies. The client reads the answer as it arrives (``httpx`` streaming), so
 its own memory is not part of the figures.
 
+First, in this process, the answer alone: CPU seconds and ``tracemalloc`` peak of writing an answer of ``--n``
+objects (shaped as spectral_multitask's) whole, as FastAPI's route and the Arrow middleware do, and streamed;
+``--encode-only`` stops there.
+
 Spectra are ``--n-pix`` samples each (default 100: ``MAX_TOTAL`` allows 1,000,000 samples per request, so 10,000
 full-length spectra are refused); the answer's size does not depend on it.
 
@@ -32,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark's server helpers
@@ -124,6 +129,67 @@ def measure(args: argparse.Namespace, bodies: dict[str, bytes], stream_rows: str
     return rows
 
 
+def _answer(n: int) -> dict[str, Any]:
+    """An answer of ``n`` objects shaped as spectral_multitask's: 7 classes, 3 targets with 95% intervals."""
+    classes = list("OBAFGKM")
+    rng = np.random.default_rng(0)
+    preds = []
+    for k in range(n):
+        p = rng.dirichlet(np.ones(len(classes)))
+        means = {"teff": 5000.0 + k % 3000, "logg": 4.4, "feh": -0.1}
+        est = {t: {"mean": m, "std": 0.1, "interval_95": (m - 0.2, m + 0.2)} for t, m in means.items()}
+        probs = dict(zip(classes, p.tolist(), strict=True))
+        preds.append({"predicted_class": max(probs, key=probs.__getitem__), "probabilities": probs, "targets": est,
+                      "valid_fraction": 1.0})  # fmt: skip
+    meta = {"model": "m", "version": 1, "modality": "spectral", "calibrated": True, "intervals_calibrated": True}
+    return {**meta, "predictions": preds, "assumed": []}
+
+
+def encode_in_process(n: int) -> list[dict[str, Any]]:
+    """CPU seconds and tracemalloc peak (MB above the answer dict) of writing an answer of ``n`` objects: whole, as
+    FastAPI's route (validate, dump, ``JSONResponse``) and the Arrow middleware (validate, dump, one table) do, and
+    streamed (:class:`~stellar.serving.responses.StreamedAnswer` sent to an ASGI ``send`` that drops each chunk)."""
+    import tracemalloc
+
+    from starlette.responses import JSONResponse
+
+    from stellar.serving.responses import StreamedAnswer, encode_arrow, response_table
+    from stellar.serving.schemas import PredictionResponse
+
+    answer = _answer(n)
+
+    async def drop(message: dict[str, Any]) -> None:
+        return None
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    def streamed(fmt: str) -> None:
+        r = StreamedAnswer(answer, PredictionResponse)
+        asyncio.run(
+            (r.as_arrow() if fmt == "binary" else r)({"type": "http", "asgi": {"spec_version": "2.4"}}, receive, drop)
+        )
+
+    paths = {
+        ("whole", "json"): lambda: JSONResponse(PredictionResponse.model_validate(answer).model_dump(mode="json")),
+        ("whole", "binary"): lambda: encode_arrow(
+            response_table(PredictionResponse.model_validate(answer).model_dump(mode="json"))
+        ),
+        ("streamed", "json"): lambda: streamed("json"),
+        ("streamed", "binary"): lambda: streamed("binary"),
+    }
+    rows = []
+    for (how, fmt), run in paths.items():
+        tracemalloc.start()
+        cpu = time.process_time()
+        run()
+        cpu = time.process_time() - cpu
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        rows.append({"answers": how, "format": fmt, "cpu_s": cpu, "peak_MB": peak / MB})
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--registry", default=os.environ.get("STELLAR_REGISTRY", str(REPO / "registry")))
@@ -133,8 +199,20 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="requests per cell (the median is printed)")
     p.add_argument("--max-body-mb", type=float, default=64)
     p.add_argument("--out", default="/tmp/stellar-large-request")
+    p.add_argument("--encode-only", action="store_true", help="only the in-process encoding of the answer")
     args = p.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
+    enc = encode_in_process(args.n)
+    print(f"writing an answer of {args.n} objects in process (CPU s under tracemalloc; peak MB above the answer):")
+    for r in enc:
+        print(f"  {r['answers']:>9} {r['format']:>7}: {r['cpu_s']:6.2f} s  peak {r['peak_MB']:7.1f} MB")
+    for fmt in ("json", "binary"):
+        whole, streamed = (
+            next(r for r in enc if r["format"] == fmt and r["answers"] == a) for a in ("whole", "streamed")
+        )
+        print(f"  {fmt}: peak whole / streamed = {whole['peak_MB'] / streamed['peak_MB']:.1f}x")
+    if args.encode_only:
+        return
     flux = make_spectra(args.n, args.n_pix)
     bodies = {fmt: make_bodies(flux, args.n, args.model, fmt)[0] for fmt in ("json", "binary")}
     print(f"{args.n} spectra x {args.n_pix} px per request, {args.model} ({args.registry}), {args.repeats} each")

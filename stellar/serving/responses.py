@@ -76,7 +76,7 @@ def negotiate(accept: str | None) -> str | None:
     Returns
     -------
     str or None
-        ``"application/json"`` or :data:`~stellar.serving.binary.ARROW_STREAM`; ``None`` when the header accepts
+        ``"application/json"`` or :data:`ARROW_STREAM`; ``None`` when the header accepts
         neither (answer 406, see :func:`not_acceptable`).
 
     Examples
@@ -165,7 +165,7 @@ class StreamedAnswer(StreamingResponse):
     chunk_rows : int
         Objects per chunk (per Arrow record batch).
     media_type : str
-        ``"application/json"`` or :data:`~stellar.serving.binary.ARROW_STREAM` (see :meth:`as_arrow`).
+        ``"application/json"`` or :data:`ARROW_STREAM` (see :meth:`as_arrow`).
     """
 
     def __init__(
@@ -175,6 +175,7 @@ class StreamedAnswer(StreamingResponse):
         chunk_rows: int = STREAM_ROWS,
         media_type: str = JSON,
     ):
+        # not StreamingResponse.__init__: it takes the chunk iterator, which is made only when the answer is sent
         self.answer = answer
         self.response_class = response_class
         self.chunk_rows = max(1, int(chunk_rows))

@@ -29,6 +29,7 @@ from stellar.monitoring.summaries import summarize
 from stellar.registry import DEFAULT_ROOT, LATEST, ModelRegistry, ModelVersion
 from stellar.serving.metrics import WorkerMetrics, use_multiprocess_dir
 from stellar.serving.request_log import RequestLog, RequestLogConfig, new_request_id, prediction_rows
+from stellar.serving.responses import STREAM_ROWS, StreamedAnswer
 from stellar.serving.schemas import PredictionResponse
 
 log = logging.getLogger(__name__)
@@ -72,9 +73,14 @@ class StellarAPI(ls.LitAPI):
         How long the worker waits to fill a batch.
     num_threads : int, optional
         torch threads of the worker (``None``: torch's default).
+    stream_rows : int, optional
+        Answers with more objects are written in chunks of this many (:mod:`stellar.serving.responses`);
+        ``None``: never.
     """
 
     modality = "generic"
+    #: the kind of ingest record (:mod:`stellar.serving.files`) a folder of survey files gives this endpoint
+    record_kind: str | None = None
 
     def __init__(
         self,
@@ -85,12 +91,14 @@ class StellarAPI(ls.LitAPI):
         max_batch_size: int = 16,
         batch_timeout: float = 0.01,
         num_threads: int | None = 1,
+        stream_rows: int | None = STREAM_ROWS,
     ):
         super().__init__(max_batch_size=int(max_batch_size), batch_timeout=float(batch_timeout), api_path=api_path)
         self.model_name = model
         self.ref = ref
         self.registry_root = str(registry_root)
         self.num_threads = num_threads
+        self.stream_rows = stream_rows
         self.load_error: str | None = None
         self.version_number = 0
         self.class_names: list[str] = []
@@ -207,6 +215,11 @@ class StellarAPI(ls.LitAPI):
         """Request bodies (one per object) and per-object notes of what Python users hold (modality-specific, see
         :mod:`stellar.serving.inputs`); what :meth:`stellar.serving.predictor.Predictor.predict` sends here."""
         raise StellarConfigError(f"{type(self).__name__} takes no Python inputs; send request bodies to answer()")
+
+    def record_arguments(self, record: Any) -> tuple[dict[str, Any], list[str]]:
+        """The arguments of :meth:`bodies` for one ingest record of :attr:`record_kind`, and notes of what was
+        done to it (modality-specific, see :mod:`stellar.serving.files`)."""
+        raise StellarConfigError(f"{type(self).__name__} reads no survey files")
 
     def group_key(self, row: dict[str, Any]) -> Hashable:
         """Rows with the same key are preprocessed together in one call."""
@@ -402,7 +415,7 @@ class StellarAPI(ls.LitAPI):
         if isinstance(output, Failure):
             return JSONResponse(status_code=output.status, content={"detail": output.detail})  # type: ignore[return-value]
         job, preds = output
-        return {  # type: ignore[return-value]  # FastAPI validates it against PredictionResponse
+        answer = {
             "model": self.model_name,
             "version": self.version_number,
             "modality": self.modality,
@@ -411,6 +424,10 @@ class StellarAPI(ls.LitAPI):
             "predictions": preds,
             "assumed": job.assumed,
         }
+        if self.stream_rows is not None and len(preds) > self.stream_rows:  # written in chunks by the HTTP process
+            response_class = type(self).encode_response.__annotations__["return"]
+            return StreamedAnswer(answer, response_class, self.stream_rows)  # type: ignore[return-value]
+        return answer  # type: ignore[return-value]  # FastAPI validates it against PredictionResponse
 
 
 def _finite(v: Any) -> float | None:

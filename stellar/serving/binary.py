@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -34,6 +33,14 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from stellar.serving.responses import (
+    ARROW_STREAM,
+    StreamedAnswer,
+    encode_arrow,
+    negotiate,
+    not_acceptable,
+    response_table,
+)
 from stellar.serving.validation import strict_json
 
 __all__ = [
@@ -44,9 +51,6 @@ __all__ = [
     "encode_arrow",
     "response_table",
 ]
-
-#: the media type of an Arrow IPC stream
-ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
 
 class BodyError(Exception):
@@ -98,39 +102,6 @@ def decode_arrow(body: bytes, request_class: type[BaseModel]) -> BaseModel:
         raise BodyError(422, strict_json(jsonable_encoder(errors))) from err
 
 
-def response_table(response: Mapping[str, Any]) -> pa.Table:
-    """The Arrow table of a prediction response (a :class:`~stellar.serving.schemas.PredictionResponse` as a
-    dict): one row per object, the request-level fields in the schema metadata."""
-    preds = response["predictions"]
-    classes = list(dict.fromkeys(c for p in preds for c in p.get("probabilities", {})))
-    targets = list(dict.fromkeys(t for p in preds for t in p.get("targets", {})))
-    cols: dict[str, pa.Array] = {
-        "predicted_class": pa.array([p.get("predicted_class") for p in preds], pa.string()),
-        "valid_fraction": pa.array([p["valid_fraction"] for p in preds], pa.float64()),
-        "ood_score": pa.array([p.get("ood_score") for p in preds], pa.float64()),
-        "ood": pa.array([p.get("ood") for p in preds], pa.bool_()),
-    }
-    for c in classes:
-        cols[f"p_{c}"] = pa.array([p["probabilities"].get(c) for p in preds], pa.float64())
-    for t in targets:
-        est = [p["targets"].get(t) or {} for p in preds]
-        intervals = [e.get("interval_95") or (None, None) for e in est]
-        cols[f"{t}_mean"] = pa.array([e.get("mean") for e in est], pa.float64())
-        cols[f"{t}_std"] = pa.array([e.get("std") for e in est], pa.float64())
-        cols[f"{t}_lo95"] = pa.array([i[0] for i in intervals], pa.float64())
-        cols[f"{t}_hi95"] = pa.array([i[1] for i in intervals], pa.float64())
-    meta = {k: json.dumps(v) for k, v in response.items() if k != "predictions"}
-    return pa.table(cols).replace_schema_metadata(meta)
-
-
-def encode_arrow(table: pa.Table) -> bytes:
-    """``table`` as one Arrow IPC stream."""
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return bytes(sink.getvalue())
-
-
 def _media_type(value: str) -> str:
     return value.split(";", 1)[0].strip().lower()
 
@@ -161,7 +132,9 @@ class Endpoints:
 
 class BinaryFormatMiddleware:
     """Answers a ``POST /predict/*`` that sends or accepts Arrow (:data:`ARROW_STREAM`); 415 for a body of any
-    other media type than JSON or Arrow. Requests in JSON both ways pass through to LitServe's route untouched.
+    other media type than JSON or Arrow, 406 for an ``Accept`` that takes neither
+    (:func:`~stellar.serving.responses.negotiate`). Requests in JSON both ways pass through to LitServe's route
+    untouched.
 
     Parameters
     ----------
@@ -182,11 +155,15 @@ class BinaryFormatMiddleware:
             return
         headers = {k.decode().lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
         content_type = _media_type(headers.get("content-type", "application/json"))
-        wants_arrow = ARROW_STREAM in headers.get("accept", "").lower()
-        if _is_json(content_type) and not wants_arrow:
+        answer_type = negotiate(headers.get("accept"))
+        wants_arrow = answer_type == ARROW_STREAM
+        if answer_type is None:
+            response: Response = not_acceptable(headers["accept"])
+        elif _is_json(content_type) and not wants_arrow:
             await self.app(scope, receive, send)
             return
-        response = await self._answer(Request(scope, receive), route, content_type, wants_arrow)
+        else:
+            response = await self._answer(Request(scope, receive), route, content_type, wants_arrow)
         await response(scope, receive, send)
 
     async def _answer(self, request: Request, route: Any, content_type: str, wants_arrow: bool) -> Response:
@@ -207,6 +184,8 @@ class BinaryFormatMiddleware:
             return JSONResponse(status_code=err.status, content={"detail": err.detail})
         except HTTPException as err:
             return JSONResponse(status_code=err.status_code, content={"detail": err.detail})
+        if isinstance(answer, StreamedAnswer):  # a large answer, written in chunks of rows
+            return answer.as_arrow() if wants_arrow else answer
         if isinstance(answer, Response):  # an endpoint's 4xx (always JSON)
             return answer
         valid = response_class.model_validate(answer).model_dump(mode="json")  # as FastAPI checks the JSON route

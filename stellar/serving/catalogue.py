@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from fsspec import AbstractFileSystem
 
 from stellar.errors import StellarDataError, StellarValueError
 from stellar.utils import urls
@@ -55,10 +54,6 @@ class Partition:
     def identity(self) -> dict[str, Any]:
         """What the output partition's metadata records of its input."""
         return {"source": self.source, "start": self.start, "stop": self.stop}
-
-
-def _url(fs: AbstractFileSystem, path: str) -> str:
-    return path if urls.is_local(fs) else fs.unstrip_protocol(path)
 
 
 def is_table(url: str) -> bool:
@@ -91,9 +86,9 @@ def input_files(url: str) -> tuple[list[str], str]:
     if not fs.exists(path):
         raise StellarValueError(f"input={url!r} does not exist")
     if not fs.isdir(path):
-        return [_url(fs, path)], ""
+        return [urls.spelled(fs, path)], ""
     found = sorted(p for p in fs.find(path) if p.lower().endswith((".parquet", ".pq")))
-    return [_url(fs, p) for p in found], _url(fs, path.rstrip("/"))
+    return [urls.spelled(fs, p) for p in found], urls.spelled(fs, path.rstrip("/"))
 
 
 def n_objects(url: str, per_row: bool, id_column: str) -> int:

@@ -2,7 +2,7 @@
 
 Both run a function over partitions and yield each result as it completes; :func:`stellar.serving.scoring.score`
 does the rest (planning, skipping finished partitions, progress). Each Dask worker loads the model once
-(:func:`stellar.serving.scoring.loaded_api` is cached per process), not once per partition.
+(:func:`stellar.serving.scoring.loaded_predictor` is cached per process), not once per partition.
 """
 
 from __future__ import annotations

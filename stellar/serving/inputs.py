@@ -127,7 +127,8 @@ def spectra_bodies(
         data = _column(data, "flux")
     if flux_err is not None and isinstance(data, u.Quantity) != isinstance(flux_err, u.Quantity):
         raise StellarValueError("flux_err must carry a unit when data does, and none when data has none")
-    n = len(np.atleast_2d(data)) if not isinstance(data, list | tuple) else len(data)
+    ragged = isinstance(data, list | tuple) and len(data) > 0 and np.ndim(data[0]) == 1  # a list of rows
+    n = len(data) if ragged else len(np.atleast_2d(data))  # a flat list is one spectrum
     waves = _per_object(
         None if wavelength is None else to_value(wavelength, u.AA, "wavelength", equivalencies=u.spectral()),
         n,
@@ -284,3 +285,64 @@ def sed_bodies(data: Any, api: Any, bands: list[str] | None = None, **meta: Any)
         body.update({k: [_list(np.atleast_1d(v[i]))] if k == "errors" else [float(v[i])] for k, v in cols.items()})
         bodies.append(body)
     return bodies, [[] for _ in bodies]
+
+
+# ---- one object, several modalities --------------------------------------------------------------------------------
+
+#: per-object values of a single-modality body that a multi-modal part holds once (its first and only row)
+_ONE_ROW = {"spectra", "lightcurves", "magnitudes", "errors", "redshift", "ebv", "parallax", "parallax_err"}
+#: single-modality field → multi-modal part field, where they differ
+_PART_NAMES = {"spectra": "flux", "lightcurves": "values"}
+
+
+def _part(name: str, value: Any, adapter: Any) -> tuple[dict[str, Any], list[str]]:
+    """One modality of one object as a multi-modal part, through its single-modality adapter."""
+    args = dict(value) if isinstance(value, dict) else {"data": value}
+    if "data" not in args:
+        raise StellarValueError(f"{name} needs 'data' (and the adapter's other arguments); got {sorted(args)}")
+    try:
+        bodies, notes = adapter(**args)
+    except TypeError as err:
+        raise StellarValueError(f"{name}: {err}") from err
+    if len(bodies) != 1:
+        raise StellarValueError(f"{name} holds {len(bodies)} objects; give one per object")
+    part = {_PART_NAMES.get(k, k): v[0] if k in _ONE_ROW else v for k, v in bodies[0].items()}
+    return part, [f"{name}: {n}" for n in notes[0]]
+
+
+def multimodal_bodies(data: Any, sed_api: Any = None) -> Bodies:
+    """Bodies of ``/predict/multimodal``, one per object.
+
+    Parameters
+    ----------
+    data : dict or list of dict
+        One object, or one per object: a dict with any non-empty subset of ``spectrum``, ``photometry`` and
+        ``lightcurve``. Each value is what the single-modality adapter takes for one object — the ``data``
+        alone (a flux row, a ``LightCurve``…) or a dict of its arguments: :func:`spectra_bodies`
+        (``{"data": flux, "wavelength": wave}``), :func:`sed_bodies` (``{"data": mags, "bands": [...],
+        "parallax": 91.5}``, parallax in mas) and :func:`lightcurve_bodies` (``{"data": lc}``).
+    sed_api : SEDAPI, optional
+        The fused model's photometry part (its bands, for photometry given as a table row).
+
+    Raises
+    ------
+    StellarValueError
+        An object that is not a dict, names an unknown modality, or holds more than one object per modality.
+    """
+
+    def sed(**args: Any) -> Bodies:
+        return sed_bodies(api=sed_api, **args)
+
+    adapters = {"spectrum": spectra_bodies, "photometry": sed, "lightcurve": lightcurve_bodies}
+    objects = [data] if isinstance(data, dict) else list(data)
+    bodies, notes = [], []
+    for i, obj in enumerate(objects):
+        if not isinstance(obj, dict) or not obj:
+            raise StellarValueError(f"data[{i}] must be a dict of modalities {sorted(adapters)}; got {obj!r:.80}")
+        unknown = sorted(set(obj) - set(adapters))
+        if unknown:
+            raise StellarValueError(f"data[{i}] has unknown modalities {unknown}; allowed: {sorted(adapters)}")
+        parts = {name: _part(f"data[{i}].{name}", value, adapters[name]) for name, value in obj.items()}
+        bodies.append({"objects": [{name: p for name, (p, _) in parts.items()}]})
+        notes.append([n for _, ns in parts.values() for n in ns])
+    return bodies, notes

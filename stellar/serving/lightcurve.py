@@ -10,6 +10,7 @@ import numpy as np
 
 from stellar.errors import StellarValueError
 from stellar.serving.base import Failure, Job, StellarAPI, float_rows
+from stellar.serving.files import lightcurve_arguments
 from stellar.serving.inputs import lightcurve_bodies
 from stellar.serving.schemas import LightCurveRequest
 
@@ -23,6 +24,7 @@ class LightCurveAPI(StellarAPI):
     """
 
     modality = "lightcurve"
+    record_kind = "lightcurve"
 
     def check_preprocessing(self, prep: Any) -> None:
         if prep is None or not hasattr(prep, "bands"):
@@ -31,6 +33,11 @@ class LightCurveAPI(StellarAPI):
     def bodies(self, data: Any, **kwargs: Any) -> tuple[list[dict[str, Any]], list[list[str]]]:
         """Bodies of light curves held in Python: :func:`~stellar.serving.inputs.lightcurve_bodies`."""
         return lightcurve_bodies(data, **kwargs)
+
+    def record_arguments(self, record: Any) -> tuple[dict[str, Any], list[str]]:
+        """Arguments of :meth:`bodies` for a survey file's record: see
+        :func:`~stellar.serving.files.lightcurve_arguments`."""
+        return lightcurve_arguments(record)
 
     def decode_request(self, request: LightCurveRequest) -> Job | Failure:
         return self._decode(request)

@@ -18,6 +18,7 @@ import numpy as np
 from stellar.data.preprocess.multimodal import MultiModalPreprocessing
 from stellar.errors import StellarValueError
 from stellar.serving.base import Failure, Job, StellarAPI
+from stellar.serving.inputs import multimodal_bodies
 from stellar.serving.lightcurve import LightCurveAPI
 from stellar.serving.schemas import (
     LightCurveRequest,
@@ -97,6 +98,13 @@ class MultiModalAPI(StellarAPI):
             modalities = [m for m in self.inputs if m != "present"]
             #: request part → model modality, for the parts the model reads
             self.used = {p: m for p, (m, _, _) in PARTS.items() if m in modalities and p in self.parts}
+
+    def bodies(self, data: Any, **kwargs: Any) -> tuple[list[dict[str, Any]], list[list[str]]]:
+        """Bodies of objects held in Python, one dict of modalities each:
+        :func:`~stellar.serving.inputs.multimodal_bodies`."""
+        if kwargs:
+            raise StellarValueError(f"arguments {sorted(kwargs)} go inside each object's dict of modalities")
+        return multimodal_bodies(data, self.parts.get("photometry"))
 
     def decode_request(self, request: MultiModalRequest) -> Job | Failure:
         return self._decode(request)

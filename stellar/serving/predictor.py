@@ -25,6 +25,7 @@ from astropy.table import Column, Table
 from stellar.errors import StellarDataError, StellarValueError
 from stellar.registry import DEFAULT_ROOT, LATEST, ModelRegistry, ModelVersion
 from stellar.serving.base import Failure, Job, StellarAPI
+from stellar.serving.files import is_path, read_survey_files
 from stellar.utils.units import TARGET_UNITS
 
 __all__ = ["Predictor", "load"]
@@ -111,10 +112,13 @@ class Predictor:
 
         Parameters
         ----------
-        data : array-like, Quantity, Table, DataFrame, LightCurve or LightCurveCollection
+        data : array-like, Quantity, Table, DataFrame, LightCurve, LightCurveCollection, list of dict, or path
             What the modality takes, see :func:`~stellar.serving.inputs.spectra_bodies` (spectra),
-            :func:`~stellar.serving.inputs.lightcurve_bodies` (light curves) and
-            :func:`~stellar.serving.inputs.sed_bodies` (photometry).
+            :func:`~stellar.serving.inputs.lightcurve_bodies` (light curves),
+            :func:`~stellar.serving.inputs.sed_bodies` (photometry) and
+            :func:`~stellar.serving.inputs.multimodal_bodies` (a fused model: one dict of modalities per object);
+            or a survey file or folder of them (path or fsspec URL; spectra and light curves, read by the ingest
+            readers, see :mod:`stellar.serving.files`: the answer then starts with ``object_id`` and ``source``).
         **kwargs
             The modality's other arguments (``wavelength``, ``flux_err``, ``time``, ``bands``…).
 
@@ -131,10 +135,38 @@ class Predictor:
         StellarValueError
             Input of a wrong type, shape or unit, or objects the endpoint refuses (each named with its reason).
         """
+        if is_path(data):
+            return self._predict_files(data, **kwargs)
         try:
             bodies, notes = self.api.bodies(data, **kwargs)
         except TypeError as err:
             raise StellarValueError(f"{self.name} ({self.api.modality}): {err}") from err
+        return self._answer_table(bodies, notes)
+
+    def _predict_files(self, path: str | os.PathLike[str], **kwargs: Any) -> Table:
+        """Predictions of every object of a folder of survey files (:mod:`stellar.serving.files`), with its
+        ``object_id`` and ``source`` file first."""
+        if self.api.record_kind is None:
+            raise StellarValueError(
+                f"data={str(path)!r}: {self.name} ({self.api.modality}) reads no survey files; pass "
+                "arrays, a Table or a DataFrame"
+            )
+        if kwargs:
+            raise StellarValueError(f"data={str(path)!r} (survey files) takes no other argument; got {sorted(kwargs)}")
+        found = read_survey_files(path, self.api.record_kind)
+        bodies: list[dict[str, Any]] = []
+        notes: list[list[str]] = []
+        for record in found.records:
+            args, done = self.api.record_arguments(record)
+            b, n = self.api.bodies(**args)
+            bodies += b
+            notes += [[*done, *x] for x in n]
+        table = self._answer_table(bodies, notes)
+        table.add_column(found.sources, name="source", index=0)
+        table.add_column(found.object_ids, name="object_id", index=0)
+        return table
+
+    def _answer_table(self, bodies: list[dict[str, Any]], notes: list[list[str]]) -> Table:
         outputs: list[Any] = []
         for s in range(0, len(bodies), ANSWER_ROWS):
             outputs += self.answer(bodies[s : s + ANSWER_ROWS])

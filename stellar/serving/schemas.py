@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints, model_validator
 
 #: most objects in one request
-MAX_ROWS = 256
+MAX_ROWS = 10_000
 #: most samples of one spectrum or light curve
 MAX_POINTS = 20_000
 #: most samples of one request in all

@@ -37,7 +37,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -48,6 +48,9 @@ from stellar.serving import catalogue
 from stellar.serving.catalogue import Partition, read_table
 from stellar.serving.table_requests import MODALITIES, modality_of
 from stellar.utils import urls
+
+if TYPE_CHECKING:  # the predictor imports LitServe: loaded in the worker, when a partition is scored
+    from stellar.serving.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +63,12 @@ __all__ = ["Scored", "ScoringJob", "read_table", "score", "score_partition"]
 # ---- one partition (on a worker) -------------------------------------------------------------------------------
 
 
-def _api_for(version: Any) -> Any:
-    """The set-up endpoint of ``version``'s :class:`~stellar.serving.predictor.Predictor`: scoring, serving and
-    ``stellar.load`` share one predictor."""
+def _predictor_for(version: Any) -> Predictor:
+    """The :class:`~stellar.serving.predictor.Predictor` of ``version``: scoring, serving and ``stellar.load``
+    share one predictor."""
     from stellar.serving.predictor import Predictor
 
-    return Predictor.from_version(version, api_path="/score", num_threads=1).api
+    return Predictor.from_version(version, api_path="/score", num_threads=1)
 
 
 def _rows_of(api: Any, oids: Sequence[str], outputs: Sequence[Any]) -> list[dict[str, Any]]:
@@ -92,10 +95,8 @@ def _flatten(pred: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _score_requests(api: Any, items: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-    from stellar.serving.predictor import Predictor
-
-    return _rows_of(api, [oid for oid, _ in items], Predictor(api).answer([body for _, body in items]))
+def _score_requests(predictor: Predictor, items: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    return _rows_of(predictor.api, [oid for oid, _ in items], predictor.answer([body for _, body in items]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,14 +115,14 @@ _LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_api(registry_root: str, model: str, version: int) -> Any:
-    return _api_for(ModelRegistry(registry_root).get(model, version))
+def _cached_predictor(registry_root: str, model: str, version: int) -> Predictor:
+    return _predictor_for(ModelRegistry(registry_root).get(model, version))
 
 
-def loaded_api(job: ScoringJob) -> Any:
-    """The set-up API of ``job``'s model version, loaded once per process (a Dask worker's, or this one)."""
+def loaded_predictor(job: ScoringJob) -> Predictor:
+    """The predictor of ``job``'s model version, loaded once per process (a Dask worker's, or this one)."""
     with _LOCK:  # threads of one worker share one model (predicting is thread-safe) instead of each loading it
-        return _cached_api(job.registry_root, job.model, job.version)
+        return _cached_predictor(job.registry_root, job.model, job.version)
 
 
 def score_partition(part: Partition, job: ScoringJob, out_dir: str) -> tuple[str, int, int]:
@@ -134,9 +135,10 @@ def score_partition(part: Partition, job: ScoringJob, out_dir: str) -> tuple[str
     n_objects, n_errors : int
         Objects written, and those among them with an error instead of a prediction.
     """
-    api = loaded_api(job)
+    predictor = loaded_predictor(job)
+    api = predictor.api
     try:
-        rows = _dataset_rows(api, job, part) if part.dataset else _table_rows(api, job, part)
+        rows = _dataset_rows(api, job, part) if part.dataset else _table_rows(predictor, job, part)
     except StellarError:
         raise
     except Exception as err:  # a corrupt file, a storage error: say which partition (a Dask worker's error says not)
@@ -157,13 +159,13 @@ def score_partition(part: Partition, job: ScoringJob, out_dir: str) -> tuple[str
     return part.key, len(frame), n_err
 
 
-def _table_rows(api: Any, job: ScoringJob, part: Partition) -> list[dict[str, Any]]:
+def _table_rows(predictor: Predictor, job: ScoringJob, part: Partition) -> list[dict[str, Any]]:
     df = catalogue.read_partition(part, job.id_column)
     catalogue.require_column(df, job.id_column, part.source)
-    requests = MODALITIES[job.modality].requests(df, job.id_column, api)
+    requests = MODALITIES[job.modality].requests(df, job.id_column, predictor.api)
     rows: list[dict[str, Any]] = []
     while batch := list(itertools.islice(requests, SCORE_BATCH)):
-        rows += _score_requests(api, batch)
+        rows += _score_requests(predictor, batch)
     return rows
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from stellar.errors import StellarValueError
 from stellar.serving.base import Failure, Job, StellarAPI, float_rows
+from stellar.serving.files import spectrum_arguments
 from stellar.serving.inputs import spectra_bodies
 from stellar.serving.schemas import SpectralRequest
 
@@ -24,6 +25,7 @@ class SpectralAPI(StellarAPI):
     """
 
     modality = "spectral"
+    record_kind = "spectra"
 
     def check_preprocessing(self, prep: Any) -> None:
         if prep is None or not hasattr(prep, "grid"):
@@ -32,6 +34,10 @@ class SpectralAPI(StellarAPI):
     def bodies(self, data: Any, **kwargs: Any) -> tuple[list[dict[str, Any]], list[list[str]]]:
         """Bodies of spectra held in Python: :func:`~stellar.serving.inputs.spectra_bodies`."""
         return spectra_bodies(data, **kwargs)
+
+    def record_arguments(self, record: Any) -> tuple[dict[str, Any], list[str]]:
+        """Arguments of :meth:`bodies` for a survey file's record: :func:`~stellar.serving.files.spectrum_arguments`."""
+        return spectrum_arguments(record)
 
     def decode_request(self, request: SpectralRequest) -> Job | Failure:
         return self._decode(request)

@@ -49,6 +49,12 @@ def is_local(url_or_fs: PathOrURL | fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
+def spelled(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """``path`` on ``fs`` as a user would write it: a plain path on the local disk, else a URL with its protocol
+    (``bucket/key`` on S3 → ``s3://bucket/key``)."""
+    return path if is_local(fs) else str(fs.unstrip_protocol(path))
+
+
 def join(url: PathOrURL, *parts: str) -> str:
     """``url`` with ``parts`` appended by ``/``, in the spelling of ``url`` (a path stays a path)."""
     return posixpath.join(str(url).rstrip("/") or "/", *parts)

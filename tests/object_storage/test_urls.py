@@ -38,6 +38,10 @@ def test_listing_reading_and_kinds_in_memory(memory_folder):
     assert urls.is_file(urls.join(memory_folder, "a.csv")) and not urls.is_dir(urls.join(memory_folder, "a.csv"))
     assert not urls.is_file(urls.join(memory_folder, "missing.csv"))
     assert not urls.is_local(memory_folder) and urls.display(memory_folder) == memory_folder
+    fs, path = urls.url_to_fs(urls.join(memory_folder, "a.csv"))
+    remote = urls.spelled(fs, path)  # the protocol back on a remote path, naming the same file
+    assert remote.startswith("memory://") and urls.url_to_fs(remote)[1] == path and urls.read_bytes(remote) == b"a"
+    assert urls.spelled(fsspec.filesystem("file"), "/data/a.csv") == "/data/a.csv"  # a local path stays a path
 
 
 def test_local_paths_are_local_and_displayed_absolute(tmp_path, monkeypatch):

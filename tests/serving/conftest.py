@@ -8,6 +8,7 @@ import pytest
 
 from stellar.registry import ModelRegistry, ModelVersion
 from tests.conftest import DATA
+from tests.pipelines.conftest import MILES_PAIRED
 from tests.serving.helpers import register_untrained, train_registered
 
 SDSS17 = DATA / "sed" / "sdss17"
@@ -41,6 +42,15 @@ def spectral_version(registry_root) -> ModelVersion:
     cal = json.dumps(scaler.to_dict()).encode()
     files = {rel: v.read_bytes(rel) for rel in v.files if rel != "MODEL_CARD.md"}
     return ModelRegistry(registry_root).register(v.name, {**files, "calibrator.json": cal}, v.manifest)
+
+
+@pytest.fixture(scope="session")
+def miles_registry(tmp_path_factory) -> Path:
+    """The registry of ``fusion``: experiment=miles_fusion (spectrum + BSC5 UBV + Hipparcos parallax) on the
+    43-star MILES subset (trained once per session: the multi-modal tests and the Arrow tests share it)."""
+    return train_registered(
+        tmp_path_factory.mktemp("mm_miles"), "experiment=miles_fusion", *MILES_PAIRED, "debug=limit"
+    )
 
 
 @pytest.fixture(scope="module")

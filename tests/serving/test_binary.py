@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -97,7 +98,12 @@ def test_response_table_round_trip():
 
 @pytest.fixture(scope="module")
 def client(spectral_version, registry_root, batch_log) -> Any:
-    overrides = ("endpoints.lightcurve=null", "endpoints.sed=null", "max_body_mb=0.05")
+    overrides = (
+        "endpoints.lightcurve=null",
+        "endpoints.sed=null",
+        "max_body_mb=0.05",
+        "+endpoints.spectral.stream_rows=4",
+    )
     with recording_server(registry_root, spectral_version.name, batch_log, *overrides) as c:
         yield c
 
@@ -128,6 +134,48 @@ def test_same_answers_in_json_and_arrow(client, spectral_version):
     assert client.post(SPECTRAL, content=body, headers=ARROW).json() == as_json.json()
     arrow_out = client.post(SPECTRAL, content=as_json.request.content, headers={**JSON, "Accept": ARROW_STREAM})
     assert pa.ipc.open_stream(arrow_out.content).read_all().equals(want)
+
+
+def test_large_answers_are_streamed_and_read_back_as_small_ones(client):
+    """More than ``stream_rows`` (4 here) objects: written in chunks, the same numbers as requests of 4 or fewer."""
+    flux = _flux(10, 60, seed=3)
+    small = [client.post(SPECTRAL, json={"spectra": flux[s : s + 4].astype(np.float64).tolist()}) for s in (0, 4, 8)]
+    want = {**small[0].json(), "predictions": [p for r in small for p in r.json()["predictions"]]}
+    as_json = client.post(SPECTRAL, json={"spectra": flux.astype(np.float64).tolist()})
+    assert as_json.status_code == 200 and "content-length" not in as_json.headers  # chunked transfer
+    got = as_json.json()
+    assert {k: v for k, v in got.items() if k != "predictions"} == {k: v for k, v in want.items() if k != "predictions"}
+    pd.testing.assert_frame_equal(  # one forward pass of 10 rows against three: equal to float32 rounding
+        response_table(got).to_pandas(), response_table(want).to_pandas(), check_exact=False, rtol=1e-6
+    )
+    body = _stream({"spectra": _spectra(flux)})
+    as_arrow = client.post(SPECTRAL, content=body, headers={**ARROW, "Accept": ARROW_STREAM})
+    reader = pa.ipc.open_stream(as_arrow.content)
+    batches = list(reader)
+    assert [b.num_rows for b in batches] == [4, 4, 2]
+    assert pa.Table.from_batches(batches, reader.schema).equals(response_table(got), check_metadata=True)
+    assert client.post(SPECTRAL, content=body, headers=ARROW).json() == got  # Arrow in, streamed JSON out
+    broken = _stream({"spectra": _spectra(np.vstack([flux, np.zeros((1, 60), np.float32)]))})  # no valid sample
+    r = client.post(SPECTRAL, content=broken, headers={**ARROW, "Accept": ARROW_STREAM})
+    assert r.status_code == 422 and "object(s) [10]" in r.json()["detail"]  # one JSON 4xx, nothing streamed
+
+
+@pytest.mark.parametrize(
+    ("accept", "status", "answer_type"),
+    [
+        (f"application/json;q=0.5, {ARROW_STREAM}", 200, ARROW_STREAM),
+        (f"{ARROW_STREAM};q=0.5, application/json", 200, "application/json"),
+        ("*/*", 200, "application/json"),
+        ("text/csv", 406, "application/json"),
+        (f"{ARROW_STREAM};q=0, text/html", 406, "application/json"),
+    ],
+)
+def test_accept_is_negotiated_with_weights(client, accept, status, answer_type):
+    for body, headers in ((_stream({"spectra": _spectra(_flux(2, 50))}), ARROW), (b'{"spectra": [[1, 2, 3]]}', JSON)):
+        r = client.post(SPECTRAL, content=body, headers={**headers, "Accept": accept})
+        assert (r.status_code, r.headers["content-type"]) == (status, answer_type), r.text
+        if status == 406:
+            assert ARROW_STREAM in r.json()["detail"] and "application/json" in r.json()["detail"]
 
 
 @pytest.mark.parametrize(

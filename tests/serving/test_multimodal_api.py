@@ -23,7 +23,7 @@ from stellar.serving.request_log import RequestLogConfig, read_request_log
 from stellar.serving.schemas import MultiModalRequest, MultiModalResponse
 from stellar.serving.server import build_server
 from tests.conftest import REPO
-from tests.pipelines.conftest import FAST_MULTIMODAL, MILES_PAIRED
+from tests.pipelines.conftest import FAST_MULTIMODAL
 from tests.serving.helpers import strict_json, wait_ready
 
 ROUTE = "/predict/multimodal"
@@ -47,12 +47,6 @@ def _register(tmp: Path, *overrides: str) -> Path:
         )
     train.run(cfg)
     return registry
-
-
-@pytest.fixture(scope="module")
-def miles_registry(tmp_path_factory) -> Path:
-    """experiment=miles_fusion (spectrum + BSC5 UBV + Hipparcos parallax) on the 43-star MILES subset."""
-    return _register(tmp_path_factory.mktemp("mm_miles"), "experiment=miles_fusion", *MILES_PAIRED)
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +196,42 @@ def test_a_miles_fused_model_answers_with_each_modality_missing(miles_registry) 
     )
     assert isinstance(failed, Failure) and failed.status == 422
     assert "objects[1].lightcurve: model 'fusion' reads no lightcurve" in failed.detail
+
+
+def test_predict_takes_one_dict_of_modalities_per_object_as_the_readme_body(miles_registry) -> None:
+    """``stellar.load("fusion").predict([{...}, ...])``: each modality through its single-modality adapter, the
+    numbers of the README's JSON body; a bad object is named with its index and modality."""
+    from stellar.errors import StellarValueError
+    from stellar.serving.predictor import Predictor
+
+    api = _api(miles_registry)
+    want = _answer(api, _readme_body())["predictions"]
+    ubv = {"data": [4.27, 4.16, 3.61], "bands": ["johnson_u", "johnson_b", "johnson_v"]}
+    flux = [1.0, 1.1, 1.2, 1.15, 1.1, 1.05]
+    got = Predictor(api).predict(
+        [
+            {"spectrum": flux, "photometry": {**ubv, "parallax": 91.5, "parallax_err": 0.22}},
+            {"photometry": ubv},
+            {"spectrum": {"data": flux}},
+        ]
+    )
+    assert list(got["predicted_class"]) == [p["predicted_class"] for p in want]
+    for k, p in enumerate(want):
+        for c, v in p["probabilities"].items():
+            assert got[f"p_{c}"][k] == pytest.approx(v, rel=1e-6)
+        assert got["teff_mean"][k] == pytest.approx(p["targets"]["teff"]["mean"], rel=1e-6)
+    assert "no parallax" in got["warnings"][1] and "no parallax" not in got["warnings"][0]
+    one = Predictor(api).predict({"photometry": ubv})  # one object: a dict alone
+    assert one["p_" + want[1]["predicted_class"]][0] == pytest.approx(got["p_" + want[1]["predicted_class"]][1])
+    for data, says in (
+        ([{"radio": [1.0]}], "data[0] has unknown modalities ['radio']"),
+        ([{}], "data[0] must be a dict of modalities"),
+        ([{"spectrum": {"data": [flux, flux]}}], "data[0].spectrum holds 2 objects"),
+        ([{"photometry": {"bands": ["johnson_u"]}}], "data[0].photometry needs 'data'"),
+        ([{"spectrum": {"data": flux, "colour": "red"}}], "data[0].spectrum: "),
+    ):
+        with pytest.raises(StellarValueError, match=re.escape(says)):
+            Predictor(api).predict(data)
 
 
 def test_requests_of_different_parts_batched_together_answer_as_alone(miles_registry) -> None:

@@ -206,7 +206,8 @@ def test_photometry_tables_frames_and_arrays_agree(sed_version, sdss_rows):
         ({"data": -np.ones((2, 50))}, "no valid sample after preprocessing"),
         ({"data": np.ones((2, 50)) * u.Jy, "flux_err": np.ones((2, 50))}, "flux_err must carry a unit"),
         ({"data": np.ones((3, 50)), "redshift": [0.1, 0.2]}, "redshift needs one value, or one per object (3)"),
-        ({"data": "spectrum.fits"}, "data must be numbers; got str"),
+        ({"data": "no/such/spectrum.fits"}, "data='no/such/spectrum.fits' is neither a file nor a folder"),
+        ({"data": 1 + 2j}, "data must be numbers"),
     ],
 )
 def test_bad_spectra_raise_a_stellar_error_naming_the_argument(spectral, kwargs, named):
@@ -226,6 +227,59 @@ def test_bad_photometry_and_light_curves_name_the_argument(sed_version, lc_versi
     lc = stellar.load(lc_version.name, registry=str(lc_version.registry.root))
     with pytest.raises(StellarValueError, match="time has unit m"):
         lc.predict(np.ones(20), time=np.arange(20) * u.m)
+
+
+def test_a_folder_of_sdss_and_miles_fits_equals_the_spectra_read_by_astropy(spectral, tmp_path):
+    """Survey files through the ingest readers: the numbers of the same spectra read independently (astropy: SDSS's
+    coadd table, MILES's linear WCS in air), ids and files first; a light curve in the folder is left out."""
+    from astropy.io import fits
+
+    sdss = DATA / "raw" / "sdss" / "spec-4455-55539-0692.fits"
+    miles = DATA / "miles_fits" / "MILES_res2.50_star_m0124V.fits"
+    for f in (sdss, miles, KEPLER):
+        (tmp_path / f.name).symlink_to(f)
+    (tmp_path / "notes.txt").write_text("not a survey file")
+    got = spectral.predict(tmp_path)
+    assert list(got["object_id"]) == ["miles-MILES_res2.50_star_m0124V", "sdss-4455-55539-0692"]
+    assert list(got["source"]) == [miles.name, sdss.name] and got.colnames[:2] == ["object_id", "source"]
+    coadd = Table.read(sdss, hdu=1)
+    flux = np.where(coadd["ivar"] > 0, coadd["flux"], np.nan) * 1e-17 * u.erg / u.s / u.cm**2 / u.AA
+    with fits.open(miles) as h:
+        head, mflux = h[0].header, np.asarray(h[0].data, np.float64).ravel()
+    mwave = head["CRVAL1"] + head["CDELT1"] * (np.arange(len(mflux)) + 1 - head["CRPIX1"])
+    want = [
+        spectral.predict(mflux, wavelength=mwave * u.AA, medium="air"),
+        spectral.predict(flux, wavelength=10 ** np.asarray(coadd["loglam"], np.float64) * u.AA),
+    ]
+    for k, w in enumerate(want):
+        for c in ("teff_mean", "logg_mean", "p_G", "valid_fraction"):
+            assert got[c][k] == pytest.approx(w[c][0], rel=1e-5, abs=1e-4), c  # a forward pass of 2 rows vs 1
+    assert "pixels with ivar 0 masked" in got["warnings"][1] or (coadd["ivar"] > 0).all()
+    one = spectral.predict(str(miles))  # one file
+    assert one["teff_mean"][0] == pytest.approx(got["teff_mean"][0], rel=1e-5)
+
+
+def test_a_kepler_fits_equals_its_lightkurve_light_curve(lc_version, kepler, tmp_path):
+    predictor = stellar.load(f"{lc_version.name}@latest", registry=str(lc_version.registry.root))
+    got = predictor.predict(KEPLER.parent)  # the folder: the Kepler FITS, the README and CSV light curves
+    assert list(got["object_id"]) == ["kic-11442793"] and got["source"][0] == KEPLER.name
+    want = predictor.predict(kepler)
+    cols = [c for c in want.colnames if c.startswith("p_")]
+    np.testing.assert_allclose([got[c][0] for c in cols], [want[c][0] for c in cols], rtol=1e-5)
+    assert "points dropped (quality flag" in got["warnings"][0]
+
+
+def test_survey_files_refused_with_the_reason(spectral, sed_version, tmp_path):
+    (tmp_path / "notes.txt").write_text("not a survey file")
+    with pytest.raises(StellarValueError, match=r"no spectra record in its 1 file\(s\); left out: notes.txt"):
+        spectral.predict(tmp_path)
+    with pytest.raises(StellarValueError, match=r"no spectra record .* kic-11442793 .*lightcurve"):
+        spectral.predict(KEPLER)
+    with pytest.raises(StellarValueError, match=r"takes no other argument; got \['medium'\]"):
+        spectral.predict(tmp_path, medium="air")
+    sed = stellar.load(sed_version.name, registry=str(sed_version.registry.root))
+    with pytest.raises(StellarValueError, match="reads no survey files; pass arrays, a Table or a DataFrame"):
+        sed.predict(tmp_path)
 
 
 def test_load_reads_aliases_and_the_registry_of_the_environment(spectral_version, monkeypatch):

@@ -55,11 +55,11 @@ def test_resumes_without_redoing_finished_chunks(table, tmp_path, spectral_versi
     calls: list[int] = []
     real = scoring._score_requests
 
-    def flaky(api, items):
+    def flaky(predictor, items):
         calls.append(len(items))
         if len(calls) == 3:
             raise KeyboardInterrupt  # interrupted during the third chunk
-        return real(api, items)
+        return real(predictor, items)
 
     monkeypatch.setattr(scoring, "_score_requests", flaky)
     with pytest.raises(KeyboardInterrupt):
@@ -67,7 +67,7 @@ def test_resumes_without_redoing_finished_chunks(table, tmp_path, spectral_versi
     parts = sorted(p.name for p in (tmp_path / "out.parquet.parts").glob("part-*"))
     assert parts == ["part-000000.parquet", "part-000001.parquet"]
     calls.clear()
-    monkeypatch.setattr(scoring, "_score_requests", lambda api, items: calls.append(len(items)) or real(api, items))
+    monkeypatch.setattr(scoring, "_score_requests", lambda p, items: calls.append(len(items)) or real(p, items))
     resumed = scoring.score(tmp_path / "in.parquet", tmp_path / "out.parquet", **kw).frame
     assert calls == [2, 1]  # only chunks 2 and 3 were computed again
     monkeypatch.undo()

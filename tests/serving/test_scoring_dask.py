@@ -97,9 +97,9 @@ def test_dask_equals_in_process_loads_the_model_once_and_records_it(
     sync = scoring.score(src, tmp_path / "sync", partition_rows=100, **kw)
     assert (sync.partitions, len(sync.computed), sync.n_computed) == (7, 7, 600)  # 250 → 3, 200 → 2, 150 → 2
     loads: list[int] = []
-    real = scoring._api_for
-    monkeypatch.setattr(scoring, "_api_for", lambda v: loads.append(v.version) or real(v))
-    scoring._cached_api.cache_clear()
+    real = scoring._predictor_for
+    monkeypatch.setattr(scoring, "_predictor_for", lambda v: loads.append(v.version) or real(v))
+    scoring._cached_predictor.cache_clear()
     dask = scoring.score(src, tmp_path / "dask", partition_rows=100, executor=DaskCluster(address=dask_address), **kw)
     assert loads == [sed_version.version]  # one worker (two threads), seven partitions: loaded once
     assert sorted(dask.computed) == sorted(sync.computed)

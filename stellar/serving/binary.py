@@ -7,15 +7,18 @@ every field of a request schema has one obvious encoding, and the answer is a ta
 polars read without a schema of ours.
 
 The request stream (one or more record batches) holds one row per object and one column per field of the
-endpoint's request schema, named as in JSON: ``spectra`` as ``list<float32>`` (or float64), ``redshift`` as a
-float column… Request-level options (``model``, ``medium``, ``unit``, a shared ``bands`` list) travel in the
-schema metadata, each value JSON (a bare string is taken as the string). The columns become the very pydantic
-request object the JSON body becomes (converted column by column by Arrow, no Python loop over samples), so
-validation, limits and 4xx answers are the endpoint's own. :class:`BinaryFormatMiddleware` answers every ``POST`` to
-these endpoints itself, JSON too (parsed by orjson, :func:`decode_json`; the answer written by orjson), inside the
-payload-limit, API-key and metrics middlewares, and hands the object to the endpoint's LitServe handler exactly as
-LitServe's own route does: FastAPI's route (the standard library's JSON parser, its dependency resolution and its
-``jsonable_encoder`` walk over every float of the answer) cost a third of the HTTP process's time per request.
+endpoint's request schema, named as in JSON: ``spectra`` as ``list<float32>`` (or float64, or a fixed-size list),
+``redshift`` as a float column… Request-level options (``model``, ``medium``, ``unit``, a shared ``bands`` list)
+travel in the schema metadata, each value JSON (a bare string is taken as the string). Array fields
+(:class:`~stellar.serving.arrays.ArrayRows`) become numpy rows straight from the column's buffers, with no Python
+float made; the other columns Python values. They become the very pydantic request object the JSON body becomes,
+so validation, limits and 4xx answers are the endpoint's own.
+
+:class:`BinaryFormatMiddleware` answers every ``POST`` to these endpoints itself, JSON too (parsed by orjson,
+:func:`decode_json`; the answer written by orjson), inside the payload-limit, API-key and metrics middlewares, and
+hands the object to the endpoint's LitServe handler exactly as LitServe's own route does. FastAPI's route (the
+standard library's JSON parser, its dependency resolution, its ``jsonable_encoder`` walk over every float of the
+answer) cost about a third of the HTTP process's time per request.
 
 The Arrow answer has one row per object: ``predicted_class``, ``valid_fraction``, ``ood_score``, ``ood``, a
 ``p_<class>`` column per class and ``<target>_mean``, ``<target>_std``, ``<target>_lo95``, ``<target>_hi95``
@@ -37,6 +40,7 @@ from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse, Response
 
+from stellar.serving.arrays import array_fields
 from stellar.serving.validation import strict_json
 
 __all__ = [
@@ -94,8 +98,35 @@ def decode_arrow(body: bytes, request_class: type[BaseModel]) -> BaseModel:
     clash = set(fields) & set(table.column_names)
     if clash:
         raise BodyError(422, f"{sorted(clash)} sent both as columns and as schema metadata: send each once")
-    fields.update(table.to_pydict())  # Arrow's own conversion, column by column
+    arrays = array_fields(request_class)
+    for name in table.column_names:
+        column = table.column(name)
+        rows = _rows(column) if name in arrays else None
+        fields[name] = column.to_pylist() if rows is None else rows
     return _validate(fields, request_class)
+
+
+def _rows(column: pa.ChunkedArray) -> np.ndarray | list[np.ndarray] | None:
+    """A column of lists of numbers as numpy rows (no Python float made): a 2-D array when every row has the same
+    length, else one 1-D array per row; ``None`` for anything else (nulls, strings…), which goes to pydantic as
+    Python values and is refused there with its usual error."""
+    column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    t = column.type
+    if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)):
+        return None
+    values = column.flatten()
+    if column.null_count or values.null_count:
+        return None
+    if not (pa.types.is_floating(values.type) or pa.types.is_integer(values.type)):
+        return None
+    flat = values.to_numpy(zero_copy_only=False)
+    if pa.types.is_fixed_size_list(t):
+        return flat.reshape(len(column), t.list_size)
+    offsets = column.offsets.to_numpy() - column.offsets[0].as_py()
+    lengths = np.diff(offsets)
+    if len(lengths) and (lengths == lengths[0]).all():
+        return flat.reshape(len(column), lengths[0])
+    return np.split(flat, offsets[1:-1])
 
 
 def response_table(response: Mapping[str, Any]) -> pa.Table:

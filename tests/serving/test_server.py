@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from stellar.pipelines.serve import run
+from stellar.serving.schemas import MAX_ROWS
 from tests.serving.helpers import recording_server, serve_cfg, strict_json
 
 SPECTRAL = "/predict/spectral"
@@ -90,7 +91,7 @@ CORPUS: list[tuple[str, str, dict[str, Any], int | None]] = [
     ("zero_flux", SPECTRAL, {"json": {"spectra": [[0, 0, 0, 0]]}}, 422),
     ("negative_flux", SPECTRAL, {"json": {"spectra": [[-1, -2, -3]]}}, 422),
     ("medium_unknown", SPECTRAL, {"json": {"spectra": [[1, 2, 3]], "medium": "water"}}, 422),
-    ("too_many_rows", SPECTRAL, {"json": {"spectra": [[1.0, 2.0]] * 257}}, 422),
+    ("too_many_rows", SPECTRAL, {"json": {"spectra": [[1.0, 2.0]] * (MAX_ROWS + 1)}}, 422),
     ("too_many_points", SPECTRAL, {"json": {"spectra": [[1.0] * 20_001]}}, 422),
     ("oversized_payload", SPECTRAL, {"content": b'{"spectra": [[' + b"1.0, " * 400_000 + b"1.0]]}"}, 413),
     ("text_plain", SPECTRAL, {"content": b"spectra=1,2,3", "headers": {"Content-Type": "text/plain"}}, 415),

@@ -71,7 +71,7 @@ def finite_counts(rows: RowsLike) -> np.ndarray:
 
 def negative_rows(rows: RowsLike) -> np.ndarray:
     """Indices of the rows holding a finite negative value (NaN/inf are unknown, not negative)."""
-    return np.flatnonzero(_per_row(rows, lambda a: (a < 0).any(axis=-1)))  # NaN < 0 and inf < 0 are False
+    return np.flatnonzero(_per_row(rows, lambda a: ((a < 0) & (a > -np.inf)).any(axis=-1)))  # NaN < 0 is False
 
 
 def axis_problem(axis: Any) -> str | None:

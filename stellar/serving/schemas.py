@@ -122,7 +122,7 @@ def _check_non_negative(name: str, rows: RowsLike | None) -> None:
     bad = negative_rows(rows)
     if len(bad):
         row = np.asarray(rows[bad[0]], dtype=np.float64)
-        neg = row[row < 0]
+        neg = row[(row < 0) & np.isfinite(row)]
         raise ValueError(f"{name}[{bad[0]}] has {len(neg)} negative value(s) (e.g. {neg[0]}); 1σ errors must be >= 0")
 
 

@@ -138,5 +138,7 @@ def test_sorted_row_median_equals_numpy():
     valid[1, 7] = True  # one
     valid[2, :2] = True
     valid[2, 2:] = False  # two: their mean
-    want = np.array([np.nanmedian(np.where(v, x, np.nan)) if v.any() else np.nan for x, v in zip(a, valid)])
+    want = np.array(
+        [np.nanmedian(np.where(v, x, np.nan)) if v.any() else np.nan for x, v in zip(a, valid, strict=True)]
+    )
     np.testing.assert_array_equal(_nanmedian(a, valid), want)

@@ -1,18 +1,22 @@
-"""Serving throughput and latency: the batched spectral endpoint beside the same API with ``max_batch_size=1``.
+"""Serving throughput and latency against the model's own speed: one run, the whole matrix.
 
-Starts ``python serve.py`` twice from one run (the batched settings of ``conf/serve.yaml``, then
-``max_batch_size=1``), each on 127.0.0.1 with only the spectral endpoint, and sends the same requests — SDSS-like
-spectra of the model grid's length (``--per-request`` of them per request, default 1), flux only, as a client with
-no wavelength axis would — at concurrency 1, 8 and 32, in each ``--format`` (``json``, and ``binary``: the Arrow
-IPC stream of :mod:`stellar.serving.binary`, answered in Arrow). Prints spectra per second and p50/p99 latency per
-level, the throughput ratio, and the in-process ``stellar.load(...).predict`` throughput on the same spectra, in
-calls of ``--per-request`` spectra (the ceiling), with each server figure's fraction of it.
+First, in this process with one torch thread (as the server's workers): the worker's raw batched compute
+(preprocessing + forward pass, ``--max-batch-size`` spectra at a time: **the ceiling**) and the throughput of
+``stellar.load(...).predict`` in calls of each ``--per-request`` size. Then ``python serve.py`` (the batched settings
+of ``conf/serve.yaml``, only the spectral endpoint, on 127.0.0.1) is sent SDSS-like spectra of the model grid's
+length, flux only, at every (spectra per request × ``--format`` × concurrency) cell: ``json``, and ``binary`` (the
+Arrow IPC stream of :mod:`stellar.serving.binary`, answered in Arrow). Each cell sends ``--spectra`` spectra (at
+least two requests per client, at most four times ``--spectra``: 1,024 per request at concurrency 32 is 16 requests
+in flight) and prints spectra/s, p50/p99 latency per request and CPU ms per spectrum of the HTTP process (with
+LitServe's queue manager), the inference worker and the load generator (the client). ``--single`` runs the same
+matrix again with ``max_batch_size=1`` (batched vs unbatched).
 
 Needs a registered spectral model (``python train.py register=true``); the weights do not matter for speed.
 
-    python benchmarks/serving.py                 # 400 requests per level (a few minutes on 2 cores)
-    python benchmarks/serving.py --quick         # 120 requests per level
-    python benchmarks/serving.py --quick --per-request 64 --format json,binary --concurrency 8 --no-single
+    python benchmarks/serving.py                 # 4,096 spectra per cell, 1/32/1,024 per request (~10 min, 2 cores)
+    python benchmarks/serving.py --quick         # 1,024 spectra per cell
+    python benchmarks/serving.py --per-request 64 --concurrency 8 --spectra 4096   # the 64-per-request anchor
+    python benchmarks/serving.py --per-request 1 --format json --single            # batched vs unbatched
 """
 
 from __future__ import annotations
@@ -348,7 +352,7 @@ def main() -> None:
     )
     torch.set_num_threads(1)
     predictor = stellar.load(args.model, registry=args.registry)
-    anchors = {k: in_process(predictor, flux[: max(k, min(len(flux), 1024))], k) for k in args.per_request}
+    anchors = {k: in_process(predictor, flux[: max(k, min(len(flux), 64 * k, 1024))], k) for k in args.per_request}
     batched = measure(args, args.max_batch_size, pools, out_dir)
     single = measure(args, 1, pools, out_dir) if args.single else []
 

@@ -171,19 +171,24 @@ def make_bodies(flux: np.ndarray, per_request: int, model: str, fmt: str) -> lis
     return bodies
 
 
-def in_process(predictor: Any, flux: np.ndarray, k: int, repeats: int = 2) -> float:
+def in_process(predictor: Any, flux: np.ndarray, k: int, repeats: int = 2) -> tuple[float, float]:
     """Spectra per second of ``predictor.predict`` (a ``stellar.load(...)`` object) on ``flux`` in calls of ``k``
-    spectra, in this process with one torch thread (as the server's workers), best of ``repeats``."""
+    spectra, in this process with one torch thread (as the server's workers), and its CPU ms per spectrum; best of
+    ``repeats``."""
     predictor.predict(flux[:k])  # warm-up
-    best = np.inf
+    best, best_cpu = np.inf, np.inf
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for s in range(0, len(flux) - k + 1, k):
             predictor.predict(flux[s : s + k])
-        best = min(best, time.perf_counter() - t0)
-    rate = (len(flux) // k) * k / best
-    print(f"in process: stellar.load(...).predict, {k} spectra per call: {rate:.1f} spectra/s (best of {repeats})")
-    return float(rate)
+        best, best_cpu = min(best, time.perf_counter() - t0), min(best_cpu, time.process_time() - c0)
+    n = (len(flux) // k) * k
+    rate, cpu = n / best, 1000 * best_cpu / n
+    print(
+        f"in process: stellar.load(...).predict, {k} spectra per call: {rate:.1f} spectra/s, {cpu:.2f} CPU ms per "
+        f"spectrum (best of {repeats})"
+    )
+    return float(rate), float(cpu)
 
 
 def server_cpu_s(proc: subprocess.Popen) -> dict[str, float]:
@@ -261,40 +266,49 @@ def worker_breakdown(args: argparse.Namespace, bodies: list[bytes], repeats: int
     rows = [api.decode_request(SpectralRequest.model_validate_json(b)).rows[0] for b in bodies]  # type: ignore[union-attr]
     n = len(rows)
 
-    def best(fn: Any) -> float:
-        times = []
+    def best(fn: Any) -> tuple[float, float]:
+        """Best wall and best CPU ms per spectrum over ``repeats`` calls."""
+        wall, cpu = [], []
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
-            times.append(time.perf_counter() - t0)
-        return min(times) * 1000 / n
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+        return min(wall) * 1000 / n, min(cpu) * 1000 / n
 
     inputs = api.preprocess(rows)
     one = [{k: v[i : i + 1] for k, v in inputs.items()} for i in range(n)]
-    out = {
+    timed = {
         "preprocess_1": best(lambda: [api.preprocess([r]) for r in rows]),
         f"preprocess_{n}": best(lambda: api.preprocess(rows)),
         "forward_1": best(lambda: [api._outputs(x) for x in one]),
         f"forward_{n}": best(lambda: api._outputs(inputs)),
     }
-    print("worker compute per spectrum (ms, best of 3): " + ", ".join(f"{k} {v:.2f}" for k, v in out.items()))
+    out = {k: v[0] for k, v in timed.items()} | {f"cpu_{k}": v[1] for k, v in timed.items()}
+    print(
+        "worker compute per spectrum (ms, best of 3, wall / CPU): "
+        + ", ".join(f"{k} {w:.2f} / {c:.2f}" for k, (w, c) in timed.items())
+    )
     return out
 
 
-def print_table(rows: list[dict[str, Any]], ceiling: float, anchors: dict[int, float]) -> None:
-    """The matrix as a Markdown table: each cell's share of the raw ceiling and of ``predict`` at its size."""
+def print_table(rows: list[dict[str, Any]], ceiling: float, anchors: dict[int, tuple[float, float]]) -> None:
+    """The matrix as a Markdown table: each cell's share of the raw ceiling and of ``predict`` at its size, and
+    the server's CPU per spectrum (HTTP + worker) over ``predict``'s (load-independent)."""
     print(
         "\n| spectra/request | format | concurrency | spectra/s | p50 / p99 ms | of ceiling | of predict | "
-        "CPU ms/spectrum: HTTP + manager | worker | client |"
+        "CPU ms/spectrum: HTTP + manager | worker | client | server CPU / predict CPU |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        cpu, anchor = r["cpu_ms_per_spectrum"], anchors[r["per_request"]]
+        cpu, (anchor, anchor_cpu) = r["cpu_ms_per_spectrum"], anchors[r["per_request"]]
+        server_cpu = cpu.get("http+manager", 0) + cpu.get("worker", 0)
         c = f"{r['concurrency']}" + (f" ({r['in_flight']} in flight)" if r["in_flight"] < r["concurrency"] else "")
         print(
             f"| {r['per_request']} | {r['format']} | {c} | {r['throughput']:.1f} | {r['p50_ms']:.1f} / "
             f"{r['p99_ms']:.1f} | **{r['throughput'] / ceiling:.0%}** | {r['throughput'] / anchor:.0%}"
             f" | {cpu.get('http+manager', 0):.2f} | {cpu.get('worker', 0):.2f} | {cpu['client']:.2f} |"
+            f" {server_cpu / anchor_cpu:.2f}x |"
         )
 
 
@@ -347,8 +361,10 @@ def main() -> None:
     breakdown = worker_breakdown(args, make_bodies(flux[: args.max_batch_size], 1, args.model, "json"))
     b = args.max_batch_size
     ceiling = 1000 / (breakdown[f"preprocess_{b}"] + breakdown[f"forward_{b}"])
+    cpu_ceiling = 1000 / (breakdown[f"cpu_preprocess_{b}"] + breakdown[f"cpu_forward_{b}"])
     print(
-        f"in process: the worker's raw batched compute (preprocess + forward, {b} at a time): {ceiling:.1f} spectra/s"
+        f"in process: the worker's raw batched compute (preprocess + forward, {b} at a time): {ceiling:.1f} "
+        f"spectra/s by wall time, {cpu_ceiling:.1f} by CPU time (what an idle core would do)"
     )
     torch.set_num_threads(1)
     predictor = stellar.load(args.model, registry=args.registry)
@@ -357,8 +373,9 @@ def main() -> None:
     single = measure(args, 1, pools, out_dir) if args.single else []
 
     print(
-        f"\nin-process ceiling (raw batched compute): {ceiling:.1f} spectra/s; stellar.load(...).predict: "
-        + ", ".join(f"{k}/call {v:.1f}" for k, v in anchors.items())
+        f"\nin-process ceiling (raw batched compute): {ceiling:.1f} spectra/s (by CPU time {cpu_ceiling:.1f}); "
+        "stellar.load(...).predict: "
+        + ", ".join(f"{k}/call {v:.1f} spectra/s, {c:.2f} CPU ms/spectrum" for k, (v, c) in anchors.items())
     )
     print(f"batched server (max_batch_size={b}):")
     print_table(batched, ceiling, anchors)
@@ -376,6 +393,7 @@ def main() -> None:
         "single": single,
         "worker_ms_per_spectrum": breakdown,
         "ceiling": ceiling,
+        "ceiling_by_cpu": cpu_ceiling,
         "predict": anchors,
     }
     (out_dir / "serving.json").write_text(json.dumps(result, indent=2))

@@ -101,12 +101,12 @@ def decode_arrow(body: bytes, request_class: type[BaseModel]) -> BaseModel:
     arrays = array_fields(request_class)
     for name in table.column_names:
         column = table.column(name)
-        rows = _rows(column) if name in arrays else None
+        rows = _column_rows(column) if name in arrays else None
         fields[name] = column.to_pylist() if rows is None else rows
     return _validate(fields, request_class)
 
 
-def _rows(column: pa.ChunkedArray) -> np.ndarray | list[np.ndarray] | None:
+def _column_rows(column: pa.ChunkedArray) -> np.ndarray | list[np.ndarray] | None:
     """A column of lists of numbers as numpy rows (no Python float made): a 2-D array when every row has the same
     length, else one 1-D array per row; ``None`` for anything else (nulls, strings…), which goes to pydantic as
     Python values and is refused there with its usual error."""

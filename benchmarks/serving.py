@@ -1,18 +1,22 @@
-"""Serving throughput and latency: the batched spectral endpoint beside the same API with ``max_batch_size=1``.
+"""Serving throughput and latency against the model's own speed: one run, the whole matrix.
 
-Starts ``python serve.py`` twice from one run (the batched settings of ``conf/serve.yaml``, then
-``max_batch_size=1``), each on 127.0.0.1 with only the spectral endpoint, and sends the same requests — SDSS-like
-spectra of the model grid's length (``--per-request`` of them per request, default 1), flux only, as a client with
-no wavelength axis would — at concurrency 1, 8 and 32, in each ``--format`` (``json``, and ``binary``: the Arrow
-IPC stream of :mod:`stellar.serving.binary`, answered in Arrow). Prints spectra per second and p50/p99 latency per
-level, the throughput ratio, and the in-process ``stellar.load(...).predict`` throughput on the same spectra, in
-calls of ``--per-request`` spectra (the ceiling), with each server figure's fraction of it.
+First, in this process with one torch thread (as the server's workers): the worker's raw batched compute
+(preprocessing + forward pass, ``--max-batch-size`` spectra at a time: **the ceiling**) and the throughput of
+``stellar.load(...).predict`` in calls of each ``--per-request`` size. Then ``python serve.py`` (the batched settings
+of ``conf/serve.yaml``, only the spectral endpoint, on 127.0.0.1) is sent SDSS-like spectra of the model grid's
+length, flux only, at every (spectra per request × ``--format`` × concurrency) cell: ``json``, and ``binary`` (the
+Arrow IPC stream of :mod:`stellar.serving.binary`, answered in Arrow). Each cell sends ``--spectra`` spectra (at
+least two requests per client, at most four times ``--spectra``: 1,024 per request at concurrency 32 is 16 requests
+in flight) and prints spectra/s, p50/p99 latency per request and CPU ms per spectrum of the HTTP process (with
+LitServe's queue manager), the inference worker and the load generator (the client). ``--single`` runs the same
+matrix again with ``max_batch_size=1`` (batched vs unbatched).
 
 Needs a registered spectral model (``python train.py register=true``); the weights do not matter for speed.
 
-    python benchmarks/serving.py                 # 400 requests per level (a few minutes on 2 cores)
-    python benchmarks/serving.py --quick         # 120 requests per level
-    python benchmarks/serving.py --quick --per-request 64 --format json,binary --concurrency 8 --no-single
+    python benchmarks/serving.py                 # 4,096 spectra per cell, 1/32/1,024 per request (~10 min, 2 cores)
+    python benchmarks/serving.py --quick         # 1,024 spectra per cell
+    python benchmarks/serving.py --per-request 64 --concurrency 8 --spectra 4096   # the 64-per-request anchor
+    python benchmarks/serving.py --per-request 1 --format json --single            # batched vs unbatched
 """
 
 from __future__ import annotations
@@ -167,26 +171,24 @@ def make_bodies(flux: np.ndarray, per_request: int, model: str, fmt: str) -> lis
     return bodies
 
 
-def in_process(args: argparse.Namespace, flux: np.ndarray, repeats: int = 3) -> float:
-    """Spectra per second of ``stellar.load(...).predict`` on ``flux`` in calls of ``--per-request`` spectra, in
-    this process with one torch thread (as the server's workers), best of ``repeats``."""
-    import torch
-
-    import stellar
-
-    torch.set_num_threads(1)
-    predictor = stellar.load(args.model, registry=args.registry)
-    k = args.per_request
+def in_process(predictor: Any, flux: np.ndarray, k: int, repeats: int = 2) -> tuple[float, float]:
+    """Spectra per second of ``predictor.predict`` (a ``stellar.load(...)`` object) on ``flux`` in calls of ``k``
+    spectra, in this process with one torch thread (as the server's workers), and its CPU ms per spectrum; best of
+    ``repeats``."""
     predictor.predict(flux[:k])  # warm-up
-    best = np.inf
+    best, best_cpu = np.inf, np.inf
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for s in range(0, len(flux) - k + 1, k):
             predictor.predict(flux[s : s + k])
-        best = min(best, time.perf_counter() - t0)
-    rate = (len(flux) // k) * k / best
-    print(f"in process: stellar.load(...).predict, {k} spectra per call: {rate:.1f} spectra/s (best of {repeats})")
-    return float(rate)
+        best, best_cpu = min(best, time.perf_counter() - t0), min(best_cpu, time.process_time() - c0)
+    n = (len(flux) // k) * k
+    rate, cpu = n / best, 1000 * best_cpu / n
+    print(
+        f"in process: stellar.load(...).predict, {k} spectra per call: {rate:.1f} spectra/s, {cpu:.2f} CPU ms per "
+        f"spectrum (best of {repeats})"
+    )
+    return float(rate), float(cpu)
 
 
 def server_cpu_s(proc: subprocess.Popen) -> dict[str, float]:
@@ -209,29 +211,40 @@ def server_cpu_s(proc: subprocess.Popen) -> dict[str, float]:
     return out
 
 
+def cell_requests(per_request: int, concurrency: int, spectra: int) -> int:
+    """Requests in one cell: ``spectra`` spectra in all, and at least two per client, but never more than four times
+    ``spectra`` (so 1,024 per request at concurrency 32 sends 16 requests: 16 in flight, not 32)."""
+    budget = -(-spectra // per_request)
+    return max(budget, min(2 * concurrency, -(-4 * spectra // per_request)))
+
+
 def measure(
-    args: argparse.Namespace, max_batch_size: int, bodies: dict[str, list[bytes]], out_dir: Path
+    args: argparse.Namespace, max_batch_size: int, pools: dict[tuple[int, str], list[bytes]], out_dir: Path
 ) -> list[dict[str, Any]]:
+    """Every (spectra per request, format, concurrency) cell against one server of ``max_batch_size``."""
     proc, url = start_server(args, max_batch_size, out_dir / f"server_{max_batch_size}.log")
     try:
         asyncio.run(wait_ready(url, proc))
         rows = []
-        for fmt, c in itertools.product(bodies, args.concurrency):
-            asyncio.run(load(url, bodies[fmt][:20], 4, fmt))  # warm-up
+        for (k, fmt), c in itertools.product(pools, args.concurrency):
+            pool = pools[k, fmt]
+            n = cell_requests(k, c, args.spectra)
+            bodies = [pool[i % len(pool)] for i in range(n)]  # the same bytes objects again: no extra memory
+            asyncio.run(load(url, bodies[: min(n, 4)], min(c, 4), fmt))  # warm-up
             before, c0 = server_cpu_s(proc), time.process_time()
-            r = asyncio.run(load(url, bodies[fmt], c, fmt, args.per_request))
+            r = asyncio.run(load(url, bodies, c, fmt, k))
             after, client = server_cpu_s(proc), time.process_time() - c0
             r["max_batch_size"] = max_batch_size
+            r["in_flight"] = min(c, n)
             # CPU per spectrum of each server process (HTTP, inference worker, LitServe's queue manager) and of
             # the load generator: what the cores were spent on, whatever else the machine was running
-            n = len(bodies[fmt]) * args.per_request
-            r["cpu_ms_per_spectrum"] = {k: 1000 * (after[k] - before.get(k, 0.0)) / n for k in after}
-            r["cpu_ms_per_spectrum"]["client"] = 1000 * client / n
-            cpu = ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_ms_per_spectrum"].items())
+            r["cpu_ms_per_spectrum"] = {k_: 1000 * (after[k_] - before.get(k_, 0.0)) / (n * k) for k_ in after}
+            r["cpu_ms_per_spectrum"]["client"] = 1000 * client / (n * k)
+            cpu = ", ".join(f"{k_} {v:.2f}" for k_, v in r["cpu_ms_per_spectrum"].items())
             print(
-                f"  max_batch_size={max_batch_size:>2} {fmt:>6} c={c:>2}: {r['throughput']:7.1f} spectra/s, "
-                f"p50 {r['p50_ms']:7.1f} ms, p99 {r['p99_ms']:7.1f} ms, errors {r['errors']}; "
-                f"CPU ms/spectrum: {cpu}",
+                f"  max_batch_size={max_batch_size:>2} {k:>4}/request {fmt:>6} c={c:>2} ({n} requests): "
+                f"{r['throughput']:7.1f} spectra/s, p50 {r['p50_ms']:7.1f} ms, p99 {r['p99_ms']:7.1f} ms, "
+                f"errors {r['errors']}; CPU ms/spectrum: {cpu}",
                 flush=True,
             )
             rows.append(r)
@@ -253,38 +266,64 @@ def worker_breakdown(args: argparse.Namespace, bodies: list[bytes], repeats: int
     rows = [api.decode_request(SpectralRequest.model_validate_json(b)).rows[0] for b in bodies]  # type: ignore[union-attr]
     n = len(rows)
 
-    def best(fn: Any) -> float:
-        times = []
+    def best(fn: Any) -> tuple[float, float]:
+        """Best wall and best CPU ms per spectrum over ``repeats`` calls."""
+        wall, cpu = [], []
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
-            times.append(time.perf_counter() - t0)
-        return min(times) * 1000 / n
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+        return min(wall) * 1000 / n, min(cpu) * 1000 / n
 
     inputs = api.preprocess(rows)
     one = [{k: v[i : i + 1] for k, v in inputs.items()} for i in range(n)]
-    out = {
+    timed = {
         "preprocess_1": best(lambda: [api.preprocess([r]) for r in rows]),
         f"preprocess_{n}": best(lambda: api.preprocess(rows)),
         "forward_1": best(lambda: [api._outputs(x) for x in one]),
         f"forward_{n}": best(lambda: api._outputs(inputs)),
     }
-    print("worker compute per spectrum (ms, best of 3): " + ", ".join(f"{k} {v:.2f}" for k, v in out.items()))
+    out = {k: v[0] for k, v in timed.items()} | {f"cpu_{k}": v[1] for k, v in timed.items()}
+    print(
+        "worker compute per spectrum (ms, best of 3, wall / CPU): "
+        + ", ".join(f"{k} {w:.2f} / {c:.2f}" for k, (w, c) in timed.items())
+    )
     return out
+
+
+def print_table(rows: list[dict[str, Any]], ceiling: float, anchors: dict[int, tuple[float, float]]) -> None:
+    """The matrix as a Markdown table: each cell's share of the raw ceiling and of ``predict`` at its size, and
+    the server's CPU per spectrum (HTTP + worker) over ``predict``'s (load-independent)."""
+    print(
+        "\n| spectra/request | format | concurrency | spectra/s | p50 / p99 ms | of ceiling | of predict | "
+        "CPU ms/spectrum: HTTP + manager | worker | client | server CPU / predict CPU |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        cpu, (anchor, anchor_cpu) = r["cpu_ms_per_spectrum"], anchors[r["per_request"]]
+        server_cpu = cpu.get("http+manager", 0) + cpu.get("worker", 0)
+        c = f"{r['concurrency']}" + (f" ({r['in_flight']} in flight)" if r["in_flight"] < r["concurrency"] else "")
+        print(
+            f"| {r['per_request']} | {r['format']} | {c} | {r['throughput']:.1f} | {r['p50_ms']:.1f} / "
+            f"{r['p99_ms']:.1f} | **{r['throughput'] / ceiling:.0%}** | {r['throughput'] / anchor:.0%}"
+            f" | {cpu.get('http+manager', 0):.2f} | {cpu.get('worker', 0):.2f} | {cpu['client']:.2f} |"
+            f" {server_cpu / anchor_cpu:.2f}x |"
+        )
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--registry", default=os.environ.get("STELLAR_REGISTRY", str(REPO / "registry")))
     p.add_argument("--model", default="spectral_cnn")
-    p.add_argument("--requests", type=int, default=400, help="requests per concurrency level")
+    p.add_argument("--spectra", type=int, default=4096, help="spectra per cell (at least 2 requests per client)")
+    p.add_argument("--per-request", type=int, nargs="+", default=[1, 32, 1024], help="spectra per request")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    p.add_argument("--format", default="json,binary", help="comma-separated request/response formats: json, binary")
     p.add_argument("--max-batch-size", type=int, default=32)
     p.add_argument("--batch-timeout", type=float, default=0.005)
-    p.add_argument("--quick", action="store_true", help="120 requests per level")
-    p.add_argument("--per-request", type=int, default=1, help="spectra per request (and per in-process call)")
-    p.add_argument("--format", default="json", help="comma-separated request/response formats: json, binary")
-    p.add_argument("--no-single", action="store_true", help="skip the max_batch_size=1 server")
+    p.add_argument("--quick", action="store_true", help="1,024 spectra per cell")
+    p.add_argument("--single", action="store_true", help="also the same matrix with max_batch_size=1")
     p.add_argument(
         "--set",
         dest="server_args",
@@ -295,8 +334,12 @@ def main() -> None:
     )
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "serving"))
     args = p.parse_args()
-    n = 120 if args.quick else args.requests
+    if args.quick:
+        args.spectra = 1024
 
+    import torch
+
+    import stellar
     from stellar.registry import ModelRegistry
 
     version = ModelRegistry(args.registry).get(args.model)
@@ -307,32 +350,52 @@ def main() -> None:
     unknown = set(formats) - set(HEADERS)
     if unknown:
         p.error(f"--format: {sorted(unknown)} unknown; choose from {sorted(HEADERS)}")
-    flux = make_spectra(n * args.per_request, n_pix)
-    bodies = {fmt: make_bodies(flux, args.per_request, args.model, fmt) for fmt in formats}
+    flux = make_spectra(max(args.spectra, *args.per_request), n_pix)
+    pools = {(k, fmt): make_bodies(flux, k, args.model, fmt) for k in args.per_request for fmt in formats}
+    largest = max(len(b) for pool in pools.values() for b in pool)
+    args.server_args.append(f"max_body_mb={max(16, -(-2 * largest // 2**20))}")  # room for the largest request
     print(
-        f"{version.tag} ({args.registry}): {n} requests per level, {args.per_request} spectra x {n_pix} px per "
-        f"request, formats {formats}, {os.cpu_count()} CPUs"
+        f"{version.tag} ({args.registry}): {args.spectra} spectra per cell, {args.per_request} spectra x {n_pix} px "
+        f"per request, formats {formats}, concurrency {args.concurrency}, {os.cpu_count()} CPUs"
     )
-    first = make_bodies(flux[: args.max_batch_size], 1, args.model, "json")
-    breakdown = worker_breakdown(args, first)
-    ceiling = in_process(args, flux)
-    batched = measure(args, args.max_batch_size, bodies, out_dir)
-    single = [] if args.no_single else measure(args, 1, bodies, out_dir)
+    breakdown = worker_breakdown(args, make_bodies(flux[: args.max_batch_size], 1, args.model, "json"))
+    b = args.max_batch_size
+    ceiling = 1000 / (breakdown[f"preprocess_{b}"] + breakdown[f"forward_{b}"])
+    cpu_ceiling = 1000 / (breakdown[f"cpu_preprocess_{b}"] + breakdown[f"cpu_forward_{b}"])
+    print(
+        f"in process: the worker's raw batched compute (preprocess + forward, {b} at a time): {ceiling:.1f} "
+        f"spectra/s by wall time, {cpu_ceiling:.1f} by CPU time (what an idle core would do)"
+    )
+    torch.set_num_threads(1)
+    predictor = stellar.load(args.model, registry=args.registry)
+    anchors = {k: in_process(predictor, flux[: max(k, min(len(flux), 64 * k, 1024))], k) for k in args.per_request}
+    batched = measure(args, args.max_batch_size, pools, out_dir)
+    single = measure(args, 1, pools, out_dir) if args.single else []
 
     print(
-        f"\n| format | concurrency | batched (max_batch_size={args.max_batch_size}) | of in-process "
-        "| max_batch_size=1 |"
+        f"\nin-process ceiling (raw batched compute): {ceiling:.1f} spectra/s (by CPU time {cpu_ceiling:.1f}); "
+        "stellar.load(...).predict: "
+        + ", ".join(f"{k}/call {v:.1f} spectra/s, {c:.2f} CPU ms/spectrum" for k, (v, c) in anchors.items())
     )
-    print("|---|---|---|---|---|")
-    for b, s in itertools.zip_longest(batched, single):
-        cells = [
-            "-" if r is None else f"{r['throughput']:.1f} spectra/s, p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms"
-            for r in (b, s)
-        ]
-        share = b["throughput"] / ceiling
-        print(f"| {b['format']} | {b['concurrency']} | {cells[0]} | **{share:.0%}** | {cells[1]} |")
-    print(f"in-process stellar.load(...).predict ({args.per_request} spectra per call): {ceiling:.1f} spectra/s")
-    result = {"batched": batched, "single": single, "worker_ms_per_spectrum": breakdown, "in_process": ceiling}
+    print(f"batched server (max_batch_size={b}):")
+    print_table(batched, ceiling, anchors)
+    if single:
+        print("\nmax_batch_size=1:")
+        print_table(single, ceiling, anchors)
+    one = [r for r in batched if r["per_request"] == 1 and r["concurrency"] == 1 and r["format"] == "json"]
+    if one:
+        print(
+            f"\nsingle-spectrum latency (JSON, concurrency 1): p50 {one[0]['p50_ms']:.1f} ms, "
+            f"p99 {one[0]['p99_ms']:.1f} ms"
+        )
+    result = {
+        "batched": batched,
+        "single": single,
+        "worker_ms_per_spectrum": breakdown,
+        "ceiling": ceiling,
+        "ceiling_by_cpu": cpu_ceiling,
+        "predict": anchors,
+    }
     (out_dir / "serving.json").write_text(json.dumps(result, indent=2))
 
 

@@ -84,13 +84,17 @@ def _n(arrays: Mapping[str, Any], key: str) -> int:
 
 
 def _nanmedian(a: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Row medians over ``valid`` entries (NaN for rows with none), without warnings."""
-    x = np.where(valid, a, np.nan)
-    out = np.full(len(a), np.nan)
-    ok = valid.any(axis=1)
-    if ok.any():
-        out[ok] = np.nanmedian(x[ok], axis=1)
-    return out
+    """Row medians over ``valid`` entries (NaN for rows with none), without warnings.
+
+    One sort of the whole block (the invalid entries last, as NaN), then the middle one or two of each row: the
+    same values as ``np.nanmedian``, which, for rows of 600 values or more, loops over the rows in Python.
+    """
+    x = np.sort(np.where(valid, a, np.nan), axis=1)
+    n = valid.sum(axis=1)
+    ok = n > 0
+    lo = np.take_along_axis(x, np.maximum(n - 1, 0)[:, None] // 2, axis=1)[:, 0]
+    hi = np.take_along_axis(x, (n // 2)[:, None], axis=1)[:, 0] if x.shape[1] else lo
+    return np.where(ok, (lo + hi) / 2, np.nan)
 
 
 def _spectra(arrays: Mapping[str, Any], prep: Any) -> pd.DataFrame:

@@ -15,7 +15,7 @@ affected (LitServe fails a whole batch when a method raises, so failures travel 
 
 import logging
 import math
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -435,6 +435,6 @@ def _finite(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def float_rows(rows: list[list[float]]) -> list[np.ndarray]:
-    """One float64 array per row of a request's (possibly ragged) rows."""
+def float_rows(rows: Sequence[Any]) -> list[np.ndarray]:
+    """One float64 array per row of a request's (possibly ragged) rows (views of a validated 2-D array)."""
     return [np.asarray(r, dtype=np.float64) for r in rows]

@@ -7,13 +7,18 @@ every field of a request schema has one obvious encoding, and the answer is a ta
 polars read without a schema of ours.
 
 The request stream (one or more record batches) holds one row per object and one column per field of the
-endpoint's request schema, named as in JSON: ``spectra`` as ``list<float32>`` (or float64), ``redshift`` as a
-float column… Request-level options (``model``, ``medium``, ``unit``, a shared ``bands`` list) travel in the
-schema metadata, each value JSON (a bare string is taken as the string). The columns become the very pydantic
-request object the JSON body becomes (converted column by column by Arrow, no Python loop over samples), so
-validation, limits and 4xx answers are the endpoint's own. :class:`BinaryFormatMiddleware` answers these
-requests itself, inside the payload-limit, API-key and metrics middlewares, and hands the object to the
-endpoint's LitServe handler exactly as LitServe's own route does.
+endpoint's request schema, named as in JSON: ``spectra`` as ``list<float32>`` (or float64, or a fixed-size list),
+``redshift`` as a float column… Request-level options (``model``, ``medium``, ``unit``, a shared ``bands`` list)
+travel in the schema metadata, each value JSON (a bare string is taken as the string). Array fields
+(:class:`~stellar.serving.arrays.ArrayRows`) become numpy rows straight from the column's buffers, with no Python
+float made; the other columns Python values. They become the very pydantic request object the JSON body becomes,
+so validation, limits and 4xx answers are the endpoint's own.
+
+:class:`BinaryFormatMiddleware` answers every ``POST`` to these endpoints itself, JSON too (parsed by orjson,
+:func:`decode_json`; the answer written by orjson), inside the payload-limit, API-key and metrics middlewares, and
+hands the object to the endpoint's LitServe handler exactly as LitServe's own route does. FastAPI's route (the
+standard library's JSON parser, its dependency resolution, its ``jsonable_encoder`` walk over every float of the
+answer) cost about a third of the HTTP process's time per request.
 
 The Arrow answer has one row per object: ``predicted_class``, ``valid_fraction``, ``ood_score``, ``ood``, a
 ``p_<class>`` column per class and ``<target>_mean``, ``<target>_std``, ``<target>_lo95``, ``<target>_hi95``
@@ -27,12 +32,14 @@ import inspect
 import json
 from typing import Any
 
+import numpy as np
+import orjson
 import pyarrow as pa
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from stellar.serving.arrays import array_fields
 from stellar.serving.responses import (
     ARROW_STREAM,
     StreamedAnswer,
@@ -48,6 +55,7 @@ __all__ = [
     "BinaryFormatMiddleware",
     "Endpoints",
     "decode_arrow",
+    "decode_json",
     "encode_arrow",
     "response_table",
 ]
@@ -94,12 +102,35 @@ def decode_arrow(body: bytes, request_class: type[BaseModel]) -> BaseModel:
     clash = set(fields) & set(table.column_names)
     if clash:
         raise BodyError(422, f"{sorted(clash)} sent both as columns and as schema metadata: send each once")
-    fields.update(table.to_pydict())  # Arrow's own conversion, column by column
-    try:
-        return request_class.model_validate(fields)
-    except ValidationError as err:
-        errors = [{**e, "loc": ("body", *e["loc"])} for e in err.errors()]
-        raise BodyError(422, strict_json(jsonable_encoder(errors))) from err
+    arrays = array_fields(request_class)
+    for name in table.column_names:
+        column = table.column(name)
+        rows = _column_rows(column) if name in arrays else None
+        fields[name] = column.to_pylist() if rows is None else rows
+    return _validate(fields, request_class)
+
+
+def _column_rows(column: pa.ChunkedArray) -> np.ndarray | list[np.ndarray] | None:
+    """A column of lists of numbers as numpy rows (no Python float made): a 2-D array when every row has the same
+    length, else one 1-D array per row; ``None`` for anything else (nulls, strings…), which goes to pydantic as
+    Python values and is refused there with its usual error."""
+    column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    t = column.type
+    if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)):
+        return None
+    values = column.flatten()
+    if column.null_count or values.null_count:
+        return None
+    if not (pa.types.is_floating(values.type) or pa.types.is_integer(values.type)):
+        return None
+    flat = values.to_numpy(zero_copy_only=False)
+    if pa.types.is_fixed_size_list(t):
+        return flat.reshape(len(column), t.list_size)
+    offsets = column.offsets.to_numpy() - column.offsets[0].as_py()
+    lengths = np.diff(offsets)
+    if len(lengths) and (lengths == lengths[0]).all():
+        return flat.reshape(len(column), lengths[0])
+    return np.split(flat, offsets[1:-1])
 
 
 def _media_type(value: str) -> str:
@@ -131,10 +162,9 @@ class Endpoints:
 
 
 class BinaryFormatMiddleware:
-    """Answers a ``POST /predict/*`` that sends or accepts Arrow (:data:`ARROW_STREAM`); 415 for a body of any
-    other media type than JSON or Arrow, 406 for an ``Accept`` that takes neither
-    (:func:`~stellar.serving.responses.negotiate`). Requests in JSON both ways pass through to LitServe's route
-    untouched.
+    """Answers every ``POST /predict/*`` of a pydantic endpoint, in JSON or Arrow (:data:`ARROW_STREAM`) either way;
+    415 for a body of any other media type, 406 for an ``Accept`` that takes neither
+    (:func:`~stellar.serving.responses.negotiate`). Other routes and methods pass through untouched.
 
     Parameters
     ----------
@@ -156,29 +186,25 @@ class BinaryFormatMiddleware:
         headers = {k.decode().lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
         content_type = _media_type(headers.get("content-type", "application/json"))
         answer_type = negotiate(headers.get("accept"))
-        wants_arrow = answer_type == ARROW_STREAM
         if answer_type is None:
             response: Response = not_acceptable(headers["accept"])
-        elif _is_json(content_type) and not wants_arrow:
-            await self.app(scope, receive, send)
-            return
         else:
-            response = await self._answer(Request(scope, receive), route, content_type, wants_arrow)
+            response = await self._answer(receive, route, content_type, answer_type == ARROW_STREAM)
         await response(scope, receive, send)
 
-    async def _answer(self, request: Request, route: Any, content_type: str, wants_arrow: bool) -> Response:
+    async def _answer(self, receive: Any, route: Any, content_type: str, wants_arrow: bool) -> Response:
         from fastapi import HTTPException
 
         handler, request_class, response_class = route
         if content_type != ARROW_STREAM and not _is_json(content_type):
             why = f"Content-Type {content_type!r} is not accepted: send application/json or {ARROW_STREAM}"
             return JSONResponse(status_code=415, content={"detail": why})
-        body = await request.body()
+        body = await _read_body(receive)
         try:
             if content_type == ARROW_STREAM:
                 parsed = decode_arrow(body, request_class)
             else:
-                parsed = _decode_json(body, request_class)
+                parsed = decode_json(body, request_class)
             answer = await handler.handle_request(parsed, request_class)
         except BodyError as err:
             return JSONResponse(status_code=err.status, content={"detail": err.detail})
@@ -188,15 +214,53 @@ class BinaryFormatMiddleware:
             return answer.as_arrow() if wants_arrow else answer
         if isinstance(answer, Response):  # an endpoint's 4xx (always JSON)
             return answer
-        valid = response_class.model_validate(answer).model_dump(mode="json")  # as FastAPI checks the JSON route
+        valid = response_class.model_validate(answer)  # as FastAPI checks the JSON route
         if wants_arrow:
-            return Response(encode_arrow(response_table(valid)), media_type=ARROW_STREAM)
-        return JSONResponse(valid)
+            return Response(encode_arrow(response_table(valid.model_dump(mode="json"))), media_type=ARROW_STREAM)
+        return Response(orjson.dumps(valid.model_dump()), media_type="application/json")
 
 
-def _decode_json(body: bytes, request_class: type[BaseModel]) -> BaseModel:
+async def _read_body(receive: Any) -> bytes:
+    """The whole request body (the payload limit, outside, stops it growing past ``max_body_mb``)."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def decode_json(body: bytes, request_class: type[BaseModel]) -> BaseModel:
+    """The request object of a JSON body, parsed by orjson (``NaN``/``Infinity`` literals, which orjson refuses,
+    by the standard library: they are masked values).
+
+    Raises
+    ------
+    BodyError
+        422 for a body that is not JSON (``json_invalid`` at the character where it fails, as FastAPI answers) or
+        that the schema refuses (pydantic's errors located as FastAPI locates them).
+    """
     try:
-        return request_class.model_validate_json(body)
+        fields = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        try:
+            fields = json.loads(body)
+        except ValueError as err:
+            where = getattr(err, "pos", 0)
+            error = {"type": "json_invalid", "loc": ["body", where], "msg": "JSON decode error", "input": {}}
+            raise BodyError(422, [{**error, "ctx": {"error": getattr(err, "msg", str(err))}}]) from err
+    return _validate(fields, request_class)
+
+
+def _validate(fields: Any, request_class: type[BaseModel]) -> BaseModel:
+    """``request_class`` validated from ``fields``; a 422 :class:`BodyError` with pydantic's errors (strict JSON,
+    array inputs echoed as lists) when the schema refuses them."""
+    try:
+        return request_class.model_validate(fields)
     except ValidationError as err:
         errors = [{**e, "loc": ("body", *e["loc"])} for e in err.errors(include_url=False)]
-        raise BodyError(422, strict_json(jsonable_encoder(errors))) from err
+        encoded = jsonable_encoder(errors, custom_encoder={np.ndarray: np.ndarray.tolist})
+        raise BodyError(422, strict_json(encoded)) from err

@@ -10,83 +10,96 @@ allowed (they are masked, as in training); rows made only of them are refused.
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-#: most objects in one request
+from stellar.serving.arrays import (
+    ArrayRows,
+    FloatRows,
+    Number,
+    RowsLike,
+    axis_problem,
+    finite_counts,
+    negative_rows,
+    row_lengths,
+)
+
+#: most objects in one request (catalogue clients send many per request: the normal path)
 MAX_ROWS = 10_000
 #: most samples of one spectrum or light curve
 MAX_POINTS = 20_000
-#: most samples of one request in all
-MAX_TOTAL = 1_000_000
+#: most samples of one request in all (10,000 SDSS-like spectra of ~3,100 samples; the body limit applies too)
+MAX_TOTAL = 40_000_000
 
-Number = Annotated[float, Strict()]  # JSON numbers only: "1.0" and true are refused, NaN/Infinity are masked
 ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")]
 BandName = Annotated[str, StringConstraints(min_length=1, max_length=32)]
 
 
-def _rows(name: str, min_finite: int) -> Any:
-    row = Annotated[list[Number], Field(min_length=min_finite, max_length=MAX_POINTS)]
-    return Annotated[list[row], Field(min_length=1, max_length=MAX_ROWS, description=f"{name}: one row per object")]
+def _rows(name: str, min_finite: int, min_rows: int = 1) -> Any:
+    """Rows of numbers, one per object, held as float64 arrays once validated (:mod:`stellar.serving.arrays`)."""
+    rows = ArrayRows(name, min_finite, MAX_POINTS, min_rows, MAX_ROWS)
+    return Annotated[FloatRows, rows, Field(description=f"{name}: one row per object")]
 
 
-def _finite_count(row: list[float]) -> int:
-    return int(np.isfinite(np.asarray(row, dtype=np.float64)).sum())
-
-
-def _shape(value: list[Any]) -> str:
+def _shape(value: Any) -> str:
     """``'3×5129'`` for rows of values, ``'5129'`` for one axis."""
-    if value and isinstance(value[0], list):
+    if isinstance(value, np.ndarray):
+        return "×".join(map(str, value.shape))
+    if len(value) and isinstance(value[0], list | np.ndarray):
         lengths = sorted({len(r) for r in value})
         return f"{len(value)}×{lengths[0] if len(lengths) == 1 else f'{lengths[0]}-{lengths[-1]}'}"
     return str(len(value))
 
 
-def _check_values(name: str, rows: list[list[float]], min_finite: int) -> None:
-    total = sum(len(r) for r in rows)
+def _check_values(name: str, rows: RowsLike, min_finite: int) -> None:
+    total = int(row_lengths(rows).sum())
     if total > MAX_TOTAL:
         raise ValueError(f"{name} holds {total} values; at most {MAX_TOTAL} per request")
-    for i, r in enumerate(rows):
-        if _finite_count(r) < min_finite:
-            raise ValueError(
-                f"{name}[{i}] has {_finite_count(r)} finite values (NaN/inf are masked); at least {min_finite} needed"
-            )
+    counts = finite_counts(rows)
+    few = np.flatnonzero(counts < min_finite)
+    if len(few):
+        i = few[0]
+        raise ValueError(
+            f"{name}[{i}] has {counts[i]} finite values (NaN/inf are masked); at least {min_finite} needed"
+        )
 
 
-def _check_axis(name: str, axis: list[float] | list[list[float]] | None, rows: list[list[float]], what: str) -> None:
+def _check_axis(name: str, axis: RowsLike | None, rows: RowsLike, what: str) -> None:
     """A shared (M,) or per-row axis, finite and strictly increasing, matching the rows' lengths."""
     if axis is None:
         return
-    if axis and isinstance(axis[0], list):
+    lengths = row_lengths(rows)
+    if len(axis) and isinstance(axis[0], list | np.ndarray):
         if len(axis) != len(rows):
             raise ValueError(f"{name} has {len(axis)} rows but there are {len(rows)} {what}")
-        per_row: list[list[float]] = axis
+        per_row = list(axis)
     else:
-        lengths = {len(r) for r in rows}
-        if len(lengths) > 1:
-            raise ValueError(f"{name} is one shared axis, so every row of {what} must have its length; got {lengths}")
-        per_row = [axis] * len(rows)  # type: ignore[list-item]
-    for i, (a, r) in enumerate(zip(per_row, rows, strict=True)):
-        if len(a) != len(r):
-            raise ValueError(f"{name}[{i}] has {len(a)} values but {what}[{i}] has {len(r)}")
-        if not all(math.isfinite(v) for v in a):
-            raise ValueError(f"{name}[{i}] must be finite")
-        if any(b <= c for c, b in itertools.pairwise(a)):
-            raise ValueError(f"{name}[{i}] must be strictly increasing")
+        if len(set(lengths.tolist())) > 1:
+            raise ValueError(
+                f"{name} is one shared axis, so every row of {what} must have its length; got {set(lengths.tolist())}"
+            )
+        per_row = [axis]  # one axis: checked once, against the first row (all rows have its length)
+    for i, a in enumerate(per_row):
+        if len(a) != lengths[i]:
+            raise ValueError(f"{name}[{i}] has {len(a)} values but {what}[{i}] has {lengths[i]}")
+        problem = axis_problem(a)
+        if problem:
+            raise ValueError(f"{name}[{i}] {problem}")
 
 
-def _check_same_shape(name: str, other: list[list[Any]] | None, rows: list[list[float]], what: str) -> None:
+def _check_same_shape(name: str, other: RowsLike | None, rows: RowsLike, what: str) -> None:
     if other is None:
         return
     if len(other) != len(rows):
         raise ValueError(f"{name} has {len(other)} rows but there are {len(rows)} {what}")
-    for i, (a, r) in enumerate(zip(other, rows, strict=True)):
-        if len(a) != len(r):
-            raise ValueError(f"{name}[{i}] has {len(a)} values but {what}[{i}] has {len(r)}")
+    mine, theirs = row_lengths(other), row_lengths(rows)
+    differ = np.flatnonzero(mine != theirs)
+    if len(differ):
+        i = differ[0]
+        raise ValueError(f"{name}[{i}] has {mine[i]} values but {what}[{i}] has {theirs[i]}")
 
 
 def _check_ebv(ebv: list[float] | None) -> None:
@@ -102,12 +115,15 @@ def _check_ebv(ebv: list[float] | None) -> None:
         )
 
 
-def _check_non_negative(name: str, rows: list[list[float]] | None) -> None:
+def _check_non_negative(name: str, rows: RowsLike | None) -> None:
     """1σ errors are ≥ 0 where finite (NaN/inf: unknown); a negative one is a sign error upstream, not a value."""
-    for i, r in enumerate(rows or []):
-        bad = [v for v in r if math.isfinite(v) and v < 0]
-        if bad:
-            raise ValueError(f"{name}[{i}] has {len(bad)} negative value(s) (e.g. {bad[0]}); 1σ errors must be >= 0")
+    if rows is None:
+        return
+    bad = negative_rows(rows)
+    if len(bad):
+        row = np.asarray(rows[bad[0]], dtype=np.float64)
+        neg = row[(row < 0) & np.isfinite(row)]
+        raise ValueError(f"{name}[{bad[0]}] has {len(neg)} negative value(s) (e.g. {neg[0]}); 1σ errors must be >= 0")
 
 
 def _non_empty(req: BaseModel, *names: str) -> None:
@@ -124,7 +140,13 @@ class _Request(BaseModel):
         """Array fields as their shape: LitServe formats every request into a log line, and printing 10,000 floats
         cost a fifth of the HTTP process's time per request."""
         for name, value in super().__repr_args__():
-            yield name, (_shape(value) if isinstance(value, list) else value)
+            yield name, (_shape(value) if isinstance(value, list | np.ndarray) else value)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal fields, the arrays compared by value (pydantic's own ``==`` cannot compare numpy arrays)."""
+        return type(other) is type(self) and self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as pydantic models are
 
     model: ModelName | None = Field(
         None, description="Registered model name; must be the one this endpoint serves (omit for that one)."
@@ -142,7 +164,7 @@ class SpectralRequest(_Request):
     wavelengths: list[Number] | list[list[Number]] | None = Field(
         None, description="Å: one axis shared by every row, or one per row (then rows may differ in length)."
     )
-    errors: list[list[Number]] | None = Field(None, description="1σ flux errors, same shape as spectra.")
+    errors: _rows("errors", 0, 0) | None = Field(None, description="1σ flux errors, same shape as spectra.")  # type: ignore[valid-type]
     redshift: list[Number] | None = Field(None, description="Redshift per spectrum, removed before resampling.")
     medium: Literal["vacuum", "air"] = Field("vacuum", description="Whether the wavelengths are in vacuum or air.")
 
@@ -181,7 +203,7 @@ class LightCurveRequest(_Request):
     times: list[Number] | list[list[Number]] | None = Field(
         None, description="Days: one axis shared by every row (equal lengths), or one per row."
     )
-    errors: list[list[Number]] | None = Field(None, description="1σ errors, same shape and unit as the values.")
+    errors: _rows("errors", 0, 0) | None = Field(None, description="1σ errors, same shape and unit as the values.")  # type: ignore[valid-type]
     bands: BandName | list[list[BandName]] | None = Field(
         None, description="One band name for every point, or a band name per point (same shape as lightcurves)."
     )
@@ -210,7 +232,7 @@ class SEDRequest(_Request):
 
     magnitudes: _rows("magnitudes", 1) = Field(..., examples=[[[15.2, 14.1, 13.6, 13.4, 13.3]]])  # type: ignore[valid-type]
     bands: list[BandName] | None = Field(None, description="Band name of every column (e.g. sdss_g, gaia_bp).")
-    errors: list[list[Number]] | None = Field(None, description="1σ magnitude errors, same shape as magnitudes.")
+    errors: _rows("errors", 0, 0) | None = Field(None, description="1σ magnitude errors, same shape as magnitudes.")  # type: ignore[valid-type]
     ebv: list[Number] | None = Field(None, description="E(B-V) per object, mag (dereddening as in training).")
     parallax: list[Number] | None = Field(None, description="Parallax per object, mas.")
     parallax_err: list[Number] | None = Field(None, description="Parallax error per object, mas.")
@@ -254,7 +276,7 @@ class _Part(BaseModel):
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():
-            yield name, (_shape(value) if isinstance(value, list) else value)
+            yield name, (_shape(value) if isinstance(value, list | np.ndarray) else value)
 
 
 class SpectrumPart(_Part):

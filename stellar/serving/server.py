@@ -5,7 +5,8 @@
 ``max_body_mb`` (by its ``Content-Length`` or, when streamed, as soon as it grows past the limit) and 401 for a
 ``/predict`` request without the right ``X-API-Key`` when the environment variable named by ``api_key_env`` is set.
 The third, :class:`MetricsMiddleware`, counts every request for ``GET /metrics`` (:mod:`stellar.serving.metrics`).
-Inside them all, :class:`~stellar.serving.binary.BinaryFormatMiddleware` answers requests that send or accept Arrow.
+Inside them all, :class:`~stellar.serving.binary.BinaryFormatMiddleware` answers every ``POST`` to a ``/predict/*``
+endpoint, in JSON or Arrow (FastAPI's own route is left for the OpenAPI schema and endpoints without pydantic schemas).
 """
 
 from __future__ import annotations

@@ -42,10 +42,15 @@ class SpectralAPI(StellarAPI):
     def decode_request(self, request: SpectralRequest) -> Job | Failure:
         return self._decode(request)
 
-    def _grid_edges(self) -> tuple[float, float]:
-        g = np.asarray(self.prep.grid)
+    def use_preprocessing(self, prep: Any) -> None:
+        super().use_preprocessing(prep)
+        g = np.asarray(prep.grid)  # computed once here: the grid property builds it anew on every access
         step = float(g[1] - g[0])
-        return float(g[0] - step / 2), float(g[-1] + step / 2)
+        self.grid_edges = float(g[0] - step / 2), float(g[-1] + step / 2)
+
+    def _grid_edges(self) -> tuple[float, float]:
+        """log10 λ of the outer pixel edges of the model's grid."""
+        return self.grid_edges
 
     def to_job(self, request: SpectralRequest) -> Job:
         flux = float_rows(request.spectra)

@@ -45,7 +45,7 @@ def test_decode_arrow_ragged_light_curves_with_options():
     rows = [[15.0, 15.1, 14.9], [15.2, 15.3, 15.1, 15.0]]
     body = _stream({"lightcurves": pa.array(rows, pa.list_(pa.float32()))}, bands="kepler", unit="mag")
     req = decode_arrow(body, LightCurveRequest)
-    assert req.lightcurves == [np.float32(r).astype(float).tolist() for r in rows]
+    assert [r.tolist() for r in req.lightcurves] == [np.float32(r).astype(float).tolist() for r in rows]
     assert (req.bands, req.unit) == ("kepler", "mag")
 
 

@@ -263,3 +263,35 @@ def test_run_starts_the_configured_server(spectral_version, registry_root, monke
     assert started == [
         {"host": "127.0.0.1", "port": 8123, "num_api_servers": 2, "generate_client_file": False, "log_level": "info"}
     ]
+
+
+@pytest.mark.parametrize("queue", ["pipe", "manager"])
+def test_request_and_answer_queues_are_pipes_or_litserves_manager_queues(spectral_version, registry_root, queue):
+    """``request_queue=pipe`` (the default) swaps LitServe's manager queues for ``multiprocessing`` pipe queues, both
+    ways; ``manager`` keeps LitServe's. Either serves the same answer (the other server tests run on the default)."""
+    from multiprocessing.queues import Queue as PipeQueue
+
+    from stellar.serving.server import build_server
+    from tests.serving.helpers import in_process_server
+
+    only = ("endpoints.lightcurve=null", "endpoints.sed=null", "endpoints.multimodal=null", f"request_queue={queue}")
+    cfg = serve_cfg(registry_root, spectral_version.name, *only)
+    server = build_server(cfg)
+    manager = server._init_manager(1)
+    try:
+        queues = [*server.litapi_request_queues.values(), *server._transport._queues]
+        assert len(queues) == 2 and all(isinstance(q, PipeQueue) == (queue == "pipe") for q in queues)
+    finally:
+        manager.shutdown()
+    body = {"spectra": (1 + 0.01 * np.arange(64)[None, :]).tolist()}
+    with in_process_server(cfg) as client:
+        r = client.post(SPECTRAL, json=body)
+    assert r.status_code == 200 and len(r.json()["predictions"]) == 1
+
+
+def test_an_unknown_request_queue_is_refused_by_name(spectral_version, registry_root):
+    from stellar.errors import StellarConfigError
+    from stellar.serving.server import build_server
+
+    with pytest.raises(StellarConfigError, match="request_queue must be 'pipe' or 'manager', found 'zmq'"):
+        build_server(serve_cfg(registry_root, spectral_version.name, "request_queue=zmq"))

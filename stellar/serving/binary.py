@@ -98,7 +98,13 @@ def decode_arrow(body: bytes, request_class: type[BaseModel]) -> BaseModel:
         table = pa.ipc.open_stream(pa.BufferReader(body)).read_all()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as err:
         raise BodyError(400, f"body is not a readable Arrow IPC stream ({ARROW_STREAM}): {err}") from err
-    fields: dict[str, Any] = {k.decode(): _option(v) for k, v in (table.schema.metadata or {}).items()}
+    try:
+        fields: dict[str, Any] = {k.decode(): _option(v) for k, v in (table.schema.metadata or {}).items()}
+    except UnicodeDecodeError as err:
+        raise BodyError(422, f"schema metadata must be UTF-8 text (JSON values): {err}") from err
+    repeated = sorted({n for n in table.column_names if table.column_names.count(n) > 1})
+    if repeated:
+        raise BodyError(422, f"columns {repeated} sent more than once: send each field as one column")
     clash = set(fields) & set(table.column_names)
     if clash:
         raise BodyError(422, f"{sorted(clash)} sent both as columns and as schema metadata: send each once")

@@ -59,8 +59,18 @@ def test_decode_arrow_ragged_light_curves_with_options():
         (_stream({"spectra": pa.array([[np.nan, np.nan, np.nan]])}), 422, "finite"),
         (_stream({"spectra": _spectra(_flux()), "errors": pa.array([[0.1]] * 3)}), 422, "errors[0]"),
         (_stream({"spectra": _spectra(_flux())}, spectra=[[1, 2]]), 422, "both as columns and as schema metadata"),
+        (
+            encode_arrow(pa.Table.from_arrays([_spectra(_flux())] * 2, names=["spectra", "spectra"])),
+            422,
+            "more than once",
+        ),
+        (
+            encode_arrow(pa.table({"spectra": _spectra(_flux())}).replace_schema_metadata({b"medium": b"\xff"})),
+            422,
+            "UTF-8",
+        ),
     ],
-    ids=["truncated", "not_arrow", "strings", "flat", "nan_only", "errors_shape", "clash"],
+    ids=["truncated", "not_arrow", "strings", "flat", "nan_only", "errors_shape", "clash", "repeated", "not_utf8"],
 )
 def test_decode_arrow_refuses_bad_bodies(body, status, says):
     with pytest.raises(BodyError) as err:

@@ -254,7 +254,7 @@ def decode_json(body: bytes, request_class: type[BaseModel]) -> BaseModel:
     except orjson.JSONDecodeError:
         try:
             fields = json.loads(body)
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:  # RecursionError: nested deeper than the parser allows
             where = getattr(err, "pos", 0)
             error = {"type": "json_invalid", "loc": ["body", where], "msg": "JSON decode error", "input": {}}
             raise BodyError(422, [{**error, "ctx": {"error": getattr(err, "msg", str(err))}}]) from err
@@ -268,5 +268,8 @@ def _validate(fields: Any, request_class: type[BaseModel]) -> BaseModel:
         return request_class.model_validate(fields)
     except ValidationError as err:
         errors = [{**e, "loc": ("body", *e["loc"])} for e in err.errors(include_url=False)]
-        encoded = jsonable_encoder(errors, custom_encoder={np.ndarray: np.ndarray.tolist})
-        raise BodyError(422, strict_json(encoded)) from err
+        try:
+            encoded = strict_json(jsonable_encoder(errors, custom_encoder={np.ndarray: np.ndarray.tolist}))
+        except RecursionError:  # an input nested too deep to echo: the errors without their input
+            encoded = strict_json(jsonable_encoder([{k: v for k, v in e.items() if k != "input"} for e in errors]))
+        raise BodyError(422, encoded) from err

@@ -132,6 +132,8 @@ def _column_rows(column: pa.ChunkedArray) -> np.ndarray | list[np.ndarray] | Non
     flat = values.to_numpy(zero_copy_only=False)
     if pa.types.is_fixed_size_list(t):
         return flat.reshape(len(column), t.list_size)
+    if not len(column):  # no rows (np.split below would make one empty row of them)
+        return flat.reshape(0, 0)
     offsets = column.offsets.to_numpy() - column.offsets[0].as_py()
     lengths = np.diff(offsets)
     if len(lengths) and (lengths == lengths[0]).all():

@@ -69,8 +69,20 @@ def test_decode_arrow_ragged_light_curves_with_options():
             422,
             "UTF-8",
         ),
+        (_stream({"spectra": pa.array([], pa.list_(pa.float32()))}), 422, "spectra has 0 rows"),
     ],
-    ids=["truncated", "not_arrow", "strings", "flat", "nan_only", "errors_shape", "clash", "repeated", "not_utf8"],
+    ids=[
+        "truncated",
+        "not_arrow",
+        "strings",
+        "flat",
+        "nan_only",
+        "errors_shape",
+        "clash",
+        "repeated",
+        "not_utf8",
+        "no_rows",
+    ],
 )
 def test_decode_arrow_refuses_bad_bodies(body, status, says):
     with pytest.raises(BodyError) as err:

@@ -74,7 +74,7 @@ def _option(raw: bytes) -> Any:
     text = raw.decode()
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to parse: the string, refused by the schema
         return text
 
 

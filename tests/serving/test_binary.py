@@ -70,6 +70,11 @@ def test_decode_arrow_ragged_light_curves_with_options():
             "UTF-8",
         ),
         (_stream({"spectra": pa.array([], pa.list_(pa.float32()))}), 422, "spectra has 0 rows"),
+        (
+            encode_arrow(pa.table({"spectra": _spectra(_flux())}).replace_schema_metadata({"redshift": "[" * 5000})),
+            422,
+            "redshift",
+        ),
     ],
     ids=[
         "truncated",
@@ -82,6 +87,7 @@ def test_decode_arrow_ragged_light_curves_with_options():
         "repeated",
         "not_utf8",
         "no_rows",
+        "deep_option",
     ],
 )
 def test_decode_arrow_refuses_bad_bodies(body, status, says):

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import struct
 from typing import Any
 
 import numpy as np
@@ -91,12 +92,15 @@ def decode_arrow(body: bytes, request_class: type[BaseModel]) -> BaseModel:
     Raises
     ------
     BodyError
-        400 for a stream Arrow cannot read (truncated, not Arrow), 422 for values the schema refuses (wrong
-        type, shape, NaN-only rows…, with pydantic's list of errors located as in a JSON body).
+        400 for a stream Arrow cannot read (truncated, not Arrow) or with compressed record batches, 422 for
+        values the schema refuses (wrong type, shape, NaN-only rows…, with pydantic's list of errors located as in
+        a JSON body).
     """
     try:
+        if any(_compressed(m.metadata.to_pybytes()) for m in pa.ipc.MessageReader.open_stream(pa.BufferReader(body))):
+            raise BodyError(400, "compressed Arrow record batches are not accepted (they expand past max_body_mb)")
         table = pa.ipc.open_stream(pa.BufferReader(body)).read_all()
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as err:
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, struct.error, IndexError) as err:
         raise BodyError(400, f"body is not a readable Arrow IPC stream ({ARROW_STREAM}): {err}") from err
     try:
         fields: dict[str, Any] = {k.decode(): _option(v) for k, v in (table.schema.metadata or {}).items()}
@@ -114,6 +118,34 @@ def decode_arrow(body: bytes, request_class: type[BaseModel]) -> BaseModel:
         rows = _column_rows(column) if name in arrays else None
         fields[name] = column.to_pylist() if rows is None else rows
     return _validate(fields, request_class)
+
+
+def _compressed(meta: bytes) -> bool:
+    """Whether the IPC message of flatbuffer ``meta`` is a record batch (or dictionary batch) with compressed
+    buffers: a few kB of zstd expand to GB, past the body limit, so they are refused before Arrow decompresses them.
+    Flatbuffers: ``Message.header`` (field 2) of type 3 (``RecordBatch``) or 4 (``DictionaryBatch``, whose ``data``,
+    field 1, is the record batch); ``RecordBatch.compression`` is field 3 (Arrow's Message.fbs)."""
+
+    def fields(pos: int) -> Any:  # a table's field → its offset from the table (0: absent)
+        vtable = pos - struct.unpack_from("<i", meta, pos)[0]
+        size = struct.unpack_from("<H", meta, vtable)[0]
+        return lambda i: struct.unpack_from("<H", meta, vtable + 4 + 2 * i)[0] if 4 + 2 * i < size else 0
+
+    def child(pos: int, offset: int) -> int:
+        return pos + offset + struct.unpack_from("<I", meta, pos + offset)[0]
+
+    root = struct.unpack_from("<I", meta, 0)[0]
+    message = fields(root)
+    kind = meta[root + message(1)] if message(1) else 0
+    if kind not in (3, 4) or not message(2):
+        return False
+    header = child(root, message(2))
+    if kind == 4:
+        data = fields(header)(1)
+        if not data:
+            return False
+        header = child(header, data)
+    return bool(fields(header)(3))
 
 
 def _column_rows(column: pa.ChunkedArray) -> np.ndarray | list[np.ndarray] | None:

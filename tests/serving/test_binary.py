@@ -96,6 +96,26 @@ def test_decode_arrow_refuses_bad_bodies(body, status, says):
     assert err.value.status == status and says in json.dumps(err.value.detail)
 
 
+def test_compressed_arrow_bodies_are_refused_before_they_expand():
+    # 15 kB of zstd holds 160 MB of float64 (1,000 rows): a body far under max_body_mb that expands far past it
+    flux = pa.FixedSizeListArray.from_arrays(pa.array(np.ones(100 * 20_000)), 20_000)
+    for codec in ("zstd", "lz4"):
+        sink = pa.BufferOutputStream()
+        options = pa.ipc.IpcWriteOptions(compression=codec)
+        with pa.ipc.new_stream(sink, pa.schema([("spectra", flux.type)]), options=options) as writer:
+            writer.write_batch(pa.record_batch([flux], names=["spectra"]))
+        assert sink.getvalue().size < 16_000_000 / 100  # under 1% of the 16 MB it holds
+        with pytest.raises(BodyError) as err:
+            decode_arrow(sink.getvalue().to_pybytes(), SpectralRequest)
+        assert err.value.status == 400 and "compressed" in err.value.detail
+    # uncompressed streams, dictionary-encoded columns included, are read as before
+    body = _stream({"spectra": _spectra(_flux()), "medium": pa.array(["air"] * 3).dictionary_encode()})
+    with pytest.raises(BodyError) as err:  # read; then refused by the schema (medium is one option, not a column)
+        decode_arrow(body, SpectralRequest)
+    assert err.value.status == 422 and err.value.detail[0]["loc"] == ["body", "medium"]
+    assert len(decode_arrow(_stream({"spectra": _spectra(_flux())}), SpectralRequest).spectra) == 3
+
+
 def test_response_table_round_trip():
     response = {
         "model": "m",

@@ -49,6 +49,7 @@ from stellar.serving.responses import (
     not_acceptable,
     response_table,
 )
+from stellar.serving.schemas import MAX_ROWS
 from stellar.serving.validation import strict_json
 
 __all__ = [
@@ -112,12 +113,34 @@ def decode_arrow(body: bytes, request_class: type[BaseModel]) -> BaseModel:
     clash = set(fields) & set(table.column_names)
     if clash:
         raise BodyError(422, f"{sorted(clash)} sent both as columns and as schema metadata: send each once")
+    if table.num_rows > MAX_ROWS:
+        raise BodyError(422, f"the stream has {table.num_rows} rows (objects); at most {MAX_ROWS} per request")
+    expanding = [n for n, t in zip(table.column_names, table.schema.types, strict=True) if _expands(t)]
+    if expanding:
+        raise BodyError(422, f"columns {expanding} hold lists of null, run-end or dictionary values: send plain values")
     arrays = array_fields(request_class)
     for name in table.column_names:
         column = table.column(name)
         rows = _column_rows(column) if name in arrays else None
         fields[name] = column.to_pylist() if rows is None else rows
     return _validate(fields, request_class)
+
+
+def _expands(t: pa.DataType, nested: bool = False) -> bool:
+    """Whether a column of type ``t`` can hold more values than the body has bytes: inside lists, null, run-end
+    encoded and dictionary values take no bytes per value (a 300-byte stream holds a row of 10⁹ nulls), so they
+    would expand without bound into Python values. At the top they are bounded by the rows (``MAX_ROWS``)."""
+    if pa.types.is_null(t):
+        return nested
+    if pa.types.is_run_end_encoded(t) or pa.types.is_dictionary(t):
+        return nested or _expands(t.value_type, nested)
+    if pa.types.is_struct(t):
+        return any(_expands(t.field(i).type, nested) for i in range(t.num_fields))
+    if pa.types.is_map(t):
+        return _expands(t.key_type, True) or _expands(t.item_type, True)
+    if pa.types.is_nested(t):  # list, large list, fixed-size list, list views
+        return _expands(t.value_type, True)
+    return False
 
 
 def _compressed(meta: bytes) -> bool:

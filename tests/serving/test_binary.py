@@ -116,6 +116,27 @@ def test_compressed_arrow_bodies_are_refused_before_they_expand():
     assert len(decode_arrow(_stream({"spectra": _spectra(_flux())}), SpectralRequest).spectra) == 3
 
 
+def test_arrow_values_that_take_no_bytes_are_refused_before_they_expand():
+    # a few hundred bytes that would be 10⁹ Python values: nulls or run-end encoded values inside a list
+    ree = pa.RunEndEncodedArray.from_arrays(pa.array([10**9], pa.int32()), pa.array([1.0]))
+    for column in (
+        pa.ListArray.from_arrays(pa.array([0, 10**9], pa.int32()), pa.nulls(10**9)),
+        pa.ListArray.from_arrays(pa.array([0, 10**9], pa.int32()), ree),
+    ):
+        body = encode_arrow(pa.table({"spectra": column}))
+        assert len(body) < 1000
+        with pytest.raises(BodyError) as err:
+            decode_arrow(body, SpectralRequest)
+        assert err.value.status == 422 and "plain values" in err.value.detail
+    with pytest.raises(BodyError) as err:  # a column of 10⁹ nulls: more rows than a request may have
+        decode_arrow(encode_arrow(pa.table({"redshift": pa.nulls(10**9)})), SpectralRequest)
+    assert err.value.status == 422 and "at most 10000" in err.value.detail
+    # at the top, nulls and dictionaries are bounded by the rows: read, then judged by the schema as before
+    with pytest.raises(BodyError) as err:
+        decode_arrow(_stream({"spectra": _spectra(_flux()), "redshift": pa.nulls(3)}), SpectralRequest)
+    assert err.value.status == 422 and err.value.detail[0]["loc"][:2] == ["body", "redshift"]
+
+
 def test_response_table_round_trip():
     response = {
         "model": "m",

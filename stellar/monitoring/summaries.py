@@ -89,6 +89,7 @@ def _nanmedian(a: np.ndarray, valid: np.ndarray) -> np.ndarray:
     One sort of the whole block (the invalid entries last, as NaN), then the middle one or two of each row: the
     same values as ``np.nanmedian``, which, for rows of 600 values or more, loops over the rows in Python.
     """
+    valid = valid & ~np.isnan(a)  # a NaN marked valid (0 · inf) is left out, as np.nanmedian leaves it out
     x = np.sort(np.where(valid, a, np.nan), axis=1)
     n = valid.sum(axis=1)
     ok = n > 0

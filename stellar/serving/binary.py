@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import struct
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,7 @@ from stellar.serving.responses import (
     not_acceptable,
     response_table,
 )
+from stellar.serving.schemas import MAX_ROWS
 from stellar.serving.validation import strict_json
 
 __all__ = [
@@ -74,7 +76,7 @@ def _option(raw: bytes) -> Any:
     text = raw.decode()
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to parse: the string, refused by the schema
         return text
 
 
@@ -91,23 +93,82 @@ def decode_arrow(body: bytes, request_class: type[BaseModel]) -> BaseModel:
     Raises
     ------
     BodyError
-        400 for a stream Arrow cannot read (truncated, not Arrow), 422 for values the schema refuses (wrong
-        type, shape, NaN-only rows…, with pydantic's list of errors located as in a JSON body).
+        400 for a stream Arrow cannot read (truncated, not Arrow) or with compressed record batches, 422 for
+        values the schema refuses (wrong type, shape, NaN-only rows…, with pydantic's list of errors located as in
+        a JSON body).
     """
     try:
+        if any(_compressed(m.metadata.to_pybytes()) for m in pa.ipc.MessageReader.open_stream(pa.BufferReader(body))):
+            raise BodyError(400, "compressed Arrow record batches are not accepted (they expand past max_body_mb)")
         table = pa.ipc.open_stream(pa.BufferReader(body)).read_all()
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as err:
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, struct.error, IndexError) as err:
         raise BodyError(400, f"body is not a readable Arrow IPC stream ({ARROW_STREAM}): {err}") from err
-    fields: dict[str, Any] = {k.decode(): _option(v) for k, v in (table.schema.metadata or {}).items()}
+    try:
+        fields: dict[str, Any] = {k.decode(): _option(v) for k, v in (table.schema.metadata or {}).items()}
+    except UnicodeDecodeError as err:
+        raise BodyError(422, f"schema metadata must be UTF-8 text (JSON values): {err}") from err
+    repeated = sorted({n for n in table.column_names if table.column_names.count(n) > 1})
+    if repeated:
+        raise BodyError(422, f"columns {repeated} sent more than once: send each field as one column")
     clash = set(fields) & set(table.column_names)
     if clash:
         raise BodyError(422, f"{sorted(clash)} sent both as columns and as schema metadata: send each once")
+    if table.num_rows > MAX_ROWS:
+        raise BodyError(422, f"the stream has {table.num_rows} rows (objects); at most {MAX_ROWS} per request")
+    expanding = [n for n, t in zip(table.column_names, table.schema.types, strict=True) if _expands(t)]
+    if expanding:
+        raise BodyError(422, f"columns {expanding} hold lists of null, run-end or dictionary values: send plain values")
     arrays = array_fields(request_class)
     for name in table.column_names:
         column = table.column(name)
         rows = _column_rows(column) if name in arrays else None
         fields[name] = column.to_pylist() if rows is None else rows
     return _validate(fields, request_class)
+
+
+def _expands(t: pa.DataType, nested: bool = False) -> bool:
+    """Whether a column of type ``t`` can hold more values than the body has bytes: inside lists, null, run-end
+    encoded and dictionary values take no bytes per value (a 300-byte stream holds a row of 10⁹ nulls), so they
+    would expand without bound into Python values. At the top they are bounded by the rows (``MAX_ROWS``)."""
+    if pa.types.is_null(t):
+        return nested
+    if pa.types.is_run_end_encoded(t) or pa.types.is_dictionary(t):
+        return nested or _expands(t.value_type, nested)
+    if pa.types.is_struct(t):
+        return any(_expands(t.field(i).type, nested) for i in range(t.num_fields))
+    if pa.types.is_map(t):
+        return _expands(t.key_type, True) or _expands(t.item_type, True)
+    if pa.types.is_nested(t):  # list, large list, fixed-size list, list views
+        return _expands(t.value_type, True)
+    return False
+
+
+def _compressed(meta: bytes) -> bool:
+    """Whether the IPC message of flatbuffer ``meta`` is a record batch (or dictionary batch) with compressed
+    buffers: a few kB of zstd expand to GB, past the body limit, so they are refused before Arrow decompresses them.
+    Flatbuffers: ``Message.header`` (field 2) of type 3 (``RecordBatch``) or 4 (``DictionaryBatch``, whose ``data``,
+    field 1, is the record batch); ``RecordBatch.compression`` is field 3 (Arrow's Message.fbs)."""
+
+    def fields(pos: int) -> Any:  # a table's field → its offset from the table (0: absent)
+        vtable = pos - struct.unpack_from("<i", meta, pos)[0]
+        size = struct.unpack_from("<H", meta, vtable)[0]
+        return lambda i: struct.unpack_from("<H", meta, vtable + 4 + 2 * i)[0] if 4 + 2 * i < size else 0
+
+    def child(pos: int, offset: int) -> int:
+        return pos + offset + struct.unpack_from("<I", meta, pos + offset)[0]
+
+    root = struct.unpack_from("<I", meta, 0)[0]
+    message = fields(root)
+    kind = meta[root + message(1)] if message(1) else 0
+    if kind not in (3, 4) or not message(2):
+        return False
+    header = child(root, message(2))
+    if kind == 4:
+        data = fields(header)(1)
+        if not data:
+            return False
+        header = child(header, data)
+    return bool(fields(header)(3))
 
 
 def _column_rows(column: pa.ChunkedArray) -> np.ndarray | list[np.ndarray] | None:
@@ -126,6 +187,8 @@ def _column_rows(column: pa.ChunkedArray) -> np.ndarray | list[np.ndarray] | Non
     flat = values.to_numpy(zero_copy_only=False)
     if pa.types.is_fixed_size_list(t):
         return flat.reshape(len(column), t.list_size)
+    if not len(column):  # no rows (np.split below would make one empty row of them)
+        return flat.reshape(0, 0)
     offsets = column.offsets.to_numpy() - column.offsets[0].as_py()
     lengths = np.diff(offsets)
     if len(lengths) and (lengths == lengths[0]).all():
@@ -248,7 +311,7 @@ def decode_json(body: bytes, request_class: type[BaseModel]) -> BaseModel:
     except orjson.JSONDecodeError:
         try:
             fields = json.loads(body)
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:  # RecursionError: nested deeper than the parser allows
             where = getattr(err, "pos", 0)
             error = {"type": "json_invalid", "loc": ["body", where], "msg": "JSON decode error", "input": {}}
             raise BodyError(422, [{**error, "ctx": {"error": getattr(err, "msg", str(err))}}]) from err
@@ -262,5 +325,8 @@ def _validate(fields: Any, request_class: type[BaseModel]) -> BaseModel:
         return request_class.model_validate(fields)
     except ValidationError as err:
         errors = [{**e, "loc": ("body", *e["loc"])} for e in err.errors(include_url=False)]
-        encoded = jsonable_encoder(errors, custom_encoder={np.ndarray: np.ndarray.tolist})
-        raise BodyError(422, strict_json(encoded)) from err
+        try:
+            encoded = strict_json(jsonable_encoder(errors, custom_encoder={np.ndarray: np.ndarray.tolist}))
+        except RecursionError:  # an input nested too deep to echo: the errors without their input
+            encoded = strict_json(jsonable_encoder([{k: v for k, v in e.items() if k != "input"} for e in errors]))
+        raise BodyError(422, encoded) from err

@@ -20,6 +20,14 @@ def _spectra(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     return {"flux": flux, "ivar": np.full((n, 256), 400.0), "mask": np.zeros((n, 256), bool)}
 
 
+def test_spectrum_snr_median_leaves_out_nan_as_nanmedian_does() -> None:
+    # zero flux where ivar is infinite: |flux|·sqrt(ivar) is NaN on a pixel that has data and noise
+    flux = np.array([[0.0, 1.0, 2.0, 3.0]])
+    ivar = np.array([[np.inf, 1.0, 1.0, 1.0]])
+    t = summarize({"flux": flux, "ivar": ivar, "mask": np.zeros((1, 4), bool)})
+    assert t["snr_median"].tolist() == [2.0]  # np.nanmedian([nan, 1, 2, 3])
+
+
 def test_summaries_of_photometry_count_bands() -> None:
     mag = np.array([[10.0, 11.0], [10.0, np.nan]])
     t = summarize({"mag": mag, "features": mag})

@@ -122,6 +122,18 @@ def test_json_path_keeps_nan_literals_and_error_bodies():
     assert err.value.detail[0]["loc"] == ["body", "spectra", 0, 1] and err.value.detail[0]["type"] == "float_type"
 
 
+@pytest.mark.parametrize(
+    ("depth", "error_type"),
+    [(500, "float_type"), (2000, "json_invalid")],  # deeper than the echo of the input; than the parsers allow
+)
+def test_json_nested_too_deep_is_a_422(depth, error_type):
+    body = b'{"spectra": [[1.0, 2.0], ' + b"[" * depth + b"]" * depth + b"]}"  # a few kB of brackets
+    with pytest.raises(BodyError) as err:
+        decode_json(body, SpectralRequest)
+    assert err.value.status == 422 and err.value.detail[0]["type"] == error_type
+    json.dumps(err.value.detail)  # the 422 body can be written
+
+
 def test_array_errors_echo_their_input_as_lists():
     with pytest.raises(BodyError) as err:
         flux = pa.FixedSizeListArray.from_arrays(pa.array([np.nan, np.nan, 1.0], pa.float32()), 3)

@@ -59,13 +59,82 @@ def test_decode_arrow_ragged_light_curves_with_options():
         (_stream({"spectra": pa.array([[np.nan, np.nan, np.nan]])}), 422, "finite"),
         (_stream({"spectra": _spectra(_flux()), "errors": pa.array([[0.1]] * 3)}), 422, "errors[0]"),
         (_stream({"spectra": _spectra(_flux())}, spectra=[[1, 2]]), 422, "both as columns and as schema metadata"),
+        (
+            encode_arrow(pa.Table.from_arrays([_spectra(_flux())] * 2, names=["spectra", "spectra"])),
+            422,
+            "more than once",
+        ),
+        (
+            encode_arrow(pa.table({"spectra": _spectra(_flux())}).replace_schema_metadata({b"medium": b"\xff"})),
+            422,
+            "UTF-8",
+        ),
+        (_stream({"spectra": pa.array([], pa.list_(pa.float32()))}), 422, "spectra has 0 rows"),
+        (
+            encode_arrow(pa.table({"spectra": _spectra(_flux())}).replace_schema_metadata({"redshift": "[" * 5000})),
+            422,
+            "redshift",
+        ),
     ],
-    ids=["truncated", "not_arrow", "strings", "flat", "nan_only", "errors_shape", "clash"],
+    ids=[
+        "truncated",
+        "not_arrow",
+        "strings",
+        "flat",
+        "nan_only",
+        "errors_shape",
+        "clash",
+        "repeated",
+        "not_utf8",
+        "no_rows",
+        "deep_option",
+    ],
 )
 def test_decode_arrow_refuses_bad_bodies(body, status, says):
     with pytest.raises(BodyError) as err:
         decode_arrow(body, SpectralRequest)
     assert err.value.status == status and says in json.dumps(err.value.detail)
+
+
+def test_compressed_arrow_bodies_are_refused_before_they_expand():
+    # 15 kB of zstd holds 160 MB of float64 (1,000 rows): a body far under max_body_mb that expands far past it
+    flux = pa.FixedSizeListArray.from_arrays(pa.array(np.ones(100 * 20_000)), 20_000)
+    for codec in ("zstd", "lz4"):
+        sink = pa.BufferOutputStream()
+        options = pa.ipc.IpcWriteOptions(compression=codec)
+        with pa.ipc.new_stream(sink, pa.schema([("spectra", flux.type)]), options=options) as writer:
+            writer.write_batch(pa.record_batch([flux], names=["spectra"]))
+        assert sink.getvalue().size < 16_000_000 / 100  # under 1% of the 16 MB it holds
+        with pytest.raises(BodyError) as err:
+            decode_arrow(sink.getvalue().to_pybytes(), SpectralRequest)
+        assert err.value.status == 400 and "compressed" in err.value.detail
+    # uncompressed streams, dictionary-encoded columns included, are read as before
+    body = _stream({"spectra": _spectra(_flux()), "medium": pa.array(["air"] * 3).dictionary_encode()})
+    with pytest.raises(BodyError) as err:  # read; then refused by the schema (medium is one option, not a column)
+        decode_arrow(body, SpectralRequest)
+    assert err.value.status == 422 and err.value.detail[0]["loc"] == ["body", "medium"]
+    assert len(decode_arrow(_stream({"spectra": _spectra(_flux())}), SpectralRequest).spectra) == 3
+
+
+def test_arrow_values_that_take_no_bytes_are_refused_before_they_expand():
+    # a few hundred bytes that would be 10⁹ Python values: nulls or run-end encoded values inside a list
+    ree = pa.RunEndEncodedArray.from_arrays(pa.array([10**9], pa.int32()), pa.array([1.0]))
+    for column in (
+        pa.ListArray.from_arrays(pa.array([0, 10**9], pa.int32()), pa.nulls(10**9)),
+        pa.ListArray.from_arrays(pa.array([0, 10**9], pa.int32()), ree),
+    ):
+        body = encode_arrow(pa.table({"spectra": column}))
+        assert len(body) < 1000
+        with pytest.raises(BodyError) as err:
+            decode_arrow(body, SpectralRequest)
+        assert err.value.status == 422 and "plain values" in err.value.detail
+    with pytest.raises(BodyError) as err:  # a column of 10⁹ nulls: more rows than a request may have
+        decode_arrow(encode_arrow(pa.table({"redshift": pa.nulls(10**9)})), SpectralRequest)
+    assert err.value.status == 422 and "at most 10000" in err.value.detail
+    # at the top, nulls and dictionaries are bounded by the rows: read, then judged by the schema as before
+    with pytest.raises(BodyError) as err:
+        decode_arrow(_stream({"spectra": _spectra(_flux()), "redshift": pa.nulls(3)}), SpectralRequest)
+    assert err.value.status == 422 and err.value.detail[0]["loc"][:2] == ["body", "redshift"]
 
 
 def test_response_table_round_trip():

@@ -275,6 +275,10 @@ def test_survey_files_refused_with_the_reason(spectral, sed_version, tmp_path):
         spectral.predict(tmp_path)
     with pytest.raises(StellarValueError, match=r"no spectra record .* kic-11442793 .*lightcurve"):
         spectral.predict(KEPLER)
+    (tmp_path / "cut.fits").write_bytes(b"SIMPLE  =                    T")  # a FITS start, then nothing
+    with pytest.raises(StellarValueError, match=r"cut.fits could not be read: .*no readable HDU"):
+        spectral.predict(tmp_path)
+    (tmp_path / "cut.fits").unlink()
     with pytest.raises(StellarValueError, match=r"takes no other argument; got \['medium'\]"):
         spectral.predict(tmp_path, medium="air")
     sed = stellar.load(sed_version.name, registry=str(sed_version.registry.root))

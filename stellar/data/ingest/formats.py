@@ -25,7 +25,7 @@ from stellar.data.ingest import gaia, simbad, wcs1d
 from stellar.data.ingest.lightcurves import parse_lc
 from stellar.data.ingest.records import Record
 from stellar.data.ingest.sdss import SPECTRA_UNITS, parse_skyserver_csv, parse_spec
-from stellar.errors import StellarDataError
+from stellar.errors import CorruptPayloadError, StellarDataError
 from stellar.utils import urls
 
 log = logging.getLogger(__name__)
@@ -62,10 +62,13 @@ def parse_lamost(body: bytes, source: str) -> Record:
 
 def parse_fits(body: bytes, source: str, *, wcs1d_medium: str = "air") -> list[Record]:
     """A FITS file by its HDUs and primary header; ``wcs1d_medium`` see :func:`parse_file`."""
-    with fits.open(io.BytesIO(body), memmap=False) as h:
-        names = [hdu.name for hdu in h]
-        telescope = str(h[0].header.get("TELESCOP", "")).upper()
-        wcs_spectrum = wcs1d.claims(h[0].header)
+    try:
+        with fits.open(io.BytesIO(body), memmap=False) as h:
+            names = [hdu.name for hdu in h]
+            telescope = str(h[0].header.get("TELESCOP", "")).upper()
+            wcs_spectrum = wcs1d.claims(h[0].header)
+    except OSError as err:  # astropy's "Empty or corrupt FITS file": parse_file promises a StellarDataError
+        raise CorruptPayloadError(f"{source}: a FITS header with no readable HDU ({err})") from err
     if "LIGHTCURVE" in names:
         return [parse_lc(body, source)]
     if telescope.startswith("LAMOST"):

@@ -265,26 +265,34 @@ def test_run_starts_the_configured_server(spectral_version, registry_root, monke
     ]
 
 
+def _spectral_only(registry_root: Any, model: str, queue: str) -> Any:
+    only = ("endpoints.lightcurve=null", "endpoints.sed=null", "endpoints.multimodal=null", f"request_queue={queue}")
+    return serve_cfg(registry_root, model, *only)
+
+
 @pytest.mark.parametrize("queue", ["pipe", "manager"])
 def test_request_and_answer_queues_are_pipes_or_litserves_manager_queues(spectral_version, registry_root, queue):
-    """``request_queue=pipe`` (the default) swaps LitServe's manager queues for ``multiprocessing`` pipe queues, both
-    ways; ``manager`` keeps LitServe's. Either serves the same answer (the other server tests run on the default)."""
+    """``request_queue=pipe`` (the default, which every other server test runs on) swaps LitServe's manager queues
+    for ``multiprocessing`` pipe queues, both ways; ``manager`` keeps LitServe's."""
     from multiprocessing.queues import Queue as PipeQueue
 
     from stellar.serving.server import build_server
-    from tests.serving.helpers import in_process_server
 
-    only = ("endpoints.lightcurve=null", "endpoints.sed=null", "endpoints.multimodal=null", f"request_queue={queue}")
-    cfg = serve_cfg(registry_root, spectral_version.name, *only)
-    server = build_server(cfg)
+    server = build_server(_spectral_only(registry_root, spectral_version.name, queue))
     manager = server._init_manager(1)
     try:
         queues = [*server.litapi_request_queues.values(), *server._transport._queues]
         assert len(queues) == 2 and all(isinstance(q, PipeQueue) == (queue == "pipe") for q in queues)
     finally:
         manager.shutdown()
+
+
+@pytest.mark.slow  # its own server start (~6 s); the default queues are served by every other server test
+def test_litserves_manager_queues_still_serve(spectral_version, registry_root):
+    from tests.serving.helpers import in_process_server
+
     body = {"spectra": (1 + 0.01 * np.arange(64)[None, :]).tolist()}
-    with in_process_server(cfg) as client:
+    with in_process_server(_spectral_only(registry_root, spectral_version.name, "manager")) as client:
         r = client.post(SPECTRAL, json=body)
     assert r.status_code == 200 and len(r.json()["predictions"]) == 1
 

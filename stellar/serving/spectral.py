@@ -46,15 +46,12 @@ class SpectralAPI(StellarAPI):
         super().use_preprocessing(prep)
         g = np.asarray(prep.grid)  # computed once here: the grid property builds it anew on every access
         step = float(g[1] - g[0])
+        #: log10 λ of the outer pixel edges of the model's grid
         self.grid_edges = float(g[0] - step / 2), float(g[-1] + step / 2)
-
-    def _grid_edges(self) -> tuple[float, float]:
-        """log10 λ of the outer pixel edges of the model's grid."""
-        return self.grid_edges
 
     def to_job(self, request: SpectralRequest) -> Job:
         flux = float_rows(request.spectra)
-        e0, e1 = self._grid_edges()
+        e0, e1 = self.grid_edges
         assumed = []
         if request.wavelengths is None:
             lengths = sorted({len(f) for f in flux})

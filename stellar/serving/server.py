@@ -163,14 +163,15 @@ class MetricsMiddleware:
 
 
 class StellarServer(ls.LitServer):
-    """LitServe's server, with each endpoint's request queue a :func:`multiprocessing.Queue` (a pipe) instead of a
-    queue of its multiprocessing manager, when ``pipe_queues`` is true (``request_queue: pipe`` in
-    ``conf/serve.yaml``).
+    """LitServe's server, with each endpoint's request queue and the answer queues of LitServe's multiprocessing
+    transport :func:`multiprocessing.Queue` s (pipes) instead of queues of its multiprocessing manager, when
+    ``pipe_queues`` is true (``request_queue: pipe`` in ``conf/serve.yaml``).
 
     A manager queue's ``put`` is a blocking round trip to the manager process, on the HTTP process's event loop, and
-    the worker's ``get`` another: profiled at one spectrum per request, 41% of the HTTP process's samples. A pipe
-    queue's ``put`` hands the object to a feeder thread and returns; the worker reads the pipe. Responses keep
-    LitServe's transport. The queues are made from the ``spawn`` context, as LitServe starts its inference workers.
+    the worker's ``get`` another, and every answer the same again: profiled at one spectrum per request, the request
+    ``put`` alone was 41% of the HTTP process's samples. A pipe queue's ``put`` hands the object to a feeder thread
+    and returns; the reader reads the pipe. The queues are made from the ``spawn`` context, as LitServe starts its
+    inference workers. The manager itself still runs (LitServe keeps its worker status and shutdown event there).
     """
 
     def __init__(self, *args: Any, pipe_queues: bool = True, **kwargs: Any):

@@ -41,7 +41,7 @@ from stellar.pipelines.common import (
     score_subsets,
 )
 from stellar.pipelines.distributed import is_rank_zero, local_ranks
-from stellar.pipelines.resume import drop_preemption_checkpoints, resume_checkpoint
+from stellar.pipelines.resume import IDENTITY_KEYS, drop_preemption_checkpoints, record_run_identity, resume_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +237,13 @@ def _fit_lightning(
         metrics.update(_pretrain(cfg, model, split, output_dir))
     for lg in loggers:
         lg.log_hyperparams(hparams)
-    ckpt_path = resume_checkpoint(cfg.get("resume"), output_dir)
+    identity = {
+        k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg.get(k), DictConfig) else cfg.get(k)
+        for k in IDENTITY_KEYS
+    }
+    ckpt_path = resume_checkpoint(cfg.get("resume"), output_dir, identity)
+    if is_rank_zero():
+        record_run_identity(output_dir, identity)
     try:
         trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     except SIGTERMException as err:

@@ -14,7 +14,12 @@ import pytest
 import torch
 
 from stellar.errors import StellarConfigError
-from stellar.pipelines.resume import PREEMPTION_CHECKPOINT, drop_preemption_checkpoints, resume_checkpoint
+from stellar.pipelines.resume import (
+    PREEMPTION_CHECKPOINT,
+    drop_preemption_checkpoints,
+    record_run_identity,
+    resume_checkpoint,
+)
 from tests.conftest import REPO
 
 
@@ -40,6 +45,26 @@ def test_resume_auto_takes_the_furthest_checkpoint_of_its_own_run(tmp_path):
     drop_preemption_checkpoints(run)  # a finished run keeps one set: last (and the best)
     assert not stopped.exists() and not hpc.exists() and last.exists()
     assert resume_checkpoint("auto", run) == str(last)
+
+
+def test_resume_auto_refuses_a_checkpoint_another_configuration_left(tmp_path):
+    # a sweep re-launched into the same folder with other overrides: job 0 finds the old job 0's checkpoint
+    run = tmp_path / "multirun" / "0"
+    old = {"model": {"name": "a", "optimizer": {"lr": 0.001}}, "seed": 7}
+    record_run_identity(run, old)
+    stopped = _ckpt(run / "checkpoints" / PREEMPTION_CHECKPOINT, 8)
+    assert resume_checkpoint("auto", run, old) == str(stopped)  # the same run, requeued: continued
+    new = {"model": {"name": "a", "optimizer": {"lr": 0.01}}, "seed": 7}
+    with pytest.raises(StellarConfigError, match=r"another configuration \(model\.optimizer\.lr: 0\.001 -> 0\.01\)"):
+        resume_checkpoint("auto", run, new)
+    with pytest.raises(StellarConfigError, match=r"seed: 7 -> '<absent>'"):
+        resume_checkpoint("auto", run, {"model": old["model"]})
+    assert stopped.exists()  # refusing touches nothing
+    assert resume_checkpoint("never", run, new) is None  # the way to replace them, on purpose
+    assert resume_checkpoint(str(stopped), run, new) == str(stopped)  # or to start from one, on purpose
+    bare = tmp_path / "before_the_record"  # checkpoints of a run made before the record existed: resumed
+    last = _ckpt(bare / "checkpoints" / "last.ckpt", 3)
+    assert resume_checkpoint("auto", bare, new) == str(last)
 
 
 def _train(tmp_path: Path, store_dir: Path, run_dir: Path, *extra: str) -> list[str]:

@@ -19,6 +19,7 @@ from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero
 from omegaconf import OmegaConf
 from torch.utils.data import DistributedSampler
 
+from stellar.errors import StellarConfigError
 from stellar.evaluation.calibration import calibrated_probs
 from stellar.pipelines.common import fit_calibrator, labels_of, load_calibrator, load_weights, predict, score_outputs
 from stellar.pipelines.distributed import merge_shards, starts_own_ranks
@@ -64,6 +65,23 @@ def test_a_rank_above_zero_trains_and_scores_but_writes_no_run_file(make_cfg, tm
     written = {p.name for p in out.iterdir()} if out.exists() else set()
     assert not written & (RUN_FILES | {"reference.npz"}), written
     assert not registry.exists()  # registration is rank 0's
+
+
+def test_an_evaluation_part_smaller_than_the_ranks_is_refused_not_left_to_hang(make_cfg, monkeypatch):
+    import torch.distributed as dist
+
+    cfg = make_cfg()
+    dm = instantiate(cfg.datamodule, split=instantiate(cfg.split))
+    dm.setup("fit")
+    n_val = len(dm.part("val"))
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_rank", lambda *a, **k: 1)
+    monkeypatch.setattr(dist, "get_world_size", lambda *a, **k: 2)
+    loader = dm.val_dataloader()  # every rank has rows: each its own share, no row twice
+    assert isinstance(loader.sampler, UnrepeatedDistributedSampler) and len(loader.sampler) == n_val // 2
+    monkeypatch.setattr(dist, "get_world_size", lambda *a, **k: n_val + 1)  # one rank would have no row at all
+    with pytest.raises(StellarConfigError, match=rf"the val part has {n_val} rows, fewer than the {n_val + 1} DDP"):
+        dm.val_dataloader()
 
 
 def _single_process_test(job: Path) -> tuple[dict[str, float], dict[str, float]]:

@@ -328,6 +328,13 @@ class StellarDataModule(L.LightningDataModule):
         ds = self.part(part)
         if isinstance(ds, StreamingPart) or not dist.is_available() or not dist.is_initialized():
             return self.loader(part)
+        if len(ds) < dist.get_world_size():
+            # a rank with no rows skips the whole evaluation loop, and the others would wait for it forever in the
+            # epoch-end metric sync
+            raise StellarConfigError(
+                f"the {part} part has {len(ds)} rows, fewer than the {dist.get_world_size()} DDP ranks: a rank would "
+                "have none to score and the others would wait for it; use fewer devices or a larger part"
+            )
         return self.loader(part, sampler=UnrepeatedDistributedSampler(ds, shuffle=False))
 
     def predict_dataloader(self) -> DataLoader:

@@ -4,8 +4,8 @@ The model comes from a train run (``run_dir=``) or the registry (``model=<name>[
 is the test part of a datamodule (``datamodule.data_dir=<folder> split=none``: every object of a folder) or a
 server's request log (``requests=<log dir>``: the input summaries and predictions it kept for that model version).
 Writes ``monitor.json``, ``monitor.html`` with figures, ``objects.csv`` (per-object OOD score and flag) and
-TensorBoard scalars in the run directory; ``fail_on_alert=true`` makes the command exit with status 1 when any
-check alerts.
+TensorBoard scalars in the run directory; ``fail_on_alert=true`` makes the command exit with status 3 (a crash: 1)
+when any check alerts.
 
 :func:`reference_of` makes the training reference that ``train.py`` saves in every run (``reference.npz``) and
 ``register=true`` stores in the registry version.

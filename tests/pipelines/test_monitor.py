@@ -1,5 +1,5 @@
 """train.py leaves the monitor's reference; ``python -m stellar.monitor`` on a run, a registered model, a shifted
-folder (alert, exit status 1 with fail_on_alert) and a neural model's embeddings."""
+folder (alert, exit status 3 with fail_on_alert) and a neural model's embeddings."""
 
 from __future__ import annotations
 
@@ -93,10 +93,11 @@ def test_evaluate_scores_every_prediction_against_the_reference(make_cfg, hippar
 # a subprocess run (~8 s); the exit decision and the argument rewrite are tested in-process by default
 @pytest.mark.slow
 def test_fail_on_alert_exits_non_zero(hipparcos_run, tmp_path):
-    from stellar.monitor import exit_status
+    from stellar.monitor import ALERT_EXIT_STATUS, exit_status
     from stellar.pipelines.common import registry_model_argument
 
     assert exit_status({"alert": False}, True) == 0 and exit_status({"alert": True}, False) == 0
+    assert exit_status({"alert": True}, True) == ALERT_EXIT_STATUS == 3  # not 1: a crash's status
     assert registry_model_argument(["model=a@production", "split=none"]) == ["model_ref=a@production", "split=none"]
     folder = _shifted_folder(tmp_path)
     cmd = [
@@ -112,7 +113,7 @@ def test_fail_on_alert_exits_non_zero(hipparcos_run, tmp_path):
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert proc.returncode == 1 and "ALERT" in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode == 3 and "ALERT" in proc.stderr, proc.stderr[-2000:]
 
 
 def test_a_neural_models_reference_has_embeddings(make_cfg, tmp_path):

@@ -284,6 +284,10 @@ def estimator_summary(model: Any, dm: Any, cfg: Any) -> dict[str, Any]:
     return score_outputs(predict(None, model, dm, "test"), dm, model.class_names, model.targets, calibrator, intervals)
 
 
+#: per fold, the combination's per-head member weights chosen on val (kept in --out beside the rows)
+WEIGHTS: dict[str, dict[str, dict[str, float]]] = {}
+
+
 def fold_rows(names: list[str], fold: int, args: argparse.Namespace, tmp: Path) -> dict[str, dict[str, float]]:
     """The named rows on one fold (``None`` names: every row, the neural multirun's too)."""
     common = [
@@ -306,6 +310,8 @@ def fold_rows(names: list[str], fold: int, args: argparse.Namespace, tmp: Path) 
         metrics, objs = run(cfg)
         dm = objs["datamodule"]
         out[COMBINED_ROW] = _row(metrics["test_summary"])
+        WEIGHTS[str(fold)] = objs["model"].weights
+        print(f"fold {fold}: weights chosen on val {json.dumps(WEIGHTS[str(fold)])}", flush=True)
         # the seed ensemble inside the combination: the members `train.py model=<NEURAL_MODEL>` fits (same seeds)
         out[NEURAL_ROW] = _row(estimator_summary(objs["model"].models["net_0"], dm, cfg))
     if dm is None:
@@ -371,7 +377,11 @@ def main() -> None:
         partial.write_text(json.dumps({"folds": args.folds[: args.folds.index(fold) + 1], "rows": rows}, indent=1))
     merged = {n: r for n, r in saved()["rows"].items() if n not in args.drop}
     merged.update(rows)
-    out.write_text(json.dumps({"folds": args.folds, "rows": merged}, indent=1))
+    result: dict[str, Any] = {"folds": args.folds, "rows": merged}
+    weights = {**saved().get("weights", {}), **WEIGHTS}
+    if weights:
+        result["weights"] = weights
+    out.write_text(json.dumps(result, indent=1))
     partial.unlink()
     print_table(merged)
 

@@ -90,14 +90,15 @@ def _normalised(weights: Sequence[float] | None, n: int) -> np.ndarray:
 
 def _mae_loss(
     means: Mapping[str, np.ndarray], truth: np.ndarray, learned: Callable[[np.ndarray], np.ndarray]
-) -> Callable[[Mapping[str, float]], float]:
-    """The MAE, in the learned space, of the weighted mean of the members' ``means`` against ``truth``."""
+) -> Callable[[Mapping[str, float]], np.ndarray]:
+    """Per object, the absolute error in the learned space of the weighted mean of the members' ``means`` against
+    ``truth`` (their mean is the MAE)."""
     member = {k: np.asarray(m, dtype=np.float64) for k, m in means.items()}
     target = learned(np.asarray(truth, dtype=np.float64))
 
-    def loss(w: Mapping[str, float]) -> float:
+    def loss(w: Mapping[str, float]) -> np.ndarray:
         mean = np.sum([w[k] * m for k, m in member.items()], axis=0)
-        return float(np.mean(np.abs(learned(mean) - target)))
+        return np.abs(learned(mean) - target)
 
     return loss
 
@@ -122,22 +123,45 @@ def simplex_grid(n: int, step: float) -> np.ndarray:
 
 
 def best_weights(
-    keys: Sequence[str], step: float, loss: Callable[[Mapping[str, float]], float]
+    keys: Sequence[str],
+    step: float,
+    loss: Callable[[Mapping[str, float]], float | np.ndarray],
+    margin: float = 0.0,
 ) -> dict[str, float] | None:
-    """The member weights with the lowest ``loss`` on the simplex grid of ``step``: one weight per member kind
-    (``<kind>_<i>`` keys; copies of a kind share its weight equally); ``None`` with fewer than two kinds."""
+    """The member weights with the lowest mean ``loss`` on the simplex grid of ``step``: one weight per member kind
+    (``<kind>_<i>`` keys; copies of a kind share its weight equally); ``None`` with fewer than two kinds.
+
+    ``loss`` returns the loss of a weighting, either as one number or per object (its mean is compared). With
+    ``margin > 0`` (per-object losses needed) a mixture is kept only if it beats the best single kind by more than
+    ``margin`` standard errors of their paired per-object difference; otherwise all weight goes to that kind: the
+    one-standard-error rule at ``margin=1``, which prefers the simpler answer when the validation part cannot tell
+    them apart.
+    """
+    if margin < 0 or not np.isfinite(margin):
+        raise StellarConfigError(f"weight_margin must be a non-negative number; got {margin}")
     kind_of = {k: k.rsplit("_", 1)[0] for k in keys}
     kinds = list(dict.fromkeys(kind_of.values()))
     if len(kinds) < 2:
         return None
     per_kind = {c: sum(kind_of[k] == c for k in keys) for c in kinds}
-    best, best_w = np.inf, None
+    best, best_w, best_v = np.inf, None, None
+    single, single_w, single_v = np.inf, None, None
     for row in simplex_grid(len(kinds), step):
         w = {k: float(row[kinds.index(kind_of[k])]) / per_kind[kind_of[k]] for k in keys}
-        value = loss(w)
+        values = np.asarray(loss(w), dtype=np.float64)
+        if margin > 0 and (values.ndim != 1 or len(values) < 2):
+            raise StellarConfigError("weight_margin > 0 needs a loss per object (at least two), not one number")
+        value = float(np.mean(values))
         if value < best - 1e-12:
-            best, best_w = value, w
-    return best_w
+            best, best_w, best_v = value, w, values
+        if np.count_nonzero(row) == 1 and value < single - 1e-12:
+            single, single_w, single_v = value, w, values
+    if margin == 0 or best_w is None or single_w is None or best_w == single_w:
+        return best_w
+    assert best_v is not None and single_v is not None
+    diff = best_v - single_v
+    se = float(np.std(diff, ddof=1) / np.sqrt(len(diff)))
+    return best_w if float(np.mean(diff)) < -margin * se else single_w
 
 
 def _present_weights(
@@ -257,9 +281,13 @@ class Ensemble(Estimator):
         member that is better at one head and worse at another is used where it is better.
     weight_step : float
         Step of the weight grid (``weighting="validation"``), dividing 1.
+    weight_margin : float
+        ``weighting="validation"``: keep a mixture for a head only if its validation loss is lower than the best
+        single member kind's by more than ``weight_margin`` standard errors of their paired per-object difference
+        (1: the one-standard-error rule); otherwise that kind alone answers the head. 0 (default): the lowest loss.
     """
 
-    hparam_keys = (*PIPELINE_KEYS, "log_targets", "members", "weighting")
+    hparam_keys = (*PIPELINE_KEYS, "log_targets", "members", "weighting", "weight_margin")
 
     def __init__(
         self,
@@ -272,10 +300,13 @@ class Ensemble(Estimator):
         calibrate_members: bool = False,
         weighting: str = "equal",
         weight_step: float = 0.1,
+        weight_margin: float = 0.0,
     ):
         if weighting not in ("equal", "validation"):
             raise StellarConfigError(f"weighting must be 'equal' or 'validation'; got {weighting!r}")
         simplex_grid(1, weight_step)  # checks the step
+        if not (np.isfinite(weight_margin) and weight_margin >= 0):
+            raise StellarConfigError(f"weight_margin must be a non-negative number; got {weight_margin}")
         if not members:
             raise StellarConfigError("members must name at least one estimator config")
         copies = dict(copies or {})
@@ -285,6 +316,7 @@ class Ensemble(Estimator):
         self.name, self.seed = str(name), int(seed)
         self.calibrate_members = bool(calibrate_members)
         self.weighting, self.weight_step = str(weighting), float(weight_step)
+        self.weight_margin = float(weight_margin)
         #: per head ("class" or a target), the weight of each member (``weighting="validation"``; absent: equal)
         self.weights: dict[str, dict[str, float]] = {}
         given = [str(c) for c in class_names or []]
@@ -385,8 +417,8 @@ class Ensemble(Estimator):
         outs = {key: self._member_outputs(key, val) for key in self.models}
         weights: dict[str, dict[str, float]] = {}
 
-        def choose(head: str, keys: list[str], loss: Callable[[Mapping[str, float]], float]) -> None:
-            best_w = best_weights(keys, self.weight_step, loss)
+        def choose(head: str, keys: list[str], loss: Callable[[Mapping[str, float]], np.ndarray]) -> None:
+            best_w = best_weights(keys, self.weight_step, loss, self.weight_margin)
             if best_w is not None:
                 weights[head] = best_w
 
@@ -396,8 +428,9 @@ class Ensemble(Estimator):
         probs = {k: p[ok] for k, (_, p) in outs.items() if p is not None}
         if self.class_names and ok.sum() >= 2 and probs:
 
-            def log_loss(w: Mapping[str, float]) -> float:
-                return negative_log_likelihood(np.sum([w[k] * p for k, p in probs.items()], axis=0), y[ok])
+            def log_loss(w: Mapping[str, float]) -> np.ndarray:
+                mixed = np.sum([w[k] * p for k, p in probs.items()], axis=0)
+                return -np.log(np.maximum(mixed[np.arange(len(mixed)), y[ok]], 1e-15))
 
             choose("class", list(probs), log_loss)
         for t in self.targets:

@@ -196,3 +196,37 @@ def test_validation_weighting_uses_each_member_where_it_is_better_and_round_trip
     assert loaded.weights == model.weights
     again = loaded.predict_outputs(test)
     assert all(np.array_equal(again[k], out[k]) for k in out)
+
+
+def test_weight_margin_keeps_a_mixture_only_when_it_beats_the_best_single_member_clearly():
+    from stellar.models.ensemble import best_weights
+
+    rng = np.random.default_rng(2)
+    truth = np.zeros(400)
+    # two members with independent unit errors: their equal mixture halves the variance, a clear gain
+    a, b = rng.normal(size=400), rng.normal(size=400)
+
+    def abs_err(x: np.ndarray, y: np.ndarray):
+        return lambda w: np.abs(w["x_0"] * x + w["y_0"] * y - truth)
+
+    keys = ["x_0", "y_0"]
+    clear = best_weights(keys, 0.1, abs_err(a, b), margin=1.0)
+    assert clear is not None and 0.3 <= clear["x_0"] <= 0.7
+    # a second member whose errors are almost the first's (0.98 a + 0.2 b: correlation 0.98, the same spread): in
+    # expectation their best mixture lowers the error variance by 1%, and on this draw the grid's best point mixes
+    # them, but by less than one standard error of the paired difference, so one member answers alone: the better
+    # one of the two on this sample
+    c = 0.98 * a + 0.2 * b
+    mixed = best_weights(keys, 0.1, abs_err(a, c), margin=0.0)
+    assert mixed is not None and 0 < mixed["x_0"] < 1
+    single = best_weights(keys, 0.1, abs_err(a, c), margin=1.0)
+    assert single is not None and sorted(single.values()) == [0.0, 1.0]
+    alone = {k: float(np.mean(abs_err(a, c)({"x_0": float(k == "x_0"), "y_0": float(k == "y_0")}))) for k in keys}
+    assert single[min(alone, key=alone.__getitem__)] == 1.0
+    # a loss of one number cannot give a standard error; a negative margin is refused
+    with pytest.raises(StellarConfigError, match="per object"):
+        best_weights(keys, 0.1, lambda w: float(np.mean(abs_err(a, c)(w))), margin=1.0)
+    with pytest.raises(StellarConfigError, match="weight_margin"):
+        best_weights(keys, 0.1, abs_err(a, b), margin=-1.0)
+    with pytest.raises(StellarConfigError, match="weight_margin"):
+        Ensemble(_members(), class_names=CLASSES, weighting="validation", weight_margin=-0.5)

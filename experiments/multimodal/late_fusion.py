@@ -75,6 +75,8 @@ SED_CANDIDATES = {
     "depth4": ["model.members.sed.params.max_depth=4"],
     "depth2": ["model.members.sed.params.max_depth=2"],
     "depth4_mcw1": ["model.members.sed.params.max_depth=4", "model.members.sed.params.min_child_weight=1"],
+    # a smooth member: kernel ridge on U - B, B - V, M_V (conf/model/late_fusion_sed_kernel_ridge.yaml)
+    "kernel_ridge": ["model=late_fusion_sed_kernel_ridge"],
 }
 
 

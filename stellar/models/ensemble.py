@@ -285,9 +285,12 @@ class Ensemble(Estimator):
         ``weighting="validation"``: keep a mixture for a head only if its validation loss is lower than the best
         single member kind's by more than ``weight_margin`` standard errors of their paired per-object difference
         (1: the one-standard-error rule); otherwise that kind alone answers the head. 0 (default): the lowest loss.
+    weight_space : {"learned", "physical"}
+        Where a target's validation MAE is measured when choosing its weights: in the learned space (log10 for log
+        targets, the default), or in the target's own units (K for Teff, where the hottest stars dominate the MAE).
     """
 
-    hparam_keys = (*PIPELINE_KEYS, "log_targets", "members", "weighting", "weight_margin")
+    hparam_keys = (*PIPELINE_KEYS, "log_targets", "members", "weighting", "weight_margin", "weight_space")
 
     def __init__(
         self,
@@ -301,10 +304,13 @@ class Ensemble(Estimator):
         weighting: str = "equal",
         weight_step: float = 0.1,
         weight_margin: float = 0.0,
+        weight_space: str = "learned",
     ):
         if weighting not in ("equal", "validation"):
             raise StellarConfigError(f"weighting must be 'equal' or 'validation'; got {weighting!r}")
         simplex_grid(1, weight_step)  # checks the step
+        if weight_space not in ("learned", "physical"):
+            raise StellarConfigError(f"weight_space must be 'learned' or 'physical'; got {weight_space!r}")
         if not (np.isfinite(weight_margin) and weight_margin >= 0):
             raise StellarConfigError(f"weight_margin must be a non-negative number; got {weight_margin}")
         if not members:
@@ -316,7 +322,7 @@ class Ensemble(Estimator):
         self.name, self.seed = str(name), int(seed)
         self.calibrate_members = bool(calibrate_members)
         self.weighting, self.weight_step = str(weighting), float(weight_step)
-        self.weight_margin = float(weight_margin)
+        self.weight_margin, self.weight_space = float(weight_margin), str(weight_space)
         #: per head ("class" or a target), the weight of each member (``weighting="validation"``; absent: equal)
         self.weights: dict[str, dict[str, float]] = {}
         given = [str(c) for c in class_names or []]
@@ -439,7 +445,7 @@ class Ensemble(Estimator):
             good = np.isfinite(truth) & (truth > 0 if t in self.log_targets else True)
             if good.sum() < 2 or not keys:
                 continue
-            learned = np.log10 if t in self.log_targets else np.asarray
+            learned = np.log10 if t in self.log_targets and self.weight_space == "learned" else np.asarray
             choose(t, keys, _mae_loss({k: outs[k][0][f"{t}_mean"][good] for k in keys}, truth[good], learned))
         return weights
 

@@ -230,3 +230,37 @@ def test_weight_margin_keeps_a_mixture_only_when_it_beats_the_best_single_member
         best_weights(keys, 0.1, abs_err(a, b), margin=-1.0)
     with pytest.raises(StellarConfigError, match="weight_margin"):
         Ensemble(_members(), class_names=CLASSES, weighting="validation", weight_margin=-0.5)
+
+
+class _FixedTeff:
+    """A stand-in member: its Teff is the data field ``teff_<name>`` (σ 1 %), no class head; fit does nothing."""
+
+    def __init__(self, column: str, class_names=None, seed=0, name="", target_stats=None):
+        self.column, self.class_names, self.targets, self.log_targets, self.inputs = column, [], ["teff"], ["teff"], []
+
+    def fit(self, train, val=None):
+        return {}
+
+    def predict_outputs(self, arrays):
+        mean = np.asarray(arrays[self.column], dtype=np.float64)
+        return {"teff_mean": mean, "teff_logvar": np.full(len(mean), np.log((0.01 * np.log10(mean)) ** 2))}
+
+
+def test_weight_space_measures_the_teff_error_in_dex_or_in_kelvin():
+    # half the stars at 5,000 K, half at 20,000 K; "hot" is exact on the hot stars and 250 K (0.021 dex) off on the
+    # cool ones, "cool" exact on the cool stars and 600 K (0.013 dex) off on the hot ones: in dex "cool" is the
+    # better member, in kelvin "hot" is, and any mixture lies between (the errors have one sign)
+    teff = np.repeat([5000.0, 20000.0], 50)
+    hot, cool = np.where(teff < 1e4, teff + 250.0, teff), np.where(teff < 1e4, teff, teff + 600.0)
+    val = {"label": np.full(100, -1), "teff": teff, "hot": hot, "cool": cool}
+    members = {"hot": partial(_FixedTeff, "hot"), "cool": partial(_FixedTeff, "cool")}
+    chosen = {}
+    for space in ("learned", "physical"):
+        model = Ensemble(members, weighting="validation", weight_space=space)
+        model.fit(val, val)
+        chosen[space] = model.weights["teff"]
+        assert model.hparams["weight_space"] == space
+    assert chosen["learned"] == {"hot_0": 0.0, "cool_0": 1.0}
+    assert chosen["physical"] == {"hot_0": 1.0, "cool_0": 0.0}
+    with pytest.raises(StellarConfigError, match="weight_space"):
+        Ensemble(members, weighting="validation", weight_space="kelvin")

@@ -92,6 +92,7 @@ MODEL_OVERRIDES = {
         "model.members.sed.n_jobs=1",
         "model.members.sed.num_boost_round=15",
     ],
+    "late_fusion_sed_kernel_ridge": ["datamodule=miles_paired", *MILES_PAIRED],
     "contrastive": FAST_MULTIMODAL,
     "lightcurve_multitask": ["datamodule=lightcurve"],
     "lightcurve_xgboost": ["datamodule=lightcurve", *FAST_XGB],

@@ -350,7 +350,7 @@ def compare(args: argparse.Namespace) -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     fmt = {"accuracy": "{:.3f}", "teff_median_ae": "{:.0f}", "logg_mae": "{:.3f}", "feh_mae": "{:.3f}"}
-    names = {"spectrum": "spectrum only", "late": "late fused", "variant": "late fused + joint"}
+    names = {"spectrum": "spectrum only", "late": "late fused", "variant": args.variant_name}
     print("| model | " + " | ".join(f"{sub}: {k}" for sub in summary for k in fmt) + " |")
     print("|" + "---|" * (1 + len(summary) * len(fmt)))
     for v, name in names.items():
@@ -564,6 +564,7 @@ def main() -> None:
     p.add_argument("--runs", nargs="+", default=[], help="compare: the variant's folds JSONs, one per assignment")
     p.add_argument("--baseline", nargs="+", default=[], help="compare: the late fusion's, in the same order")
     p.add_argument("--member", default="joint", help="val-check: the member whose worth is checked")
+    p.add_argument("--variant-name", default="late fused + joint", help="compare: the variant's row name")
     p.add_argument("overrides", nargs="*")
     args = p.parse_intermixed_args()
     if args.mode in ("table", "coverage-table"):

@@ -18,6 +18,11 @@
         --out experiments/multimodal/results/late_fusion_joint_compare.json \\
         --runs experiments/multimodal/results/late_fusion_joint_folds_k0.json ... \\
         --baseline experiments/multimodal/results/late_fusion_folds.json ...
+    # each member alone on the validation objects that have a member's modalities, log g on dwarfs / the rest
+    # (saved runs of ``folds``; section 8e)
+    OMP_NUM_THREADS=1 PYTHONPATH=. python experiments/multimodal/late_fusion.py val-members --member cascade \\
+        --out experiments/multimodal/results/late_fusion_cascade_val_members_k0.json --split-seed 0 -- \\
+        model=late_fusion_cascade …
     # is that third member worth it on the validation parts (pool weights out of sample; saved runs of ``folds``)
     OMP_NUM_THREADS=1 PYTHONPATH=. python experiments/multimodal/late_fusion.py val-check --member joint \\
         --out experiments/multimodal/results/late_fusion_joint_val_check_k0.json --split-seed 0 -- \\
@@ -350,7 +355,7 @@ def compare(args: argparse.Namespace) -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     fmt = {"accuracy": "{:.3f}", "teff_median_ae": "{:.0f}", "logg_mae": "{:.3f}", "feh_mae": "{:.3f}"}
-    names = {"spectrum": "spectrum only", "late": "late fused", "variant": "late fused + joint"}
+    names = {"spectrum": "spectrum only", "late": "late fused", "variant": args.variant_name}
     print("| model | " + " | ".join(f"{sub}: {k}" for sub in summary for k in fmt) + " |")
     print("|" + "---|" * (1 + len(summary) * len(fmt)))
     for v, name in names.items():
@@ -468,6 +473,36 @@ def val_check(args: argparse.Namespace) -> None:
     Path(args.out).write_text(json.dumps(out, indent=2))
 
 
+def val_members(args: argparse.Namespace) -> None:
+    """Each member alone, and the cascade's physical log g column, on the validation objects of each fold's saved
+    run (``folds`` mode) that have every modality of ``--member``: log g MAE on all of them, on the dwarfs
+    (catalogue log g >= 4) and on the rest, and the log g pool weights the run chose. Never reads a test part."""
+    res: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    for fold in args.folds:
+        model, val = _saved_run(args, fold)
+        member = model.models[f"{args.member}_0"]
+        keep = member.present(val)
+        part = member.part(val)
+        truth = np.asarray(part["logg"], dtype=np.float64)
+        ok = np.isfinite(truth)
+        dwarf = ok & (truth >= 4.0)
+        errs = {key: np.abs(model._member_outputs(key, val)[0]["logg_mean"][keep] - truth) for key in model.models}
+        columns = list(getattr(member, "columns", []))
+        if "logg_phys" in columns:
+            errs["physical_logg"] = np.abs(part["cascade"][:, columns.index("logg_phys")] - truth)
+        row: dict[str, Any] = {"n": [int(ok.sum()), int(dwarf.sum())], "weights_logg": model.weights.get("logg")}
+        for name, e in errs.items():
+            row[name] = {"all": float(np.nanmean(e[ok])), "dwarfs": float(np.nanmean(e[dwarf])),
+                         "rest": float(np.nanmean(e[ok & ~dwarf]))}  # fmt: skip
+        res[f"f{fold}"] = row
+        print(fold, json.dumps(row), flush=True)
+    names = [k for k in next(iter(res.values())) if k not in ("n", "weights_logg")]
+    mean = {n: {s: float(np.mean([r[n][s] for r in res.values()])) for s in ("all", "dwarfs", "rest")} for n in names}
+    print("mean", json.dumps(mean))
+    _save(args, {"member": args.member, "logg_mae_mean_over_folds": mean, "per_fold": res}, t0)
+
+
 def choose_sed(args: argparse.Namespace) -> None:
     """The SED member alone, per candidate, on each fold's validation part (its SED objects): log loss, accuracy,
     Teff median error, logg and [Fe/H] MAE. Never reads a test part."""
@@ -556,7 +591,8 @@ def stack_check(args: argparse.Namespace) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    modes_list = ["folds", "choose-sed", "stack-check", "table", "compare", "val-check", "coverage", "coverage-table"]
+    modes_list = ["folds", "choose-sed", "stack-check", "table", "compare", "val-check", "val-members", "coverage",
+                  "coverage-table"]  # fmt: skip
     p.add_argument("mode", choices=modes_list)
     p.add_argument("--out", required=True, help="results JSON to write (table: to read)")
     p.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -564,6 +600,7 @@ def main() -> None:
     p.add_argument("--runs", nargs="+", default=[], help="compare: the variant's folds JSONs, one per assignment")
     p.add_argument("--baseline", nargs="+", default=[], help="compare: the late fusion's, in the same order")
     p.add_argument("--member", default="joint", help="val-check: the member whose worth is checked")
+    p.add_argument("--variant-name", default="late fused + joint", help="compare: the variant's row name")
     p.add_argument("overrides", nargs="*")
     args = p.parse_intermixed_args()
     if args.mode in ("table", "coverage-table"):
@@ -571,7 +608,7 @@ def main() -> None:
         print(show(json.loads(Path(args.out).read_text())))
         return
     modes = {"folds": folds, "choose-sed": choose_sed, "stack-check": stack_check, "compare": compare,
-             "val-check": val_check, "coverage": coverage}  # fmt: skip
+             "val-check": val_check, "val-members": val_members, "coverage": coverage}  # fmt: skip
     modes[args.mode](args)
 
 

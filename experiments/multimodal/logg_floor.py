@@ -22,31 +22,7 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-#: Torres (2010, AJ 140, 1158) Table 1: Flower's BC_V polynomials in log Teff, by range
-_BC = [
-    (3.90, 9.9, [-0.118115450538963e06, 0.137145973583929e06, -0.636233812100225e05, 0.147412923562646e05,
-                 -0.170587278406872e04, 0.788731721804990e02]),
-    (3.70, 3.90, [-0.370510203809015e05, 0.385672629965804e05, -0.150651486316025e05, 0.261724637119416e04,
-                  -0.170623810323864e03]),
-    (0.0, 3.70, [-0.190537291496456e05, 0.155144866764412e05, -0.421278819301717e04, 0.381476328422343e03]),
-]  # fmt: skip
-
-
-def bc_v(teff: np.ndarray) -> np.ndarray:
-    """Bolometric correction in V (mag) at ``teff`` (K)."""
-    lt = np.log10(teff)
-    out = np.full_like(lt, np.nan)
-    for lo, hi, coef in _BC:
-        sel = (lt >= lo) & (lt < hi)
-        out[sel] = sum(c * lt[sel] ** i for i, c in enumerate(coef))
-    return out
-
-
-def logg_from_parallax(v: np.ndarray, plx_mas: np.ndarray, teff: np.ndarray, mass_exp: float = 0.25) -> np.ndarray:
-    """log g (cgs) from V, the parallax (mas), Teff (K) and the mass guess M = L^mass_exp."""
-    m_v = v + 5.0 + 5.0 * np.log10(plx_mas / 1000.0)
-    log_l = -0.4 * (m_v + bc_v(teff) - 4.73)
-    return 4.438 + mass_exp * log_l + 4.0 * np.log10(teff / 5772.0) - log_l
+from stellar.models.luminosity import logg_from_parallax
 
 
 def main() -> None:

@@ -19,6 +19,14 @@ of ``weight_step`` (the :class:`~stellar.models.ensemble.Ensemble` machinery wit
 lowest log loss for the class head, lowest MAE of the combined mean for a target. An object with no modality a
 member reads gets the training part's class frequencies and target means and spreads; so does, for one head, an
 object that none of the members answering that head (members may have different heads) can answer.
+
+With ``cascade`` one member (e.g. an XGBoost model on the SED that needs the spectrum too) also reads, per object, the
+predictions of another (``source``, e.g. the spectrum's kernel ridge: log10 Teff, log g, [Fe/H]) and two physical
+features made from them with its own fields: log L from V, the parallax and BC_V(Teff), and log g from L, Teff and
+the mass guess M = L^0.25 (:mod:`stellar.models.luminosity`); a field ``cascade`` (N, k) beside its modality's
+fields. Its training rows get *out-of-sample* source predictions (exact leave-one-out of a kernel ridge, or k-fold
+cross-fitting of the source), the other parts the fitted source's; NaN where the source's modality is absent or the
+input is bad (a non-positive parallax). See :class:`CascadeMember`.
 """
 
 from __future__ import annotations
@@ -31,10 +39,11 @@ from typing import Any
 
 import numpy as np
 
-from stellar.errors import StellarConfigError
+from stellar.errors import StellarConfigError, StellarDataError
 from stellar.evaluation.calibration import negative_log_likelihood
 from stellar.models.ensemble import Ensemble, best_weights, gaussian_product, log_linear_pool
 from stellar.models.estimators import log_probs, physical_outputs, read_meta
+from stellar.models.luminosity import log_luminosity, logg_from_luminosity
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +135,206 @@ class ModalityMember:
         return self
 
 
+#: the cascade settings and their defaults (``LateFusion(cascade=...)``)
+CASCADE_DEFAULTS: dict[str, Any] = {
+    "member": None,  # the member kind that reads the cascade features
+    "source": None,  # the member kind whose predictions it reads
+    "targets": None,  # the source's targets fed (learned space: log10 for its log targets); None: all of them
+    "physical": True,  # add log L and the physical log g (needs teff among the targets)
+    "field": "features",  # the member's field holding V and the parallax
+    "v_column": 2,  # its column of the V magnitude (datamodule=miles_paired: U, B, V, U-B, B-V, M_V, plx, plx error)
+    "parallax_column": 6,  # its column of the parallax (mas)
+    "mass_exponent": 0.25,  # the mass guess M = L^mass_exponent of the physical log g
+    "out_of_sample": "loo",  # training rows: "loo" (exact leave-one-out of a kernel ridge) or "crossfit"
+    "crossfit_folds": 5,  # folds of "crossfit"
+}
+
+
+def cascade_spec(cascade: Mapping[str, Any], kinds: Sequence[str]) -> dict[str, Any]:
+    """The cascade settings, checked, with their defaults; :class:`StellarConfigError` names a bad key."""
+    unknown = sorted(set(cascade) - set(CASCADE_DEFAULTS))
+    if unknown:
+        raise StellarConfigError(f"cascade.{unknown[0]} is not a cascade setting; known: {sorted(CASCADE_DEFAULTS)}")
+    spec = {**CASCADE_DEFAULTS, **dict(cascade)}
+    for key in ("member", "source"):
+        if spec[key] not in kinds:
+            raise StellarConfigError(f"cascade.{key} must name a member kind ({list(kinds)}); got {spec[key]!r}")
+    if spec["member"] == spec["source"]:
+        raise StellarConfigError(f"cascade.member and cascade.source must differ; both are {spec['member']!r}")
+    if spec["out_of_sample"] not in ("loo", "crossfit"):
+        raise StellarConfigError(f"cascade.out_of_sample must be 'loo' or 'crossfit'; got {spec['out_of_sample']!r}")
+    for key in ("v_column", "parallax_column", "crossfit_folds"):
+        if not isinstance(spec[key], int) or isinstance(spec[key], bool) or spec[key] < 0:
+            raise StellarConfigError(f"cascade.{key} must be a non-negative integer; got {spec[key]!r}")
+    if spec["crossfit_folds"] < 2:
+        raise StellarConfigError(f"cascade.crossfit_folds must be at least 2; got {spec['crossfit_folds']}")
+    if not (isinstance(spec["mass_exponent"], (int, float)) and math.isfinite(spec["mass_exponent"])):
+        raise StellarConfigError(f"cascade.mass_exponent must be a number; got {spec['mass_exponent']!r}")
+    spec["mass_exponent"] = float(spec["mass_exponent"])
+    spec["physical"], spec["field"] = bool(spec["physical"]), str(spec["field"])
+    if spec["targets"] is not None:
+        if isinstance(spec["targets"], str) or not spec["targets"]:
+            raise StellarConfigError(f"cascade.targets must be a non-empty list of targets; got {spec['targets']!r}")
+        spec["targets"] = [str(t) for t in spec["targets"]]
+    return spec
+
+
+def loo_predictions(model: Any, part: Mapping[str, np.ndarray], targets: Sequence[str]) -> dict[str, np.ndarray]:
+    """Exact leave-one-out predictions (learned space) of a fitted kernel ridge
+    (:class:`~stellar.models.ridge.RidgeEstimator` with ``kernel_gammas``) on its own training rows ``part``.
+
+    With the dual weights d = (K + αI)⁻¹ (y − c) of the rows with a known target, the in-sample residual is
+    y − ŷ = α d and the leave-one-out residual (y_i − ŷ_i) / (1 − H_ii) = d_i / [(K + αI)⁻¹]_ii (H = K (K + αI)⁻¹;
+    the penalty, width and centre as fitted on all rows, as the ridge's own leave-one-out search has them). A row
+    whose target is unknown was not fitted on its own value: it gets the in-sample prediction.
+    """
+    arrays = getattr(model, "arrays_", {})
+    if "train_x" not in arrays or any(t not in getattr(model, "gamma", {}) for t in targets):
+        raise StellarConfigError(
+            f"cascade.out_of_sample: loo needs a kernel-ridge source (kernel_gammas) fitted on every one of "
+            f"{list(targets)}; {type(model).__name__} is not one: use out_of_sample: crossfit"
+        )
+    xs = arrays["train_x"].astype(np.float64)
+    x = model._matrix(part)
+    if x.shape != xs.shape or float(np.max(np.abs(x - xs), initial=0.0)) > 1e-3:
+        raise StellarDataError(
+            "cascade: the rows given are not the source's training rows; cannot form its leave-one-out"
+        )
+    out: dict[str, np.ndarray] = {}
+    for t in targets:
+        pred = model._linear(t, xs)
+        y = model._learned(t, part)
+        ok = np.isfinite(y)
+        kinv = arrays.get(f"kinv_{t}")
+        if kinv is not None:
+            diag = np.diag(np.asarray(kinv, dtype=np.float64))[ok]
+        else:  # a ridge fitted without per-star σ keeps no inverse: form it
+            k = model._kernel(xs[ok], xs[ok], model.gamma[t], model.weight.get(t, 1.0))
+            diag = np.diag(np.linalg.inv(k + model.alpha[t] * np.eye(int(ok.sum()))))
+        dual = np.asarray(arrays[f"dual_{t}"], dtype=np.float64)[ok]
+        loo = pred.copy()
+        loo[ok] = y[ok] - dual / diag
+        out[t] = loo
+    return out
+
+
+class CascadeMember(ModalityMember):
+    """A member that also reads another member's predictions (the ``source``) and physical features made from them.
+
+    Per object the field ``cascade`` holds, in order: the source's prediction of each of ``targets`` in its learned
+    space (log10 for its log targets), then with ``physical`` log L (from V and the parallax of the member's
+    ``field``, and BC_V at the source's Teff) and the physical log g (M = L^mass_exponent); NaN where the source's
+    modalities are absent or the input is bad. The member's estimator reads it beside its own fields (``cascade`` is
+    added to its ``inputs``). Fitting: the source must be fitted first (:class:`LateFusion` fits it first); the
+    training rows get its out-of-sample predictions (:func:`loo_predictions`, or k-fold cross-fitting of a fresh
+    source from ``refit``), every other part the fitted source's.
+
+    Parameters
+    ----------
+    model, modality
+        As :class:`ModalityMember`.
+    source : ModalityMember
+        The member whose predictions are read.
+    spec : mapping
+        The checked cascade settings (:func:`cascade_spec`).
+    refit : callable, optional
+        Returns a fresh, unfitted source estimator (``out_of_sample: crossfit``).
+    """
+
+    field_name = "cascade"
+
+    def __init__(
+        self,
+        model: Any,
+        modality: str | Sequence[str],
+        source: ModalityMember,
+        spec: Mapping[str, Any],
+        refit: Callable[[int], Any] | None = None,
+    ):
+        super().__init__(model, modality)
+        self.source, self.spec, self.refit = source, dict(spec), refit
+        self.cascade_targets = list(spec["targets"] or source.targets)
+        missing = [t for t in self.cascade_targets if t not in source.targets]
+        if missing:
+            raise StellarConfigError(f"cascade.targets {missing} are not targets of the source ({source.targets})")
+        if spec["physical"] and "teff" not in self.cascade_targets:
+            raise StellarConfigError("cascade.physical needs teff among cascade.targets (the bolometric correction)")
+        if self.field_name not in getattr(model, "inputs", []):
+            model.inputs = [*getattr(model, "inputs", []), self.field_name]
+        self.inputs = list(model.inputs)
+        #: the columns of the ``cascade`` field
+        self.columns = [*self.cascade_targets, *(["log_l", "logg_phys"] if spec["physical"] else [])]
+
+    def _source_columns(self, arrays: Mapping[str, Any], training: bool) -> np.ndarray:
+        """(N, len(targets)) source predictions in the learned space for every object, NaN where it is absent."""
+        keep = self.source.present(arrays)
+        out = np.full((len(keep), len(self.cascade_targets)), np.nan)
+        if not keep.any():
+            return out
+        part = self.source.part(arrays)
+        if training:
+            preds = self._out_of_sample(part)
+        else:
+            raw = self.source.model.predict_outputs(part)
+            preds = {t: self._learned(t, raw[f"{t}_mean"]) for t in self.cascade_targets}
+        for j, t in enumerate(self.cascade_targets):
+            out[keep, j] = preds[t]
+        return out
+
+    def _learned(self, t: str, value: np.ndarray) -> np.ndarray:
+        v = np.asarray(value, dtype=np.float64)
+        if t not in self.source.log_targets:
+            return v
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(v > 0, np.log10(np.where(v > 0, v, 1.0)), np.nan)
+
+    def _out_of_sample(self, part: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The source's out-of-sample predictions (learned space) on its training rows ``part``."""
+        if self.spec["out_of_sample"] == "loo":
+            return loo_predictions(self.source.model, part, self.cascade_targets)
+        if self.refit is None:
+            raise StellarConfigError("cascade.out_of_sample: crossfit needs the source's estimator factory")
+        n, k = len(part["label"]), int(self.spec["crossfit_folds"])
+        if n < 2 * k:
+            raise StellarDataError(f"cascade: {n} training rows are too few for {k} cross-fitting folds")
+        ways = np.random.default_rng(0).permutation(n) % k
+        out = {t: np.full(n, np.nan) for t in self.cascade_targets}
+        for i in range(k):
+            held = ways == i
+            model = self.refit(i)
+            model.fit({f: np.asarray(v)[~held] for f, v in part.items()}, None)
+            raw = model.predict_outputs({f: np.asarray(v)[held] for f, v in part.items()})
+            for t in self.cascade_targets:
+                out[t][held] = self._learned(t, raw[f"{t}_mean"])
+        return out
+
+    def part(self, arrays: Mapping[str, Any], training: bool = False) -> dict[str, np.ndarray]:
+        """:meth:`ModalityMember.part` plus the field ``cascade`` (out-of-sample source predictions if ``training``)."""
+        flat = super().part(arrays)
+        cols = self._source_columns(arrays, training)[self.present(arrays)]
+        if self.spec["physical"]:
+            log_teff = cols[:, self.cascade_targets.index("teff")]
+            if "teff" not in self.source.log_targets:  # the source's Teff in K
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    log_teff = np.where(log_teff > 0, np.log10(np.where(log_teff > 0, log_teff, 1.0)), np.nan)
+            feats = np.asarray(flat.get(self.spec["field"], np.zeros((len(cols), 0))), dtype=np.float64)
+            if feats.ndim != 2 or feats.shape[1] <= max(self.spec["v_column"], self.spec["parallax_column"]):
+                raise StellarConfigError(
+                    f"cascade.field {self.spec['field']!r} of the member must be (N, F) with the columns "
+                    f"cascade.v_column {self.spec['v_column']} and cascade.parallax_column "
+                    f"{self.spec['parallax_column']}; got shape {feats.shape}"
+                )
+            log_l = log_luminosity(feats[:, self.spec["v_column"]], feats[:, self.spec["parallax_column"]], log_teff)
+            cols = np.column_stack([cols, log_l, logg_from_luminosity(log_l, log_teff, self.spec["mass_exponent"])])
+        flat[self.field_name] = cols.astype(np.float32)
+        return flat
+
+    def fit(self, train: Mapping[str, Any], val: Mapping[str, Any] | None = None) -> dict[str, float]:
+        part = self.part(val) if val is not None else None
+        return dict(self.model.fit(self.part(train, training=True),
+                                   part if part is not None and len(part["label"]) else None))  # fmt: skip
+
+
 class LateFusion(Ensemble):
     """Per-modality estimators, calibrated, pooled per object over the modalities present.
 
@@ -150,9 +359,12 @@ class LateFusion(Ensemble):
         Equal weights, or per head the weights of the simplex grid with the lowest validation loss.
     weight_step : float
         Step of the weight grid, dividing 1.
+    cascade : mapping, optional
+        A member (``member``) that also reads another's predictions (``source``) and physical features made from
+        them (:class:`CascadeMember`; the settings and defaults in :data:`CASCADE_DEFAULTS`); ``None``: off.
     """
 
-    hparam_keys = (*Ensemble.hparam_keys, "modalities", "prior")
+    hparam_keys = (*Ensemble.hparam_keys, "modalities", "prior", "cascade")
 
     def __init__(
         self,
@@ -165,6 +377,7 @@ class LateFusion(Ensemble):
         calibrate_members: bool = True,
         weighting: str = "validation",
         weight_step: float = 0.1,
+        cascade: Mapping[str, Any] | None = None,
     ):
         if sorted(modalities or {}) != sorted(members or {}):
             raise StellarConfigError(
@@ -177,6 +390,25 @@ class LateFusion(Ensemble):
             str(k): str(v) if isinstance(v, str) else [str(m) for m in v] for k, v in modalities.items()
         }
         self.models = {key: ModalityMember(m, self.modalities[key.rsplit("_", 1)[0]]) for key, m in self.models.items()}
+        #: the checked cascade settings (``None``: off)
+        self.cascade: dict[str, Any] | None = None
+        if cascade is not None:
+            self.cascade = cascade_spec(cascade, list(members))
+            src, dst = f"{self.cascade['source']}_0", f"{self.cascade['member']}_0"
+            factory, stats = members[self.cascade["source"]], dict(self.target_stats)
+
+            def refit(i: int) -> Any:
+                return factory(
+                    class_names=list(self.class_names),
+                    seed=self.seed,
+                    name=f"{self.name}.{src}.crossfit{i}",
+                    target_stats={t: stats.get(t, (0.0, 1.0)) for t in self.models[src].targets},
+                )
+
+            plain = self.models[dst]
+            self.models[dst] = CascadeMember(plain.model, plain.modalities, self.models[src], self.cascade, refit)
+            # the source is fitted (and so can answer) before the member that reads it
+            self.models = {src: self.models[src], **{k: m for k, m in self.models.items() if k != src}}
         #: the batch fields the model reads, as the fused neural model's: the presence masks, then each modality
         self.inputs = ["present", *dict.fromkeys(m for member in self.models.values() for m in member.modalities)]
         #: the training part's class frequencies and per-target learned-space mean and std: the answer for an
@@ -309,7 +541,10 @@ class LateFusion(Ensemble):
         return result
 
     def load(self, path: str | Path) -> LateFusion:
-        """Load what :meth:`save` wrote, with the saved prior."""
+        """Load what :meth:`save` wrote, with the saved prior; the saved cascade settings must be this config's."""
+        saved = read_meta(path)[1].get("cascade")
+        if saved != self.cascade:
+            raise StellarConfigError(f"saved cascade {saved} differs from this config's {self.cascade}")
         super().load(path)
         self.prior = dict(read_meta(path)[1].get("prior", {}))
         return self

@@ -23,8 +23,8 @@ from stellar.serving.request_log import RequestLogConfig, read_request_log
 from stellar.serving.schemas import MultiModalRequest, MultiModalResponse
 from stellar.serving.server import build_server
 from tests.conftest import REPO
-from tests.pipelines.conftest import FAST_MULTIMODAL
-from tests.serving.helpers import strict_json, wait_ready
+from tests.pipelines.conftest import FAST_MULTIMODAL, MILES_PAIRED
+from tests.serving.helpers import strict_json, train_registered, wait_ready
 
 ROUTE = "/predict/multimodal"
 
@@ -296,3 +296,23 @@ def test_request_log_keeps_each_objects_modalities_and_their_summaries(sim_regis
     # each modality's summaries where it is present, NaN where it is absent
     assert list(t["in_spectrum.valid_fraction"].notna()) == [True, False, True]
     assert list(t["in_sed.n_bands"].notna()) == [False, True, True]
+
+
+def test_miles_fusion_serves_the_cascade_and_keeps_the_plain_members_answers(miles_registry, tmp_path_factory) -> None:
+    # model=late_fusion_cascade: the third (cascaded) member answers only with both parts, from the spectrum member's
+    # predictions; an object with one part gets exactly the answer of late_fusion's plain member of that part
+    root = train_registered(tmp_path_factory.mktemp("mm_cascade"), "experiment=miles_fusion",
+                            "model=late_fusion_cascade", *MILES_PAIRED, "debug=limit")  # fmt: skip
+    api, plain = _api(root), _api(miles_registry)
+    assert isinstance(api.net, LateFusion) and api.net.cascade is not None and "cascade_0" in api.net.models
+    body = _readme_body()
+    spectrum, photometry = body["objects"][0]["spectrum"], body["objects"][0]["photometry"]
+    parts = {"spectrum": {"spectrum": spectrum}, "photometry": {"photometry": photometry},
+             "both": {"spectrum": spectrum, "photometry": photometry}}  # fmt: skip
+    got = {k: _answer(api, {"objects": [v]})["predictions"][0] for k, v in parts.items()}
+    ref = {k: _answer(plain, {"objects": [v]})["predictions"][0] for k, v in parts.items()}
+    for k in ("spectrum", "photometry"):
+        for t in ("teff", "logg", "feh"):
+            assert got[k]["targets"][t]["mean"] == pytest.approx(ref[k]["targets"][t]["mean"], rel=1e-6), (k, t)
+    assert got["both"]["modalities_used"] == ["spectrum", "photometry"]
+    assert all(abs(v["mean"]) < 1e6 for v in got["both"]["targets"].values())

@@ -19,9 +19,10 @@ XGB_KEYS = ["name", "class_names", "targets", "log_targets", "target_stats", "in
             "type", "best_iteration", "files"]  # fmt: skip
 MLP_KEYS = ["name", "class_names", "targets", "target_stats", "inputs", "n_features", "hidden", "out_dim",
             "head_hidden", "best_epoch", "type", "files"]  # fmt: skip
-# the ensemble's gained log_targets and member_calibrators when it took regression members
+# the ensemble's gained log_targets and member_calibrators when it took regression members, and the rule that chose
+# its weights (weight_margin, weight_space) with the options of the weighting
 ENSEMBLE_KEYS = ["name", "class_names", "targets", "target_stats", "inputs", "log_targets", "members", "weighting",
-                 "type", "files", "member_calibrators", "weights"]  # fmt: skip
+                 "weight_margin", "weight_space", "type", "files", "member_calibrators", "weights"]  # fmt: skip
 
 
 def test_estimator_json_keeps_its_keys_and_round_trips(tmp_path):

@@ -298,6 +298,7 @@ def test_request_log_keeps_each_objects_modalities_and_their_summaries(sim_regis
     assert list(t["in_sed.n_bands"].notna()) == [False, True, True]
 
 
+@pytest.mark.slow
 def test_miles_fusion_serves_the_cascade_and_keeps_the_plain_members_answers(miles_registry, tmp_path_factory) -> None:
     # model=late_fusion_cascade: the third (cascaded) member answers only with both parts, from the spectrum member's
     # predictions; an object with one part gets exactly the answer of late_fusion's plain member of that part

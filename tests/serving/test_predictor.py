@@ -166,7 +166,9 @@ def test_light_curves_as_lightkurve_objects_equal_plain_arrays(lc_version, keple
     alone = predictor.predict(kepler[half:])
     cols = [c for c in plain.colnames if c.startswith("p_")]
     for a, b in ((as_time, plain), (pair[:1], plain), (pair[1:], alone)):
-        np.testing.assert_array_equal(np.array([a[c][0] for c in cols]), np.array([b[c][0] for c in cols]))
+        # equal to float32 precision: a light curve batched beside a longer one is padded, and the padded matmuls
+        # may round the last bit differently (seen once in CI: 7e-9 on a probability of 0.098)
+        np.testing.assert_allclose(np.array([a[c][0] for c in cols]), np.array([b[c][0] for c in cols]), rtol=1e-6)
     assert len(pair) == 2
     mags = -2.5 * np.log10(flux.value)  # negative: read as flux they would have no valid point
     as_mag = predictor.predict(mags * u.mag, time=kepler.time.mjd[good])

@@ -11,6 +11,9 @@ only the weights change here, so the rules are compared without the networks' ru
 - ``learned_1se``: the same with ``weight_margin=1`` (one-standard-error rule).
 - ``physical``: the MAE in the target's own units (K for Teff) (``weight_space=physical``).
 - ``physical_1se``: both.
+- ``trust_<q>`` (added after the first four, from a validation-only look at why fold 1 lost: the network fails on
+  hot stars): ``learned`` with ``trust_quantile={net: q}``, the network answering a target only where the kernel
+  ridge places the star between the ``1 - q`` and ``q`` quantiles of the training values.
 
 Validation check (the decision): each fold's validation part split in two random halves (``--halves`` seeded
 splits), weights chosen on one half by the rule, the other half scored (MAE of Teff in K and median, logg, [Fe/H]
@@ -37,8 +40,11 @@ from omegaconf import OmegaConf
 sys.path.insert(0, str(Path(__file__).parent))
 from five_fold import COMBINED_MODEL, _row, estimator_summary
 
-RULES = {"learned": (0.0, "learned"), "learned_1se": (1.0, "learned"),
-         "physical": (0.0, "physical"), "physical_1se": (1.0, "physical")}  # fmt: skip
+#: rule: (weight_margin, weight_space, trust_quantile of the network); the trust rules were added after the first four
+RULES = {"learned": (0.0, "learned", None), "learned_1se": (1.0, "learned", None),
+         "physical": (0.0, "physical", None), "physical_1se": (1.0, "physical", None),
+         "trust_0.99": (0.0, "learned", 0.99), "trust_0.98": (0.0, "learned", 0.98),
+         "trust_0.95": (0.0, "learned", 0.95), "trust_0.9": (0.0, "learned", 0.9)}  # fmt: skip
 VAL_COLUMNS = ["teff_mae", "teff_median_ae", "logg_mae", "feh_mae", "mk_logloss"]
 
 
@@ -69,6 +75,7 @@ def main() -> None:
     ap.add_argument("--runs-dir", required=True, help="five_fold.py's temporary folder of the saved fold runs")
     ap.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--halves", type=int, default=5, help="random half splits of each validation part")
+    ap.add_argument("--rules", nargs="+", choices=list(RULES), help="only these rules (default: all)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     res: dict[str, Any] = {"folds": args.folds, "rules": RULES, "val": {}, "test": {}, "weights": {}}
@@ -81,8 +88,12 @@ def main() -> None:
         model.load(run_dir / "checkpoints" / "estimator.json")
         val = dm.arrays("val")
         n = len(val["label"])
-        for rule, (margin, space) in RULES.items():
+        for rule, (margin, space, trust) in RULES.items():
+            if args.rules and rule not in args.rules:
+                continue
             model.weight_margin, model.weight_space = margin, space
+            model.trust_quantile = {} if trust is None else {"net": trust}
+            model.trust_range = model._fit_trust_range(dm.arrays("train"))
             scores = []
             for h in range(args.halves):
                 half = np.random.default_rng(100 * fold + h).permutation(n) < n // 2

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 
 def gaussian_mixture(
-    means: Sequence[np.ndarray], logvars: Sequence[np.ndarray], weights: Sequence[float] | None = None
+    means: Sequence[np.ndarray], logvars: Sequence[np.ndarray], weights: Sequence[float] | np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean and log-variance of the mixture of Gaussians ``N(means[i], exp(logvars[i]))``.
 
@@ -58,8 +58,9 @@ def gaussian_mixture(
     ----------
     means, logvars : sequence of numpy.ndarray
         One (N,) array per member, in the target's units (e.g. K) and their square's log.
-    weights : sequence of float, optional
-        Mixture weights, one per member, non-negative and not all zero (normalised here); equal by default.
+    weights : sequence of float or numpy.ndarray, optional
+        Mixture weights, one per member, non-negative and not all zero (normalised here); equal by default. An
+        (M, N) array gives each object its own weights (each column normalised, e.g. from :func:`_present_weights`).
 
     Returns
     -------
@@ -71,9 +72,15 @@ def gaussian_mixture(
         raise StellarConfigError(
             f"means and logvars must be equally long and non-empty; got {len(means)}, {len(logvars)}"
         )
-    w = _normalised(weights, len(means))
     mu = np.stack([np.asarray(m, dtype=np.float64) for m in means])
     var = np.exp(np.stack([np.asarray(v, dtype=np.float64) for v in logvars]))
+    if isinstance(weights, np.ndarray) and weights.ndim == 2:
+        if weights.shape != mu.shape or not np.all(np.isfinite(weights)) or np.any(weights < 0):
+            raise StellarConfigError(f"per-object weights must be finite, >= 0 and of shape {mu.shape}")
+        w = weights / weights.sum(axis=0)
+        mean = np.sum(w * mu, axis=0)
+        return mean, np.log(np.sum(w * (var + (mu - mean) ** 2), axis=0))
+    w = _normalised(None if weights is None else [float(x) for x in np.ravel(weights)], len(means))
     mean = np.tensordot(w, mu, axes=1)
     return mean, np.log(np.tensordot(w, var + (mu - mean) ** 2, axes=1))
 
@@ -89,15 +96,24 @@ def _normalised(weights: Sequence[float] | None, n: int) -> np.ndarray:
 
 
 def _mae_loss(
-    means: Mapping[str, np.ndarray], truth: np.ndarray, learned: Callable[[np.ndarray], np.ndarray]
+    means: Mapping[str, np.ndarray],
+    truth: np.ndarray,
+    learned: Callable[[np.ndarray], np.ndarray],
+    trusted: Sequence[np.ndarray] | None = None,
 ) -> Callable[[Mapping[str, float]], np.ndarray]:
     """Per object, the absolute error in the learned space of the weighted mean of the members' ``means`` against
-    ``truth`` (their mean is the MAE)."""
+    ``truth`` (their mean is the MAE); with ``trusted`` (one mask per member), each object's weights over the
+    members trusted for it."""
     member = {k: np.asarray(m, dtype=np.float64) for k, m in means.items()}
     target = learned(np.asarray(truth, dtype=np.float64))
+    mu = np.stack(list(member.values()))
 
     def loss(w: Mapping[str, float]) -> np.ndarray:
-        mean = np.sum([w[k] * m for k, m in member.items()], axis=0)
+        ws = [w[k] for k in member]
+        if trusted is None:
+            mean = np.tensordot(np.asarray(ws), mu, axes=1)
+        else:
+            mean = np.sum(_present_weights(ws, trusted, len(ws), mu.shape[1]) * mu, axis=0)
         return np.abs(learned(mean) - target)
 
     return loss
@@ -288,9 +304,18 @@ class Ensemble(Estimator):
     weight_space : {"learned", "physical"}
         Where a target's validation MAE is measured when choosing its weights: in the learned space (log10 for log
         targets, the default), or in the target's own units (K for Teff, where the hottest stars dominate the MAE).
+    trust_quantile : mapping of str to float, optional
+        Member kinds trusted for a regression target only between the ``1 - q`` and ``q`` quantiles of the training
+        values of that target (learned space), e.g. ``{net: 0.95}``: the network answers Teff only for a star that
+        the other members place between the 5% and 95% quantiles of the training Teff; outside, the other members
+        answer alone. Networks
+        extrapolate badly where the training set is sparse (the few O/B stars of MILES); a kernel ridge reverts to
+        its mean. Whether a star is inside is judged by the mean of the members not gated; the ranges are fitted on
+        the training part and kept in ``estimator.json``.
     """
 
-    hparam_keys = (*PIPELINE_KEYS, "log_targets", "members", "weighting", "weight_margin", "weight_space")
+    hparam_keys = (*PIPELINE_KEYS, "log_targets", "members", "weighting", "weight_margin", "weight_space",
+                   "trust_quantile")  # fmt: skip
 
     def __init__(
         self,
@@ -305,6 +330,7 @@ class Ensemble(Estimator):
         weight_step: float = 0.1,
         weight_margin: float = 0.0,
         weight_space: str = "learned",
+        trust_quantile: Mapping[str, float] | None = None,
     ):
         if weighting not in ("equal", "validation"):
             raise StellarConfigError(f"weighting must be 'equal' or 'validation'; got {weighting!r}")
@@ -323,6 +349,15 @@ class Ensemble(Estimator):
         self.calibrate_members = bool(calibrate_members)
         self.weighting, self.weight_step = str(weighting), float(weight_step)
         self.weight_margin, self.weight_space = float(weight_margin), str(weight_space)
+        self.trust_quantile = {str(k): float(q) for k, q in (trust_quantile or {}).items()}
+        bad = {k: q for k, q in self.trust_quantile.items() if k not in members or not 0.5 < q <= 1.0}
+        if bad or (self.trust_quantile and set(self.trust_quantile) >= set(members)):
+            raise StellarConfigError(
+                f"trust_quantile must map member kinds {sorted(members)} (not all of them) to quantiles in (0.5, 1]; "
+                f"got {dict(trust_quantile or {})}"
+            )
+        #: per gated kind and target: the (low, high) learned-space range it is trusted in (fitted on train)
+        self.trust_range: dict[str, dict[str, tuple[float, float]]] = {}
         #: per head ("class" or a target), the weight of each member (``weighting="validation"``; absent: equal)
         self.weights: dict[str, dict[str, float]] = {}
         given = [str(c) for c in class_names or []]
@@ -381,6 +416,7 @@ class Ensemble(Estimator):
             if self.calibrate_members and val is not None and len(val.get("label", ())):
                 self.member_calibrators[key] = self._calibrate(model, val)
             log.info("ensemble member %s fitted (%d of %d)", key, n, len(self.models))
+        self.trust_range = self._fit_trust_range(train)
         if self.weighting == "validation" and val is not None and len(val.get("label", ())):
             self.weights = self._fit_weights(val)
             for head, ws in self.weights.items():
@@ -446,8 +482,42 @@ class Ensemble(Estimator):
             if good.sum() < 2 or not keys:
                 continue
             learned = np.log10 if t in self.log_targets and self.weight_space == "learned" else np.asarray
-            choose(t, keys, _mae_loss({k: outs[k][0][f"{t}_mean"][good] for k in keys}, truth[good], learned))
+            means = {k: outs[k][0][f"{t}_mean"][good] for k in keys}
+            choose(t, keys, _mae_loss(means, truth[good], learned, self._trusted(t, means)))
         return weights
+
+    def _fit_trust_range(self, train: Mapping[str, np.ndarray]) -> dict[str, dict[str, tuple[float, float]]]:
+        """Per kind of ``trust_quantile`` and target: the ``1 - q`` and ``q`` quantiles of the training values
+        (learned space)."""
+        ranges: dict[str, dict[str, tuple[float, float]]] = {}
+        for kind, q in self.trust_quantile.items():
+            for t in self.targets:
+                v = np.asarray(train.get(t, ()), dtype=np.float64)
+                v = v[np.isfinite(v) & ((v > 0) if t in self.log_targets else True)]
+                if len(v) < 2:
+                    continue
+                v = np.log10(v) if t in self.log_targets else v
+                ranges.setdefault(kind, {})[t] = (float(np.quantile(v, 1.0 - q)), float(np.quantile(v, q)))
+        return ranges
+
+    def _trusted(self, t: str, means: Mapping[str, np.ndarray]) -> list[np.ndarray] | None:
+        """Per member of ``means`` (its means of target ``t``), whether it is trusted for each object: the gated
+        kinds only where the mean of the other members lies in their range; ``None`` when nothing is gated."""
+        kind = {k: k.rsplit("_", 1)[0] for k in means}
+        gated = {k for k in means if t in self.trust_range.get(kind[k], {})}
+        free = [np.asarray(m, dtype=np.float64) for k, m in means.items() if k not in gated]
+        if not gated or not free:
+            return None
+        ref = np.mean(free, axis=0)
+        ref = np.log10(np.where(ref > 0, ref, np.nan)) if t in self.log_targets else ref
+        masks = []
+        for k, m in means.items():
+            if k in gated:
+                lo, hi = self.trust_range[kind[k]][t]
+                masks.append((ref >= lo) & (ref <= hi))
+            else:
+                masks.append(np.ones(len(np.asarray(m)), bool))
+        return masks
 
     def _head_weights(self, head: str, keys: Sequence[str]) -> list[float] | None:
         """The weights of ``keys`` for ``head`` (``None``: equal)."""
@@ -506,7 +576,10 @@ class Ensemble(Estimator):
         if self.class_names:
             result["logits"] = log_probs(self.combine(self.adjust_probs(probs)))
         for t in self.targets:
-            mean, logvar = gaussian_mixture(means[t], logvars[t], self._head_weights(t, keys[t]))
+            head = self._head_weights(t, keys[t])
+            trusted = self._trusted(t, dict(zip(keys[t], means[t], strict=True)))
+            weights = head if trusted is None else _present_weights(head, trusted, len(keys[t]), len(trusted[0]))
+            mean, logvar = gaussian_mixture(means[t], logvars[t], weights)
             result[f"{t}_mean"], result[f"{t}_logvar"] = mean.astype(np.float32), logvar.astype(np.float32)
         return result
 
@@ -518,7 +591,7 @@ class Ensemble(Estimator):
         cals = {key: {kind: None if c is None else c.to_dict() for kind, c in cs.items()}
                 for key, cs in self.member_calibrators.items()}  # fmt: skip
         meta = {**self.hparams, "type": type(self).__name__, "files": files, "member_calibrators": cals,
-                "weights": self.weights}  # fmt: skip
+                "weights": self.weights, "trust_range": self.trust_range}  # fmt: skip
         return write_meta(d, prefix, meta)
 
     def load(self, path: str | Path) -> Ensemble:
@@ -533,6 +606,13 @@ class Ensemble(Estimator):
         for key, model in self.models.items():
             model.load(meta_path.parent / meta["files"][key])
         self.weights = {h: {k: float(v) for k, v in ws.items()} for h, ws in meta.get("weights", {}).items()}
+        self.trust_range = {kind: {t: (float(r[0]), float(r[1])) for t, r in rs.items()}
+                            for kind, rs in meta.get("trust_range", {}).items()}  # fmt: skip
+        if set(self.trust_range) != set(self.trust_quantile):
+            raise StellarConfigError(
+                f"saved trust ranges for {sorted(self.trust_range)} differ from this config's trust_quantile "
+                f"{sorted(self.trust_quantile)}"
+            )
         self.member_calibrators = {}
         for key, cs in meta.get("member_calibrators", {}).items():
             self.member_calibrators[key] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from functools import partial
 
 import numpy as np
@@ -233,13 +234,22 @@ def test_weight_margin_keeps_a_mixture_only_when_it_beats_the_best_single_member
 
 
 class _FixedTeff:
-    """A stand-in member: its Teff is the data field ``teff_<name>`` (σ 1 %), no class head; fit does nothing."""
+    """A stand-in member: its Teff is the data field ``column`` (σ 1 % in dex), no class head; fit does nothing."""
 
     def __init__(self, column: str, class_names=None, seed=0, name="", target_stats=None):
         self.column, self.class_names, self.targets, self.log_targets, self.inputs = column, [], ["teff"], ["teff"], []
 
     def fit(self, train, val=None):
         return {}
+
+    def save(self, directory, prefix=""):
+        path = Path(directory) / f"{prefix}fixed.json"
+        path.write_text(json.dumps({"column": self.column}))
+        return path
+
+    def load(self, path):
+        self.column = json.loads(Path(path).read_text())["column"]
+        return self
 
     def predict_outputs(self, arrays):
         mean = np.asarray(arrays[self.column], dtype=np.float64)
@@ -264,3 +274,39 @@ def test_weight_space_measures_the_teff_error_in_dex_or_in_kelvin():
     assert chosen["physical"] == {"hot_0": 1.0, "cool_0": 0.0}
     with pytest.raises(StellarConfigError, match="weight_space"):
         Ensemble(members, weighting="validation", weight_space="kelvin")
+
+
+def test_trust_quantile_lets_a_member_answer_only_inside_its_training_range_and_round_trips(tmp_path):
+    # training Teff 4,000-8,000 K, uniform; "net" is exact inside that range and 2,000 K off above it; "ref" (the
+    # member not gated) is 1% off everywhere. With net trusted between the 5% and 95% training quantiles only, the
+    # ensemble takes net inside (weight chosen on val) and ref alone for the hot stars
+    rng = np.random.default_rng(0)
+    train = {"label": np.full(400, -1), "teff": rng.uniform(4000, 8000, 400)}
+    teff = np.concatenate([rng.uniform(4500, 7500, 80), rng.uniform(15000, 30000, 20)])
+    net, ref = np.where(teff < 8000, teff, teff - 2000.0), teff * 1.01
+    train["net"], train["ref"] = train["teff"], train["teff"] * 1.01
+    val = {"label": np.full(100, -1), "teff": teff, "net": net, "ref": ref}
+    members = {"net": partial(_FixedTeff, "net"), "ref": partial(_FixedTeff, "ref")}
+    plain = Ensemble(members, weighting="validation")
+    plain.fit(train, val)
+    gated = Ensemble(members, weighting="validation", trust_quantile={"net": 0.95})
+    gated.fit(train, val)
+    lo, hi = gated.trust_range["net"]["teff"]
+    assert np.allclose([lo, hi], np.quantile(np.log10(train["teff"]), [0.05, 0.95]), rtol=1e-12)
+    out, base = gated.predict_outputs(val), plain.predict_outputs(val)
+    hot = teff > 10**hi * 1.02
+    assert gated.weights["teff"]["net_0"] == 1.0  # inside its range net is exact, so it takes the whole weight
+    assert np.allclose(out["teff_mean"][hot], ref[hot], rtol=1e-6)  # outside, the reference alone
+    inside = (ref >= 10**lo) & (ref <= 10**hi)
+    assert np.allclose(out["teff_mean"][inside], net[inside], rtol=1e-6)
+    err = np.abs(out["teff_mean"] - teff).mean()
+    assert err < np.abs(base["teff_mean"] - teff).mean()
+    loaded = Ensemble(members, weighting="validation", trust_quantile={"net": 0.95}).load(gated.save(tmp_path / "g"))
+    assert loaded.trust_range == gated.trust_range
+    assert np.array_equal(loaded.predict_outputs(val)["teff_mean"], out["teff_mean"])
+    with pytest.raises(StellarConfigError, match="trust"):
+        Ensemble(members, weighting="validation").load(tmp_path / "g")
+    with pytest.raises(StellarConfigError, match="trust_quantile"):
+        Ensemble(members, trust_quantile={"net": 0.4})
+    with pytest.raises(StellarConfigError, match="trust_quantile"):
+        Ensemble(members, trust_quantile={"net": 0.9, "ref": 0.9})

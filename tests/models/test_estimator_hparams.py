@@ -20,9 +20,10 @@ XGB_KEYS = ["name", "class_names", "targets", "log_targets", "target_stats", "in
 MLP_KEYS = ["name", "class_names", "targets", "target_stats", "inputs", "n_features", "hidden", "out_dim",
             "head_hidden", "best_epoch", "type", "files"]  # fmt: skip
 # the ensemble's gained log_targets and member_calibrators when it took regression members, and the rule that chose
-# its weights (weight_margin, weight_space) with the options of the weighting
+# its weights (weight_margin, weight_space, trust_quantile) with the options of the weighting, and the trusted ranges
 ENSEMBLE_KEYS = ["name", "class_names", "targets", "target_stats", "inputs", "log_targets", "members", "weighting",
-                 "weight_margin", "weight_space", "type", "files", "member_calibrators", "weights"]  # fmt: skip
+                 "weight_margin", "weight_space", "trust_quantile", "type", "files", "member_calibrators", "weights",
+                 "trust_range"]  # fmt: skip
 
 
 def test_estimator_json_keeps_its_keys_and_round_trips(tmp_path):
@@ -40,7 +41,7 @@ def test_estimator_json_keeps_its_keys_and_round_trips(tmp_path):
     mlp = saved["mlp_0.estimator.json"]
     assert mlp["hidden"] == MLP_FAST["hidden"] and mlp["n_features"] == 3 and mlp["target_stats"] == {}
     loaded = EnsembleClassifier(members, class_names=["a", "b", "c"], name="ens").load(tmp_path / "ens")
-    assert loaded.hparams == ens.hparams == {k: saved["estimator.json"][k] for k in ENSEMBLE_KEYS[:-4]}
+    assert loaded.hparams == ens.hparams == {k: saved["estimator.json"][k] for k in ENSEMBLE_KEYS[:-5]}
     for key, model in loaded.models.items():
         assert model.hparams == ens.models[key].hparams
 

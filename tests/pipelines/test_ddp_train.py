@@ -133,7 +133,12 @@ def test_ddp_sweep_leaves_two_complete_runs_equal_to_one_process(tmp_path, store
     for job in jobs:
         assert {p.name for p in job.iterdir()} >= RUN_FILES
         assert not list(job.rglob("*ddp_process*")) and [p.name for p in job.glob(".*")] == [".hydra"]
-        assert sorted(p.name for p in (job / "checkpoints").iterdir()) == ["epoch_000.ckpt", "last.ckpt"]
+        # the checkpoints and the record of whose they are (resume=auto checks it)
+        assert sorted(p.name for p in (job / "checkpoints").iterdir()) == [
+            "epoch_000.ckpt",
+            "last.ckpt",
+            "run_identity.json",
+        ]
         metrics = json.loads((job / "metrics.json").read_text())
         logged, summary = _single_process_test(job)
         ddp = metrics["test_summary"]["classification"]

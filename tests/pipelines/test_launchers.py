@@ -115,7 +115,7 @@ def test_submitit_local_sweep_of_two_models_leaves_two_complete_runs(tmp_path, s
     assert len(list((sweep / ".submitit").glob("*/*_result.pkl"))) == 2  # two submitit jobs, each finished
     for job in jobs:
         assert {p.name for p in job.iterdir()} >= RUN_FILES
-        assert {p.name for p in (job / "checkpoints").iterdir()} == {"epoch_000.ckpt", "last.ckpt"}
+        assert {p.name for p in (job / "checkpoints").iterdir()} == {"epoch_000.ckpt", "last.ckpt", "run_identity.json"}
         metrics = json.loads((job / "metrics.json").read_text())
         assert metrics["test_summary"]["classification"]["n"] > 0
         assert Path(metrics["best_checkpoint"]).parent == job / "checkpoints"

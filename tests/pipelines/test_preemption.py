@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,8 @@ import torch
 
 from stellar.errors import StellarConfigError
 from stellar.pipelines.resume import (
+    IDENTITY_FILE,
+    IDENTITY_KEYS,
     PREEMPTION_CHECKPOINT,
     drop_preemption_checkpoints,
     record_run_identity,
@@ -123,5 +126,8 @@ def test_sigterm_mid_epoch_then_rerun_resumes_to_the_same_steps(tmp_path, store_
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resume=auto: continuing this run" in again.stdout  # Hydra logs to stdout
     assert _state(run_dir) == (steps, epochs)
-    ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir() if p.suffix == ".ckpt")
     assert len(ckpts) == 2 and "last.ckpt" in ckpts and PREEMPTION_CHECKPOINT not in ckpts, ckpts
+    # the record of whose checkpoints these are, written by the first job and unchanged by the requeued one
+    identity = json.loads((run_dir / "checkpoints" / IDENTITY_FILE).read_text())
+    assert set(identity) == set(IDENTITY_KEYS) and isinstance(identity["model"], dict), identity

@@ -24,6 +24,7 @@ import numpy as np
 from stellar.errors import StellarConfigError, StellarDataError
 from stellar.models.cannon_fit import CannonFit, infer_labels, label_vector, n_terms, pixel_weights, train_pixels
 from stellar.models.estimators import PIPELINE_KEYS, Estimator, log_probs, physical_outputs, write_meta
+from stellar.utils.numeric import log10_positive
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +137,7 @@ class CannonEstimator(Estimator):
         for t in self.targets:
             if t not in arrays:
                 raise StellarDataError(f"target {t!r} is not a field of the data; it has {sorted(arrays)}")
-            v = np.asarray(arrays[t], dtype=np.float64)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                v = np.log10(np.where(v > 0, v, np.nan)) if t in self.log_targets else v
+            v = log10_positive(arrays[t]) if t in self.log_targets else np.asarray(arrays[t], dtype=np.float64)
             mean, std = self.target_stats[t]
             cols.append((v - mean) / std)
         return np.stack(cols, axis=1)

@@ -45,6 +45,7 @@ from stellar.models.estimators import (
     read_meta,
     write_meta,
 )
+from stellar.utils.numeric import log10_positive
 
 log = logging.getLogger(__name__)
 
@@ -509,7 +510,7 @@ class Ensemble(Estimator):
         if not gated or not free:
             return None
         ref = np.mean(free, axis=0)
-        ref = np.log10(np.where(ref > 0, ref, np.nan)) if t in self.log_targets else ref
+        ref = log10_positive(ref) if t in self.log_targets else ref
         masks = []
         for k, m in means.items():
             if k in gated:

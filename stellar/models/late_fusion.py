@@ -44,6 +44,7 @@ from stellar.evaluation.calibration import negative_log_likelihood
 from stellar.models.ensemble import Ensemble, best_weights, gaussian_product, log_linear_pool
 from stellar.models.estimators import log_probs, physical_outputs, read_meta
 from stellar.models.luminosity import log_luminosity, logg_from_luminosity
+from stellar.utils.numeric import log10_positive
 
 log = logging.getLogger(__name__)
 
@@ -282,11 +283,7 @@ class CascadeMember(ModalityMember):
         return out
 
     def _learned(self, t: str, value: np.ndarray) -> np.ndarray:
-        v = np.asarray(value, dtype=np.float64)
-        if t not in self.source.log_targets:
-            return v
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(v > 0, np.log10(np.where(v > 0, v, 1.0)), np.nan)
+        return log10_positive(value) if t in self.source.log_targets else np.asarray(value, dtype=np.float64)
 
     def _out_of_sample(self, part: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The source's out-of-sample predictions (learned space) on its training rows ``part``."""
@@ -315,8 +312,7 @@ class CascadeMember(ModalityMember):
         if self.spec["physical"]:
             log_teff = cols[:, self.cascade_targets.index("teff")]
             if "teff" not in self.source.log_targets:  # the source's Teff in K
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    log_teff = np.where(log_teff > 0, np.log10(np.where(log_teff > 0, log_teff, 1.0)), np.nan)
+                log_teff = log10_positive(log_teff)
             feats = np.asarray(flat.get(self.spec["field"], np.zeros((len(cols), 0))), dtype=np.float64)
             if feats.ndim != 2 or feats.shape[1] <= max(self.spec["v_column"], self.spec["parallax_column"]):
                 raise StellarConfigError(
@@ -431,10 +427,7 @@ class LateFusion(Ensemble):
         return Ensemble._calibrate(model.model, model.part(val))
 
     def _learned(self, t: str, value: np.ndarray) -> np.ndarray:
-        if t not in self.log_targets:
-            return value
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(value > 0, np.log10(value), np.nan)
+        return log10_positive(value) if t in self.log_targets else value
 
     def _to_learned(self, t: str, mean: np.ndarray, logvar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A member's physical mean and log-variance in the learned space (the delta method for log10 targets)."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from stellar.utils.numeric import log10_positive
+
 #: solar log g (cgs), effective temperature (K) and bolometric magnitude on the scale of the BC_V coefficients
 LOGG_SUN, TEFF_SUN, MBOL_SUN = 4.438, 5772.0, 4.73
 
@@ -41,9 +43,7 @@ def bc_v_log(log_teff: np.ndarray | float) -> np.ndarray:
 
 def bc_v(teff: np.ndarray | float) -> np.ndarray:
     """Bolometric correction in V (mag) at ``teff`` (K); NaN where Teff is not a positive number."""
-    t = _array(teff)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return bc_v_log(np.where(t > 0, np.log10(np.where(t > 0, t, 1.0)), np.nan))
+    return bc_v_log(log10_positive(teff))
 
 
 def absolute_magnitude(mag: np.ndarray | float, parallax_mas: np.ndarray | float) -> np.ndarray:
@@ -71,7 +71,5 @@ def logg_from_parallax(
     v: np.ndarray | float, parallax_mas: np.ndarray | float, teff: np.ndarray | float, mass_exponent: float = 0.25
 ) -> np.ndarray:
     """log g (cgs) from V (mag), the parallax (mas), Teff (K) and the mass guess M = L^mass_exponent."""
-    t = _array(teff)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lt = np.where(t > 0, np.log10(np.where(t > 0, t, 1.0)), np.nan)
+    lt = log10_positive(teff)
     return logg_from_luminosity(log_luminosity(v, parallax_mas, lt), lt, mass_exponent)

@@ -46,6 +46,7 @@ from stellar.models.estimators import (
     physical_outputs,
     write_meta,
 )
+from stellar.utils.numeric import log10_positive
 
 log = logging.getLogger(__name__)
 
@@ -314,11 +315,7 @@ class RidgeEstimator(Estimator):
     def _learned(self, t: str, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
         if t not in arrays:
             raise StellarDataError(f"target {t!r} is not a field of the data; it has {sorted(arrays)}")
-        v = np.asarray(arrays[t], dtype=np.float64)
-        if t in self.log_targets:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                v = np.log10(np.where(v > 0, v, np.nan))
-        return v
+        return log10_positive(arrays[t]) if t in self.log_targets else np.asarray(arrays[t], dtype=np.float64)
 
     # ---- fit ------------------------------------------------------------------------------------------------
     def fit(self, train: Mapping[str, np.ndarray], val: Mapping[str, np.ndarray] | None = None) -> dict[str, float]:

@@ -34,6 +34,7 @@ from stellar.evaluation.calibration import (
     TemperatureScaler,
     VarianceScaler,
     calibrated_probs,
+    log_loss_per_row,
     negative_log_likelihood,
     softmax,
 )
@@ -79,11 +80,10 @@ def gaussian_mixture(
         if weights.shape != mu.shape or not np.all(np.isfinite(weights)) or np.any(weights < 0):
             raise StellarConfigError(f"per-object weights must be finite, >= 0 and of shape {mu.shape}")
         w = weights / weights.sum(axis=0)
-        mean = np.sum(w * mu, axis=0)
-        return mean, np.log(np.sum(w * (var + (mu - mean) ** 2), axis=0))
-    w = _normalised(None if weights is None else [float(x) for x in np.ravel(weights)], len(means))
-    mean = np.tensordot(w, mu, axes=1)
-    return mean, np.log(np.tensordot(w, var + (mu - mean) ** 2, axes=1))
+    else:
+        w = _normalised(None if weights is None else list(np.ravel(weights)), len(means))[:, None]
+    mean = np.sum(w * mu, axis=0)
+    return mean, np.log(np.sum(w * (var + (mu - mean) ** 2), axis=0))
 
 
 def _normalised(weights: Sequence[float] | None, n: int) -> np.ndarray:
@@ -139,6 +139,11 @@ def simplex_grid(n: int, step: float) -> np.ndarray:
     return np.asarray(rows, dtype=np.float64) / k
 
 
+def _check_margin(margin: float) -> None:
+    if not (np.isfinite(margin) and margin >= 0):
+        raise StellarConfigError(f"weight_margin must be a non-negative number; got {margin}")
+
+
 def best_weights(
     keys: Sequence[str],
     step: float,
@@ -154,8 +159,7 @@ def best_weights(
     one-standard-error rule at ``margin=1``, which prefers the simpler answer when the validation part cannot tell
     them apart.
     """
-    if margin < 0 or not np.isfinite(margin):
-        raise StellarConfigError(f"weight_margin must be a non-negative number; got {margin}")
+    _check_margin(margin)
     kind_of = {k: k.rsplit("_", 1)[0] for k in keys}
     kinds = list(dict.fromkeys(kind_of.values()))
     if len(kinds) < 2:
@@ -338,8 +342,7 @@ class Ensemble(Estimator):
         simplex_grid(1, weight_step)  # checks the step
         if weight_space not in ("learned", "physical"):
             raise StellarConfigError(f"weight_space must be 'learned' or 'physical'; got {weight_space!r}")
-        if not (np.isfinite(weight_margin) and weight_margin >= 0):
-            raise StellarConfigError(f"weight_margin must be a non-negative number; got {weight_margin}")
+        _check_margin(weight_margin)
         if not members:
             raise StellarConfigError("members must name at least one estimator config")
         copies = dict(copies or {})
@@ -472,8 +475,7 @@ class Ensemble(Estimator):
         if self.class_names and ok.sum() >= 2 and probs:
 
             def log_loss(w: Mapping[str, float]) -> np.ndarray:
-                mixed = np.sum([w[k] * p for k, p in probs.items()], axis=0)
-                return -np.log(np.maximum(mixed[np.arange(len(mixed)), y[ok]], 1e-15))
+                return log_loss_per_row(np.sum([w[k] * p for k, p in probs.items()], axis=0), y[ok])
 
             choose("class", list(probs), log_loss)
         for t in self.targets:

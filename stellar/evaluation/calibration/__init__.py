@@ -28,6 +28,7 @@ from stellar.evaluation.calibration.calibrators import IsotonicCalibrator, NoCal
 from stellar.evaluation.calibration.diagnostics import (
     brier_score,
     expected_calibration_error,
+    log_loss_per_row,
     negative_log_likelihood,
     reliability_curve,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "expected_calibration_error",
     "gaussian_factor",
     "inside_interval",
+    "log_loss_per_row",
     "negative_log_likelihood",
     "normalised_residuals",
     "reliability_curve",

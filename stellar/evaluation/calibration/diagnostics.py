@@ -84,7 +84,13 @@ def brier_score(probs: Any, y_true: Any) -> float:
     return float(np.mean(np.sum((p - onehot) ** 2, axis=1)))
 
 
-def negative_log_likelihood(probs: Any, y_true: Any) -> float:
-    """Mean ``-log p[y]`` in nats; the true-class probability is floored at 1e-15 so a confident miss stays finite."""
+def log_loss_per_row(probs: Any, y_true: Any) -> np.ndarray:
+    """``-log p[y]`` of each row in nats; the true-class probability is floored at 1e-15 so a confident miss stays
+    finite."""
     p, y = validate_scores(probs, y_true, kind="probs", name="probs")
-    return float(-np.mean(np.log(np.maximum(p[np.arange(len(y)), y], _NLL_FLOOR))))
+    return -np.log(np.maximum(p[np.arange(len(y)), y], _NLL_FLOOR))
+
+
+def negative_log_likelihood(probs: Any, y_true: Any) -> float:
+    """Mean ``-log p[y]`` in nats (:func:`log_loss_per_row`)."""
+    return float(np.mean(log_loss_per_row(probs, y_true)))

@@ -180,45 +180,6 @@ def cascade_spec(cascade: Mapping[str, Any], kinds: Sequence[str]) -> dict[str, 
     return spec
 
 
-def loo_predictions(model: Any, part: Mapping[str, np.ndarray], targets: Sequence[str]) -> dict[str, np.ndarray]:
-    """Exact leave-one-out predictions (learned space) of a fitted kernel ridge
-    (:class:`~stellar.models.ridge.RidgeEstimator` with ``kernel_gammas``) on its own training rows ``part``.
-
-    With the dual weights d = (K + αI)⁻¹ (y − c) of the rows with a known target, the in-sample residual is
-    y − ŷ = α d and the leave-one-out residual (y_i − ŷ_i) / (1 − H_ii) = d_i / [(K + αI)⁻¹]_ii (H = K (K + αI)⁻¹;
-    the penalty, width and centre as fitted on all rows, as the ridge's own leave-one-out search has them). A row
-    whose target is unknown was not fitted on its own value: it gets the in-sample prediction.
-    """
-    arrays = getattr(model, "arrays_", {})
-    if "train_x" not in arrays or any(t not in getattr(model, "gamma", {}) for t in targets):
-        raise StellarConfigError(
-            f"cascade.out_of_sample: loo needs a kernel-ridge source (kernel_gammas) fitted on every one of "
-            f"{list(targets)}; {type(model).__name__} is not one: use out_of_sample: crossfit"
-        )
-    xs = arrays["train_x"].astype(np.float64)
-    x = model._matrix(part)
-    if x.shape != xs.shape or float(np.max(np.abs(x - xs), initial=0.0)) > 1e-3:
-        raise StellarDataError(
-            "cascade: the rows given are not the source's training rows; cannot form its leave-one-out"
-        )
-    out: dict[str, np.ndarray] = {}
-    for t in targets:
-        pred = model._linear(t, xs)
-        y = model._learned(t, part)
-        ok = np.isfinite(y)
-        kinv = arrays.get(f"kinv_{t}")
-        if kinv is not None:
-            diag = np.diag(np.asarray(kinv, dtype=np.float64))[ok]
-        else:  # a ridge fitted without per-star σ keeps no inverse: form it
-            k = model._kernel(xs[ok], xs[ok], model.gamma[t], model.weight.get(t, 1.0))
-            diag = np.diag(np.linalg.inv(k + model.alpha[t] * np.eye(int(ok.sum()))))
-        dual = np.asarray(arrays[f"dual_{t}"], dtype=np.float64)[ok]
-        loo = pred.copy()
-        loo[ok] = y[ok] - dual / diag
-        out[t] = loo
-    return out
-
-
 class CascadeMember(ModalityMember):
     """A member that also reads another member's predictions (the ``source``) and physical features made from them.
 
@@ -227,8 +188,9 @@ class CascadeMember(ModalityMember):
     ``field``, and BC_V at the source's Teff) and the physical log g (M = L^mass_exponent); NaN where the source's
     modalities are absent or the input is bad. The member's estimator reads it beside its own fields (``cascade`` is
     added to its ``inputs``). Fitting: the source must be fitted first (:class:`LateFusion` fits it first); the
-    training rows get its out-of-sample predictions (:func:`loo_predictions`, or k-fold cross-fitting of a fresh
-    source from ``refit``), every other part the fitted source's.
+    training rows get its out-of-sample predictions (the source's exact leave-one-out,
+    :meth:`~stellar.models.ridge.RidgeEstimator.loo_predictions`, or k-fold cross-fitting of a fresh source from
+    ``refit``), every other part the fitted source's.
 
     Parameters
     ----------
@@ -288,7 +250,13 @@ class CascadeMember(ModalityMember):
     def _out_of_sample(self, part: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The source's out-of-sample predictions (learned space) on its training rows ``part``."""
         if self.spec["out_of_sample"] == "loo":
-            return loo_predictions(self.source.model, part, self.cascade_targets)
+            loo = getattr(self.source.model, "loo_predictions", None)
+            if loo is None:
+                raise StellarConfigError(
+                    f"cascade.out_of_sample: loo needs a kernel-ridge source; {type(self.source.model).__name__} has "
+                    "no exact leave-one-out: use out_of_sample: crossfit"
+                )
+            return dict(loo(part, self.cascade_targets))
         if self.refit is None:
             raise StellarConfigError("cascade.out_of_sample: crossfit needs the source's estimator factory")
         n, k = len(part["label"]), int(self.spec["crossfit_folds"])
@@ -535,9 +503,9 @@ class LateFusion(Ensemble):
 
     def load(self, path: str | Path) -> LateFusion:
         """Load what :meth:`save` wrote, with the saved prior; the saved cascade settings must be this config's."""
-        saved = read_meta(path)[1].get("cascade")
-        if saved != self.cascade:
-            raise StellarConfigError(f"saved cascade {saved} differs from this config's {self.cascade}")
+        meta = read_meta(path)[1]
+        if meta.get("cascade") != self.cascade:
+            raise StellarConfigError(f"saved cascade {meta.get('cascade')} differs from this config's {self.cascade}")
         super().load(path)
-        self.prior = dict(read_meta(path)[1].get("prior", {}))
+        self.prior = dict(meta.get("prior", {}))
         return self

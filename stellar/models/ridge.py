@@ -542,6 +542,44 @@ class RidgeEstimator(Estimator):
         return p
 
     # ---- predict --------------------------------------------------------------------------------------------
+    def loo_predictions(self, part: Mapping[str, np.ndarray], targets: Sequence[str]) -> dict[str, np.ndarray]:
+        """Exact leave-one-out predictions (learned space) of this fitted kernel ridge (``kernel_gammas``) on its
+        own training rows ``part``, e.g. out-of-sample inputs of a model stacked on it (the late fusion's cascade).
+
+        With the dual weights d = (K + αI)⁻¹ (y − c) of the rows with a known target, the in-sample residual is
+        y − ŷ = α d and the leave-one-out residual (y_i − ŷ_i) / (1 − H_ii) = d_i / [(K + αI)⁻¹]_ii (H = K (K + αI)⁻¹;
+        the penalty, width and centre as fitted on all rows, as the leave-one-out search of :meth:`fit` has them).
+        A row whose target is unknown was not fitted on its own value: it gets the in-sample prediction.
+        """
+        arrays = self.arrays_
+        if "train_x" not in arrays or any(t not in self.gamma for t in targets):
+            raise StellarConfigError(
+                f"cascade.out_of_sample: loo needs a kernel-ridge source (kernel_gammas) fitted on every one of "
+                f"{list(targets)}; {self.name} is not one: use out_of_sample: crossfit"
+            )
+        xs = arrays["train_x"].astype(np.float64)
+        x = self._matrix(part)
+        if x.shape != xs.shape or float(np.max(np.abs(x - xs), initial=0.0)) > 1e-3:
+            raise StellarDataError(
+                "cascade: the rows given are not the source's training rows; cannot form its leave-one-out"
+            )
+        out: dict[str, np.ndarray] = {}
+        for t in targets:
+            pred = self._linear(t, xs)
+            y = self._learned(t, part)
+            ok = np.isfinite(y)
+            kinv = arrays.get(f"kinv_{t}")
+            if kinv is not None:
+                diag = np.diag(np.asarray(kinv, dtype=np.float64))[ok]
+            else:  # a ridge fitted without per-star σ keeps no inverse: form it
+                k = self._kernel(xs[ok], xs[ok], self.gamma[t], self.weight.get(t, 1.0))
+                diag = np.diag(np.linalg.inv(k + self.alpha[t] * np.eye(int(ok.sum()))))
+            dual = np.asarray(arrays[f"dual_{t}"], dtype=np.float64)[ok]
+            loo = pred.copy()
+            loo[ok] = y[ok] - dual / diag
+            out[t] = loo
+        return out
+
     def predict_outputs(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The model-output contract: ``logits`` (log class probabilities), ``<t>_mean``/``<t>_logvar`` (physical)."""
         if "x_mean" not in self.arrays_:

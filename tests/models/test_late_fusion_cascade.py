@@ -12,7 +12,7 @@ import pytest
 
 from stellar.errors import StellarConfigError
 from stellar.models.estimators import XGBoostEstimator
-from stellar.models.late_fusion import CascadeMember, LateFusion, loo_predictions
+from stellar.models.late_fusion import CascadeMember, LateFusion
 from stellar.models.luminosity import bc_v, log_luminosity, logg_from_parallax
 from stellar.models.ridge import Fields, RidgeEstimator
 
@@ -87,7 +87,7 @@ def test_leave_one_out_predictions_are_exact_refits_without_the_row() -> None:
     part["logg"][3] = np.nan  # a row without this target: its in-sample prediction (its value was never used)
     model = _ridge(class_names=CLASSES)
     model.fit(part, None)
-    loo = loo_predictions(model, part, ["logg"])["logg"]
+    loo = model.loo_predictions(part, ["logg"])["logg"]
     xs = model.arrays_["train_x"].astype(np.float64)
     y = model._learned("logg", part)
     ok = np.isfinite(y)
@@ -123,7 +123,7 @@ def test_the_cascaded_members_training_rows_get_out_of_sample_source_predictions
     assert np.mean(np.abs(oos[:, 1] - truth)) > np.mean(np.abs(fitted_rows[:, 1] - truth))
     # they are the source's own leave-one-out predictions of those objects
     source = fitted.models["spectrum_0"]
-    loo = loo_predictions(source.model, source.part(train), ["logg"])["logg"]
+    loo = source.model.loo_predictions(source.part(train), ["logg"])["logg"]
     np.testing.assert_allclose(oos[:, 1], loo[member.present(train)[source.present(train)]], rtol=1e-6)
     # the physical features follow from them; the bad parallax of object 0 gives NaN there
     keep = member.present(train)

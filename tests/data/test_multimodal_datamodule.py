@@ -190,7 +190,7 @@ def test_miles_paired_set_from_a_miles_folder_bsc5_and_hipparcos(tmp_path):
     assert dm.modalities == ["spectrum", "sed"]
     dm.setup()
     sed = dm.datasets["sed"]
-    assert sed.attrs["bands"] == ["johnson_u", "johnson_b", "johnson_v"]
+    assert sed.attrs["bands"] == ["johnson_u", "johnson_b", "johnson_v", "cousins_i"]
     # 23 of the subset's HD stars are in BSC5; the Hipparcos lines hold 22 of their counterparts
     assert sed.n_rows == 23 and int(np.isfinite(sed.meta["parallax"].to_numpy(float)).sum()) == 22
     # B - V and U - B are BSC5's: B = V + (B-V)
@@ -200,6 +200,38 @@ def test_miles_paired_set_from_a_miles_folder_bsc5_and_hipparcos(tmp_path):
     mag = sed.load("mag")
     hr = sed.meta["hr"].astype(int).to_numpy()
     assert np.allclose(mag[:, 1] - mag[:, 2], bsc5.loc[hr, "b_v"].to_numpy(), atol=1e-5, equal_nan=True)
+    # Cousins I is BSC5's V minus the Hipparcos V - I of the matched star; NaN without a Hipparcos match
+    from stellar.data.catalogs import read_hipparcos
+
+    hip = read_hipparcos(DATA / "paired" / "hip2_miles_subset.dat").set_index("hip")
+    has = sed.meta["hip"].astype(str).to_numpy() != ""
+    v_i = hip.loc[sed.meta["hip"][has].astype(int).to_numpy(), "v_i"].to_numpy()
+    assert np.isfinite(v_i).all() and np.ptp(v_i) > 0.5  # real colours, A to K stars
+    assert np.allclose(mag[has, 2] - mag[has, 3], v_i, atol=1e-5)
+    assert np.isnan(mag[~has, 3]).all() and (~has).sum() == 1
+    # the default reads every stored band: I and V - I are features, and the parallax is column 8 (the cascade's)
+    names = dm.modules["sed"].feature_names
+    assert names == [
+        "mag_johnson_u",
+        "mag_johnson_b",
+        "mag_johnson_v",
+        "mag_cousins_i",
+        "johnson_u-johnson_b",
+        "johnson_b-johnson_v",
+        "johnson_v-cousins_i",
+        "absmag_johnson_v",
+        "parallax",
+        "parallax_err",
+    ]
+    # the model configs that read SED columns by position name the right ones for this layout
+    for model in ("late_fusion_cascade", "late_fusion_cascade_kr"):
+        spec = _compose([f"model={model}"]).model.cascade
+        assert (names[spec.v_column], names[spec.parallax_column]) == ("mag_johnson_v", "parallax"), model
+    parts = _compose(["model=late_fusion_joint"]).model.members.joint.representation.parts
+    assert [names[c] for c in parts[1].columns] == [
+        "johnson_u-johnson_b", "johnson_b-johnson_v", "absmag_johnson_v", "parallax_err"]  # fmt: skip
+    columns = _compose(["model=late_fusion_sed_kernel_ridge"]).model.members.sed.representation.parts[0].columns
+    assert [names[c] for c in columns] == ["johnson_u-johnson_b", "johnson_b-johnson_v", "absmag_johnson_v"]
     objects = dm.meta
     assert int(objects["has_sed"].sum()) == 23
     assert "has_lightcurve" not in objects and "lightcurve" not in dm.part("test").rows

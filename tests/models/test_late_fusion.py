@@ -98,6 +98,21 @@ def test_late_fusion_pools_present_members_and_round_trips(tmp_path: Path) -> No
         np.testing.assert_allclose(v, out[k], rtol=1e-6, err_msg=k)
 
 
+def test_weight_margin_keeps_a_mixture_only_when_it_clearly_beats_the_best_single_member() -> None:
+    train, val = _objects(400, 0), _objects(200, 1)
+    plain = _late()
+    plain.fit(train, val)
+    # with the lowest loss alone some head mixes the two members (neither weight 0 or 1)
+    assert any(0.0 < w["a_0"] < 1.0 for w in plain.weights.values()), plain.weights
+    # a margin no mixture can clear: every head goes to its best single member, the one that knows it
+    strict = _late(weight_margin=1e6)
+    strict.fit(train, val)
+    assert strict.weights == {"class": {"a_0": 1.0, "b_0": 0.0}, "t": {"a_0": 0.0, "b_0": 1.0}}
+    assert strict.hparams["weight_margin"] == 1e6
+    with pytest.raises(StellarConfigError, match="weight_margin must be a non-negative number"):
+        _late(weight_margin=-1.0)
+
+
 def test_late_fusion_needs_the_modality_of_every_member() -> None:
     member = partial(XGBoostEstimator, inputs=["x"], targets=["t"], log_targets=[])
     with pytest.raises(StellarConfigError, match="modalities must name the modality of every member"):

@@ -55,9 +55,9 @@ def _objects(n: int, seed: int) -> dict:
     plx = 10 ** rng.uniform(0.5, 2.0, n)
     v = m_v - 5 - 5 * np.log10(plx / 1000)
     colour = (3.9 - lt) * 3 + rng.normal(0, 0.1, n)
-    # U, B, V, U-B, B-V, M_V, parallax, parallax error (datamodule=miles_paired's order)
-    features = np.column_stack([v, v, v, colour, colour, m_v, plx, 0.05 * plx]).astype(np.float32)
-    features[0, 6] = -1.0  # a bad parallax: NaN features, no crash
+    # U, B, V, I, U-B, B-V, V-I, M_V, parallax, parallax error (datamodule=miles_paired's order)
+    features = np.column_stack([v, v, v, v, colour, colour, colour, m_v, plx, 0.05 * plx]).astype(np.float32)
+    features[0, 8] = -1.0  # a bad parallax: NaN features, no crash
     label = np.digitize(lt, [3.7, 3.8])
     present = {"spectrum": np.ones(n, bool), "sed": rng.random(n) < 0.7}
     present["sed"][0] = True

@@ -106,7 +106,10 @@ def test_readme_example_over_http_and_bad_input_names_the_field(miles_registry) 
         r = client.post(
             ROUTE,
             json={
-                "objects": [{"photometry": {"magnitudes": [4.3, 4.2, 3.6]}}, {"lightcurve": {"values": [1, 2, 1, 2]}}]
+                "objects": [
+                    {"photometry": {"magnitudes": [4.3, 4.2, 3.6, 3.0]}},
+                    {"lightcurve": {"values": [1, 2, 1, 2]}},
+                ]
             },
         )
         assert r.status_code == 422 and "objects[1].lightcurve" in strict_json(r.text)["detail"], r.text

@@ -77,11 +77,13 @@ BAND_INFO: dict[str, Band] = {
     "2mass_ks": Band(21590.0, "Vega", 1.85),
     "wise_w1": Band(33526.0, "Vega", 2.699),
     "wise_w2": Band(46028.0, "Vega", 3.339),
-    # Johnson U, B and V (the Bright Star Catalogue; B and V also Hipparcos/Tycho-era tables): effective wavelengths
-    # and AB offsets from Blanton & Roweis 2007, Table 1. Not in BANDS: catalogues that have them use their own list.
+    # Johnson U, B and V (the Bright Star Catalogue; B and V also Hipparcos/Tycho-era tables) and Cousins I (V - I of
+    # the Hipparcos new reduction): effective wavelengths and AB offsets from Blanton & Roweis 2007, Table 1. Not in
+    # BANDS: catalogues that have them use their own list.
     "johnson_u": Band(3571.0, "Vega", 0.79),
     "johnson_b": Band(4344.0, "Vega", -0.09),
     "johnson_v": Band(5456.0, "Vega", 0.02),
+    "cousins_i": Band(7994.0, "Vega", 0.45),
 }
 
 #: The fixed band order of every merged SED array (:func:`merge_bands`).

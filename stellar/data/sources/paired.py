@@ -10,7 +10,7 @@ joins them on the object table.
 - :class:`PairedSimulatedSource`: the :class:`~stellar.data.simulate.paired.PairedSimulator` (spectrum, SED with a
   parallax, light curve).
 - :class:`MilesPairedSource`: the real set MILES spectra × Bright Star Catalogue UBV photometry (by HD number) ×
-  Hipparcos parallaxes (by position, proper motions propagated to J2000); no light curves.
+  Hipparcos parallaxes and V − I (by position, proper motions propagated to J2000); no light curves.
 """
 
 from __future__ import annotations
@@ -169,8 +169,9 @@ class PairedSimulatedSource(_Paired):
         return lightcurve_write_kwargs(padded, self._rows("lightcurve"), preprocessing, self._provenance())
 
 
-#: the bands of the Bright Star Catalogue photometry in a MILES paired set
-BANDS_BSC5: tuple[str, ...] = ("johnson_u", "johnson_b", "johnson_v")
+#: the bands of a MILES paired set's photometry: U, B, V of the Bright Star Catalogue and Cousins I from the
+#: Hipparcos V - I (van Leeuwen 2007) with the catalogue's V
+BANDS_MILES_PAIRED: tuple[str, ...] = ("johnson_u", "johnson_b", "johnson_v", "cousins_i")
 
 
 @dataclasses.dataclass
@@ -180,8 +181,9 @@ class MilesPairedSource(_Paired):
     Objects are the rows of ``miles_params.csv`` (``miles:<name>``). They are matched to BSC5 by HD number and the
     result to Hipparcos by position within ``radius_arcsec`` at J2000 (Hipparcos moved from J1991.25 with its
     proper motions), as in ``experiments/multimodal/README.md``. Modalities: ``spectrum`` (the MILES spectra, by
-    :class:`~stellar.data.sources.spectra.MilesSource`) and ``sed`` (Johnson U, B, V from BSC5 V, B−V, U−B, no
-    errors, and the Hipparcos ``parallax``/``parallax_err`` in mas, NaN where there is no Hipparcos match);
+    :class:`~stellar.data.sources.spectra.MilesSource`) and ``sed`` (Johnson U, B, V from BSC5 V, B−V, U−B, and
+    Cousins I from BSC5 V and the Hipparcos V − I, no errors, and the Hipparcos ``parallax``/``parallax_err`` in
+    mas; I, the parallax and its error are NaN where there is no Hipparcos match);
     there are no light curves. Labels (``teff``, ``logg``, ``feh``, ``mk_class`` from ``sptype``) come from
     ``miles_params.csv`` and are never inputs; nor are the catalogues' spectral types.
 
@@ -220,7 +222,9 @@ class MilesPairedSource(_Paired):
         return files
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"files": [digest(urls.read_bytes(f)) for f in self._files()], "radius_arcsec": self.radius_arcsec}
+        files = [digest(urls.read_bytes(f)) for f in self._files()]
+        # the stored bands name what the SED datasets hold (a store built before Cousins I was added is rebuilt)
+        return {"files": files, "radius_arcsec": self.radius_arcsec, "sed_bands": list(BANDS_MILES_PAIRED)}
 
     @functools.cached_property
     def _params(self) -> pd.DataFrame:
@@ -280,14 +284,17 @@ class MilesPairedSource(_Paired):
         b = v + phot["b_v"].to_numpy(float)
         bands = {"v": v, "b": b, "u": b + phot["u_b"].to_numpy(float)}
         column_map = {"johnson_u": ("bsc5", "u"), "johnson_b": ("bsc5", "b"), "johnson_v": ("bsc5", "v")}
-        mag, err, _ = merge_bands({"bsc5": bands}, column_map, bands=BANDS_BSC5)
         hip = self._hipparcos
         hip = hip.set_index(hip["hip"].astype(str))
         has_hip = (rows["id_hip"] != "").to_numpy()
-        plx = np.full(len(rows), np.nan)
-        e_plx = np.full(len(rows), np.nan)
-        plx[has_hip] = hip.loc[rows.loc[has_hip, "id_hip"], "parallax"].to_numpy(float)
-        e_plx[has_hip] = hip.loc[rows.loc[has_hip, "id_hip"], "e_parallax"].to_numpy(float)
+        plx, e_plx, v_i = (np.full(len(rows), np.nan) for _ in range(3))
+        matched = hip.loc[rows.loc[has_hip, "id_hip"]]
+        plx[has_hip] = matched["parallax"].to_numpy(float)
+        e_plx[has_hip] = matched["e_parallax"].to_numpy(float)
+        v_i[has_hip] = matched["v_i"].to_numpy(float)
+        bands["i"] = v - v_i  # Cousins I: BSC5's V minus Hipparcos' V - I (NaN without a Hipparcos match)
+        column_map["cousins_i"] = ("bsc5", "i")
+        mag, err, _ = merge_bands({"bsc5": bands}, column_map, bands=BANDS_MILES_PAIRED)
         meta = pd.DataFrame(
             {
                 "object_id": rows["object_id"].to_numpy(),
@@ -308,4 +315,4 @@ class MilesPairedSource(_Paired):
             "bsc5": str(self._files()[2]),
             "hipparcos": str(self._files()[3]),
         }
-        return sed_write_kwargs(BANDS_BSC5, mag, err, meta, prov)
+        return sed_write_kwargs(BANDS_MILES_PAIRED, mag, err, meta, prov)

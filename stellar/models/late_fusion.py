@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from stellar.errors import StellarConfigError, StellarDataError
-from stellar.evaluation.calibration import negative_log_likelihood
+from stellar.evaluation.calibration import log_loss_per_row
 from stellar.models.ensemble import Ensemble, best_weights, gaussian_product, log_linear_pool
 from stellar.models.estimators import log_probs, physical_outputs, read_meta
 from stellar.models.luminosity import log_luminosity, logg_from_luminosity
@@ -143,8 +143,9 @@ CASCADE_DEFAULTS: dict[str, Any] = {
     "targets": None,  # the source's targets fed (learned space: log10 for its log targets); None: all of them
     "physical": True,  # add log L and the physical log g (needs teff among the targets)
     "field": "features",  # the member's field holding V and the parallax
-    "v_column": 2,  # its column of the V magnitude (datamodule=miles_paired: U, B, V, U-B, B-V, M_V, plx, plx error)
-    "parallax_column": 6,  # its column of the parallax (mas)
+    # datamodule=miles_paired features: U, B, V, I, U-B, B-V, V-I, M_V, parallax, parallax error
+    "v_column": 2,  # its column of the V magnitude
+    "parallax_column": 8,  # its column of the parallax (mas)
     "mass_exponent": 0.25,  # the mass guess M = L^mass_exponent of the physical log g
     "out_of_sample": "loo",  # training rows: "loo" (exact leave-one-out of a kernel ridge) or "crossfit"
     "crossfit_folds": 5,  # folds of "crossfit"
@@ -323,6 +324,10 @@ class LateFusion(Ensemble):
         Equal weights, or per head the weights of the simplex grid with the lowest validation loss.
     weight_step : float
         Step of the weight grid, dividing 1.
+    weight_margin : float
+        With ``weighting="validation"``, keep a head's mixture only if its validation loss beats the best single
+        member kind's by more than ``weight_margin`` standard errors of their paired per-object difference, else
+        give that kind all the weight (the one-standard-error rule at 1; 0: the lowest loss wins).
     cascade : mapping, optional
         A member (``member``) that also reads another's predictions (``source``) and physical features made from
         them (:class:`CascadeMember`; the settings and defaults in :data:`CASCADE_DEFAULTS`); ``None``: off.
@@ -341,6 +346,7 @@ class LateFusion(Ensemble):
         calibrate_members: bool = True,
         weighting: str = "validation",
         weight_step: float = 0.1,
+        weight_margin: float = 0.0,
         cascade: Mapping[str, Any] | None = None,
     ):
         if sorted(modalities or {}) != sorted(members or {}):
@@ -349,7 +355,7 @@ class LateFusion(Ensemble):
                 f"modalities {dict(modalities or {})}"
             )
         super().__init__(members, None, name, class_names, seed, target_stats, calibrate_members, weighting,
-                         weight_step)  # fmt: skip
+                         weight_step, weight_margin)  # fmt: skip
         self.modalities: dict[str, str | list[str]] = {
             str(k): str(v) if isinstance(v, str) else [str(m) for m in v] for k, v in modalities.items()
         }
@@ -442,8 +448,9 @@ class LateFusion(Ensemble):
     def _fit_weights(self, val: Mapping[str, Any]) -> dict[str, dict[str, float]]:
         """Per head, the member weights of the simplex grid with the lowest validation loss of the presence-masked
         pool: log loss of the log-linear pool (class head), MAE of the Gaussian product's mean in the learned space
-        (a target). A head left out (equal weights): one with a single member kind, or whose scored validation
-        objects never have two member kinds present (nothing there to choose the weights on)."""
+        (a target), a mixture kept over the best single kind only by ``weight_margin`` standard errors. A head left
+        out (equal weights): one with a single member kind, or whose scored validation objects never have two
+        member kinds present (nothing there to choose the weights on)."""
         weights: dict[str, dict[str, float]] = {}
         y = np.asarray(val["label"])
         outs = {key: self._member_outputs(key, val) for key in self.models}
@@ -451,14 +458,15 @@ class LateFusion(Ensemble):
         for head in heads:
             keys = [k for k, m in self.models.items() if (m.class_names if head == "class" else head in m.targets)]
 
-            def loss(w: Mapping[str, float], head: str = head) -> float:
+            def loss(w: Mapping[str, float], head: str = head) -> np.ndarray:
+                # per scored object (the same objects for every w: presence, not the weights, decides which)
                 pooled, regs, none = self._pooled(val, {head: w}, outs)
                 if head == "class":
                     ok = (y >= 0) & ~none["class"]
-                    return negative_log_likelihood(pooled["class"][ok], y[ok]) if ok.sum() else 0.0
+                    return log_loss_per_row(pooled["class"][ok], y[ok]) if ok.sum() else np.zeros(0)
                 truth = self._learned(head, np.asarray(val[head], dtype=np.float64))
                 ok = np.isfinite(truth) & ~none[head]
-                return float(np.mean(np.abs(regs[head][0][ok] - truth[ok]))) if ok.sum() else 0.0
+                return np.abs(regs[head][0][ok] - truth[ok])
 
             # the weights only matter where two member kinds answer a scored object: without one, any weights give
             # the same loss, and the grid's first row (all weight on the last kind) would be kept as if chosen
@@ -470,7 +478,7 @@ class LateFusion(Ensemble):
             if len(kinds) > 1 and not (scored & (np.sum(list(kinds.values()), axis=0) >= 2)).any():
                 log.info("late fusion: no validation object with %s has two of %s; equal weights", head, keys)
                 continue
-            chosen = best_weights(keys, self.weight_step, loss)
+            chosen = best_weights(keys, self.weight_step, loss, self.weight_margin)
             if chosen is not None:
                 weights[head] = chosen
         return weights

@@ -53,11 +53,13 @@ from typing import Any
 import numpy as np
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from stellar.evaluation.calibration import (
     REPORT_LEVELS,
     NoIntervalCalibration,
     SubsetIntervalCalibrator,
+    log_loss_per_row,
     negative_log_likelihood,
     softmax,
 )
@@ -82,6 +84,8 @@ SED_CANDIDATES = {
     "depth4_mcw1": ["model.members.sed.params.max_depth=4", "model.members.sed.params.min_child_weight=1"],
     # a smooth member: kernel ridge on U - B, B - V, M_V (conf/model/late_fusion_sed_kernel_ridge.yaml)
     "kernel_ridge": ["model=late_fusion_sed_kernel_ridge"],
+    # the same XGBoost member reading Cousins I too (the Hipparcos V - I): I and V - I are features
+    "with_i": ["datamodule.modalities.sed.bands=null"],
 }
 
 
@@ -391,17 +395,17 @@ def _rows(x: Any, keep: np.ndarray) -> Any:
     return None if x is None else np.asarray(x)[keep]
 
 
-def _pool_loss(model: Any, head: str, arrays: dict[str, Any], outs: dict[str, Any], w: Any) -> float:
-    """``LateFusion``'s validation loss of one head's weights ``w``: log loss of the pool (class), MAE of the pooled
-    mean in the learned space (a target)."""
+def _pool_loss(model: Any, head: str, arrays: dict[str, Any], outs: dict[str, Any], w: Any) -> np.ndarray:
+    """``LateFusion``'s validation loss of one head's weights ``w``, per object: log loss of the pool (class),
+    absolute error of the pooled mean in the learned space (a target)."""
     pooled, regs, none = model._pooled(arrays, {head: w}, outs)
     if head == "class":
         y = np.asarray(arrays["label"])
         ok = (y >= 0) & ~none["class"]
-        return negative_log_likelihood(pooled["class"][ok], y[ok])
+        return log_loss_per_row(pooled["class"][ok], y[ok])
     truth = model._learned(head, np.asarray(arrays[head], dtype=np.float64))
     ok = np.isfinite(truth) & ~none[head]
-    return float(np.mean(np.abs(regs[head][0][ok] - truth[ok])))
+    return np.abs(regs[head][0][ok] - truth[ok])
 
 
 def val_check(args: argparse.Namespace) -> None:
@@ -433,7 +437,8 @@ def val_check(args: argparse.Namespace) -> None:
                 o_te = {key: _rows(outs[key], te) for key in keys}
                 chosen: dict[str, dict[str, float]] = {}
                 for head in heads:
-                    w = best_weights(keys, model.weight_step, partial(_pool_loss, model, head, val_tr, o_tr))
+                    w = best_weights(keys, model.weight_step, partial(_pool_loss, model, head, val_tr, o_tr),
+                                     args.margin)  # fmt: skip
                     if w is not None:
                         chosen[head] = w
                 pooled, regs, _ = model._pooled(val_te, chosen, o_te)
@@ -441,8 +446,10 @@ def val_check(args: argparse.Namespace) -> None:
                 for t in model.targets:
                     pred[pool][t][te] = regs[t][0]
         both = np.asarray(val["present"]["spectrum"]) & np.asarray(val["present"]["sed"])
+        # the objects every pool answers (with --member sed the pool without it has no answer for an SED-only star)
+        answered = np.logical_and.reduce([np.isfinite(pred[pool]["class"]).all(1) for pool in pools])
         row: dict[str, Any] = {}
-        for subset, keep in (("all", np.ones(n, bool)), ("spectrum+sed", both)):
+        for subset, keep in (("all", answered), ("spectrum+sed", both & answered)):
             for pool in pools:
                 ok = keep & (y >= 0)
                 r = {"n": int(ok.sum()), "logloss": negative_log_likelihood(pred[pool]["class"][ok], y[ok]),
@@ -468,6 +475,7 @@ def val_check(args: argparse.Namespace) -> None:
     print("mean", json.dumps(mean))
     print("with − without per fold", json.dumps(diff))
     out = {"overrides": args.overrides, "folds": args.folds, "split_seed": args.split_seed, "member": args.member,
+           "margin": args.margin,
            "mean_over_val_folds": mean, "with_minus_without": diff, "per_fold": res}  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
@@ -504,18 +512,25 @@ def val_members(args: argparse.Namespace) -> None:
 
 
 def choose_sed(args: argparse.Namespace) -> None:
-    """The SED member alone, per candidate, on each fold's validation part (its SED objects): log loss, accuracy,
-    Teff median error, logg and [Fe/H] MAE. Never reads a test part."""
+    """The SED member alone, per candidate (``--candidates``, default all), on each fold's validation part (its SED
+    objects): log loss, accuracy, Teff median error, logg and [Fe/H] MAE. A candidate that changes the datamodule (its
+    bands) gets its own. Never reads a test part."""
     res: dict[str, Any] = {}
     t0 = time.perf_counter()
+    candidates = {name: SED_CANDIDATES[name] for name in (args.candidates or SED_CANDIDATES)}
     for fold in args.folds:
         base = ["experiment=miles_fusion", *args.overrides, *_split(fold, args.split_seed)]
-        cfg = _cfg(base)
-        dm = instantiate(cfg.datamodule, split=instantiate(cfg.split))
-        dm.setup("fit")
-        train, val = dm.arrays("train"), dm.arrays("val")
-        for name, extra in SED_CANDIDATES.items():
-            member_cfg = _cfg([*base, *extra]).model.members.sed
+        datamodules: dict[str, Any] = {}
+        for name, extra in candidates.items():
+            cfg = _cfg([*base, *extra])
+            key = OmegaConf.to_yaml(cfg.datamodule)
+            if key not in datamodules:
+                dm = instantiate(cfg.datamodule, split=instantiate(cfg.split))
+                dm.setup("fit")
+                datamodules[key] = dm
+            dm = datamodules[key]
+            train, val = dm.arrays("train"), dm.arrays("val")
+            member_cfg = cfg.model.members.sed
             factory = instantiate(member_cfg)  # the member's estimator factory (_partial_: true)
             model = factory(class_names=dm.class_names, target_stats=dm.target_stats, seed=0, name="sed")
             member = ModalityMember(model, "sed")
@@ -535,7 +550,7 @@ def choose_sed(args: argparse.Namespace) -> None:
     mean = {name: {k: float(np.mean([r[k] for r in rs.values()])) for k in next(iter(rs.values()))}
             for name, rs in res.items()}  # fmt: skip
     out = {"overrides": args.overrides, "folds": args.folds, "split_seed": args.split_seed,
-           "candidates": SED_CANDIDATES, "mean_over_val_folds": mean, "per_fold": res,
+           "candidates": candidates, "mean_over_val_folds": mean, "per_fold": res,
            "seconds": time.perf_counter() - t0}  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
@@ -589,10 +604,112 @@ def stack_check(args: argparse.Namespace) -> None:
     )
 
 
+def _robust_var(x: np.ndarray) -> float:
+    """(1.4826 × the median absolute deviation)², the variance of a Gaussian core, ignoring NaN."""
+    x = x[np.isfinite(x)]
+    return float((1.4826 * np.median(np.abs(x - np.median(x)))) ** 2)
+
+
+def limits(args: argparse.Namespace) -> None:
+    """How far can a second modality move the MK letter and Teff? Three checks, none reading a test part:
+    (1) the MILES and BSC5 spectral types of the same stars, as MK letters (two independent classifications);
+    (2) the catalogue Teff (and log g, [Fe/H]) as the only input of a letter classifier (5-fold cross-validated gradient
+    boosting on every labelled star); (3) on each fold's validation objects with both modalities (saved ``folds``
+    runs): the spectrum member's accuracy against fixed pools of the two calibrated members (log-linear with the
+    spectrum's weight w; the Bayes product p_spec p_sed / prior with the training class frequencies), the Teff
+    median error of fixed mixtures of the two members' log Teff, and the three-cornered hat of log Teff (catalogue,
+    spectrum member, SED member: robust variances of the three pairwise differences give each one's own scatter,
+    if their errors are independent)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from stellar.data.labels import mk_letter_from_sptype
+    from stellar.data.sources.paired import MilesPairedSource
+
+    t0 = time.perf_counter()
+    cfg = _cfg(["experiment=miles_fusion", *args.overrides])
+    source = MilesPairedSource(cfg.datamodule.data_dir)
+    t = source.objects().table
+    with_hr = t[t["id_hr"] != ""]
+    bsc5 = source._bsc5.set_index(source._bsc5["hr"].astype(str)).loc[with_hr["id_hr"]]
+    letter_bsc5 = np.array([mk_letter_from_sptype(x) or "" for x in bsc5["sptype"].fillna("")])
+    letter_miles = with_hr["mk_class"].to_numpy()
+    both_typed = (letter_bsc5 != "") & (letter_miles != "")
+    agreement = {
+        "n": int(both_typed.sum()),
+        "agree": float(np.mean(letter_bsc5[both_typed] == letter_miles[both_typed])),
+    }
+    print("MILES vs BSC5 letters", agreement, flush=True)
+    typed = (t["mk_class"] != "") & np.isfinite(t["teff"]) & np.isfinite(t["logg"]) & np.isfinite(t["feh"])
+    y_all = t.loc[typed, "mk_class"].to_numpy()
+    from_labels: dict[str, float] = {}
+    for name, cols in (("teff", ["teff"]), ("teff+logg", ["teff", "logg"]), ("teff+logg+feh", ["teff", "logg", "feh"])):
+        x = np.column_stack([np.log10(t.loc[typed, c]) if c == "teff" else t.loc[typed, c] for c in cols])
+        cv = StratifiedKFold(5, shuffle=True, random_state=0)
+        pred = cross_val_predict(HistGradientBoostingClassifier(max_depth=3, max_iter=100), x, y_all, cv=cv)
+        from_labels[name] = float(np.mean(pred == y_all))
+    print("letter from the catalogue's own parameters", from_labels, flush=True)
+    ws = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+    res: dict[str, Any] = {}
+    hat_rows: list[np.ndarray] = []
+    for fold in args.folds:
+        model, val = _saved_run(args, fold)
+        cfg_f = _cfg(["experiment=miles_fusion", *args.overrides, *_split(fold, args.split_seed)])
+        dm = instantiate(cfg_f.datamodule, split=instantiate(cfg_f.split))
+        dm.setup("fit")
+        y_tr = np.asarray(dm.arrays("train")["label"])
+        prior = np.bincount(y_tr[y_tr >= 0], minlength=len(model.class_names)) + 1.0
+        log_prior = np.log(prior / prior.sum())
+        (o_s, p_s), (o_p, p_p) = model._member_outputs("spectrum_0", val), model._member_outputs("sed_0", val)
+        y = np.asarray(val["label"])
+        both = np.asarray(val["present"]["spectrum"]) & np.asarray(val["present"]["sed"])
+        lab = both & (y >= 0)
+        l_s, l_p = (np.log(np.clip(np.asarray(p)[lab], 1e-12, 1.0)) for p in (p_s, p_p))
+        acc = {"spectrum": float(np.mean(l_s.argmax(1) == y[lab])), "sed": float(np.mean(l_p.argmax(1) == y[lab]))}
+        for w in ws[:-1]:
+            acc[f"log_linear_w{w}"] = float(np.mean((w * l_s + (1 - w) * l_p).argmax(1) == y[lab]))
+        acc["bayes_product"] = float(np.mean((l_s + l_p - log_prior).argmax(1) == y[lab]))
+        truth = np.asarray(val["teff"], dtype=np.float64)[both]
+        ls, lp = (np.log10(np.asarray(o["teff_mean"], dtype=np.float64)[both]) for o in (o_s, o_p))
+        teff = {f"w{w}": float(np.nanmedian(np.abs(10 ** (w * ls + (1 - w) * lp) - truth))) for w in ws}
+        hat_rows.append(np.column_stack([np.log10(truth), ls, lp]))
+        res[f"f{fold}"] = {"n": int(lab.sum()), "accuracy": acc, "teff_median_ae": teff}
+        print(fold, json.dumps(res[f"f{fold}"]), flush=True)
+    lt = np.concatenate(hat_rows)
+    lt = lt[np.isfinite(lt).all(1)]
+    v_sl, v_pl, v_sp = (_robust_var(lt[:, a] - lt[:, b]) for a, b in ((1, 0), (2, 0), (1, 2)))
+    to_k = 5500.0 * np.log(10.0)  # dex of log Teff → K at 5,500 K
+    hat = {
+        "n": len(lt),
+        "spectrum_minus_catalogue": v_sl,
+        "sed_minus_catalogue": v_pl,
+        "spectrum_minus_sed": v_sp,
+        "catalogue": (v_sl + v_pl - v_sp) / 2,
+        "spectrum": (v_sl + v_sp - v_pl) / 2,
+        "sed": (v_pl + v_sp - v_sl) / 2,
+    }
+    hat_k = {k: (float(np.sqrt(max(v, 0.0)) * to_k) if k != "n" else v) for k, v in hat.items()}
+    print("three-cornered hat, robust sigma in K at 5500 K", hat_k)
+    mean = {part: {k: float(np.mean([r[part][k] for r in res.values()])) for k in next(iter(res.values()))[part]}
+            for part in ("accuracy", "teff_median_ae")}  # fmt: skip
+    print("mean", json.dumps(mean))
+    _save(
+        args,
+        {
+            "mk_letter_agreement_miles_bsc5": agreement,
+            "letter_from_catalogue_parameters_cv": from_labels,
+            "validation_mean_over_folds": mean,
+            "three_cornered_hat_sigma_K": hat_k,
+            "per_fold": res,
+        },
+        t0,
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     modes_list = ["folds", "choose-sed", "stack-check", "table", "compare", "val-check", "val-members", "coverage",
-                  "coverage-table"]  # fmt: skip
+                  "coverage-table", "limits"]  # fmt: skip
     p.add_argument("mode", choices=modes_list)
     p.add_argument("--out", required=True, help="results JSON to write (table: to read)")
     p.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -600,6 +717,8 @@ def main() -> None:
     p.add_argument("--runs", nargs="+", default=[], help="compare: the variant's folds JSONs, one per assignment")
     p.add_argument("--baseline", nargs="+", default=[], help="compare: the late fusion's, in the same order")
     p.add_argument("--member", default="joint", help="val-check: the member whose worth is checked")
+    p.add_argument("--candidates", nargs="+", choices=list(SED_CANDIDATES), help="choose-sed: these only")
+    p.add_argument("--margin", type=float, default=0.0, help="val-check: the pool weights' weight_margin")
     p.add_argument("--variant-name", default="late fused + joint", help="compare: the variant's row name")
     p.add_argument("overrides", nargs="*")
     args = p.parse_intermixed_args()
@@ -608,7 +727,7 @@ def main() -> None:
         print(show(json.loads(Path(args.out).read_text())))
         return
     modes = {"folds": folds, "choose-sed": choose_sed, "stack-check": stack_check, "compare": compare,
-             "val-check": val_check, "val-members": val_members, "coverage": coverage}  # fmt: skip
+             "val-check": val_check, "val-members": val_members, "coverage": coverage, "limits": limits}  # fmt: skip
     modes[args.mode](args)
 
 

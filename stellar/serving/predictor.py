@@ -72,7 +72,9 @@ class Predictor:
         from stellar.serving import api as api_module
         from stellar.serving.table_requests import modality_of
 
-        api_cls = getattr(api_module, modality_of(version).api)
+        # a fused model answers one dict of modalities per object (/predict/multimodal); it has no table scoring
+        fused = version.manifest.get("modality") == api_module.MultiModalAPI.modality
+        api_cls = api_module.MultiModalAPI if fused else getattr(api_module, modality_of(version).api)
         api = api_cls(version.name, version.version, version.registry.root, api_path=api_path, num_threads=num_threads)
         api.setup("cpu")
         if api.load_error:

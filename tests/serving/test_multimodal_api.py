@@ -15,6 +15,7 @@ from hydra import compose, initialize_config_dir
 from litserve.utils import wrap_litserve_start
 from pydantic import ValidationError
 
+import stellar
 from stellar.evaluation.calibration import ONE_SIGMA, SubsetIntervalCalibrator
 from stellar.models.late_fusion import LateFusion
 from stellar.pipelines import train
@@ -211,7 +212,10 @@ def test_predict_takes_one_dict_of_modalities_per_object_as_the_readme_body(mile
     want = _answer(api, _readme_body())["predictions"]
     ubv = {"data": [4.27, 4.16, 3.61], "bands": ["johnson_u", "johnson_b", "johnson_v"]}
     flux = [1.0, 1.1, 1.2, 1.15, 1.1, 1.05]
-    got = Predictor(api).predict(
+    # stellar.load finds the fused model's endpoint by the version's modality (it used to refuse: not table-scorable)
+    loaded = stellar.load("fusion", registry=str(miles_registry))
+    assert isinstance(loaded.api, MultiModalAPI)
+    got = loaded.predict(
         [
             {"spectrum": flux, "photometry": {**ubv, "parallax": 91.5, "parallax_err": 0.22}},
             {"photometry": ubv},

@@ -69,6 +69,8 @@ def test_a_bare_miles_folder_finds_photometry_and_parallax_by_name(tmp_path: Pat
     # van Leeuwen (2007): β Vir 91.50 ± 0.22 mas, 85 Peg 82.17 ± 2.23 mas
     assert meta.loc["miles:HD102870", ["parallax", "parallax_err"]].tolist() == pytest.approx([91.50, 0.22])
     assert meta.loc["miles:HD224930", ["parallax", "parallax_err"]].tolist() == pytest.approx([82.17, 2.23])
-    mag = sed["arrays"]["mag"]  # Johnson U, B, V; β Vir V 3.61, B = V + (B−V) = 4.16, U = B + (U−B) = 4.27
+    # Johnson U, B, V and Cousins I; β Vir V 3.61, B = V + (B−V) = 4.16, U = B + (U−B) = 4.27 (BSC5) and
+    # I = V − (V−I) = 3.61 − 0.61 = 3.00 (Hipparcos new reduction)
+    mag = sed["arrays"]["mag"]
     row = list(meta.index).index("miles:HD102870")
-    assert mag[row].tolist() == pytest.approx([4.27, 4.16, 3.61], abs=1e-4)
+    assert mag[row].tolist() == pytest.approx([4.27, 4.16, 3.61, 3.00], abs=1e-4)

@@ -17,7 +17,7 @@ from stellar.data.simulate.sed import (
 )
 from stellar.errors import StellarValueError
 
-VEGA_BANDS = ("johnson_b", "johnson_v", "gaia_bp", "gaia_g", "gaia_rp", "2mass_j", "2mass_h", "2mass_ks")
+VEGA_BANDS = ("johnson_b", "johnson_v", "gaia_bp", "gaia_g", "gaia_rp", "cousins_i", "2mass_j", "2mass_h", "2mass_ks")
 
 
 def _native(teff: list[float], bands=VEGA_BANDS) -> np.ndarray:

@@ -56,23 +56,24 @@ SPECLITE_FILTERS: dict[str, str] = {
     "johnson_u": "bessell-U",
     "johnson_b": "bessell-B",
     "johnson_v": "bessell-V",
+    "cousins_i": "bessell-I",
 }
 
 # Approximate faint limits (≈5σ) and bright (saturation) limits, native magnitudes: SDSS imaging, Gaia DR3, 2MASS PSC,
-# AllWISE. Bessell U/B/V have no survey behind them here: a Hipparcos-like 0–12 mag window.
+# AllWISE. Bessell U/B/V/I have no survey behind them here: a Hipparcos-like 0–12 mag window.
 FAINT_LIMIT: dict[str, float] = {
     "sdss_u": 22.0, "sdss_g": 22.2, "sdss_r": 22.2, "sdss_i": 21.3, "sdss_z": 20.5,
     "gaia_g": 20.7, "gaia_bp": 20.5, "gaia_rp": 19.8,
     "2mass_j": 16.8, "2mass_h": 16.0, "2mass_ks": 15.5,
     "wise_w1": 16.8, "wise_w2": 15.6,
-    "johnson_u": 13.0, "johnson_b": 13.0, "johnson_v": 12.4,
+    "johnson_u": 13.0, "johnson_b": 13.0, "johnson_v": 12.4, "cousins_i": 12.0,
 }  # fmt: skip
 BRIGHT_LIMIT: dict[str, float] = {
     "sdss_u": 13.0, "sdss_g": 14.0, "sdss_r": 14.0, "sdss_i": 14.0, "sdss_z": 12.5,
     "gaia_g": 3.0, "gaia_bp": 3.0, "gaia_rp": 3.0,
     "2mass_j": 4.0, "2mass_h": 4.0, "2mass_ks": 4.0,
     "wise_w1": 8.0, "wise_w2": 6.7,
-    "johnson_u": -1.0, "johnson_b": -1.0, "johnson_v": -1.0,
+    "johnson_u": -1.0, "johnson_b": -1.0, "johnson_v": -1.0, "cousins_i": -1.0,
 }  # fmt: skip
 
 _H, _C, _KB = 6.62607015e-27, 2.99792458e10, 1.380649e-16  # cgs

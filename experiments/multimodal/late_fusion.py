@@ -654,12 +654,7 @@ def limits(args: argparse.Namespace) -> None:
     hat_rows: list[np.ndarray] = []
     for fold in args.folds:
         model, val = _saved_run(args, fold)
-        cfg_f = _cfg(["experiment=miles_fusion", *args.overrides, *_split(fold, args.split_seed)])
-        dm = instantiate(cfg_f.datamodule, split=instantiate(cfg_f.split))
-        dm.setup("fit")
-        y_tr = np.asarray(dm.arrays("train")["label"])
-        prior = np.bincount(y_tr[y_tr >= 0], minlength=len(model.class_names)) + 1.0
-        log_prior = np.log(prior / prior.sum())
+        log_prior = np.log(model.prior["class"])  # the training part's class frequencies (add-one), saved with it
         (o_s, p_s), (o_p, p_p) = model._member_outputs("spectrum_0", val), model._member_outputs("sed_0", val)
         y = np.asarray(val["label"])
         both = np.asarray(val["present"]["spectrum"]) & np.asarray(val["present"]["sed"])

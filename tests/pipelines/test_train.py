@@ -25,8 +25,13 @@ def _options(group: str) -> list[str]:
 # options kept for the studies that rejected them (experiments/multimodal/README.md 8c, 8e), each ~20-35 s here on
 # the real MILES set, and the plain ridge baseline (its train.py path is tests/pipelines/test_ridge_train.py): their
 # fast_dev_run is in -m slow, their code is tested in tests/models
-SLOW_MODELS = {"late_fusion_cascade", "late_fusion_cascade_kr", "late_fusion_joint", "late_fusion_sed_kernel_ridge"}
-SLOW_MODELS |= {"spectral_ridge"}
+SLOW_MODELS = {
+    "late_fusion_cascade",
+    "late_fusion_cascade_kr",
+    "late_fusion_joint",
+    "late_fusion_sed_kernel_ridge",
+    "spectral_ridge",
+}
 
 
 @pytest.mark.parametrize(
